@@ -1,0 +1,204 @@
+//! Layer 3: backends. One trait, implemented by the naive `reference`, the fast native `cpu`,
+//! `wgpu` (raw WGSL from `shaders/`) and `cubecl` (kernels from `kernels/`, on its wgpu and CUDA
+//! runtimes). Public entry points validate; backends' `prepare_valid` assumes valid input.
+
+pub mod cpu;
+pub mod reference;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+pub mod cubecl;
+
+use crate::error::{Error, Result};
+use crate::problem::{DType, MsDeformAttnInput, MsDeformAttnProblem};
+
+/// Every backend this crate knows, compiled in or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    Reference,
+    Cpu,
+    Wgpu,
+    CubeclWgpu,
+    CubeclCuda,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 5] = [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Reference => "reference",
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::CubeclWgpu => "cubecl-wgpu",
+            BackendKind::CubeclCuda => "cubecl-cuda",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        BackendKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| Error::UnknownBackend(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An op with its inputs resident on the backend's device, ready to run repeatedly.
+pub trait Prepared {
+    /// Launches the op and waits until the device has finished it.
+    fn run(&mut self) -> Result<()>;
+    /// Reads the output of the last run back to the host, as f32.
+    fn output(&mut self) -> Result<Vec<f32>>;
+}
+
+/// A device plus the kernels for it.
+pub trait Backend {
+    fn kind(&self) -> BackendKind;
+    /// Adapter / device name and, where known, driver.
+    fn device(&self) -> String;
+    /// Whether this backend can run `ms_deform_attn` in `dtype`.
+    fn supports(&self, dtype: DType) -> Result<()>;
+
+    /// Uploads inputs and builds the kernel. Inputs are valid (see [`Backend::prepare_ms_deform_attn`]).
+    fn prepare_valid<'a>(&'a self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>>;
+
+    /// Validates the problem and inputs, then uploads them and builds the kernel.
+    fn prepare_ms_deform_attn<'a>(&'a self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
+        problem.validate()?;
+        input.check(problem)?;
+        self.supports(dtype)?;
+        self.prepare_valid(problem, input, dtype)
+    }
+
+    /// Runs `ms_deform_attn` once, host to host. Returns `[B,Q,M·D]` as f32.
+    fn ms_deform_attn(&self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Vec<f32>> {
+        let mut prepared = self.prepare_ms_deform_attn(problem, input, dtype)?;
+        prepared.run()?;
+        prepared.output()
+    }
+}
+
+/// Opens one backend by kind. A backend that is not compiled in or finds no device is an
+/// `Err(BackendUnavailable)` with the reason, never a panic.
+pub fn open(kind: BackendKind) -> Result<Box<dyn Backend>> {
+    match kind {
+        BackendKind::Reference => Ok(Box::new(reference::ReferenceBackend)),
+        BackendKind::Cpu => Ok(Box::new(cpu::CpuBackend::new())),
+        BackendKind::Wgpu => {
+            #[cfg(feature = "wgpu")]
+            return Ok(Box::new(wgpu::WgpuBackend::new()?));
+            #[cfg(not(feature = "wgpu"))]
+            return Err(not_compiled(kind, "wgpu"));
+        }
+        BackendKind::CubeclWgpu => {
+            #[cfg(feature = "cubecl-wgpu")]
+            return Ok(Box::new(cubecl::CubeclBackend::<::cubecl::wgpu::WgpuRuntime>::new_wgpu()?));
+            #[cfg(not(feature = "cubecl-wgpu"))]
+            return Err(not_compiled(kind, "cubecl-wgpu"));
+        }
+        BackendKind::CubeclCuda => {
+            #[cfg(feature = "cuda")]
+            return Ok(Box::new(cubecl::CubeclBackend::<::cubecl::cuda::CudaRuntime>::new_cuda()?));
+            #[cfg(not(feature = "cuda"))]
+            return Err(not_compiled(kind, "cuda"));
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn not_compiled(kind: BackendKind, feature: &str) -> Error {
+    Error::BackendUnavailable { backend: kind.name().into(), reason: format!("built without the `{feature}` cargo feature") }
+}
+
+/// Opens a backend by name; `auto` picks CUDA if a driver works, else a wgpu adapter that is a
+/// real GPU, else the native cpu backend (a software Vulkan adapter such as lavapipe is slower
+/// than the cpu backend). Returns the backend and a sentence saying why it was picked.
+pub fn select(name: &str) -> Result<(Box<dyn Backend>, String)> {
+    if name != "auto" {
+        let kind = BackendKind::parse(name)?;
+        let b = open(kind)?;
+        let why = format!("{} on {} (asked for by name)", kind, b.device());
+        return Ok((b, why));
+    }
+    let mut notes = Vec::new();
+    match open(BackendKind::CubeclCuda) {
+        Ok(b) => {
+            let why = format!("cubecl-cuda on {}: a CUDA driver is present", b.device());
+            return Ok((b, why));
+        }
+        Err(e) => notes.push(format!("no CUDA ({e})")),
+    }
+    for kind in [BackendKind::Wgpu, BackendKind::CubeclWgpu] {
+        match open(kind) {
+            Ok(b) => {
+                if is_software_adapter(&b.device()) {
+                    notes.push(format!("{kind} found only a software adapter ({})", b.device()));
+                    break;
+                }
+                let why = format!("{kind} on {}: a hardware GPU adapter; {}", b.device(), notes.join("; "));
+                return Ok((b, why));
+            }
+            Err(e) => notes.push(format!("{e}")),
+        }
+    }
+    let b = open(BackendKind::Cpu)?;
+    let why = format!("cpu on {}: {}", b.device(), notes.join("; "));
+    Ok((b, why))
+}
+
+/// Names of CPU-emulated adapters (Mesa lavapipe/llvmpipe, SwiftShader, WARP).
+pub fn is_software_adapter(device: &str) -> bool {
+    let d = device.to_ascii_lowercase();
+    ["llvmpipe", "lavapipe", "swiftshader", "software", "warp", "cpu"].iter().any(|s| d.contains(s))
+}
+
+/// Host-resident copy of an op's inputs, for backends that compute on the host.
+pub(crate) struct HostInputs {
+    form: crate::problem::Form,
+    pub value: Vec<f32>,
+    tensors: [Vec<f32>; 3],
+}
+
+impl HostInputs {
+    /// Copies `input`, with `value` mapped through `value_map` (e.g. rounding to f16).
+    pub fn new(problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, value_map: impl Fn(f32) -> f32 + Sync) -> Self {
+        use rayon::prelude::*;
+        let value = input.value().par_iter().map(|&x| value_map(x)).collect();
+        let tensors = match *input {
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => [sampling_locations.to_vec(), attention_weights.to_vec(), Vec::new()],
+            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => [reference.to_vec(), sampling_offsets.to_vec(), attention_logits.to_vec()],
+        };
+        HostInputs { form: problem.form, value, tensors }
+    }
+
+    pub fn input(&self) -> MsDeformAttnInput<'_> {
+        let [a, b, c] = &self.tensors;
+        match self.form {
+            crate::problem::Form::Official => MsDeformAttnInput::Official { value: &self.value, sampling_locations: a, attention_weights: b },
+            crate::problem::Form::Fused(_) => MsDeformAttnInput::Fused { value: &self.value, reference: a, sampling_offsets: b, attention_logits: c },
+        }
+    }
+}
+
+/// Packs f32 values into the byte layout the shader reads for `dtype`.
+pub(crate) fn pack(values: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::F32 => bytemuck::cast_slice(values).to_vec(),
+        DType::F16 => {
+            let h: Vec<half::f16> = values.iter().map(|&x| half::f16::from_f32(x)).collect();
+            bytemuck::cast_slice(&h).to_vec()
+        }
+    }
+}
+
+/// Inverse of [`pack`].
+pub(crate) fn unpack(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytemuck::pod_collect_to_vec(bytes),
+        DType::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(bytes).into_iter().map(|x| x.to_f32()).collect(),
+    }
+}
+

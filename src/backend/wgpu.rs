@@ -1,0 +1,214 @@
+//! Raw wgpu backend: the WGSL of `shaders/` on Vulkan, Metal, DX12 or GL, whatever adapter wgpu
+//! finds (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME` narrow the choice). f16 storage uses WGSL's
+//! `pack2x16float`/`unpack2x16float`, so it needs no optional device feature.
+
+use std::borrow::Cow;
+
+use wgpu::util::DeviceExt;
+
+use super::{Backend, BackendKind, Prepared};
+use crate::error::{Error, Result};
+use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
+use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+
+pub struct WgpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    module: wgpu::ShaderModule,
+}
+
+/// Mirrors `Params` in `shaders/ms_deform_attn.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MsdaParams {
+    batch: u32,
+    queries: u32,
+    heads: u32,
+    groups: u32,
+    levels: u32,
+    points: u32,
+    tokens: u32,
+    total: u32,
+    grid_x: u32,
+    _pad: [u32; 3],
+    shapes: [[u32; 4]; MAX_LEVELS],
+}
+
+const WORKGROUP: u32 = 128;
+
+fn unavailable(reason: impl Into<String>) -> Error {
+    Error::BackendUnavailable { backend: "wgpu".into(), reason: reason.into() }
+}
+
+fn device_err(reason: impl std::fmt::Display) -> Error {
+    Error::Device { backend: "wgpu".into(), reason: reason.to_string() }
+}
+
+impl WgpuBackend {
+    pub fn new() -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()), ..wgpu::InstanceDescriptor::new_without_display_handle() });
+        let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).map_err(|e| unavailable(format!("no wgpu adapter: {e}")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("rlipv2"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| unavailable(format!("{}: request_device failed: {e}", info.name)))?;
+        device.on_uncaptured_error(std::sync::Arc::new(|e| eprintln!("wgpu: uncaptured error: {e}")));
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("ms_deform_attn.wgsl"), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(crate::shaders::MS_DEFORM_ATTN)) });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(unavailable(format!("ms_deform_attn.wgsl does not compile on {}: {e}", info.name)));
+        }
+        Ok(WgpuBackend { device, queue, info, limits, module })
+    }
+
+    fn buffer(&self, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        self.check_size(what, contents.len() as u64)?;
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage }))
+    }
+
+    fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        if bytes > max {
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: "wgpu".into(),
+                reason: format!("tensor `{what}` needs {bytes} bytes, but {} binds at most {max} bytes per buffer; split the batch or queries", self.info.name),
+            });
+        }
+        Ok(())
+    }
+}
+
+struct WgpuRun<'a> {
+    be: &'a WgpuBackend,
+    pipeline: wgpu::ComputePipeline,
+    bind: wgpu::BindGroup,
+    out: wgpu::Buffer,
+    out_bytes: u64,
+    groups: (u32, u32),
+    dtype: DType,
+}
+
+impl Backend for WgpuBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Wgpu
+    }
+    fn device(&self) -> String {
+        format!("{} ({:?}, {:?}, driver {} {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info)
+    }
+    fn supports(&self, _dtype: DType) -> Result<()> {
+        Ok(())
+    }
+    fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
+        let groups = (pr.channels / 8) as u32;
+        let total = (pr.batch * pr.queries * pr.heads) as u64 * groups as u64;
+        let workgroups = total.div_ceil(WORKGROUP as u64);
+        let max_x = self.limits.max_compute_workgroups_per_dimension as u64;
+        let gx = workgroups.min(max_x);
+        let gy = workgroups.div_ceil(gx);
+        if gy > max_x {
+            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("{total} invocations exceed the adapter's dispatch limit") });
+        }
+        let mut shapes = [[0u32; 4]; MAX_LEVELS];
+        for (s, lv) in shapes.iter_mut().zip(&pr.levels) {
+            *s = [lv.h as u32, lv.w as u32, lv.start as u32, 0];
+        }
+        let params = MsdaParams {
+            batch: pr.batch as u32,
+            queries: pr.queries as u32,
+            heads: pr.heads as u32,
+            groups,
+            levels: pr.num_levels() as u32,
+            points: pr.points as u32,
+            tokens: pr.tokens as u32,
+            total: total as u32,
+            grid_x: (gx as u32) * WORKGROUP,
+            _pad: [0; 3],
+            shapes,
+        };
+        let storage = wgpu::BufferUsages::STORAGE;
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: bytemuck::bytes_of(&params), usage: wgpu::BufferUsages::UNIFORM });
+        let value = self.buffer("value", &super::pack(input.value(), dtype), storage)?;
+        let out_bytes = (pr.output_len() * dtype.size()) as u64;
+        self.check_size("output", out_bytes)?;
+        let out = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("output"), size: out_bytes, usage: storage | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let (entry, ref_dim, tensors): (&str, u32, Vec<(&str, &[f32])>) = match (*input, pr.form) {
+            (MsDeformAttnInput::Official { sampling_locations, attention_weights, .. }, _) => ("main_official", 2, vec![("sampling_locations", sampling_locations), ("attention_weights", attention_weights)]),
+            (MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. }, form) => {
+                let dim = if form == Form::Fused(RefKind::Boxes) { 4 } else { 2 };
+                ("main_fused", dim, vec![("sampling_offsets", sampling_offsets), ("attention_logits", attention_logits), ("reference", reference)])
+            }
+        };
+        let mut bufs = Vec::new();
+        for (what, data) in &tensors {
+            bufs.push(self.buffer(what, bytemuck::cast_slice(data), storage)?);
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let constants = [("WG", WORKGROUP as f64), ("HALF", if dtype == DType::F16 { 1.0 } else { 0.0 }), ("REF_DIM", ref_dim as f64)];
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &self.module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+            cache: None,
+        });
+        let mut entries = vec![
+            wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: value.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 2, resource: out.as_entire_binding() },
+        ];
+        for (i, b) in bufs.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: 3 + i as u32, resource: b.as_entire_binding() });
+        }
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("ms_deform_attn"), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(device_err(format!("building the {entry} pipeline: {e}")));
+        }
+        Ok(Box::new(WgpuRun { be: self, pipeline, bind, out, out_bytes, groups: (gx as u32, gy as u32), dtype }))
+    }
+}
+
+impl Prepared for WgpuRun<'_> {
+    fn run(&mut self) -> Result<()> {
+        let dev = &self.be.device;
+        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ms_deform_attn") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ms_deform_attn"), timestamp_writes: None });
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, &self.bind, &[]);
+            pass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
+        }
+        let idx = self.be.queue.submit([enc.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(device_err(e));
+        }
+        dev.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None }).map_err(device_err)?;
+        Ok(())
+    }
+
+    fn output(&mut self) -> Result<Vec<f32>> {
+        let dev = &self.be.device;
+        let staging = dev.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: self.out_bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false });
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        enc.copy_buffer_to_buffer(&self.out, 0, &staging, 0, self.out_bytes);
+        let idx = self.be.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        dev.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None }).map_err(device_err)?;
+        rx.recv().map_err(device_err)?.map_err(device_err)?;
+        let data = super::unpack(&staging.slice(..).get_mapped_range(), self.dtype);
+        staging.unmap();
+        Ok(data)
+    }
+}

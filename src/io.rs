@@ -1,0 +1,120 @@
+//! safetensors files of the op CLI: read with every tensor checked (name, dtype, rank, shape),
+//! write atomically (a temporary file renamed into place, so a failed run leaves no output).
+
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::error::{Error, Result};
+use crate::problem::ms_deform_attn::{Level, OP};
+use crate::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem};
+
+/// Largest H or W of one level the CLI accepts (anything larger is surely a corrupt file).
+pub const MAX_SIDE: i64 = 1 << 16;
+
+/// The official-form inputs of `ms_deform_attn`, read from a file.
+pub struct MsDeformAttnFile {
+    pub problem: MsDeformAttnProblem,
+    pub value: Vec<f32>,
+    pub sampling_locations: Vec<f32>,
+    pub attention_weights: Vec<f32>,
+}
+
+impl MsDeformAttnFile {
+    pub fn input(&self) -> MsDeformAttnInput<'_> {
+        MsDeformAttnInput::Official { value: &self.value, sampling_locations: &self.sampling_locations, attention_weights: &self.attention_weights }
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+struct Reader<'a> {
+    file: PathBuf,
+    st: SafeTensors<'a>,
+}
+
+impl<'a> Reader<'a> {
+    fn tensor(&self, name: &str, dtype: Dtype, rank: usize) -> Result<TensorView<'a>> {
+        let t = self.st.tensor(name).map_err(|_| Error::Missing { op: OP, what: name.into(), file: self.file.clone() })?;
+        if t.dtype() != dtype {
+            return Err(Error::DType { op: OP, what: name.into(), expected: format!("{dtype:?}"), got: format!("{:?}", t.dtype()) });
+        }
+        if t.shape().len() != rank {
+            return Err(Error::Shape { op: OP, what: name.into(), expected: format!("rank {rank}"), got: format!("{:?} (rank {})", t.shape(), t.shape().len()) });
+        }
+        Ok(t)
+    }
+}
+
+fn expect_shape(name: &str, got: &[usize], expected: &[usize]) -> Result<()> {
+    if got != expected {
+        return Err(Error::shape(OP, name, expected, got));
+    }
+    Ok(())
+}
+
+/// Reads `value`, `spatial_shapes`, `level_start_index`, `sampling_locations` and
+/// `attention_weights` (official names and layouts) and checks them against each other.
+pub fn read_ms_deform_attn(path: &Path) -> Result<MsDeformAttnFile> {
+    let bytes = read_bytes(path)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("not a valid safetensors file: {e}") })?;
+    let r = Reader { file: path.to_path_buf(), st };
+    let value = r.tensor("value", Dtype::F32, 4)?;
+    let shapes = r.tensor("spatial_shapes", Dtype::I64, 2)?;
+    let starts = r.tensor("level_start_index", Dtype::I64, 1)?;
+    let loc = r.tensor("sampling_locations", Dtype::F32, 6)?;
+    let aw = r.tensor("attention_weights", Dtype::F32, 5)?;
+
+    let [b, s, m, d] = <[usize; 4]>::try_from(value.shape()).map_err(|_| Error::shape(OP, "value", "[B,S,M,D]", value.shape()))?;
+    let l = shapes.shape()[0];
+    expect_shape("spatial_shapes", shapes.shape(), &[l, 2])?;
+    expect_shape("level_start_index", starts.shape(), &[l])?;
+    let q = loc.shape()[1];
+    let p = loc.shape()[4];
+    expect_shape("sampling_locations", loc.shape(), &[b, q, m, l, p, 2])?;
+    expect_shape("attention_weights", aw.shape(), &[b, q, m, l, p])?;
+
+    let hw: Vec<i64> = bytemuck::pod_collect_to_vec(shapes.data());
+    let st: Vec<i64> = bytemuck::pod_collect_to_vec(starts.data());
+    let mut levels = Vec::with_capacity(l);
+    for i in 0..l {
+        let (h, w) = (hw[2 * i], hw[2 * i + 1]);
+        if !(1..=MAX_SIDE).contains(&h) || !(1..=MAX_SIDE).contains(&w) {
+            return Err(Error::limit(OP, "spatial_shapes", format!("level {i} is {h}×{w}; H and W must be in 1..={MAX_SIDE}")));
+        }
+        if st[i] < 0 {
+            return Err(Error::limit(OP, "level_start_index", format!("level {i} starts at {}", st[i])));
+        }
+        levels.push(Level { h: h as usize, w: w as usize, start: st[i] as usize });
+    }
+    let problem = MsDeformAttnProblem { batch: b, queries: q, heads: m, channels: d, points: p, levels, tokens: s, form: Form::Official };
+    problem.validate()?;
+    Ok(MsDeformAttnFile {
+        problem,
+        value: bytemuck::pod_collect_to_vec(value.data()),
+        sampling_locations: bytemuck::pod_collect_to_vec(loc.data()),
+        attention_weights: bytemuck::pod_collect_to_vec(aw.data()),
+    })
+}
+
+/// Writes f32 tensors to `path` atomically: into a temporary file beside it, then renamed.
+pub fn write_f32_tensors(path: &Path, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<()> {
+    let views = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data)).map(|v| (name.to_string(), v)).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("tensor `{name}`: {e}") })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::tensor::serialize(views, None).map_err(|e| Error::Format { file: path.to_path_buf(), reason: e.to_string() })?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    std::fs::write(&tmp, &bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}

@@ -1,0 +1,152 @@
+//! `rlipv2` command line: thin parsing over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rlipv2::backend::{self, BackendKind};
+use rlipv2::bench;
+use rlipv2::problem::{DType, Form, RefKind};
+use rlipv2::{io, Error, Result};
+
+#[derive(Parser)]
+#[command(name = "rlipv2", version, about = "RLIPv2 kernels and inference on any GPU or CPU")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one op on inputs from a safetensors file (for benchmark suites and external harnesses).
+    Op {
+        #[command(subcommand)]
+        op: OpCmd,
+    },
+    /// Time an op side by side on several backends in one run and print a table.
+    Bench {
+        #[command(subcommand)]
+        op: BenchCmd,
+    },
+    /// List the backends, whether each is usable here, and what `auto` picks.
+    Backends,
+}
+
+#[derive(Subcommand)]
+enum OpCmd {
+    #[command(name = "ms_deform_attn")]
+    /// Multi-scale deformable attention, official form. IN holds `value` f32 [B,S,M,D],
+    /// `spatial_shapes` i64 [L,2] (H,W), `level_start_index` i64 [L], `sampling_locations`
+    /// f32 [B,Q,M,L,P,2] (x,y in [0,1]), `attention_weights` f32 [B,Q,M,L,P]; OUT gets
+    /// `output` f32 [B,Q,M·D].
+    MsDeformAttn {
+        /// reference | cpu | wgpu | cubecl-wgpu | cubecl-cuda | auto
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        /// Storage type of value and output inside the kernel (accumulation is always f32).
+        #[arg(long, default_value = "f32")]
+        dtype: DType,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        /// Also run N more times and print median and min kernel time (device-synced).
+        #[arg(long)]
+        repeat: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    #[command(name = "ms_deform_attn")]
+    /// Multi-scale deformable attention on seeded inputs.
+    MsDeformAttn {
+        /// Comma-separated backends, or `all`. Default: the `auto` pick and cpu.
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Comma-separated dtypes.
+        #[arg(long, value_delimiter = ',', default_value = "f32,f16")]
+        dtypes: Vec<DType>,
+        /// encoder (RLIPv2 800×1333: Q = S = 22223) | decoder (Q = 200) | small
+        #[arg(long, default_value = "encoder")]
+        case: String,
+        /// official (locations + weights) | fused-points | fused-boxes (reference + offsets + logits)
+        #[arg(long, default_value = "official")]
+        form: String,
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Op { op: OpCmd::MsDeformAttn { backend, dtype, input, output, repeat } } => {
+            let file = io::read_ms_deform_attn(&input)?;
+            let (be, why) = backend::select(&backend)?;
+            eprintln!("backend: {why}");
+            let pr = &file.problem;
+            let mut prepared = be.prepare_ms_deform_attn(pr, &file.input(), dtype)?;
+            prepared.run()?;
+            let out = prepared.output()?;
+            if let Some(n) = repeat {
+                let t = bench::time_runs(prepared.as_mut(), n)?;
+                println!("{} {} {}: median {:.3} ms, min {:.3} ms over {n} runs", pr.form_name(), be.kind(), dtype, t.median_s * 1e3, t.min_s * 1e3);
+            }
+            io::write_f32_tensors(&output, &[("output", pr.output_shape(), &out)])?;
+            eprintln!("wrote `output` {:?} to {}", pr.output_shape(), output.display());
+            Ok(())
+        }
+        Cmd::Bench { op: BenchCmd::MsDeformAttn { backends, dtypes, case, form, repeat } } => {
+            let form = match form.as_str() {
+                "official" => Form::Official,
+                "fused-points" => Form::Fused(RefKind::Points),
+                "fused-boxes" => Form::Fused(RefKind::Boxes),
+                other => return Err(Error::Limit { op: "bench", what: "--form".into(), reason: format!("unknown form `{other}` (official, fused-points, fused-boxes)") }),
+            };
+            let pr = bench::case(&case, form).ok_or_else(|| Error::Limit { op: "bench", what: "--case".into(), reason: format!("unknown case `{case}` (one of {:?})", bench::CASES) })?;
+            let kinds = bench_backends(&backends)?;
+            println!("ms_deform_attn/{case} ({form:?}): B={} Q={} M={} D={} L={} P={} S={}; {:.1} MB compulsory (f32)", pr.batch, pr.queries, pr.heads, pr.channels, pr.num_levels(), pr.points, pr.tokens, pr.bytes(DType::F32) as f64 / 1e6);
+            let rows = bench::run_table(&kinds, &dtypes, &pr, repeat, |what| eprintln!("timing {what} …"));
+            print!("{}", bench::format_table(&pr, &rows));
+            Ok(())
+        }
+        Cmd::Backends => {
+            for kind in BackendKind::ALL {
+                match backend::open(kind) {
+                    Ok(b) => println!("{:<12} ok    {}", kind.name(), b.device()),
+                    Err(e) => println!("{:<12} SKIP  {e}", kind.name()),
+                }
+            }
+            let (_, why) = backend::select("auto")?;
+            println!("auto → {why}");
+            Ok(())
+        }
+    }
+}
+
+fn bench_backends(names: &[String]) -> Result<Vec<BackendKind>> {
+    if names.is_empty() {
+        let (auto, why) = backend::select("auto")?;
+        eprintln!("auto: {why}");
+        let mut kinds = vec![BackendKind::Cpu];
+        if auto.kind() != BackendKind::Cpu {
+            kinds.push(auto.kind());
+        }
+        return Ok(kinds);
+    }
+    if names.len() == 1 && names[0] == "all" {
+        return Ok(BackendKind::ALL.iter().copied().filter(|&k| k != BackendKind::Reference).collect());
+    }
+    names.iter().map(|n| BackendKind::parse(n)).collect()
+}

@@ -1,0 +1,47 @@
+//! Layer 1: pure problem descriptions. One struct per op with every dimension, the memory-layout
+//! contract, `validate()`, `flops()` and `bytes()`. Backends, the oracle, tests and benches read
+//! shapes from here only.
+
+pub mod ms_deform_attn;
+
+pub use ms_deform_attn::{Form, Level, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+
+/// Element type of the value tensor and output of an op. Sampling inputs stay f32 and
+/// accumulation is always f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F16,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for DType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(DType::F32),
+            "f16" => Ok(DType::F16),
+            other => Err(format!("unknown dtype `{other}` (expected f32 or f16)")),
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

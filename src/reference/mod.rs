@@ -1,0 +1,60 @@
+//! Layer 2: the CPU oracle. Naive loops, generic over f32/f64, the formula in each doc comment.
+//! This is the only definition of "correct"; it never copies a kernel's tiling or fusion.
+
+pub mod ms_deform_attn;
+
+/// The arithmetic the oracle needs, implemented for f32 and f64.
+pub trait Real:
+    Copy
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::AddAssign
+    + Send
+    + Sync
+    + 'static
+{
+    fn of(x: f64) -> Self;
+    fn from_f32(x: f32) -> Self;
+    fn to_f64(self) -> f64;
+    fn floor(self) -> Self;
+    fn exp(self) -> Self;
+}
+
+impl Real for f32 {
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn floor(self) -> Self {
+        f32::floor(self)
+    }
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+}
+
+impl Real for f64 {
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn from_f32(x: f32) -> Self {
+        x as f64
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn floor(self) -> Self {
+        f64::floor(self)
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+}

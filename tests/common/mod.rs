@@ -1,0 +1,190 @@
+//! Shared test helpers: backend availability (SKIP vs required), the case table, the tolerance
+//! policy of conventions.md, and `assert_close`.
+#![allow(dead_code)]
+
+use rlipv2::backend::{self, Backend, BackendKind};
+use rlipv2::bench::{MsDeformAttnData, Rng, RLIPV2_LEVELS};
+use rlipv2::problem::{DType, Form, MsDeformAttnProblem, RefKind};
+use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
+
+/// Opens `kind`, or prints `SKIP <backend>: <why>` and returns None. A backend named in
+/// `RLIPV2_REQUIRE_BACKENDS` (comma-separated) must open: its absence fails the test.
+pub fn open_or_skip(kind: BackendKind) -> Option<Box<dyn Backend>> {
+    match backend::open(kind) {
+        Ok(b) => {
+            println!("RUN  {kind}: {}", b.device());
+            Some(b)
+        }
+        Err(e) => {
+            let required = std::env::var("RLIPV2_REQUIRE_BACKENDS").unwrap_or_default();
+            if required.split(',').any(|r| r.trim() == kind.name()) {
+                panic!("{kind} is required by RLIPV2_REQUIRE_BACKENDS={required} but unavailable: {e}");
+            }
+            println!("SKIP {kind}: {e}");
+            None
+        }
+    }
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub problem: MsDeformAttnProblem,
+    pub data: MsDeformAttnData,
+}
+
+fn problem(b: usize, q: usize, m: usize, d: usize, p: usize, levels: &[(usize, usize)], form: Form) -> MsDeformAttnProblem {
+    MsDeformAttnProblem::new(b, q, m, d, p, levels, form)
+}
+
+/// Sampling coordinates that hit the edge cases of the bilinear rule on a level of size n:
+/// pixel centres, exact borders 0 and 1, slightly and far outside, the −1 skip threshold.
+fn special_coords(n: usize) -> Vec<f32> {
+    let n = n as f32;
+    vec![0.5 / n, 1.5 / n, (n - 0.5) / n, 0.0, 1.0, -0.05, 1.05, -3.0, 4.0, -0.5 / n, (n + 0.5) / n, 0.5, 1.0 - 1e-7, 1e-7]
+}
+
+/// Replaces the sampling inputs of `data` with the edge coordinates (official: locations;
+/// fused points: references with zero offsets) and gives some heads large logits.
+fn with_boundary_points(pr: &MsDeformAttnProblem, mut data: MsDeformAttnData, seed: u64) -> MsDeformAttnData {
+    let mut rng = Rng::new(seed);
+    let (l_n, p_n, m_n) = (pr.num_levels(), pr.points, pr.heads);
+    let pick = |rng: &mut Rng, n: usize| {
+        let c = special_coords(n);
+        c[(rng.next_u64() % c.len() as u64) as usize]
+    };
+    match pr.form {
+        Form::Official => {
+            for bq in 0..pr.batch * pr.queries {
+                for m in 0..m_n {
+                    for l in 0..l_n {
+                        let lv = pr.levels[l];
+                        for p in 0..p_n {
+                            let s = ((bq * m_n + m) * l_n + l) * p_n + p;
+                            data.a[2 * s] = pick(&mut rng, lv.w);
+                            data.a[2 * s + 1] = pick(&mut rng, lv.h);
+                        }
+                    }
+                }
+            }
+        }
+        Form::Fused(kind) => {
+            for bq in 0..pr.batch * pr.queries {
+                for l in 0..l_n {
+                    let lv = pr.levels[l];
+                    let r = (bq * l_n + l) * kind.dim();
+                    data.a[r] = pick(&mut rng, lv.w);
+                    data.a[r + 1] = pick(&mut rng, lv.h);
+                }
+            }
+            for (i, o) in data.b.iter_mut().enumerate() {
+                if i % 3 == 0 {
+                    *o = 0.0;
+                }
+            }
+            // large logits: ±60 and ±1e4 on some heads (softmax must subtract the max)
+            for (i, z) in data.c.iter_mut().enumerate() {
+                match i % 7 {
+                    0 => *z = 60.0,
+                    1 => *z = -60.0,
+                    2 => *z = 1e4,
+                    _ => {}
+                }
+            }
+        }
+    }
+    data
+}
+
+/// The seeded case table for one form.
+pub fn cases(form: Form) -> Vec<Case> {
+    let mk = |name: &'static str, pr: MsDeformAttnProblem, seed: u64| {
+        let data = MsDeformAttnData::random(&pr, seed);
+        Case { name, problem: pr, data }
+    };
+    let odd = [(7, 9), (4, 5), (1, 1)];
+    let mut v = vec![
+        mk("tiny", problem(1, 3, 1, 16, 1, &[(3, 4)], form), 1),
+        mk("odd_q97_m8_d32_1x1_level", problem(1, 97, 8, 32, 4, &odd, form), 2),
+        mk("b2_m1_d64", problem(2, 33, 1, 64, 3, &[(6, 5), (3, 3)], form), 3),
+        mk("b2_m8_d16", problem(2, 50, 8, 16, 4, &[(10, 12), (5, 6), (3, 3), (2, 2)], form), 4),
+        mk("max_m16_lp64", problem(1, 9, 16, 8, 16, &[(8, 8), (4, 4), (2, 2), (1, 1)], form), 5),
+        mk("realistic_rlipv2_levels_q2000", problem(1, 2000, 8, 32, 4, &RLIPV2_LEVELS, form), 6),
+    ];
+    let bp = problem(2, 61, 8, 32, 4, &[(9, 11), (4, 6), (1, 1), (2, 3)], form);
+    let data = with_boundary_points(&bp, MsDeformAttnData::random(&bp, 8), 9);
+    v.push(Case { name: "boundary_points_large_logits", problem: bp, data });
+    v
+}
+
+pub const FORMS: [Form; 3] = [Form::Official, Form::Fused(RefKind::Points), Form::Fused(RefKind::Boxes)];
+
+/// Result of the oracle in f64 and f32 on the inputs as the run's dtype sees them.
+pub struct Expected {
+    pub ref64: Vec<f64>,
+    pub ref32: Vec<f32>,
+}
+
+pub fn expected(case: &Case, dtype: DType) -> Expected {
+    let mut data = case.data.clone();
+    if dtype == DType::F16 {
+        data.value.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+    }
+    Expected { ref64: oracle::<f64>(&case.problem, &data.input()), ref32: oracle::<f32>(&case.problem, &data.input()) }
+}
+
+/// The tolerance policy: |x − ref64| ≤ max(floor, k·max|ref32 − ref64|) + rtol·|ref64|.
+pub struct Tolerance {
+    pub floor: f64,
+    pub k: f64,
+    pub rtol: f64,
+}
+
+pub fn tolerance(dtype: DType) -> Tolerance {
+    match dtype {
+        DType::F32 => Tolerance { floor: 2e-6, k: 8.0, rtol: 1e-6 },
+        // f16 output rounding is ≤ 2^-11 relative; accumulation stays f32.
+        DType::F16 => Tolerance { floor: 1e-4, k: 8.0, rtol: 1e-3 },
+    }
+}
+
+/// Checks `got` against the oracle with the policy above and reports the worst element with its
+/// multi-index `[b,q,channel]`, values, abs/rel error and the count over tolerance.
+pub fn assert_close(what: &str, case: &Case, got: &[f32], exp: &Expected, tol: &Tolerance) {
+    let pr = &case.problem;
+    assert_eq!(got.len(), exp.ref64.len(), "{what} {}: output length", case.name);
+    let f32_err = exp.ref32.iter().zip(&exp.ref64).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+    let budget = tol.floor.max(tol.k * f32_err);
+    let mut worst = (0usize, f64::NEG_INFINITY);
+    let mut over = 0usize;
+    for (i, (&g, &r)) in got.iter().zip(&exp.ref64).enumerate() {
+        let err = (g as f64 - r).abs();
+        let allowed = budget + tol.rtol * r.abs();
+        let excess = if g.is_nan() { f64::INFINITY } else { err - allowed };
+        if excess > 0.0 {
+            over += 1;
+        }
+        if excess > worst.1 {
+            worst = (i, excess);
+        }
+    }
+    if over > 0 {
+        let i = worst.0;
+        let row = pr.heads * pr.channels;
+        let (bq, c) = (i / row, i % row);
+        let (b, q) = (bq / pr.queries, bq % pr.queries);
+        let (g, r) = (got[i] as f64, exp.ref64[i]);
+        panic!(
+            "{what} / ms_deform_attn / {}: {over} of {} elements over tolerance; worst at [b={b},q={q},ch={c}] (head {}, d {}): got {g:.9e}, ref64 {r:.9e}, abs err {:.3e}, rel err {:.3e}, allowed {:.3e} (budget {budget:.3e} = max(floor {}, {}·f32 oracle err {f32_err:.3e}) + rtol {})",
+            case.name,
+            got.len(),
+            c / pr.channels,
+            c % pr.channels,
+            (g - r).abs(),
+            (g - r).abs() / r.abs().max(1e-30),
+            budget + tol.rtol * r.abs(),
+            tol.floor,
+            tol.k,
+            tol.rtol,
+        );
+    }
+}
