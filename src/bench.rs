@@ -47,7 +47,8 @@ pub struct MsDeformAttnData {
 }
 
 impl MsDeformAttnData {
-    /// Seeded inputs: value U(−1,1); official locations U(−0.1,1.1) with softmaxed weights;
+    /// Seeded inputs with the locality of real use: value U(−1,1); official locations = the
+    /// query's point + U(−4,4) pixels of each level, with softmaxed weights;
     /// fused references U(0,1) (boxes: w,h U(0.05,0.5)), offsets U(−4,4), logits U(−3,3).
     pub fn random(pr: &MsDeformAttnProblem, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
@@ -55,7 +56,18 @@ impl MsDeformAttnData {
         let n = pr.samples();
         match pr.form {
             Form::Official => {
-                let loc = rng.fill(2 * n, -0.1, 1.1);
+                let refs = query_points(pr, &mut rng);
+                let mut loc = Vec::with_capacity(2 * n);
+                for bq in 0..pr.batch * pr.queries {
+                    for _m in 0..pr.heads {
+                        for lv in &pr.levels {
+                            for _p in 0..pr.points {
+                                loc.push(refs[2 * bq] + rng.uniform(-4.0, 4.0) / lv.w as f32);
+                                loc.push(refs[2 * bq + 1] + rng.uniform(-4.0, 4.0) / lv.h as f32);
+                            }
+                        }
+                    }
+                }
                 let logits = rng.fill(n, -3.0, 3.0);
                 let lp = pr.num_levels() * pr.points;
                 let mut w = vec![0.0; n];
@@ -92,6 +104,30 @@ impl MsDeformAttnData {
             Form::Fused(_) => MsDeformAttnInput::Fused { value: &self.value, reference: &self.a, sampling_offsets: &self.b, attention_logits: &self.c },
         }
     }
+}
+
+/// One normalized point per (b, q): for encoder self-attention (Q = S) the centre of the query's
+/// own pixel, as the encoder's reference points are; otherwise uniform in [0, 1)².
+fn query_points(pr: &MsDeformAttnProblem, rng: &mut Rng) -> Vec<f32> {
+    let mut pts = Vec::with_capacity(2 * pr.batch * pr.queries);
+    for _b in 0..pr.batch {
+        if pr.queries == pr.tokens {
+            for lv in &pr.levels {
+                for i in 0..lv.h {
+                    for j in 0..lv.w {
+                        pts.push((j as f32 + 0.5) / lv.w as f32);
+                        pts.push((i as f32 + 0.5) / lv.h as f32);
+                    }
+                }
+            }
+        } else {
+            for _q in 0..pr.queries {
+                pts.push(rng.uniform(0.0, 1.0));
+                pts.push(rng.uniform(0.0, 1.0));
+            }
+        }
+    }
+    pts
 }
 
 /// Named benchmark shapes.

@@ -60,9 +60,11 @@ impl Prepared for CpuRun {
         let row_len = pr.heads * pr.channels;
         let dtype = self.dtype;
         self.out.par_chunks_mut(row_len).with_min_len(8).enumerate().for_each(|(bq, row)| {
-            row.fill(0.0);
-            for m in 0..pr.heads {
-                head(pr, &input, bq, m, &mut row[m * pr.channels..(m + 1) * pr.channels]);
+            match pr.channels {
+                16 => rows::<16>(pr, &input, bq, row),
+                32 => rows::<32>(pr, &input, bq, row),
+                64 => rows::<64>(pr, &input, bq, row),
+                _ => rows::<0>(pr, &input, bq, row),
             }
             if dtype == DType::F16 {
                 row.iter_mut().for_each(|x| *x = round_to(*x, DType::F16));
@@ -75,9 +77,42 @@ impl Prepared for CpuRun {
     }
 }
 
+/// One output row `[M·D]` of `bq = b·Q + q`. `D` > 0 fixes the channel count at compile time
+/// (the tap loop then unrolls into SIMD registers); `D` = 0 reads it from the problem. On x86-64
+/// with AVX2+FMA the same body is compiled a second time for those instructions.
+fn rows<const D: usize>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq: usize, row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features this function is compiled for (checked above).
+        return unsafe { rows_avx2::<D>(pr, input, bq, row) };
+    }
+    rows_body::<D>(pr, input, bq, row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2<const D: usize>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq: usize, row: &mut [f32]) {
+    rows_body::<D>(pr, input, bq, row)
+}
+
+#[inline(always)]
+fn rows_body<const D: usize>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq: usize, row: &mut [f32]) {
+    for m in 0..pr.heads {
+        let acc = &mut row[m * pr.channels..(m + 1) * pr.channels];
+        if D > 0 {
+            let mut local = [0f32; D];
+            head::<D>(pr, input, bq, m, &mut local);
+            acc.copy_from_slice(&local);
+        } else {
+            acc.fill(0.0);
+            head::<D>(pr, input, bq, m, acc);
+        }
+    }
+}
+
 /// Accumulates head `m` of row `bq = b·Q + q` into `acc [D]`.
-#[inline]
-fn head(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq: usize, m: usize, acc: &mut [f32]) {
+#[inline(always)]
+fn head<const D: usize>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq: usize, m: usize, acc: &mut [f32]) {
     let (l_n, p_n, d_n) = (pr.num_levels(), pr.points, pr.channels);
     let lp = l_n * p_n;
     let s0 = (bq * pr.heads + m) * lp; // first sample of this head
@@ -143,8 +178,15 @@ fn head(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq: usize, m: usize
                 let tok = lv.start + yy as usize * lv.w + xx as usize;
                 let base = ((b * pr.tokens + tok) * pr.heads + m) * d_n;
                 let c = a * cw;
-                for (o, &v) in acc.iter_mut().zip(&value[base..base + d_n]) {
-                    *o += c * v;
+                if D > 0 {
+                    let v: &[f32; D] = value[base..base + D].try_into().expect("D channels");
+                    for (o, &x) in acc.iter_mut().zip(v) {
+                        *o += c * x;
+                    }
+                } else {
+                    for (o, &x) in acc.iter_mut().zip(&value[base..base + d_n]) {
+                        *o += c * x;
+                    }
                 }
             }
         }
