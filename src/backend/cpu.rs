@@ -54,7 +54,7 @@ impl Backend for CpuBackend {
 }
 
 impl Prepared for CpuRun {
-    fn run(&mut self) -> Result<()> {
+    fn enqueue(&mut self) -> Result<()> {
         let pr = &self.problem;
         let input = self.inputs.input();
         let row_len = pr.heads * pr.channels;

@@ -197,12 +197,15 @@ impl<R: Runtime> CubeclRun<'_, R> {
 }
 
 impl<R: Runtime> Prepared for CubeclRun<'_, R> {
-    fn run(&mut self) -> Result<()> {
-        let kind = self.be.kind;
-        catch("launch", kind, || match self.dtype {
+    fn enqueue(&mut self) -> Result<()> {
+        catch("launch", self.be.kind, || match self.dtype {
             DType::F32 => self.launch::<f32>(),
             DType::F16 => self.launch::<half::f16>(),
-        })?;
+        })
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        let kind = self.be.kind;
         catch("sync", kind, || pollster::block_on(self.be.client.sync()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })
     }
 

@@ -48,8 +48,17 @@ impl std::fmt::Display for BackendKind {
 
 /// An op with its inputs resident on the backend's device, ready to run repeatedly.
 pub trait Prepared {
+    /// Queues one launch of the op without waiting (host backends compute right away).
+    fn enqueue(&mut self) -> Result<()>;
+    /// Waits until every queued launch has finished on the device.
+    fn wait(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Launches the op and waits until the device has finished it.
-    fn run(&mut self) -> Result<()>;
+    fn run(&mut self) -> Result<()> {
+        self.enqueue()?;
+        self.wait()
+    }
     /// Reads the output of the last run back to the host, as f32.
     fn output(&mut self) -> Result<Vec<f32>>;
 }

@@ -33,7 +33,7 @@ impl Backend for ReferenceBackend {
 }
 
 impl Prepared for ReferenceRun {
-    fn run(&mut self) -> Result<()> {
+    fn enqueue(&mut self) -> Result<()> {
         self.out = ms_deform_attn::<f64>(&self.problem, &self.inputs.input()).into_iter().map(|x| round_to(x as f32, self.dtype)).collect();
         Ok(())
     }

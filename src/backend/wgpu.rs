@@ -177,7 +177,7 @@ impl Backend for WgpuBackend {
 }
 
 impl Prepared for WgpuRun<'_> {
-    fn run(&mut self) -> Result<()> {
+    fn enqueue(&mut self) -> Result<()> {
         let dev = &self.be.device;
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ms_deform_attn") });
@@ -187,11 +187,15 @@ impl Prepared for WgpuRun<'_> {
             pass.set_bind_group(0, &self.bind, &[]);
             pass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
         }
-        let idx = self.be.queue.submit([enc.finish()]);
+        self.be.queue.submit([enc.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(e));
         }
-        dev.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None }).map_err(device_err)?;
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        self.be.device.poll(wgpu::PollType::wait_indefinitely()).map_err(device_err)?;
         Ok(())
     }
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# GPU check for a lent CUDA machine (which has no Rust toolchain). Build here first:
+#   cargo build --release --features cuda && cargo test --release --features cuda --no-run
+#   scripts/gpu-check.sh --stage      # copies the binaries to .gpu-bin/ (git-ignored), stripped
+# then run on the device with carry [.gpu-bin, .gl, .official]:
+#   bash scripts/gpu-check.sh
+# It runs the backend tests with cubecl-cuda, wgpu and cubecl-wgpu required, the side-by-side
+# bench at the encoder shape, and the official CUDA op vs grid_sample (tools/msda_cuda_official_bench.py).
+# Everything it prints is also written under $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--stage" ]; then
+  rm -rf .gpu-bin && mkdir -p .gpu-bin
+  cp target/release/rlipv2 .gpu-bin/
+  t=$(ls -t target/release/deps/ms_deform_attn_backends-* | grep -v '\.d$' | head -1)
+  cp "$t" .gpu-bin/ms_deform_attn_backends
+  strip .gpu-bin/*
+  du -sh .gpu-bin
+  exit 0
+fi
+
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+# Vulkan loader (the image has the NVIDIA ICD but no loader): see the device notes.
+if ! ldconfig -p | grep -q libvulkan.so.1 && [ -d .gl ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+export WGPU_BACKEND=vulkan
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
+
+echo "== backends" | tee "$OUT/log.txt"
+.gpu-bin/rlipv2 backends 2>&1 | tee -a "$OUT/log.txt"
+
+echo "== tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
+RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/ms_deform_attn_backends --show-output 2>&1 | grep -E "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
+
+echo "== bench" | tee -a "$OUT/log.txt"
+for form in official fused-boxes; do
+  .gpu-bin/rlipv2 bench ms_deform_attn --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --dtypes f32,f16 --case encoder --form $form --repeat 50 2>/dev/null | tee -a "$OUT/log.txt"
+done
+
+echo "== official CUDA op and grid_sample on the same card" | tee -a "$OUT/log.txt"
+PYTHONUNBUFFERED=1 timeout 300 python3 tools/msda_cuda_official_bench.py .official/ops/src 2>&1 | tail -25 | tee -a "$OUT/log.txt"
