@@ -14,7 +14,7 @@ use cubecl::prelude::*;
 ///   `refp` unused (any 1-element array)
 /// - fused: `samp` = sampling_offsets `[B,Q,M,L,P,2]`, `attn` = attention_logits `[B,Q,M,L·P]`,
 ///   `refp` = reference `[B,Q,L,2]` (points) or `[B,Q,L,4]` (`boxes`)
-/// - `groups` = D / (2·N); `total` = B·Q·M·groups
+/// - `groups` = D / (2·N); `total` = B·Q·M·groups; `points` = P (comptime)
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn ms_deform_attn<F: Float, N: Size>(
@@ -29,8 +29,8 @@ pub fn ms_deform_attn<F: Float, N: Size>(
     groups: u32,
     tokens: u32,
     levels: u32,
-    points: u32,
     total: u32,
+    #[comptime] points: usize,
     #[comptime] fused: bool,
     #[comptime] boxes: bool,
 ) {
@@ -41,7 +41,6 @@ pub fn ms_deform_attn<F: Float, N: Size>(
     let heads = heads as usize;
     let groups = groups as usize;
     let levels = levels as usize;
-    let points = points as usize;
     let g = i % groups;
     let bqm = i / groups;
     let m = bqm % heads;
@@ -76,6 +75,7 @@ pub fn ms_deform_attn<F: Float, N: Size>(
         let hf = f32::cast_from(h);
         let wf = f32::cast_from(w);
         let r = (bq * levels + l) * ref_dim;
+        #[unroll]
         for p in 0..points {
             let s = s0 + l * points + p;
             let mut lx = samp[2 * s];
@@ -84,7 +84,7 @@ pub fn ms_deform_attn<F: Float, N: Size>(
             if comptime![fused] {
                 a = (a - mx).exp() * inv;
                 if comptime![boxes] {
-                    let pf = f32::cast_from(points);
+                    let pf = comptime![points as f32];
                     lx = refp[r] + lx / pf * refp[r + 2] * 0.5f32;
                     ly = refp[r + 1] + ly / pf * refp[r + 3] * 0.5f32;
                 } else {

@@ -22,14 +22,18 @@ fi
 
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-# Vulkan loader (the image has the NVIDIA ICD but no loader): see the device notes.
-if ! ldconfig -p | grep -q libvulkan.so.1 && [ -d .gl ]; then
+# Vulkan loader and GL vendor-neutral libraries (the image has the NVIDIA driver's ICD but no
+# loader): see the device notes. Point the loader at the NVIDIA ICD wherever the image keeps it.
+if [ -d .gl ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
-if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}" ]; then
+  icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json 2>/dev/null | head -1)
+  [ -n "$icd" ] && export VK_DRIVER_FILES=$icd
 fi
+[ -f /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ] && export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
 export WGPU_BACKEND=vulkan
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 

@@ -26,20 +26,22 @@
 override WG: u32 = 128u;       // workgroup size
 override HALF: bool = false;   // value/output stored as packed f16
 override REF_DIM: u32 = 2u;    // fused form: 2 = points, 4 = boxes
+override LEVELS: u32 = 4u;     // L, a pipeline constant so the tap loops have fixed trip counts
+override POINTS: u32 = 4u;     // P
 
 struct Params {
     batch: u32,
     queries: u32,
     heads: u32,
     groups: u32,      // D / 8
-    levels: u32,
-    points: u32,
     tokens: u32,      // S
     total: u32,       // B·Q·M·groups invocations that do work
     grid_x: u32,      // invocations per row of the 2-D grid
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
+    _pad4: u32,
     shapes: array<vec4<u32>, 16>,  // per level: (H, W, start, 0)
 }
 
@@ -125,12 +127,12 @@ fn out_index(it: Item) -> u32 {
 fn main_official(@builtin(global_invocation_id) gid: vec3<u32>) {
     let it = item(gid);
     if (!it.ok) { return; }
-    let lp = params.levels * params.points;
+    let lp = LEVELS * POINTS;
     let s0 = (it.bq * params.heads + it.m) * lp;
     var acc = Oct(vec4<f32>(0.0), vec4<f32>(0.0));
-    for (var l = 0u; l < params.levels; l++) {
-        for (var p = 0u; p < params.points; p++) {
-            let s = s0 + l * params.points + p;
+    for (var l = 0u; l < LEVELS; l++) {
+        for (var p = 0u; p < POINTS; p++) {
+            let s = s0 + l * POINTS + p;
             tap(&acc, it, l, samp[2u * s], samp[2u * s + 1u], attn[s]);
         }
     }
@@ -141,7 +143,7 @@ fn main_official(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn main_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
     let it = item(gid);
     if (!it.ok) { return; }
-    let lp = params.levels * params.points;
+    let lp = LEVELS * POINTS;
     let s0 = (it.bq * params.heads + it.m) * lp;
     var mx = attn[s0];
     for (var i = 1u; i < lp; i++) {
@@ -152,15 +154,15 @@ fn main_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
         sum += exp(attn[s0 + i] - mx);
     }
     let inv = 1.0 / sum;
-    let pf = f32(params.points);
+    let pf = f32(POINTS);
     var acc = Oct(vec4<f32>(0.0), vec4<f32>(0.0));
-    for (var l = 0u; l < params.levels; l++) {
-        let r = (it.bq * params.levels + l) * REF_DIM;
+    for (var l = 0u; l < LEVELS; l++) {
+        let r = (it.bq * LEVELS + l) * REF_DIM;
         let rx = refp[r];
         let ry = refp[r + 1u];
         let shp = params.shapes[l];
-        for (var p = 0u; p < params.points; p++) {
-            let s = s0 + l * params.points + p;
+        for (var p = 0u; p < POINTS; p++) {
+            let s = s0 + l * POINTS + p;
             let ox = samp[2u * s];
             let oy = samp[2u * s + 1u];
             var lx: f32;

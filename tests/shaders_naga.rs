@@ -47,7 +47,7 @@ fn every_shader_validates_and_emits_msl_hlsl_spirv() {
     for (name, src) in rlipv2::shaders::ALL {
         for half in [0.0, 1.0] {
             for ref_dim in [2.0, 4.0] {
-                compile_all_targets(name, src, &[("WG", 128.0), ("HALF", half), ("REF_DIM", ref_dim)]);
+                compile_all_targets(name, src, &[("WG", 128.0), ("HALF", half), ("REF_DIM", ref_dim), ("LEVELS", 4.0), ("POINTS", 4.0)]);
             }
         }
     }

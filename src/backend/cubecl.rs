@@ -16,8 +16,8 @@ use crate::kernels::ms_deform_attn::ms_deform_attn;
 use crate::problem::ms_deform_attn::OP;
 use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 
-/// Channels per vector load; each unit moves two vectors (8 channels) per tap.
-const VECTOR: usize = 4;
+/// Bytes per vector load; each unit moves two vectors per tap (8 f32 or 16 f16 channels).
+const VECTOR_BYTES: usize = 16;
 const CUBE: u32 = 128;
 
 pub struct CubeclBackend<R: Runtime> {
@@ -107,7 +107,9 @@ struct CubeclRun<'a, R: Runtime> {
     attn: (Handle, usize),
     refp: (Handle, usize),
     out: (Handle, usize),
-    dims: [u32; 7],
+    dims: [u32; 6],
+    points: usize,
+    vector: usize,
     form: Form,
     dtype: DType,
     cubes: CubeCount,
@@ -127,7 +129,10 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         Ok(())
     }
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
-        let groups = pr.channels / (2 * VECTOR);
+        // 16-byte loads where D allows (D is a multiple of 8, so 4 always fits), capped by the device.
+        let max_vec = self.client.properties().hardware.max_vector_size as usize;
+        let vector = [VECTOR_BYTES / dtype.size(), 4].into_iter().find(|&v| v <= max_vec.max(4) && pr.channels % (2 * v) == 0).unwrap_or(4);
+        let groups = pr.channels / (2 * vector);
         let total = pr.batch * pr.queries * pr.heads * groups;
         let cubes_needed = total.div_ceil(CUBE as usize) as u32;
         let max = self.client.properties().hardware.max_cube_count.0.min(65535);
@@ -146,13 +151,15 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         }
         Ok(Box::new(CubeclRun {
             be: self,
-            value: (self.upload("value", &value_bytes)?, input.value().len() / VECTOR),
+            value: (self.upload("value", &value_bytes)?, input.value().len() / vector),
             shapes: (self.upload("spatial_shapes", bytemuck::cast_slice(&shapes))?, shapes.len()),
             samp: up("sampling", samp)?,
             attn: up("attention", attn)?,
             refp: up("reference", refp)?,
-            out: (self.client.empty(out_bytes), out_len / VECTOR),
-            dims: [pr.queries as u32, pr.heads as u32, groups as u32, pr.tokens as u32, pr.num_levels() as u32, pr.points as u32, total as u32],
+            out: (self.client.empty(out_bytes), out_len / vector),
+            dims: [pr.queries as u32, pr.heads as u32, groups as u32, pr.tokens as u32, pr.num_levels() as u32, total as u32],
+            points: pr.points,
+            vector,
             form: pr.form,
             dtype,
             cubes,
@@ -163,7 +170,7 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
 impl<R: Runtime> CubeclRun<'_, R> {
     fn launch<F: Float + CubeElement>(&self) {
         let arg = |h: &(Handle, usize)| unsafe { ArrayArg::from_raw_parts(h.0.clone(), h.1) };
-        let [queries, heads, groups, tokens, levels, points, total] = self.dims;
+        let [queries, heads, groups, tokens, levels, total] = self.dims;
         let (fused, boxes) = match self.form {
             Form::Official => (false, false),
             Form::Fused(k) => (true, k == RefKind::Boxes),
@@ -175,7 +182,7 @@ impl<R: Runtime> CubeclRun<'_, R> {
                 &self.be.client,
                 self.cubes.clone(),
                 CubeDim::new_1d(CUBE),
-                VECTOR,
+                self.vector,
                 arg(&self.value),
                 arg(&self.shapes),
                 arg(&self.samp),
@@ -187,8 +194,8 @@ impl<R: Runtime> CubeclRun<'_, R> {
                 groups,
                 tokens,
                 levels,
-                points,
                 total,
+                self.points,
                 fused,
                 boxes,
             )

@@ -27,12 +27,10 @@ struct MsdaParams {
     queries: u32,
     heads: u32,
     groups: u32,
-    levels: u32,
-    points: u32,
     tokens: u32,
     total: u32,
     grid_x: u32,
-    _pad: [u32; 3],
+    _pad: [u32; 5],
     shapes: [[u32; 4]; MAX_LEVELS],
 }
 
@@ -125,12 +123,10 @@ impl Backend for WgpuBackend {
             queries: pr.queries as u32,
             heads: pr.heads as u32,
             groups,
-            levels: pr.num_levels() as u32,
-            points: pr.points as u32,
             tokens: pr.tokens as u32,
             total: total as u32,
             grid_x: (gx as u32) * WORKGROUP,
-            _pad: [0; 3],
+            _pad: [0; 5],
             shapes,
         };
         let storage = wgpu::BufferUsages::STORAGE;
@@ -151,7 +147,13 @@ impl Backend for WgpuBackend {
             bufs.push(self.buffer(what, bytemuck::cast_slice(data), storage)?);
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let constants = [("WG", WORKGROUP as f64), ("HALF", if dtype == DType::F16 { 1.0 } else { 0.0 }), ("REF_DIM", ref_dim as f64)];
+        let constants = [
+            ("WG", WORKGROUP as f64),
+            ("HALF", if dtype == DType::F16 { 1.0 } else { 0.0 }),
+            ("REF_DIM", ref_dim as f64),
+            ("LEVELS", pr.num_levels() as f64),
+            ("POINTS", pr.points as f64),
+        ];
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,
