@@ -14,7 +14,7 @@ use cubecl::prelude::*;
 ///   `refp` unused (any 1-element array)
 /// - fused: `samp` = sampling_offsets `[B,Q,M,L,P,2]`, `attn` = attention_logits `[B,Q,M,L·P]`,
 ///   `refp` = reference `[B,Q,L,2]` (points) or `[B,Q,L,4]` (`boxes`)
-/// - `groups` = D / (2·N); `total` = B·Q·M·groups; `points` = P (comptime)
+/// - `groups` = D / (N·(1 + pair)) = D / 8; `total` = B·Q·M·groups; `points` = P (comptime)
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn ms_deform_attn<F: Float, N: Size>(
@@ -31,6 +31,7 @@ pub fn ms_deform_attn<F: Float, N: Size>(
     levels: u32,
     total: u32,
     #[comptime] points: usize,
+    #[comptime] pair: bool,
     #[comptime] fused: bool,
     #[comptime] boxes: bool,
 ) {
@@ -65,7 +66,8 @@ pub fn ms_deform_attn<F: Float, N: Size>(
     }
 
     let ref_dim = comptime![if boxes { 4usize } else { 2usize }];
-    let vec_per_head = groups * 2; // vectors of N channels per head
+    let vpu = comptime![if pair { 2usize } else { 1usize }]; // vectors per unit
+    let vec_per_head = groups * vpu;
     let mut acc_lo = Vector::<f32, N>::new(0.0f32);
     let mut acc_hi = Vector::<f32, N>::new(0.0f32);
     for l in 0..levels {
@@ -114,15 +116,19 @@ pub fn ms_deform_attn<F: Float, N: Size>(
                         let wx = select(dx == 0, 1.0f32 - fx, fx);
                         let k = Vector::<f32, N>::new(a * wy * wx);
                         let tok = b * tokens as usize + start + usize::cast_from(yy) * w as usize + usize::cast_from(xx);
-                        let v = (tok * heads + m) * vec_per_head + g * 2;
+                        let v = (tok * heads + m) * vec_per_head + g * vpu;
                         acc_lo += Vector::<f32, N>::cast_from(value[v]) * k;
-                        acc_hi += Vector::<f32, N>::cast_from(value[v + 1]) * k;
+                        if comptime![pair] {
+                            acc_hi += Vector::<f32, N>::cast_from(value[v + 1]) * k;
+                        }
                     }
                 }
             }
         }
     }
-    let o = bqm * vec_per_head + g * 2;
+    let o = bqm * vec_per_head + g * vpu;
     out[o] = Vector::<F, N>::cast_from(acc_lo);
-    out[o + 1] = Vector::<F, N>::cast_from(acc_hi);
+    if comptime![pair] {
+        out[o + 1] = Vector::<F, N>::cast_from(acc_hi);
+    }
 }

@@ -41,7 +41,7 @@ echo "== backends" | tee "$OUT/log.txt"
 .gpu-bin/rlipv2 backends 2>&1 | tee -a "$OUT/log.txt"
 
 echo "== tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
-RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/ms_deform_attn_backends --show-output 2>&1 | grep -E "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
+RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/ms_deform_attn_backends --show-output 2>&1 | grep -E -A2 "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
 
 echo "== bench" | tee -a "$OUT/log.txt"
 for form in official fused-boxes; do

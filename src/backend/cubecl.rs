@@ -16,8 +16,8 @@ use crate::kernels::ms_deform_attn::ms_deform_attn;
 use crate::problem::ms_deform_attn::OP;
 use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 
-/// Bytes per vector load; each unit moves two vectors per tap (8 f32 or 16 f16 channels).
-const VECTOR_BYTES: usize = 16;
+/// Channels each unit accumulates per tap.
+const UNIT_CHANNELS: usize = 8;
 const CUBE: u32 = 128;
 
 pub struct CubeclBackend<R: Runtime> {
@@ -129,10 +129,11 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         Ok(())
     }
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
-        // 16-byte loads where D allows (D is a multiple of 8, so 4 always fits), capped by the device.
+        // 8 channels per unit: one 16-byte load for f16 where the device has 8-wide vectors,
+        // else two 4-wide loads (D is a multiple of 8).
         let max_vec = self.client.properties().hardware.max_vector_size as usize;
-        let vector = [VECTOR_BYTES / dtype.size(), 4].into_iter().find(|&v| v <= max_vec.max(4) && pr.channels % (2 * v) == 0).unwrap_or(4);
-        let groups = pr.channels / (2 * vector);
+        let vector = if dtype == DType::F16 && max_vec >= 8 { 8 } else { 4 };
+        let groups = pr.channels / UNIT_CHANNELS;
         let total = pr.batch * pr.queries * pr.heads * groups;
         let cubes_needed = total.div_ceil(CUBE as usize) as u32;
         let max = self.client.properties().hardware.max_cube_count.0.min(65535);
@@ -196,6 +197,7 @@ impl<R: Runtime> CubeclRun<'_, R> {
                 levels,
                 total,
                 self.points,
+                self.vector == 4,
                 fused,
                 boxes,
             )

@@ -147,6 +147,22 @@ pub fn tolerance(dtype: DType) -> Tolerance {
     }
 }
 
+/// Checks two backends' outputs against each other: |a − b| ≤ 2·(oracle tolerance at that element).
+pub fn assert_agree(what: &str, case: &Case, a: &[f32], b: &[f32], exp: &Expected, tol: &Tolerance) {
+    let f32_err = exp.ref32.iter().zip(&exp.ref64).map(|(&x, &r)| (x as f64 - r).abs()).fold(0.0, f64::max);
+    let budget = tol.floor.max(tol.k * f32_err);
+    let mut over = Vec::new();
+    for (i, ((&x, &y), &r)) in a.iter().zip(b).zip(&exp.ref64).enumerate() {
+        let allowed = 2.0 * (budget + tol.rtol * r.abs());
+        if !((x as f64 - y as f64).abs() <= allowed) {
+            over.push((i, x, y, r, allowed));
+        }
+    }
+    if let Some(&(i, x, y, r, allowed)) = over.iter().max_by(|p, q| ((p.1 - p.2).abs() as f64 / p.4).total_cmp(&((q.1 - q.2).abs() as f64 / q.4))) {
+        panic!("{what} / ms_deform_attn / {}: {} of {} elements disagree; worst at flat index {i}: {x:.9e} vs {y:.9e} (ref64 {r:.9e}), allowed {allowed:.3e}", case.name, over.len(), a.len());
+    }
+}
+
 /// Checks `got` against the oracle with the policy above and reports the worst element with its
 /// multi-index `[b,q,channel]`, values, abs/rel error and the count over tolerance.
 pub fn assert_close(what: &str, case: &Case, got: &[f32], exp: &Expected, tol: &Tolerance) {
