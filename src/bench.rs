@@ -192,8 +192,12 @@ pub fn run_table(backends: &[BackendKind], dtypes: &[DType], pr: &MsDeformAttnPr
         let be: Box<dyn Backend> = match backend::open(kind) {
             Ok(b) => b,
             Err(e) => {
+                let reason = match e {
+                    crate::Error::BackendUnavailable { reason, .. } => reason,
+                    other => other.to_string(),
+                };
                 for &dtype in dtypes {
-                    rows.push(Row { backend: kind, device: "-".into(), dtype, result: Err(crate::Error::BackendUnavailable { backend: kind.name().into(), reason: e.to_string() }) });
+                    rows.push(Row { backend: kind, device: "-".into(), dtype, result: Err(crate::Error::BackendUnavailable { backend: kind.name().into(), reason: reason.clone() }) });
                 }
                 continue;
             }

@@ -3,5 +3,5 @@
 /// `shaders/ms_deform_attn.wgsl`: entry points `main_official` and `main_fused`.
 pub const MS_DEFORM_ATTN: &str = include_str!("../shaders/ms_deform_attn.wgsl");
 
-/// Every shader with its file name, and the override constants each must be checked with.
+/// Every shader with its file name (the naga test validates each for all override combinations).
 pub const ALL: &[(&str, &str)] = &[("ms_deform_attn.wgsl", MS_DEFORM_ATTN)];
