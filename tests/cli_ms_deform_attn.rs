@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use rlipv2::backend::BackendKind;
 use rlipv2::bench::MsDeformAttnData;
 use rlipv2::problem::{Form, MsDeformAttnProblem};
 use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
@@ -58,25 +59,34 @@ fn run(dir: &Path, backend: &str, extra: &[&str]) -> (bool, String, bool) {
     (o.status.success(), text, out.exists())
 }
 
+/// The CLI on every backend that opens here, both dtypes: the written `output` matches the oracle.
 #[test]
 fn cli_writes_output_matching_the_oracle() {
     let dir = tempfile::tempdir().unwrap();
     let pr = problem();
     let data = MsDeformAttnData::random(&pr, 21);
     write(&dir.path().join("in.safetensors"), &good_tensors(&pr, &data));
-    let (ok, text, exists) = run(dir.path(), "cpu", &["--repeat", "3"]);
-    assert!(ok && exists, "{text}");
-    assert!(text.contains("median") && text.contains("min"), "--repeat prints timings: {text}");
-    let bytes = std::fs::read(dir.path().join("out.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor("output").unwrap();
-    assert_eq!(t.dtype(), Dtype::F32);
-    assert_eq!(t.shape(), &[2, 7, 32]);
-    let got: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
     let exp = oracle::<f64>(&pr, &data.input());
-    let err = got.iter().zip(&exp).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
-    assert!(err < 1e-5, "max err {err}");
-    assert!(exp.iter().any(|x| x.abs() > 0.1));
+    assert!(exp.iter().any(|x| x.abs() > 0.1), "the case must produce non-trivial output");
+    for kind in BackendKind::ALL {
+        if rlipv2::backend::open(kind).is_err() {
+            println!("SKIP cli {kind}: backend unavailable here");
+            continue;
+        }
+        for (dtype, tol) in [("f32", 1e-5), ("f16", 2e-3)] {
+            let (ok, text, exists) = run(dir.path(), kind.name(), &["--dtype", dtype, "--repeat", "3"]);
+            assert!(ok && exists, "{kind} {dtype}: {text}");
+            assert!(text.contains("median") && text.contains("min"), "--repeat prints timings: {text}");
+            let bytes = std::fs::read(dir.path().join("out.safetensors")).unwrap();
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let t = st.tensor("output").unwrap();
+            assert_eq!(t.dtype(), Dtype::F32);
+            assert_eq!(t.shape(), &[2, 7, 32]);
+            let got: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
+            let err = got.iter().zip(&exp).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+            assert!(err < tol, "{kind} {dtype}: max err {err}");
+        }
+    }
 }
 
 #[test]
