@@ -45,7 +45,7 @@ RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/ms_deform_attn_bac
 
 echo "== bench" | tee -a "$OUT/log.txt"
 for form in official fused-boxes; do
-  .gpu-bin/rlipv2 bench ms_deform_attn --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --dtypes f32,f16 --case encoder --form $form --repeat 50 2>/dev/null | tee -a "$OUT/log.txt"
+  .gpu-bin/rlipv2 bench ms_deform_attn --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --dtypes f32,f16,bf16 --case encoder --form $form --repeat 50 2>/dev/null | tee -a "$OUT/log.txt"
 done
 
 echo "== official CUDA op and grid_sample on the same card" | tee -a "$OUT/log.txt"

@@ -43,7 +43,7 @@ enum OpCmd {
         /// reference | cpu | wgpu | cubecl-wgpu | cubecl-cuda | auto
         #[arg(long, default_value = "auto")]
         backend: String,
-        /// Storage type of value and output inside the kernel (accumulation is always f32).
+        /// Storage type of value and output inside the kernel: f32, f16 or bf16 (accumulation is always f32).
         #[arg(long, default_value = "f32")]
         dtype: DType,
         #[arg(long)]

@@ -9,13 +9,13 @@ use rlipv2::problem::DType;
 
 fn matches_reference(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
-    for form in FORMS {
-        for case in cases(form) {
-            for dtype in [DType::F32, DType::F16] {
-                if let Err(e) = be.supports(dtype) {
-                    println!("SKIP {kind}/{dtype}: {e}");
-                    continue;
-                }
+    for dtype in [DType::F32, DType::F16, DType::Bf16] {
+        if let Err(e) = be.supports(dtype) {
+            println!("SKIP {kind}/{dtype}: {e}");
+            continue;
+        }
+        for form in FORMS {
+            for case in cases(form) {
                 let got = be.ms_deform_attn(&case.problem, &case.data.input(), dtype).unwrap_or_else(|e| panic!("{kind} {} {dtype}: {e}", case.name));
                 let what = format!("{kind}/{dtype}/{}", case.problem.form_name());
                 assert_close(&what, &case, &got, &expected(&case, dtype), &tolerance(dtype));

@@ -3,8 +3,8 @@
 //! that the compiler vectorizes. Softmax and location arithmetic of the fused form are done per
 //! head in registers, never stored.
 //!
-//! f16: `value` is rounded to f16 on upload and held as f32 (the CPU has no f16 arithmetic
-//! worth using); accumulation is f32 and the output is rounded to f16.
+//! f16/bf16: `value` is rounded to the dtype on upload and held as f32 (the CPU has no 16-bit
+//! float arithmetic worth using); accumulation is f32 and the output is rounded to the dtype.
 
 use rayon::prelude::*;
 
@@ -66,8 +66,8 @@ impl Prepared for CpuRun {
                 64 => rows::<64>(pr, &input, bq, row),
                 _ => rows::<0>(pr, &input, bq, row),
             }
-            if dtype == DType::F16 {
-                row.iter_mut().for_each(|x| *x = round_to(*x, DType::F16));
+            if dtype != DType::F32 {
+                row.iter_mut().for_each(|x| *x = round_to(*x, dtype));
             }
         });
         Ok(())

@@ -82,8 +82,13 @@ impl CubeclBackend<cubecl::cuda::CudaRuntime> {
 }
 
 impl<R: Runtime> CubeclBackend<R> {
-    fn supports_f16(&self) -> bool {
-        self.client.properties().features.supports_type(cubecl::ir::FloatKind::F16)
+    fn supports_type(&self, dtype: DType) -> bool {
+        let features = &self.client.properties().features;
+        match dtype {
+            DType::F32 => true,
+            DType::F16 => features.supports_type(cubecl::ir::FloatKind::F16),
+            DType::Bf16 => features.supports_type(cubecl::ir::FloatKind::BF16),
+        }
     }
 
     fn upload(&self, what: &str, bytes: &[u8]) -> Result<Handle> {
@@ -123,16 +128,16 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         self.device.clone()
     }
     fn supports(&self, dtype: DType) -> Result<()> {
-        if dtype == DType::F16 && !self.supports_f16() {
-            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("{} has no f16 support", self.device) });
+        if !self.supports_type(dtype) {
+            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("{} has no {dtype} support", self.device) });
         }
         Ok(())
     }
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
-        // 8 channels per unit: one 16-byte load for f16 where the device has 8-wide vectors,
+        // 8 channels per unit: one 16-byte load for f16/bf16 where the device has 8-wide vectors,
         // else two 4-wide loads (D is a multiple of 8).
         let max_vec = self.client.properties().hardware.max_vector_size as usize;
-        let vector = if dtype == DType::F16 && max_vec >= 8 { 8 } else { 4 };
+        let vector = if dtype != DType::F32 && max_vec >= 8 { 8 } else { 4 };
         let groups = pr.channels / UNIT_CHANNELS;
         let total = pr.batch * pr.queries * pr.heads * groups;
         let cubes_needed = total.div_ceil(CUBE as usize) as u32;
@@ -210,6 +215,7 @@ impl<R: Runtime> Prepared for CubeclRun<'_, R> {
         catch("launch", self.be.kind, || match self.dtype {
             DType::F32 => self.launch::<f32>(),
             DType::F16 => self.launch::<half::f16>(),
+            DType::Bf16 => self.launch::<half::bf16>(),
         })
     }
 

@@ -200,6 +200,10 @@ pub(crate) fn pack(values: &[f32], dtype: DType) -> Vec<u8> {
             let h: Vec<half::f16> = values.iter().map(|&x| half::f16::from_f32(x)).collect();
             bytemuck::cast_slice(&h).to_vec()
         }
+        DType::Bf16 => {
+            let h: Vec<half::bf16> = values.iter().map(|&x| half::bf16::from_f32(x)).collect();
+            bytemuck::cast_slice(&h).to_vec()
+        }
     }
 }
 
@@ -208,6 +212,7 @@ pub(crate) fn unpack(bytes: &[u8], dtype: DType) -> Vec<f32> {
     match dtype {
         DType::F32 => bytemuck::pod_collect_to_vec(bytes),
         DType::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(bytes).into_iter().map(|x| x.to_f32()).collect(),
+        DType::Bf16 => bytemuck::pod_collect_to_vec::<u8, half::bf16>(bytes).into_iter().map(|x| x.to_f32()).collect(),
     }
 }
 

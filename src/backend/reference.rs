@@ -47,5 +47,6 @@ pub fn round_to(x: f32, dtype: DType) -> f32 {
     match dtype {
         DType::F32 => x,
         DType::F16 => half::f16::from_f32(x).to_f32(),
+        DType::Bf16 => half::bf16::from_f32(x).to_f32(),
     }
 }

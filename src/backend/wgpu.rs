@@ -101,7 +101,10 @@ impl Backend for WgpuBackend {
     fn device(&self) -> String {
         format!("{} ({:?}, {:?}, driver {} {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info)
     }
-    fn supports(&self, _dtype: DType) -> Result<()> {
+    fn supports(&self, dtype: DType) -> Result<()> {
+        if dtype == DType::Bf16 {
+            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: "WGSL has no bf16 type".into() });
+        }
         Ok(())
     }
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {

@@ -12,19 +12,21 @@ pub use ms_deform_attn::{Form, Level, MsDeformAttnInput, MsDeformAttnProblem, Re
 pub enum DType {
     F32,
     F16,
+    Bf16,
 }
 
 impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
-            DType::F16 => 2,
+            DType::F16 | DType::Bf16 => 2,
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
+            DType::Bf16 => "bf16",
         }
     }
 }
@@ -35,7 +37,8 @@ impl std::str::FromStr for DType {
         match s {
             "f32" => Ok(DType::F32),
             "f16" => Ok(DType::F16),
-            other => Err(format!("unknown dtype `{other}` (expected f32 or f16)")),
+            "bf16" => Ok(DType::Bf16),
+            other => Err(format!("unknown dtype `{other}` (expected f32, f16 or bf16)")),
         }
     }
 }
