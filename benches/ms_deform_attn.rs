@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rlipv2::backend::{self, BackendKind};
-use rlipv2::bench::{case, MsDeformAttnData};
+use rlipv2::bench::case;
+use rlipv2::seeded::MsDeformAttnData;
 use rlipv2::problem::{DType, Form};
 
 fn list(var: &str, default: &str) -> Vec<String> {

@@ -12,7 +12,8 @@
 //! 2. [`reference`]: the naive CPU oracle, generic over f32/f64 — the definition of correct.
 //! 3. [`backend`]: `reference`, `cpu` (rayon), `wgpu` (WGSL from `shaders/`), `cubecl` (kernels
 //!    from `kernels/`, on cubecl's wgpu and CUDA runtimes).
-//! 4. [`io`]: safetensors files for the op CLI; [`bench`]: side-by-side timing.
+//! 4. [`io`]: safetensors files for the op CLI; [`seeded`]: seeded inputs and weights;
+//!    [`bench`]: side-by-side timing.
 //! 5. the `rlipv2` binary (`src/main.rs`): thin CLI over the above.
 
 pub mod backend;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod io;
 pub mod problem;
 pub mod reference;
+pub mod seeded;
 pub mod shaders;
 
 #[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]

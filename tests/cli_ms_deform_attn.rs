@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use rlipv2::backend::BackendKind;
-use rlipv2::bench::MsDeformAttnData;
+use rlipv2::seeded::MsDeformAttnData;
 use rlipv2::problem::{Form, MsDeformAttnProblem};
 use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
 use safetensors::tensor::{Dtype, TensorView};

@@ -2,7 +2,7 @@
 
 mod common;
 
-use rlipv2::bench::MsDeformAttnData;
+use rlipv2::seeded::MsDeformAttnData;
 use rlipv2::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 use rlipv2::reference::ms_deform_attn::{fused_to_official, ms_deform_attn};
 

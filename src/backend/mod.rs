@@ -10,7 +10,9 @@ pub mod wgpu;
 pub mod cubecl;
 
 use crate::error::{Error, Result};
-use crate::problem::{DType, MsDeformAttnInput, MsDeformAttnProblem};
+use crate::problem::{
+    AttentionProblem, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, BertLayerWeights, SparseFusionProblem,
+};
 
 /// Every backend this crate knows, compiled in or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +90,75 @@ pub trait Backend {
         prepared.run()?;
         prepared.output()
     }
+
+    // Building blocks and ALIF ops (f32, host to host). Each public method validates, then calls
+    // its `*_valid` twin; a backend that lacks an op keeps the default `Unsupported`.
+
+    /// `y [M,N] = act(x [M,K]·Wᵀ + b)`, `W [N,K]`.
+    fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        p.check(x, weight, bias)?;
+        self.gemm_valid(p, x, weight, bias)
+    }
+    fn gemm_valid(&self, _p: &GemmProblem, _x: &[f32], _weight: &[f32], _bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        Err(unsupported(self.kind(), crate::problem::gemm::OP))
+    }
+
+    /// Row LayerNorm of `x [R,C]`.
+    fn layer_norm(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+        p.check(x, gamma, beta)?;
+        self.layer_norm_valid(p, x, gamma, beta)
+    }
+    fn layer_norm_valid(&self, _p: &LayerNormProblem, _x: &[f32], _gamma: &[f32], _beta: &[f32]) -> Result<Vec<f32>> {
+        Err(unsupported(self.kind(), crate::problem::layer_norm::OP))
+    }
+
+    /// Row softmax of `x [R,C]`.
+    fn softmax(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+        p.check(x)?;
+        self.softmax_valid(p, x)
+    }
+    fn softmax_valid(&self, _p: &SoftmaxProblem, _x: &[f32]) -> Result<Vec<f32>> {
+        Err(unsupported(self.kind(), crate::problem::softmax::OP))
+    }
+
+    /// Multi-head attention on packed `[B,L,H·Dh]` projections, optional additive key mask `[B,Lk]`.
+    fn attention(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+        p.check(q, k, v, mask)?;
+        self.attention_valid(p, q, k, v, mask)
+    }
+    fn attention_valid(&self, _p: &AttentionProblem, _q: &[f32], _k: &[f32], _v: &[f32], _mask: Option<&[f32]>) -> Result<Vec<f32>> {
+        Err(unsupported(self.kind(), crate::problem::attention::OP))
+    }
+
+    /// ALIF gated bi-directional cross-attention: returns `(v' [B,Nv,Cv], l' [B,T,Cl])`.
+    fn gated_cross_attn(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+        p.check(v, pos, l, w)?;
+        self.gated_cross_attn_valid(p, v, pos, l, w)
+    }
+    fn gated_cross_attn_valid(&self, _p: &GatedCrossAttnProblem, _v: &[f32], _pos: &[f32], _l: &[f32], _w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+        Err(unsupported(self.kind(), crate::problem::gated_cross_attn::OP))
+    }
+
+    /// One ALIF round: fuses `memory [B,S,C]`'s last level in place, returns the new language
+    /// state `[B,T,768]`. `mask [B,T]`: 1 = label, 0 = padding (none = all valid).
+    #[allow(clippy::too_many_arguments)]
+    fn sparse_fusion(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+        p.check(memory, pos, lang, mask, bw)?;
+        let f = &p.fusion;
+        // The fusion weights are checked against the fusion problem (activations aside).
+        for (name, shape, got) in fw.tensors(f) {
+            crate::problem::gemm::check_len(crate::problem::sparse_fusion::OP, name, &shape, got.len())?;
+        }
+        self.sparse_fusion_valid(p, memory, pos, lang, mask, fw, bw)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn sparse_fusion_valid(&self, _p: &SparseFusionProblem, _memory: &mut [f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Vec<f32>> {
+        Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
+    }
+}
+
+fn unsupported(kind: BackendKind, op: &'static str) -> Error {
+    Error::Unsupported { op, backend: kind.name().into(), reason: "not implemented on this backend yet".into() }
 }
 
 /// Opens one backend by kind. A backend that is not compiled in or finds no device is an

@@ -3,8 +3,14 @@
 
 use super::{Backend, BackendKind, HostInputs, Prepared};
 use crate::error::Result;
-use crate::problem::{DType, MsDeformAttnInput, MsDeformAttnProblem};
-use crate::reference::ms_deform_attn::ms_deform_attn;
+use crate::problem::{
+    AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
+};
+use crate::reference::{self as oracle, lift, ms_deform_attn::ms_deform_attn};
+
+fn lower(x: Vec<f64>) -> Vec<f32> {
+    x.into_iter().map(|v| v as f32).collect()
+}
 
 pub struct ReferenceBackend;
 
@@ -29,6 +35,29 @@ impl Backend for ReferenceBackend {
     fn prepare_valid<'a>(&'a self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
         let inputs = HostInputs::new(problem, input, |x| round_to(x, dtype));
         Ok(Box::new(ReferenceRun { problem: problem.clone(), inputs, dtype, out: Vec::new() }))
+    }
+
+    fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        Ok(lower(oracle::gemm::gemm::<f64>(p, &lift(x), weight, bias)))
+    }
+    fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+        Ok(lower(oracle::layer_norm::layer_norm::<f64>(p, &lift(x), gamma, beta)))
+    }
+    fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+        Ok(lower(oracle::softmax::softmax::<f64>(p, &lift(x))))
+    }
+    fn attention_valid(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+        Ok(lower(oracle::attention::attention::<f64>(p, &lift(q), &lift(k), &lift(v), mask)))
+    }
+    fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (a, b) = oracle::gated_cross_attn::gated_cross_attn::<f64>(p, &lift(v), &lift(pos), &lift(l), w);
+        Ok((lower(a), lower(b)))
+    }
+    fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+        let mut mem = lift::<f64>(memory);
+        let out = oracle::sparse_fusion::sparse_fusion::<f64>(p, &mut mem, &lift(pos), &lift(lang), mask, fw, bw);
+        memory.iter_mut().zip(mem).for_each(|(d, s)| *d = s as f32);
+        Ok(lower(out))
     }
 }
 

@@ -2,9 +2,21 @@
 //! contract, `validate()`, `flops()` and `bytes()`. Backends, the oracle, tests and benches read
 //! shapes from here only.
 
+pub mod attention;
+pub mod gated_cross_attn;
+pub mod gemm;
+pub mod layer_norm;
 pub mod ms_deform_attn;
+pub mod softmax;
+pub mod sparse_fusion;
 
+pub use attention::AttentionProblem;
+pub use gated_cross_attn::{Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, Linear, Norm};
+pub use gemm::{Activation, GemmProblem};
+pub use layer_norm::LayerNormProblem;
 pub use ms_deform_attn::{Form, Level, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+pub use softmax::SoftmaxProblem;
+pub use sparse_fusion::{BertLayerProblem, BertLayerWeights, SparseFusionProblem};
 
 /// Element type of the value tensor and output of an op. Sampling inputs stay f32 and
 /// accumulation is always f32.

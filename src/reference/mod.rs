@@ -1,7 +1,13 @@
 //! Layer 2: the CPU oracle. Naive loops, generic over f32/f64, the formula in each doc comment.
 //! This is the only definition of "correct"; it never copies a kernel's tiling or fusion.
 
+pub mod attention;
+pub mod gated_cross_attn;
+pub mod gemm;
+pub mod layer_norm;
 pub mod ms_deform_attn;
+pub mod softmax;
+pub mod sparse_fusion;
 
 /// The arithmetic the oracle needs, implemented for f32 and f64.
 pub trait Real:
@@ -21,6 +27,15 @@ pub trait Real:
     fn to_f64(self) -> f64;
     fn floor(self) -> Self;
     fn exp(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn erf(self) -> Self;
+    fn max(self, other: Self) -> Self {
+        if other > self {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 impl Real for f32 {
@@ -38,6 +53,12 @@ impl Real for f32 {
     }
     fn exp(self) -> Self {
         f32::exp(self)
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn erf(self) -> Self {
+        libm::erff(self)
     }
 }
 
@@ -57,4 +78,15 @@ impl Real for f64 {
     fn exp(self) -> Self {
         f64::exp(self)
     }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+}
+
+/// Converts f32 host data to the oracle's precision.
+pub fn lift<T: Real>(x: &[f32]) -> Vec<T> {
+    x.iter().map(|&v| T::from_f32(v)).collect()
 }

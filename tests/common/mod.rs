@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use rlipv2::backend::{self, Backend, BackendKind};
-use rlipv2::bench::{MsDeformAttnData, Rng, RLIPV2_LEVELS};
+use rlipv2::bench::RLIPV2_LEVELS;
+use rlipv2::seeded::{MsDeformAttnData, Rng};
 use rlipv2::problem::{DType, Form, MsDeformAttnProblem, RefKind};
 use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
 
@@ -164,18 +165,24 @@ pub fn assert_agree(what: &str, case: &Case, a: &[f32], b: &[f32], exp: &Expecte
 }
 
 /// Checks `got` against the oracle with the policy above and reports the worst element with its
-/// multi-index `[b,q,channel]`, values, abs/rel error and the count over tolerance.
+/// multi-index in `[b,q,channel]` (MSDA output layout), values, abs/rel error and the count over
+/// tolerance.
 pub fn assert_close(what: &str, case: &Case, got: &[f32], exp: &Expected, tol: &Tolerance) {
     let pr = &case.problem;
-    assert_eq!(got.len(), exp.ref64.len(), "{what} {}: output length", case.name);
-    let f32_err = exp.ref32.iter().zip(&exp.ref64).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+    assert_close_flat(&format!("{what} / ms_deform_attn / {}", case.name), &pr.output_shape(), got, &exp.ref64, &exp.ref32, tol);
+}
+
+/// The tolerance policy on any tensor of `shape`; the failure names the worst multi-index.
+pub fn assert_close_flat(label: &str, shape: &[usize], got: &[f32], ref64: &[f64], ref32: &[f32], tol: &Tolerance) {
+    assert_eq!(got.len(), ref64.len(), "{label}: output length");
+    assert_eq!(shape.iter().product::<usize>(), got.len(), "{label}: shape {shape:?}");
+    let f32_err = ref32.iter().zip(ref64).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
     let budget = tol.floor.max(tol.k * f32_err);
     let mut worst = (0usize, f64::NEG_INFINITY);
     let mut over = 0usize;
-    for (i, (&g, &r)) in got.iter().zip(&exp.ref64).enumerate() {
+    for (i, (&g, &r)) in got.iter().zip(ref64).enumerate() {
         let err = (g as f64 - r).abs();
-        let allowed = budget + tol.rtol * r.abs();
-        let excess = if g.is_nan() { f64::INFINITY } else { err - allowed };
+        let excess = if g.is_nan() { f64::INFINITY } else { err - (budget + tol.rtol * r.abs()) };
         if excess > 0.0 {
             over += 1;
         }
@@ -185,16 +192,16 @@ pub fn assert_close(what: &str, case: &Case, got: &[f32], exp: &Expected, tol: &
     }
     if over > 0 {
         let i = worst.0;
-        let row = pr.heads * pr.channels;
-        let (bq, c) = (i / row, i % row);
-        let (b, q) = (bq / pr.queries, bq % pr.queries);
-        let (g, r) = (got[i] as f64, exp.ref64[i]);
+        let mut idx = vec![0; shape.len()];
+        let mut rem = i;
+        for (d, n) in shape.iter().enumerate().rev() {
+            idx[d] = rem % n;
+            rem /= n;
+        }
+        let (g, r) = (got[i] as f64, ref64[i]);
         panic!(
-            "{what} / ms_deform_attn / {}: {over} of {} elements over tolerance; worst at [b={b},q={q},ch={c}] (head {}, d {}): got {g:.9e}, ref64 {r:.9e}, abs err {:.3e}, rel err {:.3e}, allowed {:.3e} (budget {budget:.3e} = max(floor {}, {}·f32 oracle err {f32_err:.3e}) + rtol {})",
-            case.name,
+            "{label}: {over} of {} elements over tolerance; worst at {idx:?}: got {g:.9e}, ref64 {r:.9e}, abs err {:.3e}, rel err {:.3e}, allowed {:.3e} (budget {budget:.3e} = max(floor {}, {}·f32 oracle err {f32_err:.3e}) + rtol {})",
             got.len(),
-            c / pr.channels,
-            c % pr.channels,
             (g - r).abs(),
             (g - r).abs() / r.abs().max(1e-30),
             budget + tol.rtol * r.abs(),

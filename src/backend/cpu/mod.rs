@@ -1,4 +1,5 @@
-//! Fast native CPU backend: rayon over (b, q) rows; for each head the D channels of a tap are
+//! Fast native CPU backend. Building blocks and ALIF ops live in `dense` and `fusion`; this file
+//! holds `ms_deform_attn`: rayon over (b, q) rows; for each head the D channels of a tap are
 //! contiguous in `value [B,S,M,D]`, so the inner loop is a straight multiply-add over a slice
 //! that the compiler vectorizes. Softmax and location arithmetic of the fused form are done per
 //! head in registers, never stored.
@@ -6,13 +7,19 @@
 //! f16/bf16: `value` is rounded to the dtype on upload and held as f32 (the CPU has no 16-bit
 //! float arithmetic worth using); accumulation is f32 and the output is rounded to the dtype.
 
+mod dense;
+mod fusion;
+
 use rayon::prelude::*;
 
 use super::reference::round_to;
 use super::{Backend, BackendKind, HostInputs, Prepared};
 use crate::error::Result;
 use crate::problem::ms_deform_attn::MAX_POINTS;
-use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+use crate::problem::{
+    AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem,
+    SparseFusionProblem,
+};
 
 pub struct CpuBackend {
     threads: usize,
@@ -50,6 +57,25 @@ impl Backend for CpuBackend {
     fn prepare_valid<'a>(&'a self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
         let inputs = HostInputs::new(problem, input, |x| round_to(x, dtype));
         Ok(Box::new(CpuRun { problem: problem.clone(), inputs, dtype, out: vec![0.0; problem.output_len()] }))
+    }
+
+    fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        Ok(dense::linear(p.m, p.k, p.n, x, weight, bias, p.act))
+    }
+    fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+        Ok(dense::layer_norm(p, x, gamma, beta))
+    }
+    fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+        Ok(dense::softmax(p.width, x))
+    }
+    fn attention_valid(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+        Ok(dense::attention(p, q, k, v, mask))
+    }
+    fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok(fusion::gated_cross_attn(p, v, pos, l, w))
+    }
+    fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+        Ok(fusion::sparse_fusion(p, memory, pos, lang, mask, fw, bw))
     }
 }
 

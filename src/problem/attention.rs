@@ -1,0 +1,39 @@
+//! `attention`: small-sequence multi-head attention on packed projections.
+//!
+//! `q [B,Lq,H·Dh]`, `k, v [B,Lk,H·Dh]` (head h in channels `h·Dh..(h+1)·Dh`), optional additive
+//! key mask `[B,Lk]`: `out[b,i,h] = Σ_j softmax_j(scale · q_i·k_j + mask[b,j]) · v_j` → `[B,Lq,H·Dh]`.
+
+use crate::error::{Error, Result};
+use crate::problem::gemm::check_len;
+
+pub const OP: &str = "attention";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionProblem {
+    pub batch: usize,
+    pub heads: usize,
+    pub q_len: usize,
+    pub k_len: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+}
+
+impl AttentionProblem {
+    pub fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    pub fn check(&self, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<()> {
+        if [self.batch, self.heads, self.q_len, self.k_len, self.head_dim].contains(&0) {
+            return Err(Error::limit(OP, "B, H, Lq, Lk, Dh", format!("all must be ≥ 1: {self:?}")));
+        }
+        let w = self.width();
+        check_len(OP, "q", &[self.batch, self.q_len, w], q.len())?;
+        check_len(OP, "k", &[self.batch, self.k_len, w], k.len())?;
+        check_len(OP, "v", &[self.batch, self.k_len, w], v.len())?;
+        if let Some(m) = mask {
+            check_len(OP, "mask", &[self.batch, self.k_len], m.len())?;
+        }
+        Ok(())
+    }
+}

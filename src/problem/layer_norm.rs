@@ -1,0 +1,25 @@
+//! `layer_norm`: each row of `x [R,C]` normalized with biased variance, then `·γ + β`
+//! (`γ, β [C]`): `y = (x − mean) / √(var + eps) · γ + β`.
+
+use crate::error::{Error, Result};
+use crate::problem::gemm::check_len;
+
+pub const OP: &str = "layer_norm";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerNormProblem {
+    pub rows: usize,
+    pub width: usize,
+    pub eps: f32,
+}
+
+impl LayerNormProblem {
+    pub fn check(&self, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<()> {
+        if self.rows == 0 || self.width == 0 || !(self.eps > 0.0) {
+            return Err(Error::limit(OP, "rows, width, eps", format!("need rows, width ≥ 1 and eps > 0, got {}, {}, {}", self.rows, self.width, self.eps)));
+        }
+        check_len(OP, "x", &[self.rows, self.width], x.len())?;
+        check_len(OP, "gamma", &[self.width], gamma.len())?;
+        check_len(OP, "beta", &[self.width], beta.len())
+    }
+}

@@ -1,0 +1,196 @@
+//! The ALIF ops and their building blocks on every backend against the f64 oracle, on seeded
+//! cases that include the real RLIPv2 sizes (Nv = 273, T = 198) and odd ones (Nv = 1, T = 1,
+//! T = 117, B = 2). A backend that opens but lacks an op prints `SKIP <backend>/<op>: <why>`.
+
+mod common;
+
+use common::{assert_close_flat, open_or_skip, Tolerance};
+use rlipv2::backend::{Backend, BackendKind};
+use rlipv2::problem::{Activation, AttentionProblem, BertLayerProblem, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem, SoftmaxProblem, SparseFusionProblem};
+use rlipv2::reference::{self as oracle, lift};
+use rlipv2::seeded::{Rng, SeededWeights};
+use rlipv2::Error;
+
+const TOL: Tolerance = Tolerance { floor: 1e-5, k: 8.0, rtol: 1e-5 };
+
+/// Runs `f`; an `Unsupported` answer is a visible SKIP, anything else must succeed.
+fn run<T>(be: &dyn Backend, op: &str, f: impl FnOnce() -> rlipv2::Result<T>) -> Option<T> {
+    match f() {
+        Ok(x) => Some(x),
+        Err(e @ Error::Unsupported { .. }) => {
+            println!("SKIP {}/{op}: {e}", be.kind());
+            None
+        }
+        Err(e) => panic!("{}/{op}: {e}", be.kind()),
+    }
+}
+
+fn check(label: &str, shape: &[usize], got: &[f32], r64: Vec<f64>, r32: Vec<f32>) {
+    assert_close_flat(label, shape, got, &r64, &r32, &TOL);
+}
+
+fn gemm_case(be: &dyn Backend) {
+    let cases = [(1, 1, 1, true, Activation::None), (7, 13, 5, true, Activation::Relu), (17, 9, 11, false, Activation::None), (273, 256, 2048, true, Activation::None), (198, 768, 3072, true, Activation::Gelu), (33, 3072, 768, true, Activation::None)];
+    for (i, &(m, k, n, bias, act)) in cases.iter().enumerate() {
+        let p = GemmProblem { m, k, n, bias, act };
+        let mut rng = Rng::new(100 + i as u64);
+        let x = rng.fill(m * k, -2.0, 2.0);
+        let w = rng.fill(n * k, -1.0 / (k as f32).sqrt(), 1.0 / (k as f32).sqrt());
+        let b = rng.fill(n, -0.5, 0.5);
+        let bias = bias.then_some(b.as_slice());
+        let Some(got) = run(be, "gemm", || be.gemm(&p, &x, &w, bias)) else { return };
+        let label = format!("{}/gemm/{m}x{k}x{n}/{act:?}", be.kind());
+        check(&label, &[m, n], &got, oracle::gemm::gemm::<f64>(&p, &lift(&x), &w, bias), oracle::gemm::gemm::<f32>(&p, &x, &w, bias));
+    }
+}
+
+fn layer_norm_case(be: &dyn Backend) {
+    for (i, &(rows, width, offset)) in [(1usize, 1usize, 0.0f32), (273, 256, 0.0), (198, 768, 100.0), (5, 3, -7.0)].iter().enumerate() {
+        let p = LayerNormProblem { rows, width, eps: 1e-5 };
+        let mut rng = Rng::new(200 + i as u64);
+        let x: Vec<f32> = rng.fill(rows * width, -3.0, 3.0).into_iter().map(|v| v + offset).collect();
+        let (g, b) = (rng.fill(width, 0.5, 1.5), rng.fill(width, -0.5, 0.5));
+        let Some(got) = run(be, "layer_norm", || be.layer_norm(&p, &x, &g, &b)) else { return };
+        let label = format!("{}/layer_norm/{rows}x{width}+{offset}", be.kind());
+        check(&label, &[rows, width], &got, oracle::layer_norm::layer_norm::<f64>(&p, &lift(&x), &g, &b), oracle::layer_norm::layer_norm::<f32>(&p, &x, &g, &b));
+    }
+}
+
+fn softmax_case(be: &dyn Backend) {
+    for (i, &(rows, width, scale)) in [(5usize, 1usize, 1.0f32), (8 * 273, 198, 4.0), (3, 17, 1000.0)].iter().enumerate() {
+        let p = SoftmaxProblem { rows, width };
+        let x = Rng::new(300 + i as u64).fill(rows * width, -scale, scale);
+        let Some(got) = run(be, "softmax", || be.softmax(&p, &x)) else { return };
+        let label = format!("{}/softmax/{rows}x{width}", be.kind());
+        check(&label, &[rows, width], &got, oracle::softmax::softmax::<f64>(&p, &lift(&x)), oracle::softmax::softmax::<f32>(&p, &x));
+    }
+}
+
+fn attention_case(be: &dyn Backend) {
+    let cases = [
+        AttentionProblem { batch: 1, heads: 12, q_len: 198, k_len: 198, head_dim: 64, scale: 0.125 },
+        AttentionProblem { batch: 2, heads: 3, q_len: 5, k_len: 1, head_dim: 4, scale: 0.5 },
+        AttentionProblem { batch: 1, heads: 8, q_len: 273, k_len: 198, head_dim: 256, scale: 1.0 / 16.0 },
+    ];
+    for (i, p) in cases.iter().enumerate() {
+        let mut rng = Rng::new(400 + i as u64);
+        let w = p.width();
+        let q = rng.fill(p.batch * p.q_len * w, -1.0, 1.0);
+        let k = rng.fill(p.batch * p.k_len * w, -1.0, 1.0);
+        let v = rng.fill(p.batch * p.k_len * w, -1.0, 1.0);
+        let mask: Option<Vec<f32>> = (i == 0).then(|| (0..p.batch * p.k_len).map(|j| if j % 5 == 4 { -10000.0 } else { 0.0 }).collect());
+        let Some(got) = run(be, "attention", || be.attention(p, &q, &k, &v, mask.as_deref())) else { return };
+        let label = format!("{}/attention/{:?}", be.kind(), p);
+        let r64 = oracle::attention::attention::<f64>(p, &lift(&q), &lift(&k), &lift(&v), mask.as_deref());
+        let r32 = oracle::attention::attention::<f32>(p, &q, &k, &v, mask.as_deref());
+        check(&label, &[p.batch, p.q_len, w], &got, r64, r32);
+    }
+}
+
+fn fusion_cases() -> Vec<GatedCrossAttnProblem> {
+    vec![
+        GatedCrossAttnProblem::rlipv2(1, 273, 198),
+        GatedCrossAttnProblem::rlipv2(1, 1, 1),
+        GatedCrossAttnProblem { gate: Gate::Glip, ..GatedCrossAttnProblem::rlipv2(2, 13, 117) },
+        GatedCrossAttnProblem { batch: 2, nv: 7, t: 3, v_dim: 16, l_dim: 24, embed: 32, heads: 4, gate: Gate::XGating },
+    ]
+}
+
+fn gated_cross_attn_case(be: &dyn Backend) {
+    for (i, p) in fusion_cases().iter().enumerate() {
+        let w = SeededWeights::fusion(p, 500 + i as u64);
+        let mut rng = Rng::new(600 + i as u64);
+        let v = rng.fill(p.batch * p.nv * p.v_dim, -2.0, 2.0);
+        let pos = rng.fill(p.batch * p.nv * p.v_dim, -1.0, 1.0);
+        let l = rng.fill(p.batch * p.t * p.l_dim, -2.0, 2.0);
+        let Some((gv, gl)) = run(be, "gated_cross_attn", || be.gated_cross_attn(p, &v, &pos, &l, &w.as_fusion())) else { return };
+        let (v64, l64) = oracle::gated_cross_attn::gated_cross_attn::<f64>(p, &lift(&v), &lift(&pos), &lift(&l), &w.as_fusion());
+        let (v32, l32) = oracle::gated_cross_attn::gated_cross_attn::<f32>(p, &v, &pos, &l, &w.as_fusion());
+        let label = format!("{}/gated_cross_attn/B{} Nv{} T{} {:?}", be.kind(), p.batch, p.nv, p.t, p.gate);
+        check(&format!("{label} v'"), &[p.batch, p.nv, p.v_dim], &gv, v64, v32);
+        check(&format!("{label} l'"), &[p.batch, p.t, p.l_dim], &gl, l64, l32);
+    }
+}
+
+fn sparse_fusion_case(be: &dyn Backend) {
+    let cases = [(1usize, 300usize, 27usize, 198usize, false), (2, 40, 39, 117, true)];
+    for (i, &(batch, tokens, start, t, masked)) in cases.iter().enumerate() {
+        let p = SparseFusionProblem::rlipv2(batch, tokens, start, t);
+        let fw = SeededWeights::fusion(&p.fusion, 700 + i as u64);
+        let bw = SeededWeights::bert(&BertLayerProblem::roberta_base(batch, t), 800 + i as u64);
+        let mut rng = Rng::new(900 + i as u64);
+        let memory = rng.fill(batch * tokens * 256, -2.0, 2.0);
+        let pos = rng.fill(batch * tokens * 256, -1.0, 1.0);
+        let lang = rng.fill(batch * t * 768, -1.0, 1.0);
+        let mask: Option<Vec<f32>> = masked.then(|| (0..batch * t).map(|j| if j % 7 == 6 { 0.0 } else { 1.0 }).collect());
+        let mut mem = memory.clone();
+        let Some(out) = run(be, "sparse_fusion", || be.sparse_fusion(&p, &mut mem, &pos, &lang, mask.as_deref(), &fw.as_fusion(), &bw.as_bert())) else { return };
+        let mut m64 = lift::<f64>(&memory);
+        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(&p, &mut m64, &lift(&pos), &lift(&lang), mask.as_deref(), &fw.as_fusion(), &bw.as_bert());
+        let mut m32 = memory.clone();
+        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(&p, &mut m32, &pos, &lang, mask.as_deref(), &fw.as_fusion(), &bw.as_bert());
+        let label = format!("{}/sparse_fusion/B{batch} S{tokens} start{start} T{t}", be.kind());
+        check(&format!("{label} lang"), &[batch, t, 768], &out, o64, o32);
+        check(&format!("{label} memory"), &[batch, tokens, 256], &mem, m64, m32);
+    }
+}
+
+macro_rules! backend_tests {
+    ($($name:ident: $kind:expr, $case:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            if let Some(be) = open_or_skip($kind) {
+                $case(be.as_ref());
+            }
+        }
+    )*};
+}
+
+backend_tests! {
+    gemm_reference_matches_reference: BackendKind::Reference, gemm_case;
+    gemm_cpu_matches_reference: BackendKind::Cpu, gemm_case;
+    gemm_wgpu_matches_reference: BackendKind::Wgpu, gemm_case;
+    gemm_cubecl_wgpu_matches_reference: BackendKind::CubeclWgpu, gemm_case;
+    gemm_cubecl_cuda_matches_reference: BackendKind::CubeclCuda, gemm_case;
+    layer_norm_cpu_matches_reference: BackendKind::Cpu, layer_norm_case;
+    layer_norm_wgpu_matches_reference: BackendKind::Wgpu, layer_norm_case;
+    layer_norm_cubecl_wgpu_matches_reference: BackendKind::CubeclWgpu, layer_norm_case;
+    layer_norm_cubecl_cuda_matches_reference: BackendKind::CubeclCuda, layer_norm_case;
+    softmax_cpu_matches_reference: BackendKind::Cpu, softmax_case;
+    softmax_wgpu_matches_reference: BackendKind::Wgpu, softmax_case;
+    softmax_cubecl_wgpu_matches_reference: BackendKind::CubeclWgpu, softmax_case;
+    softmax_cubecl_cuda_matches_reference: BackendKind::CubeclCuda, softmax_case;
+    attention_cpu_matches_reference: BackendKind::Cpu, attention_case;
+    attention_wgpu_matches_reference: BackendKind::Wgpu, attention_case;
+    attention_cubecl_wgpu_matches_reference: BackendKind::CubeclWgpu, attention_case;
+    attention_cubecl_cuda_matches_reference: BackendKind::CubeclCuda, attention_case;
+    gated_cross_attn_reference_matches_reference: BackendKind::Reference, gated_cross_attn_case;
+    gated_cross_attn_cpu_matches_reference: BackendKind::Cpu, gated_cross_attn_case;
+    gated_cross_attn_wgpu_matches_reference: BackendKind::Wgpu, gated_cross_attn_case;
+    gated_cross_attn_cubecl_wgpu_matches_reference: BackendKind::CubeclWgpu, gated_cross_attn_case;
+    gated_cross_attn_cubecl_cuda_matches_reference: BackendKind::CubeclCuda, gated_cross_attn_case;
+    sparse_fusion_cpu_matches_reference: BackendKind::Cpu, sparse_fusion_case;
+    sparse_fusion_wgpu_matches_reference: BackendKind::Wgpu, sparse_fusion_case;
+    sparse_fusion_cubecl_wgpu_matches_reference: BackendKind::CubeclWgpu, sparse_fusion_case;
+    sparse_fusion_cubecl_cuda_matches_reference: BackendKind::CubeclCuda, sparse_fusion_case;
+}
+
+#[test]
+fn fusion_ops_reject_bad_shapes_with_the_tensor_name() {
+    let be = rlipv2::backend::open(BackendKind::Cpu).unwrap();
+    let p = GatedCrossAttnProblem::rlipv2(1, 4, 3);
+    let w = SeededWeights::fusion(&p, 1);
+    let (v, pos, l) = (vec![0.0; 4 * 256], vec![0.0; 4 * 256], vec![0.0; 3 * 768]);
+    let err = be.gated_cross_attn(&p, &v, &pos, &l[..100], &w.as_fusion()).unwrap_err().to_string();
+    assert!(err.contains("`l`") && err.contains("[1, 3, 768]"), "{err}");
+    let mut bad = w.clone();
+    bad.get_mut("b_attn.attn.out_l_proj.weight").unwrap().pop();
+    let err = be.gated_cross_attn(&p, &v, &pos, &l, &bad.as_fusion()).unwrap_err().to_string();
+    assert!(err.contains("b_attn.attn.out_l_proj.weight") && err.contains("[768, 2048]"), "{err}");
+    let sp = SparseFusionProblem::rlipv2(1, 10, 7, 3);
+    let bw = SeededWeights::bert(&sp.lang, 2);
+    let mut mem = vec![0.0; 10 * 256];
+    let bad_start = SparseFusionProblem { start: 5, ..sp };
+    let err = be.sparse_fusion(&bad_start, &mut mem, &vec![0.0; 2560], &l, None, &SeededWeights::fusion(&sp.fusion, 3).as_fusion(), &bw.as_bert()).unwrap_err().to_string();
+    assert!(err.contains("level_start_index"), "{err}");
+}
