@@ -52,8 +52,24 @@ pub fn time_runs(prepared: &mut dyn backend::Prepared, repeat: usize) -> Result<
         prepared.wait()?;
         t.push(t0.elapsed().as_secs_f64() / LAUNCHES_PER_SAMPLE as f64);
     }
+    Ok(summarize(t))
+}
+
+fn summarize(mut t: Vec<f64>) -> Timing {
     t.sort_by(f64::total_cmp);
-    Ok(Timing { median_s: t[t.len() / 2], min_s: t[0] })
+    Timing { median_s: t[t.len() / 2], min_s: t[0] }
+}
+
+/// Median and min of `repeat` host-to-host calls of `f`, after one warm-up call.
+pub fn time_host(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
+    f()?;
+    let mut t = Vec::with_capacity(repeat.max(1));
+    for _ in 0..repeat.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        t.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(summarize(t))
 }
 
 /// One row of the side-by-side table.

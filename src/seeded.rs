@@ -1,7 +1,7 @@
 //! Seeded inputs and weights, identical on every platform, for tests, benches and the CLI's
 //! `bench`. Weight recipes follow PyTorch's default scales so activations stay O(1).
 
-use crate::problem::{BertLayerProblem, BertLayerWeights, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+use crate::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem, OwnedWeights, RefKind};
 
 /// SplitMix64: small, seeded, identical on every platform.
 pub struct Rng(u64);
@@ -124,17 +124,10 @@ fn query_points(pr: &MsDeformAttnProblem, rng: &mut Rng) -> Vec<f32> {
     pts
 }
 
-/// Owned weights in a problem's official name order, with typed views.
-#[derive(Clone, Debug)]
-pub struct SeededWeights {
-    pub names: Vec<&'static str>,
-    pub tensors: Vec<Vec<f32>>,
-}
-
-impl SeededWeights {
-    /// Linear weights `[out,in]` U(±1/√in), biases U(±0.1), LayerNorm γ U(0.8,1.2) and
-    /// β U(±0.1), fusion gates U(0.2,0.6).
-    pub fn new(shapes: Vec<(&'static str, Vec<usize>)>, seed: u64) -> Self {
+impl OwnedWeights {
+    /// Seeded weights for `shapes` (a problem's `weight_shapes()`): linear weights `[out,in]`
+    /// U(±1/√in), biases U(±0.1), LayerNorm γ U(0.8,1.2) and β U(±0.1), fusion gates U(0.2,0.6).
+    pub fn seeded(shapes: Vec<(&'static str, Vec<usize>)>, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let mut names = Vec::new();
         let mut tensors = Vec::new();
@@ -154,30 +147,6 @@ impl SeededWeights {
             names.push(name);
             tensors.push(t);
         }
-        SeededWeights { names, tensors }
-    }
-
-    pub fn fusion(p: &GatedCrossAttnProblem, seed: u64) -> Self {
-        Self::new(p.weight_shapes(), seed)
-    }
-    pub fn bert(p: &BertLayerProblem, seed: u64) -> Self {
-        Self::new(p.weight_shapes(), seed)
-    }
-
-    fn slices<const N: usize>(&self) -> [&[f32]; N] {
-        std::array::from_fn(|i| self.tensors[i].as_slice())
-    }
-    /// View as fusion weights (built by [`SeededWeights::fusion`]).
-    pub fn as_fusion(&self) -> GatedCrossAttnWeights<'_> {
-        GatedCrossAttnWeights::from_slices(self.slices::<18>())
-    }
-    /// View as language-layer weights (built by [`SeededWeights::bert`]).
-    pub fn as_bert(&self) -> BertLayerWeights<'_> {
-        BertLayerWeights::from_slices(self.slices::<16>())
-    }
-    /// Mutable access by official name.
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Vec<f32>> {
-        let i = self.names.iter().position(|n| *n == name)?;
-        self.tensors.get_mut(i)
+        OwnedWeights { names, tensors }
     }
 }

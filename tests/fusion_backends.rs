@@ -8,7 +8,8 @@ use common::{assert_close_flat, open_or_skip, Tolerance};
 use rlipv2::backend::{Backend, BackendKind};
 use rlipv2::problem::{Activation, AttentionProblem, BertLayerProblem, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem, SoftmaxProblem, SparseFusionProblem};
 use rlipv2::reference::{self as oracle, lift};
-use rlipv2::seeded::{Rng, SeededWeights};
+use rlipv2::problem::OwnedWeights;
+use rlipv2::seeded::Rng;
 use rlipv2::Error;
 
 const TOL: Tolerance = Tolerance { floor: 1e-5, k: 8.0, rtol: 1e-5 };
@@ -98,7 +99,7 @@ fn fusion_cases() -> Vec<GatedCrossAttnProblem> {
 
 fn gated_cross_attn_case(be: &dyn Backend) {
     for (i, p) in fusion_cases().iter().enumerate() {
-        let w = SeededWeights::fusion(p, 500 + i as u64);
+        let w = OwnedWeights::seeded(p.weight_shapes(), 500 + i as u64);
         let mut rng = Rng::new(600 + i as u64);
         let v = rng.fill(p.batch * p.nv * p.v_dim, -2.0, 2.0);
         let pos = rng.fill(p.batch * p.nv * p.v_dim, -1.0, 1.0);
@@ -116,8 +117,8 @@ fn sparse_fusion_case(be: &dyn Backend) {
     let cases = [(1usize, 300usize, 27usize, 198usize, false), (2, 40, 39, 117, true)];
     for (i, &(batch, tokens, start, t, masked)) in cases.iter().enumerate() {
         let p = SparseFusionProblem::rlipv2(batch, tokens, start, t);
-        let fw = SeededWeights::fusion(&p.fusion, 700 + i as u64);
-        let bw = SeededWeights::bert(&BertLayerProblem::roberta_base(batch, t), 800 + i as u64);
+        let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 700 + i as u64);
+        let bw = OwnedWeights::seeded(BertLayerProblem::roberta_base(batch, t).weight_shapes(), 800 + i as u64);
         let mut rng = Rng::new(900 + i as u64);
         let memory = rng.fill(batch * tokens * 256, -2.0, 2.0);
         let pos = rng.fill(batch * tokens * 256, -1.0, 1.0);
@@ -179,7 +180,7 @@ backend_tests! {
 fn fusion_ops_reject_bad_shapes_with_the_tensor_name() {
     let be = rlipv2::backend::open(BackendKind::Cpu).unwrap();
     let p = GatedCrossAttnProblem::rlipv2(1, 4, 3);
-    let w = SeededWeights::fusion(&p, 1);
+    let w = OwnedWeights::seeded(p.weight_shapes(), 1);
     let (v, pos, l) = (vec![0.0; 4 * 256], vec![0.0; 4 * 256], vec![0.0; 3 * 768]);
     let err = be.gated_cross_attn(&p, &v, &pos, &l[..100], &w.as_fusion()).unwrap_err().to_string();
     assert!(err.contains("`l`") && err.contains("[1, 3, 768]"), "{err}");
@@ -188,9 +189,9 @@ fn fusion_ops_reject_bad_shapes_with_the_tensor_name() {
     let err = be.gated_cross_attn(&p, &v, &pos, &l, &bad.as_fusion()).unwrap_err().to_string();
     assert!(err.contains("b_attn.attn.out_l_proj.weight") && err.contains("[768, 2048]"), "{err}");
     let sp = SparseFusionProblem::rlipv2(1, 10, 7, 3);
-    let bw = SeededWeights::bert(&sp.lang, 2);
+    let bw = OwnedWeights::seeded(sp.lang.weight_shapes(), 2);
     let mut mem = vec![0.0; 10 * 256];
     let bad_start = SparseFusionProblem { start: 5, ..sp };
-    let err = be.sparse_fusion(&bad_start, &mut mem, &vec![0.0; 2560], &l, None, &SeededWeights::fusion(&sp.fusion, 3).as_fusion(), &bw.as_bert()).unwrap_err().to_string();
+    let err = be.sparse_fusion(&bad_start, &mut mem, &vec![0.0; 2560], &l, None, &OwnedWeights::seeded(sp.fusion.weight_shapes(), 3).as_fusion(), &bw.as_bert()).unwrap_err().to_string();
     assert!(err.contains("level_start_index"), "{err}");
 }

@@ -3,7 +3,8 @@
 use rlipv2::problem::gated_cross_attn::LN_EPS;
 use rlipv2::problem::{Activation, AttentionProblem, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem, SoftmaxProblem, SparseFusionProblem};
 use rlipv2::reference::{attention::attention, gated_cross_attn::gated_cross_attn, gemm::gemm, layer_norm::layer_norm, lift, softmax::softmax, sparse_fusion::sparse_fusion};
-use rlipv2::seeded::{Rng, SeededWeights};
+use rlipv2::problem::OwnedWeights;
+use rlipv2::seeded::Rng;
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -64,7 +65,7 @@ fn inputs(p: &GatedCrossAttnProblem, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>
 fn gate_zero_gives_layer_norm_of_the_input() {
     for gate in [Gate::VXAc, Gate::Glip] {
         let p = small(2, 5, 3, gate);
-        let mut w = SeededWeights::fusion(&p, 1);
+        let mut w = OwnedWeights::seeded(p.weight_shapes(), 1);
         w.get_mut("b_attn.gamma_v").unwrap().iter_mut().for_each(|g| *g = 0.0);
         w.get_mut("b_attn.gamma_l").unwrap().iter_mut().for_each(|g| *g = 0.0);
         let fw = w.as_fusion();
@@ -82,7 +83,7 @@ fn one_label_gives_image_side_softmax_one() {
     // T = 1: every image token attends with weight 1 to the single label, so
     // Δv = out_v_proj(values_l_proj(LN(l))) for every token, independent of v and pos.
     let p = small(1, 4, 1, Gate::XGating);
-    let w = SeededWeights::fusion(&p, 3);
+    let w = OwnedWeights::seeded(p.weight_shapes(), 3);
     let fw = w.as_fusion();
     let (v, pos, l) = inputs(&p, 4);
     let (v2, _) = gated_cross_attn::<f64>(&p, &lift(&v), &lift(&pos), &lift(&l), &fw);
@@ -99,7 +100,7 @@ fn one_label_gives_image_side_softmax_one() {
 #[test]
 fn permuting_labels_permutes_language_output_and_keeps_image_output() {
     let p = small(1, 6, 5, Gate::VXAc);
-    let w = SeededWeights::fusion(&p, 5);
+    let w = OwnedWeights::seeded(p.weight_shapes(), 5);
     let (v, pos, l) = inputs(&p, 6);
     let perm = [3, 0, 4, 1, 2];
     let lp: Vec<f32> = perm.iter().flat_map(|&j| l[j * 24..(j + 1) * 24].to_vec()).collect();
@@ -115,8 +116,8 @@ fn sparse_fusion_touches_only_the_last_level_and_is_label_permutation_equivarian
     let fusion = small(2, 3, 4, Gate::VXAc);
     let p = SparseFusionProblem { tokens: 10, start: 7, fusion, lang: rlipv2::problem::BertLayerProblem { batch: 2, t: 4, hidden: 24, heads: 4, ffn: 40 } };
     p.validate().unwrap();
-    let fw = SeededWeights::fusion(&fusion, 7);
-    let bw = SeededWeights::bert(&p.lang, 8);
+    let fw = OwnedWeights::seeded(fusion.weight_shapes(), 7);
+    let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 8);
     let mut rng = Rng::new(9);
     let memory = rng.fill(2 * 10 * 16, -1.0, 1.0);
     let pos = rng.fill(2 * 10 * 16, -1.0, 1.0);

@@ -38,6 +38,18 @@ pub enum Gate {
     XGating,
 }
 
+impl std::str::FromStr for Gate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "vxac" => Ok(Gate::VXAc),
+            "glip" => Ok(Gate::Glip),
+            "xgating" => Ok(Gate::XGating),
+            other => Err(format!("unknown gate `{other}` (expected VXAc, GLIP or XGating)")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GatedCrossAttnProblem {
     /// B

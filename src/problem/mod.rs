@@ -9,6 +9,7 @@ pub mod layer_norm;
 pub mod ms_deform_attn;
 pub mod softmax;
 pub mod sparse_fusion;
+pub mod weights;
 
 pub use attention::AttentionProblem;
 pub use gated_cross_attn::{Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, Linear, Norm};
@@ -17,6 +18,7 @@ pub use layer_norm::LayerNormProblem;
 pub use ms_deform_attn::{Form, Level, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 pub use softmax::SoftmaxProblem;
 pub use sparse_fusion::{BertLayerProblem, BertLayerWeights, SparseFusionProblem};
+pub use weights::OwnedWeights;
 
 /// Element type of the value tensor and output of an op. Sampling inputs stay f32 and
 /// accumulation is always f32.

@@ -1,0 +1,71 @@
+//! The `ms_deform_attn` input file (official names and layouts).
+
+use std::path::Path;
+
+use safetensors::tensor::Dtype;
+
+use super::{expect_shape, read_bytes, Reader};
+use crate::error::{Error, Result};
+use crate::problem::ms_deform_attn::{Level, OP};
+use crate::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem};
+
+/// Largest H or W of one level the CLI accepts (anything larger is surely a corrupt file).
+pub const MAX_SIDE: i64 = 1 << 16;
+
+/// The official-form inputs of `ms_deform_attn`, read from a file.
+pub struct MsDeformAttnFile {
+    pub problem: MsDeformAttnProblem,
+    pub value: Vec<f32>,
+    pub sampling_locations: Vec<f32>,
+    pub attention_weights: Vec<f32>,
+}
+
+impl MsDeformAttnFile {
+    pub fn input(&self) -> MsDeformAttnInput<'_> {
+        MsDeformAttnInput::Official { value: &self.value, sampling_locations: &self.sampling_locations, attention_weights: &self.attention_weights }
+    }
+}
+
+/// Reads `value`, `spatial_shapes`, `level_start_index`, `sampling_locations` and
+/// `attention_weights` (official names and layouts) and checks them against each other.
+pub fn read_ms_deform_attn(path: &Path) -> Result<MsDeformAttnFile> {
+    let bytes = read_bytes(path)?;
+    let r = Reader::parse(OP, path, &bytes)?;
+    let value = r.tensor("value", Dtype::F32, 4)?;
+    let shapes = r.tensor("spatial_shapes", Dtype::I64, 2)?;
+    let starts = r.tensor("level_start_index", Dtype::I64, 1)?;
+    let loc = r.tensor("sampling_locations", Dtype::F32, 6)?;
+    let aw = r.tensor("attention_weights", Dtype::F32, 5)?;
+
+    let [b, s, m, d] = <[usize; 4]>::try_from(value.shape()).map_err(|_| Error::shape(OP, "value", "[B,S,M,D]", value.shape()))?;
+    let l = shapes.shape()[0];
+    expect_shape(OP, "spatial_shapes", shapes.shape(), &[l, 2])?;
+    expect_shape(OP, "level_start_index", starts.shape(), &[l])?;
+    let q = loc.shape()[1];
+    let p = loc.shape()[4];
+    expect_shape(OP, "sampling_locations", loc.shape(), &[b, q, m, l, p, 2])?;
+    expect_shape(OP, "attention_weights", aw.shape(), &[b, q, m, l, p])?;
+
+    let hw: Vec<i64> = bytemuck::pod_collect_to_vec(shapes.data());
+    let st: Vec<i64> = bytemuck::pod_collect_to_vec(starts.data());
+    let mut levels = Vec::with_capacity(l);
+    for i in 0..l {
+        let (h, w) = (hw[2 * i], hw[2 * i + 1]);
+        if !(1..=MAX_SIDE).contains(&h) || !(1..=MAX_SIDE).contains(&w) {
+            return Err(Error::limit(OP, "spatial_shapes", format!("level {i} is {h}×{w}; H and W must be in 1..={MAX_SIDE}")));
+        }
+        if st[i] < 0 {
+            return Err(Error::limit(OP, "level_start_index", format!("level {i} starts at {}", st[i])));
+        }
+        levels.push(Level { h: h as usize, w: w as usize, start: st[i] as usize });
+    }
+    let problem = MsDeformAttnProblem { batch: b, queries: q, heads: m, channels: d, points: p, levels, tokens: s, form: Form::Official };
+    problem.validate()?;
+    Ok(MsDeformAttnFile {
+        problem,
+        value: bytemuck::pod_collect_to_vec(value.data()),
+        sampling_locations: bytemuck::pod_collect_to_vec(loc.data()),
+        attention_weights: bytemuck::pod_collect_to_vec(aw.data()),
+    })
+}
+
