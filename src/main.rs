@@ -110,6 +110,16 @@ struct FusionArgs {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    #[command(name = "sparse_fusion")]
+    /// One ALIF round at RLIPv2 sizes (S = 22223, last level 273 tokens, T = 198), seeded
+    /// weights: gated_cross_attn alone, the fused round, and the same round op by op.
+    SparseFusion {
+        /// Comma-separated backends. Default: cpu.
+        #[arg(long, value_delimiter = ',', default_value = "cpu")]
+        backends: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     #[command(name = "ms_deform_attn")]
     /// Multi-scale deformable attention on seeded inputs.
     MsDeformAttn {
@@ -192,6 +202,11 @@ fn run(cli: Cli) -> Result<()> {
             let (b, t) = (p.fusion.batch, p.fusion.t);
             io::write_f32_tensors(&args.output, &[("memory", vec![b, p.tokens, p.fusion.v_dim], &memory), ("lang_out", vec![b, t, p.lang.hidden], &lang)])?;
             eprintln!("wrote `memory`, `lang_out` to {}", args.output.display());
+            Ok(())
+        }
+        Cmd::Bench { op: BenchCmd::SparseFusion { backends, repeat } } => {
+            let kinds: Vec<BackendKind> = backends.iter().map(|n| BackendKind::parse(n)).collect::<Result<_>>()?;
+            print!("{}", bench::fusion::run_table(&kinds, repeat, |what| eprintln!("timing {what} …")));
             Ok(())
         }
         Cmd::Bench { op: BenchCmd::MsDeformAttn { backends, dtypes, case, form, repeat } } => {

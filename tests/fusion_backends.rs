@@ -195,3 +195,21 @@ fn fusion_ops_reject_bad_shapes_with_the_tensor_name() {
     let err = be.sparse_fusion(&bad_start, &mut mem, &vec![0.0; 2560], &l, None, &OwnedWeights::seeded(sp.fusion.weight_shapes(), 3).as_fusion(), &bw.as_bert()).unwrap_err().to_string();
     assert!(err.contains("level_start_index"), "{err}");
 }
+
+/// The op-by-op baseline of the benches computes the same round as the fused op.
+#[test]
+fn unfused_round_matches_fused_sparse_fusion() {
+    let be = rlipv2::backend::open(BackendKind::Cpu).unwrap();
+    let p = SparseFusionProblem::rlipv2(2, 30, 21, 11);
+    let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 31);
+    let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 32);
+    let mut rng = Rng::new(33);
+    let (memory, pos, lang) = (rng.fill(2 * 30 * 256, -1.0, 1.0), rng.fill(2 * 30 * 256, -1.0, 1.0), rng.fill(2 * 11 * 768, -1.0, 1.0));
+    let mask: Vec<f32> = (0..22).map(|j| if j % 4 == 3 { 0.0 } else { 1.0 }).collect();
+    let (mut m1, mut m2) = (memory.clone(), memory.clone());
+    let fused = be.sparse_fusion(&p, &mut m1, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert()).unwrap();
+    let unfused = rlipv2::bench::fusion::unfused_round(be.as_ref(), &p, &mut m2, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert()).unwrap();
+    let d = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(d(&fused, &unfused) < 1e-4 && d(&m1, &m2) < 1e-4, "{} {}", d(&fused, &unfused), d(&m1, &m2));
+    assert!(d(&m1, &memory) > 0.1, "the round changed the last level");
+}

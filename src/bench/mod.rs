@@ -1,4 +1,6 @@
-//! Seeded inputs and side-by-side timing, shared by the CLI's `bench`, criterion benches and tests.
+//! Side-by-side timing, shared by the CLI's `bench` and criterion benches.
+
+pub mod fusion;
 
 use std::time::Instant;
 
