@@ -3,5 +3,8 @@
 /// `shaders/ms_deform_attn.wgsl`: entry points `main_official` and `main_fused`.
 pub const MS_DEFORM_ATTN: &str = include_str!("../shaders/ms_deform_attn.wgsl");
 
+/// `shaders/dense.wgsl`: entry points `gemm`, `layer_norm`, `softmax`, `attention`.
+pub const DENSE: &str = include_str!("../shaders/dense.wgsl");
+
 /// Every shader with its file name (the naga test validates each for all override combinations).
-pub const ALL: &[(&str, &str)] = &[("ms_deform_attn.wgsl", MS_DEFORM_ATTN)];
+pub const ALL: &[(&str, &str)] = &[("ms_deform_attn.wgsl", MS_DEFORM_ATTN), ("dense.wgsl", DENSE)];

@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 use super::{Backend, BackendKind, Prepared};
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
-use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+use crate::problem::{Activation, AttentionProblem, DType, Form, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem};
 
 pub struct WgpuBackend {
     device: wgpu::Device,
@@ -17,7 +17,36 @@ pub struct WgpuBackend {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     module: wgpu::ShaderModule,
+    dense: wgpu::ShaderModule,
+    /// `dense.wgsl` pipelines by entry point, built on first use.
+    dense_pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
 }
+
+/// Mirrors `Dims` in `shaders/dense.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct DenseDims {
+    m: u32,
+    k: u32,
+    n: u32,
+    flags: u32,
+    rows: u32,
+    width: u32,
+    eps: f32,
+    scale: f32,
+    batch: u32,
+    heads: u32,
+    q_len: u32,
+    k_len: u32,
+    head_dim: u32,
+    has_mask: u32,
+    grid_x: u32,
+    _pad: u32,
+}
+
+/// Limits of `dense.wgsl`'s attention: keys and head width staged in workgroup memory.
+const ATTENTION_MAX_KEYS: usize = 2048;
+const ATTENTION_MAX_HEAD_DIM: usize = 256;
 
 /// Mirrors `Params` in `shaders/ms_deform_attn.wgsl`.
 #[repr(C)]
@@ -63,7 +92,90 @@ impl WgpuBackend {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(unavailable(format!("ms_deform_attn.wgsl does not compile on {}: {e}", info.name)));
         }
-        Ok(WgpuBackend { device, queue, info, limits, module })
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let dense = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("dense.wgsl"), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(crate::shaders::DENSE)) });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(unavailable(format!("dense.wgsl does not compile on {}: {e}", info.name)));
+        }
+        Ok(WgpuBackend { device, queue, info, limits, module, dense, dense_pipelines: Default::default() })
+    }
+
+    /// Runs one `dense.wgsl` entry point: binds `dims`, the inputs at bindings 1.. (an empty
+    /// slice binds a 1-element placeholder), an `out_len` output at binding 5, dispatches
+    /// `groups` and reads the output back.
+    fn run_dense(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, &[f32])], out_len: usize, groups: (u32, u32)) -> Result<Vec<f32>> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.0 > max || groups.1 > max {
+            return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
+        }
+        let pipeline = {
+            let mut cache = self.dense_pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
+            cache
+                .entry(entry)
+                .or_insert_with(|| {
+                    self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &self.dense,
+                        entry_point: Some(entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+                })
+                .clone()
+        };
+        let storage = wgpu::BufferUsages::STORAGE;
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("dims"), contents: bytemuck::bytes_of(&dims), usage: wgpu::BufferUsages::UNIFORM });
+        let mut bufs = Vec::new();
+        for (what, data) in inputs {
+            let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+            bufs.push(self.buffer(what, bytemuck::cast_slice(data), storage)?);
+        }
+        let out_bytes = (out_len.max(1) * 4) as u64;
+        self.check_size("output", out_bytes)?;
+        let out = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("output"), size: out_bytes, usage: storage | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        for (i, buf) in bufs.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: buf.as_entire_binding() });
+        }
+        entries.push(wgpu::BindGroupEntry { binding: 5, resource: out.as_entire_binding() });
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, 1);
+        }
+        self.queue.submit([enc.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(device_err(format!("{entry}: {e}")));
+        }
+        self.read_f32(&out, out_bytes)
+    }
+
+    fn read_f32(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, bytes);
+        let idx = self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None }).map_err(device_err)?;
+        rx.recv().map_err(device_err)?.map_err(device_err)?;
+        let data = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range());
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// A 2-D grid of `n` one-per-row workgroups: (x, y, grid_x).
+    fn row_grid(&self, n: usize) -> (u32, u32, u32) {
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        let x = n.clamp(1, max);
+        (x as u32, n.div_ceil(x) as u32, x as u32)
     }
 
     fn buffer(&self, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
@@ -107,6 +219,42 @@ impl Backend for WgpuBackend {
         }
         Ok(())
     }
+    fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        self.dense_gemm(p, x, weight, bias)
+    }
+
+    fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+        let (gx, gy, grid_x) = self.row_grid(p.rows);
+        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
+        self.run_dense(crate::problem::layer_norm::OP, "layer_norm", dims, &[("x", x), ("gamma", gamma), ("beta", beta)], x.len(), (gx, gy))
+    }
+
+    fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+        let (gx, gy, grid_x) = self.row_grid(p.rows);
+        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, grid_x, ..Default::default() };
+        self.run_dense(crate::problem::softmax::OP, "softmax", dims, &[("x", x)], x.len(), (gx, gy))
+    }
+
+    fn attention_valid(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::attention::OP;
+        if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
+            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
+        }
+        let (gx, gy, grid_x) = self.row_grid(p.batch * p.heads * p.q_len);
+        let dims = DenseDims {
+            scale: p.scale,
+            batch: p.batch as u32,
+            heads: p.heads as u32,
+            q_len: p.q_len as u32,
+            k_len: p.k_len as u32,
+            head_dim: p.head_dim as u32,
+            has_mask: mask.is_some() as u32,
+            grid_x,
+            ..Default::default()
+        };
+        self.run_dense(OP, "attention", dims, &[("q", q), ("k", k), ("v", v), ("mask", mask.unwrap_or(&[]))], q.len(), (gx, gy))
+    }
+
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
         let groups = (pr.channels / 8) as u32;
         let total = (pr.batch * pr.queries * pr.heads) as u64 * groups as u64;
@@ -178,6 +326,19 @@ impl Backend for WgpuBackend {
             return Err(device_err(format!("building the {entry} pipeline: {e}")));
         }
         Ok(Box::new(WgpuRun { be: self, pipeline, bind, out, out_bytes, groups: (gx as u32, gy as u32), dtype }))
+    }
+}
+
+impl WgpuBackend {
+    fn dense_gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        let act = match p.act {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Gelu => 2,
+        };
+        let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags: bias.is_some() as u32 | (act << 1), ..Default::default() };
+        let groups = (p.n.div_ceil(16) as u32, p.m.div_ceil(16) as u32);
+        self.run_dense(crate::problem::gemm::OP, "gemm", dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[]))], p.m * p.n, groups)
     }
 }
 

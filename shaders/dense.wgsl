@@ -1,0 +1,161 @@
+// dense.wgsl — building blocks of the ALIF ops: gemm, layer_norm, softmax, attention (f32).
+//
+// Bindings (group 0), each entry point uses a subset:
+//   0 dims  uniform             Dims (mirrors `DenseDims` in src/backend/wgpu.rs)
+//   1 a     storage, read       array<f32>  gemm: x [M,K] | layer_norm, softmax: x [R,C] | attention: q [B,Lq,H·Dh]
+//   2 b     storage, read       array<f32>  gemm: weight [N,K] | layer_norm: gamma [C] | attention: k [B,Lk,H·Dh]
+//   3 c     storage, read       array<f32>  gemm: bias [N] | layer_norm: beta [C] | attention: v [B,Lk,H·Dh]
+//   4 d     storage, read       array<f32>  attention: additive key mask [B,Lk]
+//   5 out   storage, read_write array<f32>  gemm: y [M,N] | layer_norm, softmax: y [R,C] | attention: [B,Lq,H·Dh]
+//
+// Dispatch:
+//   gemm       one 16×16 workgroup per 16×16 output tile, (x, y) = (column tile, row tile);
+//              K is walked in 16-wide slabs staged in workgroup memory.
+//   layer_norm, softmax   one 256-wide workgroup per row; row = wid.y · grid_x + wid.x.
+//   attention  one 256-wide workgroup per (b, h, query row), same 2-D numbering: the query row
+//              is staged, scores for all Lk keys kept in workgroup memory (Lk ≤ 2048, Dh ≤ 256),
+//              max and sum reduced in workgroup memory, then each invocation sums P·V for its
+//              channels.
+// Math: gemm y = act(x·Wᵀ + b), act ∈ {none, ReLU, GELU(erf)}; layer_norm biased variance;
+// softmax and attention subtract the row max.
+
+struct Dims {
+    m: u32, k: u32, n: u32, flags: u32,      // gemm; flags bit 0 = bias, bits 1-2 = act (0 none, 1 relu, 2 gelu)
+    rows: u32, width: u32, eps: f32, scale: f32,
+    batch: u32, heads: u32, q_len: u32, k_len: u32,
+    head_dim: u32, has_mask: u32, grid_x: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> c: array<f32>;
+@group(0) @binding(4) var<storage, read> d: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+const TILE: u32 = 16u;
+var<workgroup> xs: array<array<f32, 16>, 16>;
+var<workgroup> ws: array<array<f32, 17>, 16>;   // +1 column: no bank conflicts on the transposed read
+
+// erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); WGSL has no erf builtin.
+fn erf_approx(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
+    return select(-y, y, x >= 0.0);
+}
+
+fn activate(x: f32, act: u32) -> f32 {
+    if (act == 1u) { return max(x, 0.0); }
+    if (act == 2u) { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
+    return x;
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wid.y * TILE + lid.y;
+    let col = wid.x * TILE + lid.x;
+    var acc = 0.0;
+    for (var k0 = 0u; k0 < dims.k; k0 += TILE) {
+        let kx = k0 + lid.x;
+        // x tile: rows of this workgroup; w tile: output columns of this workgroup (W is [N,K])
+        xs[lid.y][lid.x] = select(0.0, a[row * dims.k + kx], row < dims.m && kx < dims.k);
+        let wrow = wid.x * TILE + lid.y;
+        ws[lid.y][lid.x] = select(0.0, b[wrow * dims.k + kx], wrow < dims.n && kx < dims.k);
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE; kk++) {
+            acc += xs[lid.y][kk] * ws[lid.x][kk];
+        }
+        workgroupBarrier();
+    }
+    if (row < dims.m && col < dims.n) {
+        if ((dims.flags & 1u) != 0u) { acc += c[col]; }
+        out[row * dims.n + col] = activate(acc, (dims.flags >> 1u) & 3u);
+    }
+}
+
+const WG: u32 = 256u;
+var<workgroup> red: array<f32, 256>;
+
+// Sum (op 0) or max (op 1) of one value per invocation over the workgroup; every invocation gets it.
+fn reduce(v: f32, lid: u32, op: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), op == 1u);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(256)
+fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let row = wid.y * dims.grid_x + wid.x;
+    if (row >= dims.rows) { return; }   // uniform per workgroup
+    let lid = lid3.x;
+    let base = row * dims.width;
+    var s = 0.0;
+    for (var i = lid; i < dims.width; i += WG) { s += a[base + i]; }
+    let mean = reduce(s, lid, 0u) / f32(dims.width);
+    var q = 0.0;
+    for (var i = lid; i < dims.width; i += WG) { let t = a[base + i] - mean; q += t * t; }
+    let inv = inverseSqrt(reduce(q, lid, 0u) / f32(dims.width) + dims.eps);
+    for (var i = lid; i < dims.width; i += WG) {
+        out[base + i] = (a[base + i] - mean) * inv * b[i] + c[i];
+    }
+}
+
+@compute @workgroup_size(256)
+fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let row = wid.y * dims.grid_x + wid.x;
+    if (row >= dims.rows) { return; }
+    let lid = lid3.x;
+    let base = row * dims.width;
+    var m = -3.4e38;
+    for (var i = lid; i < dims.width; i += WG) { m = max(m, a[base + i]); }
+    let mx = reduce(m, lid, 1u);
+    var s = 0.0;
+    for (var i = lid; i < dims.width; i += WG) { s += exp(a[base + i] - mx); }
+    let inv = 1.0 / reduce(s, lid, 0u);
+    for (var i = lid; i < dims.width; i += WG) { out[base + i] = exp(a[base + i] - mx) * inv; }
+}
+
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> sc: array<f32, 2048>;
+
+@compute @workgroup_size(256)
+fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let item = wid.y * dims.grid_x + wid.x;        // (b·H + h)·Lq + i
+    if (item >= dims.batch * dims.heads * dims.q_len) { return; }
+    let lid = lid3.x;
+    let i = item % dims.q_len;
+    let bh = item / dims.q_len;
+    let h = bh % dims.heads;
+    let bb = bh / dims.heads;
+    let w = dims.heads * dims.head_dim;
+    let qbase = (bb * dims.q_len + i) * w + h * dims.head_dim;
+    for (var t = lid; t < dims.head_dim; t += WG) { qs[t] = a[qbase + t]; }
+    workgroupBarrier();
+    var m = -3.4e38;
+    for (var j = lid; j < dims.k_len; j += WG) {
+        let kbase = (bb * dims.k_len + j) * w + h * dims.head_dim;
+        var s = 0.0;
+        for (var t = 0u; t < dims.head_dim; t++) { s += qs[t] * b[kbase + t]; }
+        s = s * dims.scale;
+        if (dims.has_mask != 0u) { s += d[bb * dims.k_len + j]; }
+        sc[j] = s;
+        m = max(m, s);
+    }
+    let mx = reduce(m, lid, 1u);
+    var s = 0.0;
+    for (var j = lid; j < dims.k_len; j += WG) { let e = exp(sc[j] - mx); sc[j] = e; s += e; }
+    let inv = 1.0 / reduce(s, lid, 0u);   // the barriers in reduce also publish sc
+    for (var t = lid; t < dims.head_dim; t += WG) {
+        var o = 0.0;
+        for (var j = 0u; j < dims.k_len; j++) { o += sc[j] * c[(bb * dims.k_len + j) * w + h * dims.head_dim + t]; }
+        out[qbase + t] = o * inv;
+    }
+}
