@@ -213,3 +213,35 @@ fn unfused_round_matches_fused_sparse_fusion() {
     assert!(d(&fused, &unfused) < 1e-4 && d(&m1, &m2) < 1e-4, "{} {}", d(&fused, &unfused), d(&m1, &m2));
     assert!(d(&m1, &memory) > 0.1, "the round changed the last level");
 }
+
+/// Launch budget: one `gated_cross_attn` in ≤ 3 kernel launches, one `sparse_fusion` round in
+/// ≤ 8, counted by the backend's dispatch counter. A GPU backend that lacks the fused ops or a
+/// counter is a visible SKIP.
+#[test]
+fn launch_budget_gated_cross_attn_3_sparse_fusion_8() {
+    for kind in [BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda] {
+        let Some(be) = open_or_skip(kind) else { continue };
+        let Some(before) = be.dispatch_count() else {
+            println!("SKIP {kind}/launch budget: the backend does not count dispatches yet");
+            continue;
+        };
+        let p = SparseFusionProblem::rlipv2(1, 20, 14, 5);
+        let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 41);
+        let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 42);
+        let mut rng = Rng::new(43);
+        let (mut memory, pos, lang) = (rng.fill(20 * 256, -1.0, 1.0), rng.fill(20 * 256, -1.0, 1.0), rng.fill(5 * 768, -1.0, 1.0));
+        let v = memory[14 * 256..].to_vec();
+        let vp = pos[14 * 256..].to_vec();
+        if run(be.as_ref(), "gated_cross_attn", || be.gated_cross_attn(&p.fusion, &v, &vp, &lang, &fw.as_fusion())).is_none() {
+            continue;
+        }
+        let after_gca = be.dispatch_count().unwrap();
+        assert!(after_gca - before <= 3, "{kind}: gated_cross_attn took {} launches (budget 3)", after_gca - before);
+        if run(be.as_ref(), "sparse_fusion", || be.sparse_fusion(&p, &mut memory, &pos, &lang, None, &fw.as_fusion(), &bw.as_bert())).is_none() {
+            continue;
+        }
+        let after_round = be.dispatch_count().unwrap();
+        assert!(after_round - after_gca <= 8, "{kind}: sparse_fusion took {} launches (budget 8)", after_round - after_gca);
+        println!("{kind}: gated_cross_attn {} launches, sparse_fusion round {} launches", after_gca - before, after_round - after_gca);
+    }
+}

@@ -70,6 +70,10 @@ pub trait Backend {
     fn kind(&self) -> BackendKind;
     /// Adapter / device name and, where known, driver.
     fn device(&self) -> String;
+    /// Kernel launches (compute dispatches) recorded so far, where the backend counts them.
+    fn dispatch_count(&self) -> Option<u64> {
+        None
+    }
     /// Whether this backend can run `ms_deform_attn` in `dtype`.
     fn supports(&self, dtype: DType) -> Result<()>;
 

@@ -2,14 +2,20 @@
 //! finds (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME` narrow the choice). f16 storage uses WGSL's
 //! `pack2x16float`/`unpack2x16float`, so it needs no optional device feature.
 
+mod fusion;
+
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu::util::DeviceExt;
 
 use super::{Backend, BackendKind, Prepared};
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
-use crate::problem::{Activation, AttentionProblem, DType, Form, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem};
+use crate::problem::{
+    Activation, AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem,
+    SparseFusionProblem,
+};
 
 pub struct WgpuBackend {
     device: wgpu::Device,
@@ -18,8 +24,11 @@ pub struct WgpuBackend {
     limits: wgpu::Limits,
     module: wgpu::ShaderModule,
     dense: wgpu::ShaderModule,
-    /// `dense.wgsl` pipelines by entry point, built on first use.
-    dense_pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
+    fusion: wgpu::ShaderModule,
+    /// Pipelines of `dense.wgsl` and `sparse_fusion.wgsl` by "file.entry", built on first use.
+    pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
+    /// Compute dispatches recorded so far (every kernel launch of this backend).
+    dispatches: AtomicU64,
 }
 
 /// Mirrors `Dims` in `shaders/dense.wgsl`.
@@ -92,12 +101,43 @@ impl WgpuBackend {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(unavailable(format!("ms_deform_attn.wgsl does not compile on {}: {e}", info.name)));
         }
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let dense = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("dense.wgsl"), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(crate::shaders::DENSE)) });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(unavailable(format!("dense.wgsl does not compile on {}: {e}", info.name)));
-        }
-        Ok(WgpuBackend { device, queue, info, limits, module, dense, dense_pipelines: Default::default() })
+        let compile = |name: &str, src: &'static str| -> Result<wgpu::ShaderModule> {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let m = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(src)) });
+            match pollster::block_on(scope.pop()) {
+                Some(e) => Err(unavailable(format!("{name} does not compile on {}: {e}", info.name))),
+                None => Ok(m),
+            }
+        };
+        let dense = compile("dense.wgsl", crate::shaders::DENSE)?;
+        let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION)?;
+        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, pipelines: Default::default(), dispatches: AtomicU64::new(0) })
+    }
+
+    /// The pipeline of `entry` in `module`, cached under `key`.
+    fn pipeline(&self, module: &wgpu::ShaderModule, key: &'static str, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+        let mut cache = self.pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
+        Ok(cache
+            .entry(key)
+            .or_insert_with(|| {
+                self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(key),
+                    layout: None,
+                    module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .clone())
+    }
+
+    /// Records one dispatch in `pass` and counts it.
+    fn dispatch(&self, pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32)) {
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.dispatch_workgroups(groups.0, groups.1, 1);
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs one `dense.wgsl` entry point: binds `dims`, the inputs at bindings 1.. (an empty
@@ -108,22 +148,13 @@ impl WgpuBackend {
         if groups.0 > max || groups.1 > max {
             return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
         }
-        let pipeline = {
-            let mut cache = self.dense_pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
-            cache
-                .entry(entry)
-                .or_insert_with(|| {
-                    self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry),
-                        layout: None,
-                        module: &self.dense,
-                        entry_point: Some(entry),
-                        compilation_options: Default::default(),
-                        cache: None,
-                    })
-                })
-                .clone()
+        let key = match entry {
+            "gemm" => "dense.gemm",
+            "layer_norm" => "dense.layer_norm",
+            "softmax" => "dense.softmax",
+            _ => "dense.attention",
         };
+        let pipeline = self.pipeline(&self.dense, key, entry)?;
         let storage = wgpu::BufferUsages::STORAGE;
         let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("dims"), contents: bytemuck::bytes_of(&dims), usage: wgpu::BufferUsages::UNIFORM });
         let mut bufs = Vec::new();
@@ -132,7 +163,7 @@ impl WgpuBackend {
             bufs.push(self.buffer(what, bytemuck::cast_slice(data), storage)?);
         }
         let out_bytes = (out_len.max(1) * 4) as u64;
-        self.check_size("output", out_bytes)?;
+        self.check_size(op, "output", out_bytes)?;
         let out = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("output"), size: out_bytes, usage: storage | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
@@ -144,21 +175,20 @@ impl WgpuBackend {
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, 1);
+            self.dispatch(&mut pass, &pipeline, &bind, groups);
         }
         self.queue.submit([enc.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(format!("{entry}: {e}")));
         }
-        self.read_f32(&out, out_bytes)
+        self.read_f32(&out, 0, out_bytes)
     }
 
-    fn read_f32(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
+    /// Reads `bytes` of `buf` from byte `offset` (both multiples of 4).
+    fn read_f32(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<f32>> {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false });
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, bytes);
+        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes);
         let idx = self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
@@ -179,15 +209,15 @@ impl WgpuBackend {
     }
 
     fn buffer(&self, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
-        self.check_size(what, contents.len() as u64)?;
+        self.check_size(OP, what, contents.len() as u64)?;
         Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage }))
     }
 
-    fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
+    fn check_size(&self, op: &'static str, what: &str, bytes: u64) -> Result<()> {
         let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         if bytes > max {
             return Err(Error::Unsupported {
-                op: OP,
+                op,
                 backend: "wgpu".into(),
                 reason: format!("tensor `{what}` needs {bytes} bytes, but {} binds at most {max} bytes per buffer; split the batch or queries", self.info.name),
             });
@@ -219,8 +249,20 @@ impl Backend for WgpuBackend {
         }
         Ok(())
     }
+    fn dispatch_count(&self) -> Option<u64> {
+        Some(self.dispatches.load(Ordering::Relaxed))
+    }
+
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         self.dense_gemm(p, x, weight, bias)
+    }
+
+    fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+        fusion::gated_cross_attn(self, p, v, pos, l, w)
+    }
+
+    fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+        fusion::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
     }
 
     fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
@@ -284,7 +326,7 @@ impl Backend for WgpuBackend {
         let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: bytemuck::bytes_of(&params), usage: wgpu::BufferUsages::UNIFORM });
         let value = self.buffer("value", &super::pack(input.value(), dtype), storage)?;
         let out_bytes = (pr.output_len() * dtype.size()) as u64;
-        self.check_size("output", out_bytes)?;
+        self.check_size(OP, "output", out_bytes)?;
         let out = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("output"), size: out_bytes, usage: storage | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
         let (entry, ref_dim, tensors): (&str, u32, Vec<(&str, &[f32])>) = match (*input, pr.form) {
             (MsDeformAttnInput::Official { sampling_locations, attention_weights, .. }, _) => ("main_official", 2, vec![("sampling_locations", sampling_locations), ("attention_weights", attention_weights)]),
@@ -349,9 +391,7 @@ impl Prepared for WgpuRun<'_> {
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ms_deform_attn") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ms_deform_attn"), timestamp_writes: None });
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &self.bind, &[]);
-            pass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
+            self.be.dispatch(&mut pass, &self.pipeline, &self.bind, self.groups);
         }
         self.be.queue.submit([enc.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {

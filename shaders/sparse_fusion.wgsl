@@ -1,0 +1,330 @@
+// sparse_fusion.wgsl — one ALIF round (gated_cross_attn + the extra language layer) in 7 launches.
+// gated_cross_attn alone is launches 1–3.
+//
+// Bindings (group 0):
+//   0 p      uniform             P (mirrors `FusionParams` in src/backend/wgpu_fusion.rs)
+//   1 arena  storage, read_write array<f32>: every input, weight, intermediate and output of the
+//            round, at element offsets given in `p.off` (slots O_*) and in the GEMM job table.
+//
+// Launches and dispatch mapping (one compute pass, in order):
+//   1 gemm_jobs  (16×16 tiles, grouped over 4 jobs) Q = ((LN_v(v) + pos)·W_vᵀ + b)·scale,
+//                Vv = LN_v(v)·W_vvᵀ + b, K = LN_l(l)·W_lᵀ + b, Vl = LN_l(l)·W_vlᵀ + b; LayerNorm is
+//                a prologue on the staged rows, and the Vv/Vl jobs store each row's (mean, rstd).
+//   2 attend     (256 per query row) image rows over the T label keys with values Vl, and label
+//                rows over the Nv image keys (= the scaled queries) with values Vv: both
+//                directions of the one score matrix A = Q·Kᵀ.
+//   3 gemm_jobs  Δv, Δl output projections with the gated-residual epilogue
+//                v' = LN_v(v) + g·Δv (written over v's rows in place), l' = LN_l(l) + g·Δl.
+//   4 gemm_jobs  language layer Q, K, V projections of l'.
+//   5 lang_attend (256 per label row) all heads with the additive mask (1 − m)·−10000, then the
+//                attention output projection + residual + LayerNorm on the whole row.
+//   6 gemm_jobs  FFN up-projection with exact-erf GELU.
+//   7 lang_out   (256 per label row) FFN down-projection + residual + LayerNorm → lang_out.
+// Image-side rows r ∈ [0, B·Nv) live at physical row (r / Nv)·tokens + start + r % Nv of their
+// buffer, so the last level is read and written in place in a [B, S, C] token buffer.
+
+struct Job {
+    a: u32, w: u32, bias: u32, out: u32,
+    rows: u32, k: u32, n: u32, tile0: u32,
+    ln_w: u32, ln_b: u32, pos: u32, flags: u32,
+    stat: u32, gamma: u32, scale: f32, res: u32,
+}
+
+// Job flags
+const F_LN: u32 = 1u;          // LayerNorm prologue on the A rows (ln_w, ln_b)
+const F_POS: u32 = 2u;         // add pos rows after the LayerNorm
+const F_MAP_A: u32 = 4u;       // A and pos rows are image rows (mapped)
+const F_GELU: u32 = 8u;
+const F_STATS: u32 = 16u;      // store each row's (mean, rstd) at `stat`
+const F_GATE: u32 = 32u;       // out = LN(res row; stat, ln_w, ln_b) + g·y
+const F_MAP_OUT: u32 = 64u;    // out and res rows are image rows (mapped)
+
+struct P {
+    batch: u32, nv: u32, t: u32, e: u32,
+    heads: u32, dh: u32, tokens: u32, start: u32,
+    gate: u32, grid_x: u32, njobs: u32, total: u32,
+    lh: u32, lheads: u32, ldh: u32, lffn: u32,
+    lscale: f32, has_mask: u32, eps: f32, _pad: u32,
+    off: array<vec4<u32>, 8>,
+    jobs: array<Job, 4>,
+}
+
+// Offset slots in p.off
+const O_Q: u32 = 0u;
+const O_K: u32 = 1u;
+const O_VV: u32 = 2u;
+const O_VL: u32 = 3u;
+const O_CTXV: u32 = 4u;
+const O_CTXL: u32 = 5u;
+const O_LQ: u32 = 6u;
+const O_LK: u32 = 7u;
+const O_LV: u32 = 8u;
+const O_A: u32 = 9u;
+const O_INTER: u32 = 10u;
+const O_LOUT: u32 = 11u;
+const O_LNEW: u32 = 12u;
+const O_MASK: u32 = 13u;
+const O_WO: u32 = 14u;
+const O_BO: u32 = 15u;
+const O_N1W: u32 = 16u;
+const O_N1B: u32 = 17u;
+const O_W2: u32 = 18u;
+const O_B2: u32 = 19u;
+const O_N2W: u32 = 20u;
+const O_N2B: u32 = 21u;
+
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> arena: array<f32>;
+
+fn off(slot: u32) -> u32 {
+    return p.off[slot / 4u][slot % 4u];
+}
+
+fn image_row(r: u32) -> u32 {
+    return (r / p.nv) * p.tokens + p.start + r % p.nv;
+}
+
+fn erf_approx(x: f32) -> f32 {
+    // |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); WGSL has no erf builtin.
+    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
+    return select(-y, y, x >= 0.0);
+}
+
+fn gelu(x: f32) -> f32 {
+    return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752));
+}
+
+// ---------------------------------------------------------------- grouped GEMM
+const TILE: u32 = 16u;
+var<workgroup> xs: array<array<f32, 16>, 16>;
+var<workgroup> ws: array<array<f32, 17>, 16>;
+var<workgroup> part: array<array<f32, 16>, 16>;
+var<workgroup> row_mean: array<f32, 16>;
+var<workgroup> row_rstd: array<f32, 16>;
+
+// Sum of part[ly][0..16] (every invocation of row ly gets it).
+fn row_sum16(ly: u32, lx: u32, v: f32) -> f32 {
+    part[ly][lx] = v;
+    workgroupBarrier();
+    var s = 0.0;
+    for (var i = 0u; i < TILE; i++) { s += part[ly][i]; }
+    workgroupBarrier();
+    return s;
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = wid.y * p.grid_x + wid.x;
+    if (g >= p.total) { return; }                  // uniform per workgroup
+    var j = 0u;
+    for (var i = 1u; i < p.njobs; i++) {
+        if (g >= p.jobs[i].tile0) { j = i; }
+    }
+    let job = p.jobs[j];
+    let tiles_n = (job.n + TILE - 1u) / TILE;
+    let local = g - job.tile0;
+    let tr = local / tiles_n;
+    let tc = local % tiles_n;
+    let row = tr * TILE + lid.y;
+    let col = tc * TILE + lid.x;
+    let live = row < job.rows;
+    let a_row = select(row, image_row(row), (job.flags & F_MAP_A) != 0u);
+
+    if ((job.flags & F_LN) != 0u) {
+        var s = 0.0;
+        if (live) { for (var kk = lid.x; kk < job.k; kk += TILE) { s += arena[job.a + a_row * job.k + kk]; } }
+        let mean = row_sum16(lid.y, lid.x, s) / f32(job.k);
+        var q = 0.0;
+        if (live) { for (var kk = lid.x; kk < job.k; kk += TILE) { let d = arena[job.a + a_row * job.k + kk] - mean; q += d * d; } }
+        let rstd = inverseSqrt(row_sum16(lid.y, lid.x, q) / f32(job.k) + p.eps);
+        row_mean[lid.y] = mean;
+        row_rstd[lid.y] = rstd;
+        if ((job.flags & F_STATS) != 0u && tc == 0u && lid.x == 0u && live) {
+            arena[job.stat + 2u * row] = mean;
+            arena[job.stat + 2u * row + 1u] = rstd;
+        }
+        workgroupBarrier();
+    }
+
+    var acc = 0.0;
+    for (var k0 = 0u; k0 < job.k; k0 += TILE) {
+        let kx = k0 + lid.x;
+        var xv = 0.0;
+        if (live && kx < job.k) {
+            xv = arena[job.a + a_row * job.k + kx];
+            if ((job.flags & F_LN) != 0u) {
+                xv = (xv - row_mean[lid.y]) * row_rstd[lid.y] * arena[job.ln_w + kx] + arena[job.ln_b + kx];
+            }
+            if ((job.flags & F_POS) != 0u) { xv += arena[job.pos + a_row * job.k + kx]; }
+        }
+        xs[lid.y][lid.x] = xv;
+        let wrow = tc * TILE + lid.y;
+        ws[lid.y][lid.x] = select(0.0, arena[job.w + wrow * job.k + kx], wrow < job.n && kx < job.k);
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE; kk++) { acc += xs[lid.y][kk] * ws[lid.x][kk]; }
+        workgroupBarrier();
+    }
+
+    if (live && col < job.n) {
+        var y = (acc + arena[job.bias + col]) * job.scale;
+        if ((job.flags & F_GELU) != 0u) { y = gelu(y); }
+        let o_row = select(row, image_row(row), (job.flags & F_MAP_OUT) != 0u);
+        if ((job.flags & F_GATE) != 0u) {
+            let r = arena[job.res + o_row * job.n + col];
+            let ln = (r - arena[job.stat + 2u * row]) * arena[job.stat + 2u * row + 1u] * arena[job.ln_w + col] + arena[job.ln_b + col];
+            var gv = 1.0;
+            if (p.gate == 0u) { gv = arena[job.gamma]; }
+            if (p.gate == 1u) { gv = arena[job.gamma + col]; }
+            y = ln + gv * y;
+        }
+        arena[job.out + o_row * job.n + col] = y;
+    }
+}
+
+// ---------------------------------------------------------------- reductions (256 wide)
+const WG: u32 = 256u;
+var<workgroup> red: array<f32, 256>;
+
+fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), is_max); }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+// ---------------------------------------------------------------- launch 2: both directions
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> sc: array<f32, 2048>;
+
+@compute @workgroup_size(256)
+fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let item = wid.y * p.grid_x + wid.x;
+    let n_img = p.batch * p.heads * p.nv;
+    if (item >= n_img + p.batch * p.heads * p.t) { return; }
+    let lid = lid3.x;
+    // image side: query = Q row (b, i), keys = K rows of batch b, values = Vl, out = ctx_v
+    // text side:  query = K row (b, j), keys = Q rows of batch b, values = Vv, out = ctx_l
+    let text = item >= n_img;
+    let it = select(item, item - n_img, text);
+    let n_q = select(p.nv, p.t, text);
+    let n_k = select(p.t, p.nv, text);
+    let i = it % n_q;
+    let bh = it / n_q;
+    let h = bh % p.heads;
+    let b = bh / p.heads;
+    let q_off = select(off(O_Q), off(O_K), text);
+    let k_off = select(off(O_K), off(O_Q), text);
+    let v_off = select(off(O_VL), off(O_VV), text);
+    let o_off = select(off(O_CTXV), off(O_CTXL), text);
+    let qbase = q_off + (b * n_q + i) * p.e + h * p.dh;
+    for (var d = lid; d < p.dh; d += WG) { qs[d] = arena[qbase + d]; }
+    workgroupBarrier();
+    var m = -3.4e38;
+    for (var j = lid; j < n_k; j += WG) {
+        let kb = k_off + (b * n_k + j) * p.e + h * p.dh;
+        var s = 0.0;
+        for (var d = 0u; d < p.dh; d++) { s += qs[d] * arena[kb + d]; }
+        sc[j] = s;
+        m = max(m, s);
+    }
+    let mx = reduce(m, lid, true);
+    var sum = 0.0;
+    for (var j = lid; j < n_k; j += WG) { let x = exp(sc[j] - mx); sc[j] = x; sum += x; }
+    let inv = 1.0 / reduce(sum, lid, false);
+    for (var d = lid; d < p.dh; d += WG) {
+        var o = 0.0;
+        for (var j = 0u; j < n_k; j++) { o += sc[j] * arena[v_off + (b * n_k + j) * p.e + h * p.dh + d]; }
+        arena[o_off + (b * n_q + i) * p.e + h * p.dh + d] = o * inv;
+    }
+}
+
+// ---------------------------------------------------------------- launches 5 and 7: whole rows
+var<workgroup> rowv: array<f32, 1024>;    // the row being built (≤ 1024 wide)
+var<workgroup> ctx: array<f32, 1024>;     // launch 5: attention output of the row; launch 7: FFN chunk
+
+// LayerNorm of rowv[0..width] with (w, b) into arena[dst..].
+fn norm_row(lid: u32, width: u32, w: u32, bb: u32, dst: u32) {
+    var s = 0.0;
+    for (var c = lid; c < width; c += WG) { s += rowv[c]; }
+    let mean = reduce(s, lid, false) / f32(width);
+    var q = 0.0;
+    for (var c = lid; c < width; c += WG) { let d = rowv[c] - mean; q += d * d; }
+    let rstd = inverseSqrt(reduce(q, lid, false) / f32(width) + p.eps);
+    for (var c = lid; c < width; c += WG) { arena[dst + c] = (rowv[c] - mean) * rstd * arena[w + c] + arena[bb + c]; }
+}
+
+@compute @workgroup_size(256)
+fn lang_attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let r = wid.y * p.grid_x + wid.x;             // label row b·T + i
+    if (r >= p.batch * p.t) { return; }
+    let lid = lid3.x;
+    let b = r / p.t;
+    for (var c = lid; c < p.lh; c += WG) { rowv[c] = arena[off(O_LQ) + r * p.lh + c]; }
+    workgroupBarrier();
+    for (var h = 0u; h < p.lheads; h++) {
+        var m = -3.4e38;
+        for (var j = lid; j < p.t; j += WG) {
+            let kb = off(O_LK) + (b * p.t + j) * p.lh + h * p.ldh;
+            var s = 0.0;
+            for (var d = 0u; d < p.ldh; d++) { s += rowv[h * p.ldh + d] * arena[kb + d]; }
+            s *= p.lscale;
+            if (p.has_mask != 0u) { s += (1.0 - arena[off(O_MASK) + b * p.t + j]) * -10000.0; }
+            sc[j] = s;
+            m = max(m, s);
+        }
+        let mx = reduce(m, lid, true);
+        var sum = 0.0;
+        for (var j = lid; j < p.t; j += WG) { let x = exp(sc[j] - mx); sc[j] = x; sum += x; }
+        let inv = 1.0 / reduce(sum, lid, false);
+        for (var d = lid; d < p.ldh; d += WG) {
+            var o = 0.0;
+            for (var j = 0u; j < p.t; j++) { o += sc[j] * arena[off(O_LV) + (b * p.t + j) * p.lh + h * p.ldh + d]; }
+            ctx[h * p.ldh + d] = o * inv;
+        }
+        workgroupBarrier();
+    }
+    // attention output projection + residual (l'), then LayerNorm over the whole row
+    for (var c = lid; c < p.lh; c += WG) {
+        var y = arena[off(O_BO) + c] + arena[off(O_LNEW) + r * p.lh + c];
+        let wb = off(O_WO) + c * p.lh;
+        for (var k = 0u; k < p.lh; k++) { y += ctx[k] * arena[wb + k]; }
+        rowv[c] = y;   // rowv's query values are no longer read: every head is done
+    }
+    workgroupBarrier();
+    norm_row(lid, p.lh, off(O_N1W), off(O_N1B), off(O_A) + r * p.lh);
+}
+
+@compute @workgroup_size(256)
+fn lang_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let r = wid.y * p.grid_x + wid.x;
+    if (r >= p.batch * p.t) { return; }
+    let lid = lid3.x;
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);   // columns lid, lid+256, lid+512, lid+768
+    for (var k0 = 0u; k0 < p.lffn; k0 += 1024u) {
+        let n = min(1024u, p.lffn - k0);
+        for (var t = lid; t < n; t += WG) { ctx[t] = arena[off(O_INTER) + r * p.lffn + k0 + t]; }
+        workgroupBarrier();
+        for (var s = 0u; s < 4u; s++) {
+            let c = lid + s * WG;
+            if (c < p.lh) {
+                let wb = off(O_W2) + c * p.lffn + k0;
+                var y = 0.0;
+                for (var t = 0u; t < n; t++) { y += ctx[t] * arena[wb + t]; }
+                acc[s] += y;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var s = 0u; s < 4u; s++) {
+        let c = lid + s * WG;
+        if (c < p.lh) { rowv[c] = acc[s] + arena[off(O_B2) + c] + arena[off(O_A) + r * p.lh + c]; }
+    }
+    workgroupBarrier();
+    norm_row(lid, p.lh, off(O_N2W), off(O_N2B), off(O_LOUT) + r * p.lh);
+}
