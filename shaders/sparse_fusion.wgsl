@@ -7,7 +7,7 @@
 //            round, at element offsets given in `p.off` (slots O_*) and in the GEMM job table.
 //
 // Launches and dispatch mapping (one compute pass, in order):
-//   1 gemm_jobs  (16×16 tiles, grouped over 4 jobs) Q = ((LN_v(v) + pos)·W_vᵀ + b)·scale,
+//   1 gemm_jobs  (64×64 tiles, 4×4 per invocation, grouped over 4 jobs) Q = ((LN_v(v) + pos)·W_vᵀ + b)·scale,
 //                Vv = LN_v(v)·W_vvᵀ + b, K = LN_l(l)·W_lᵀ + b, Vl = LN_l(l)·W_vlᵀ + b; LayerNorm is
 //                a prologue on the staged rows, and the Vv/Vl jobs store each row's (mean, rstd).
 //   2 attend     (256 per query row) image rows over the T label keys with values Vl, and label
@@ -64,11 +64,11 @@ const O_INTER: u32 = 10u;
 const O_LOUT: u32 = 11u;
 const O_LNEW: u32 = 12u;
 const O_MASK: u32 = 13u;
-const O_WO: u32 = 14u;
+const O_WO: u32 = 14u;         // attention.output.dense.weight, transposed: [in, out]
 const O_BO: u32 = 15u;
 const O_N1W: u32 = 16u;
 const O_N1B: u32 = 17u;
-const O_W2: u32 = 18u;
+const O_W2: u32 = 18u;         // output.dense.weight, transposed: [ffn, hidden]
 const O_B2: u32 = 19u;
 const O_N2W: u32 = 20u;
 const O_N2B: u32 = 21u;
@@ -96,25 +96,38 @@ fn gelu(x: f32) -> f32 {
 }
 
 // ---------------------------------------------------------------- grouped GEMM
-const TILE: u32 = 16u;
-var<workgroup> xs: array<array<f32, 16>, 16>;
-var<workgroup> ws: array<array<f32, 17>, 16>;
-var<workgroup> part: array<array<f32, 16>, 16>;
-var<workgroup> row_mean: array<f32, 16>;
-var<workgroup> row_rstd: array<f32, 16>;
+// 64×64 output tile per 256-invocation workgroup, each invocation a 4×4 register block; K is
+// walked in 16-deep slabs staged (k-major) in workgroup memory.
+const TM: u32 = 64u;
+const TK: u32 = 16u;
+var<workgroup> as_: array<array<f32, 64>, 16>;
+var<workgroup> ws_: array<array<f32, 64>, 16>;
+var<workgroup> part4: array<array<f32, 4>, 64>;
+var<workgroup> row_mean: array<f32, 64>;
+var<workgroup> row_rstd: array<f32, 64>;
 
-// Sum of part[ly][0..16] (every invocation of row ly gets it).
-fn row_sum16(ly: u32, lx: u32, v: f32) -> f32 {
-    part[ly][lx] = v;
+// Sum over the 4 invocations that share row `r` (every one of them gets it).
+fn row_sum4(r: u32, q: u32, v: f32) -> f32 {
+    part4[r][q] = v;
     workgroupBarrier();
-    var s = 0.0;
-    for (var i = 0u; i < TILE; i++) { s += part[ly][i]; }
+    let s = part4[r][0] + part4[r][1] + part4[r][2] + part4[r][3];
     workgroupBarrier();
     return s;
 }
 
-@compute @workgroup_size(16, 16)
-fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn a_value(job: Job, row: u32, k: u32, lr: u32) -> f32 {
+    // element (row, k) of this job's A operand: mapped rows, LayerNorm prologue, + pos
+    let a_row = select(row, image_row(row), (job.flags & F_MAP_A) != 0u);
+    var x = arena[job.a + a_row * job.k + k];
+    if ((job.flags & F_LN) != 0u) {
+        x = (x - row_mean[lr]) * row_rstd[lr] * arena[job.ln_w + k] + arena[job.ln_b + k];
+    }
+    if ((job.flags & F_POS) != 0u) { x += arena[job.pos + a_row * job.k + k]; }
+    return x;
+}
+
+@compute @workgroup_size(256)
+fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let g = wid.y * p.grid_x + wid.x;
     if (g >= p.total) { return; }                  // uniform per workgroup
     var j = 0u;
@@ -122,63 +135,83 @@ fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         if (g >= p.jobs[i].tile0) { j = i; }
     }
     let job = p.jobs[j];
-    let tiles_n = (job.n + TILE - 1u) / TILE;
+    let lid = lid3.x;
+    let tiles_n = (job.n + TM - 1u) / TM;
     let local = g - job.tile0;
-    let tr = local / tiles_n;
-    let tc = local % tiles_n;
-    let row = tr * TILE + lid.y;
-    let col = tc * TILE + lid.x;
-    let live = row < job.rows;
-    let a_row = select(row, image_row(row), (job.flags & F_MAP_A) != 0u);
+    let row0 = (local / tiles_n) * TM;
+    let col0 = (local % tiles_n) * TM;
 
     if ((job.flags & F_LN) != 0u) {
+        let lr = lid / 4u;
+        let q = lid % 4u;
+        let row = row0 + lr;
+        let live = row < job.rows;
+        let a_row = select(row, image_row(row), (job.flags & F_MAP_A) != 0u);
         var s = 0.0;
-        if (live) { for (var kk = lid.x; kk < job.k; kk += TILE) { s += arena[job.a + a_row * job.k + kk]; } }
-        let mean = row_sum16(lid.y, lid.x, s) / f32(job.k);
-        var q = 0.0;
-        if (live) { for (var kk = lid.x; kk < job.k; kk += TILE) { let d = arena[job.a + a_row * job.k + kk] - mean; q += d * d; } }
-        let rstd = inverseSqrt(row_sum16(lid.y, lid.x, q) / f32(job.k) + p.eps);
-        row_mean[lid.y] = mean;
-        row_rstd[lid.y] = rstd;
-        if ((job.flags & F_STATS) != 0u && tc == 0u && lid.x == 0u && live) {
-            arena[job.stat + 2u * row] = mean;
-            arena[job.stat + 2u * row + 1u] = rstd;
-        }
-        workgroupBarrier();
-    }
-
-    var acc = 0.0;
-    for (var k0 = 0u; k0 < job.k; k0 += TILE) {
-        let kx = k0 + lid.x;
-        var xv = 0.0;
-        if (live && kx < job.k) {
-            xv = arena[job.a + a_row * job.k + kx];
-            if ((job.flags & F_LN) != 0u) {
-                xv = (xv - row_mean[lid.y]) * row_rstd[lid.y] * arena[job.ln_w + kx] + arena[job.ln_b + kx];
+        if (live) { for (var k = q; k < job.k; k += 4u) { s += arena[job.a + a_row * job.k + k]; } }
+        let mean = row_sum4(lr, q, s) / f32(job.k);
+        var v = 0.0;
+        if (live) { for (var k = q; k < job.k; k += 4u) { let d = arena[job.a + a_row * job.k + k] - mean; v += d * d; } }
+        let rstd = inverseSqrt(row_sum4(lr, q, v) / f32(job.k) + p.eps);
+        if (q == 0u) {
+            row_mean[lr] = mean;
+            row_rstd[lr] = rstd;
+            if ((job.flags & F_STATS) != 0u && col0 == 0u && live) {
+                arena[job.stat + 2u * row] = mean;
+                arena[job.stat + 2u * row + 1u] = rstd;
             }
-            if ((job.flags & F_POS) != 0u) { xv += arena[job.pos + a_row * job.k + kx]; }
         }
-        xs[lid.y][lid.x] = xv;
-        let wrow = tc * TILE + lid.y;
-        ws[lid.y][lid.x] = select(0.0, arena[job.w + wrow * job.k + kx], wrow < job.n && kx < job.k);
-        workgroupBarrier();
-        for (var kk = 0u; kk < TILE; kk++) { acc += xs[lid.y][kk] * ws[lid.x][kk]; }
         workgroupBarrier();
     }
 
-    if (live && col < job.n) {
-        var y = (acc + arena[job.bias + col]) * job.scale;
-        if ((job.flags & F_GELU) != 0u) { y = gelu(y); }
-        let o_row = select(row, image_row(row), (job.flags & F_MAP_OUT) != 0u);
-        if ((job.flags & F_GATE) != 0u) {
-            let r = arena[job.res + o_row * job.n + col];
-            let ln = (r - arena[job.stat + 2u * row]) * arena[job.stat + 2u * row + 1u] * arena[job.ln_w + col] + arena[job.ln_b + col];
-            var gv = 1.0;
-            if (p.gate == 0u) { gv = arena[job.gamma]; }
-            if (p.gate == 1u) { gv = arena[job.gamma + col]; }
-            y = ln + gv * y;
+    let ty = lid / 16u;
+    let tx = lid % 16u;
+    var acc: array<array<f32, 4>, 4>;
+    for (var k0 = 0u; k0 < job.k; k0 += TK) {
+        for (var e = lid; e < TM * TK; e += 256u) {
+            let r = e / TK;
+            let kk = e % TK;
+            let k = k0 + kk;
+            var x = 0.0;
+            if (row0 + r < job.rows && k < job.k) { x = a_value(job, row0 + r, k, r); }
+            as_[kk][r] = x;
+            let c = col0 + r;
+            ws_[kk][r] = select(0.0, arena[job.w + c * job.k + k], c < job.n && k < job.k);
         }
-        arena[job.out + o_row * job.n + col] = y;
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = as_[kk][ty * 4u + i];
+                bv[i] = ws_[kk][tx * 4u + i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var jj = 0u; jj < 4u; jj++) { acc[i][jj] += av[i] * bv[jj]; }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + ty * 4u + i;
+        for (var jj = 0u; jj < 4u; jj++) {
+            let col = col0 + tx * 4u + jj;
+            if (row < job.rows && col < job.n) {
+                var y = (acc[i][jj] + arena[job.bias + col]) * job.scale;
+                if ((job.flags & F_GELU) != 0u) { y = gelu(y); }
+                let o_row = select(row, image_row(row), (job.flags & F_MAP_OUT) != 0u);
+                if ((job.flags & F_GATE) != 0u) {
+                    let r = arena[job.res + o_row * job.n + col];
+                    let ln = (r - arena[job.stat + 2u * row]) * arena[job.stat + 2u * row + 1u] * arena[job.ln_w + col] + arena[job.ln_b + col];
+                    var gv = 1.0;
+                    if (p.gate == 0u) { gv = arena[job.gamma]; }
+                    if (p.gate == 1u) { gv = arena[job.gamma + col]; }
+                    y = ln + gv * y;
+                }
+                arena[job.out + o_row * job.n + col] = y;
+            }
+        }
     }
 }
 
@@ -290,10 +323,10 @@ fn lang_attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         workgroupBarrier();
     }
     // attention output projection + residual (l'), then LayerNorm over the whole row
+    // (weights transposed on upload, so neighbouring invocations read neighbouring columns)
     for (var c = lid; c < p.lh; c += WG) {
         var y = arena[off(O_BO) + c] + arena[off(O_LNEW) + r * p.lh + c];
-        let wb = off(O_WO) + c * p.lh;
-        for (var k = 0u; k < p.lh; k++) { y += ctx[k] * arena[wb + k]; }
+        for (var k = 0u; k < p.lh; k++) { y += ctx[k] * arena[off(O_WO) + k * p.lh + c]; }
         rowv[c] = y;   // rowv's query values are no longer read: every head is done
     }
     workgroupBarrier();
@@ -313,9 +346,8 @@ fn lang_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         for (var s = 0u; s < 4u; s++) {
             let c = lid + s * WG;
             if (c < p.lh) {
-                let wb = off(O_W2) + c * p.lffn + k0;
                 var y = 0.0;
-                for (var t = 0u; t < n; t++) { y += ctx[t] * arena[wb + t]; }
+                for (var t = 0u; t < n; t++) { y += ctx[t] * arena[off(O_W2) + (k0 + t) * p.lh + c]; }
                 acc[s] += y;
             }
         }

@@ -94,6 +94,9 @@ const O_B2: usize = 19;
 const O_N2W: usize = 20;
 const O_N2B: usize = 21;
 
+/// Output tile edge of `gemm_jobs`.
+const GEMM_TILE: usize = 64;
+
 /// Kernel limits: keys staged per query row, head width, language row width.
 const MAX_KEYS: usize = 2048;
 const MAX_HEAD_DIM: usize = 256;
@@ -127,7 +130,7 @@ fn gemm_launch(mut jobs: Vec<Job>) -> Launch {
     let mut tiles = 0;
     for j in &mut jobs {
         j.tile0 = tiles as u32;
-        tiles += (j.rows as usize).div_ceil(16) * (j.n as usize).div_ceil(16);
+        tiles += (j.rows as usize).div_ceil(GEMM_TILE) * (j.n as usize).div_ceil(GEMM_TILE);
     }
     Launch { entry: "gemm_jobs", jobs, items: tiles }
 }
@@ -267,6 +270,17 @@ impl WgpuBackend {
     }
 }
 
+/// `[rows, cols]` → `[cols, rows]`.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; x.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = x[r * cols + c];
+        }
+    }
+    t
+}
+
 pub(super) fn gated_cross_attn(be: &WgpuBackend, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
     const OP: &str = crate::problem::gated_cross_attn::OP;
     check_limits(OP, p)?;
@@ -299,8 +313,11 @@ pub(super) fn sparse_fusion(be: &WgpuBackend, p: &SparseFusionProblem, memory: &
     off[O_INTER] = a.zeros((rl * ffn) as usize);
     off[O_LOUT] = a.zeros((rl * h) as usize);
     off[O_MASK] = a.put(mask.unwrap_or(&[0.0]));
-    (off[O_WO], off[O_BO], off[O_N1W], off[O_N1B]) = (bo[6], bo[7], bo[8], bo[9]);
-    (off[O_W2], off[O_B2], off[O_N2W], off[O_N2B]) = (bo[12], bo[13], bo[14], bo[15]);
+    // the two row kernels read these weights column-contiguous: upload them transposed
+    off[O_WO] = a.put(&transpose(bw.attn_out.weight, lp.hidden, lp.hidden));
+    off[O_W2] = a.put(&transpose(bw.output.weight, lp.hidden, lp.ffn));
+    (off[O_BO], off[O_N1W], off[O_N1B]) = (bo[7], bo[8], bo[9]);
+    (off[O_B2], off[O_N2W], off[O_N2B]) = (bo[13], bo[14], bo[15]);
     let pp = &mut r.params;
     pp.off = off;
     (pp.lh, pp.lheads, pp.ldh, pp.lffn) = (h, lp.heads as u32, lp.head_dim() as u32, ffn);
