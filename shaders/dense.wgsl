@@ -9,8 +9,8 @@
 //   5 out   storage, read_write array<f32>  gemm: y [M,N] | layer_norm, softmax: y [R,C] | attention: [B,Lq,H·Dh]
 //
 // Dispatch:
-//   gemm       one 16×16 workgroup per 16×16 output tile, (x, y) = (column tile, row tile);
-//              K is walked in 16-wide slabs staged in workgroup memory.
+//   gemm       one 256-wide workgroup per 64×64 output tile, (x, y) = (column tile, row tile);
+//              each invocation a 4×4 register block; K walked in 16-deep slabs in workgroup memory.
 //   layer_norm, softmax   one 256-wide workgroup per row; row = wid.y · grid_x + wid.x.
 //   attention  one 256-wide workgroup per (b, h, query row), same 2-D numbering: the query row
 //              is staged, scores for all Lk keys kept in workgroup memory (Lk ≤ 2048, Dh ≤ 256),
@@ -33,9 +33,12 @@ struct Dims {
 @group(0) @binding(4) var<storage, read> d: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-const TILE: u32 = 16u;
-var<workgroup> xs: array<array<f32, 16>, 16>;
-var<workgroup> ws: array<array<f32, 17>, 16>;   // +1 column: no bank conflicts on the transposed read
+// 64×64 output tile per 256-invocation workgroup, each invocation a 4×4 register block; K is
+// walked in 16-deep slabs staged (k-major) in workgroup memory.
+const TM: u32 = 64u;
+const TK: u32 = 16u;
+var<workgroup> as_: array<array<f32, 64>, 16>;
+var<workgroup> ws_: array<array<f32, 64>, 16>;
 
 // erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); WGSL has no erf builtin.
 fn erf_approx(x: f32) -> f32 {
@@ -50,26 +53,45 @@ fn activate(x: f32, act: u32) -> f32 {
     return x;
 }
 
-@compute @workgroup_size(16, 16)
-fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = wid.y * TILE + lid.y;
-    let col = wid.x * TILE + lid.x;
-    var acc = 0.0;
-    for (var k0 = 0u; k0 < dims.k; k0 += TILE) {
-        let kx = k0 + lid.x;
-        // x tile: rows of this workgroup; w tile: output columns of this workgroup (W is [N,K])
-        xs[lid.y][lid.x] = select(0.0, a[row * dims.k + kx], row < dims.m && kx < dims.k);
-        let wrow = wid.x * TILE + lid.y;
-        ws[lid.y][lid.x] = select(0.0, b[wrow * dims.k + kx], wrow < dims.n && kx < dims.k);
+@compute @workgroup_size(256)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let row0 = wid.y * TM;
+    let col0 = wid.x * TM;
+    let ty = lid / 16u;
+    let tx = lid % 16u;
+    var acc: array<array<f32, 4>, 4>;
+    for (var k0 = 0u; k0 < dims.k; k0 += TK) {
+        for (var e = lid; e < TM * TK; e += 256u) {
+            let r = e / TK;
+            let k = k0 + e % TK;
+            as_[e % TK][r] = select(0.0, a[(row0 + r) * dims.k + k], row0 + r < dims.m && k < dims.k);
+            ws_[e % TK][r] = select(0.0, b[(col0 + r) * dims.k + k], col0 + r < dims.n && k < dims.k);
+        }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE; kk++) {
-            acc += xs[lid.y][kk] * ws[lid.x][kk];
+        for (var kk = 0u; kk < TK; kk++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = as_[kk][ty * 4u + i];
+                bv[i] = ws_[kk][tx * 4u + i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) { acc[i][j] += av[i] * bv[j]; }
+            }
         }
         workgroupBarrier();
     }
-    if (row < dims.m && col < dims.n) {
-        if ((dims.flags & 1u) != 0u) { acc += c[col]; }
-        out[row * dims.n + col] = activate(acc, (dims.flags >> 1u) & 3u);
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let row = row0 + ty * 4u + i;
+            let col = col0 + tx * 4u + j;
+            if (row < dims.m && col < dims.n) {
+                var y = acc[i][j];
+                if ((dims.flags & 1u) != 0u) { y += c[col]; }
+                out[row * dims.n + col] = activate(y, (dims.flags >> 1u) & 3u);
+            }
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-// sparse_fusion.wgsl — one ALIF round (gated_cross_attn + the extra language layer) in 7 launches.
+// sparse_fusion.wgsl — one ALIF round (gated_cross_attn + the extra language layer) in 8 launches.
 // gated_cross_attn alone is launches 1–3.
 //
 // Bindings (group 0):
@@ -19,7 +19,8 @@
 //   5 lang_attend (256 per label row) all heads with the additive mask (1 − m)·−10000, then the
 //                attention output projection + residual + LayerNorm on the whole row.
 //   6 gemm_jobs  FFN up-projection with exact-erf GELU.
-//   7 lang_out   (256 per label row) FFN down-projection + residual + LayerNorm → lang_out.
+//   7 gemm_jobs  FFN down-projection + residual.
+//   8 norm_rows  (256 per label row) the last LayerNorm → lang_out.
 // Image-side rows r ∈ [0, B·Nv) live at physical row (r / Nv)·tokens + start + r % Nv of their
 // buffer, so the last level is read and written in place in a [B, S, C] token buffer.
 
@@ -38,6 +39,7 @@ const F_GELU: u32 = 8u;
 const F_STATS: u32 = 16u;      // store each row's (mean, rstd) at `stat`
 const F_GATE: u32 = 32u;       // out = LN(res row; stat, ln_w, ln_b) + g·y
 const F_MAP_OUT: u32 = 64u;    // out and res rows are image rows (mapped)
+const F_RESID: u32 = 128u;     // out = y + res[row, col] (plain residual)
 
 struct P {
     batch: u32, nv: u32, t: u32, e: u32,
@@ -68,8 +70,7 @@ const O_WO: u32 = 14u;         // attention.output.dense.weight, transposed: [in
 const O_BO: u32 = 15u;
 const O_N1W: u32 = 16u;
 const O_N1B: u32 = 17u;
-const O_W2: u32 = 18u;         // output.dense.weight, transposed: [ffn, hidden]
-const O_B2: u32 = 19u;
+const O_INTER2: u32 = 18u;     // FFN down-projection + residual, before the last LayerNorm
 const O_N2W: u32 = 20u;
 const O_N2B: u32 = 21u;
 
@@ -105,6 +106,9 @@ var<workgroup> ws_: array<array<f32, 64>, 16>;
 var<workgroup> part4: array<array<f32, 4>, 64>;
 var<workgroup> row_mean: array<f32, 64>;
 var<workgroup> row_rstd: array<f32, 64>;
+var<workgroup> a_row_s: array<u32, 64>;        // physical A/pos row of each tile row
+var<workgroup> lnw_s: array<f32, 16>;          // this K-slab's LayerNorm γ and β
+var<workgroup> lnb_s: array<f32, 16>;
 
 // Sum over the 4 invocations that share row `r` (every one of them gets it).
 fn row_sum4(r: u32, q: u32, v: f32) -> f32 {
@@ -115,12 +119,12 @@ fn row_sum4(r: u32, q: u32, v: f32) -> f32 {
     return s;
 }
 
-fn a_value(job: Job, row: u32, k: u32, lr: u32) -> f32 {
-    // element (row, k) of this job's A operand: mapped rows, LayerNorm prologue, + pos
-    let a_row = select(row, image_row(row), (job.flags & F_MAP_A) != 0u);
+fn a_value(job: Job, k: u32, lr: u32, kk: u32) -> f32 {
+    // element (tile row lr, k) of this job's A operand: mapped rows, LayerNorm prologue, + pos
+    let a_row = a_row_s[lr];
     var x = arena[job.a + a_row * job.k + k];
     if ((job.flags & F_LN) != 0u) {
-        x = (x - row_mean[lr]) * row_rstd[lr] * arena[job.ln_w + k] + arena[job.ln_b + k];
+        x = (x - row_mean[lr]) * row_rstd[lr] * lnw_s[kk] + lnb_s[kk];
     }
     if ((job.flags & F_POS) != 0u) { x += arena[job.pos + a_row * job.k + k]; }
     return x;
@@ -140,6 +144,11 @@ fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let local = g - job.tile0;
     let row0 = (local / tiles_n) * TM;
     let col0 = (local % tiles_n) * TM;
+    if (lid < TM) {
+        let row = row0 + lid;
+        a_row_s[lid] = select(row, image_row(row), (job.flags & F_MAP_A) != 0u);
+    }
+    workgroupBarrier();
 
     if ((job.flags & F_LN) != 0u) {
         let lr = lid / 4u;
@@ -168,12 +177,20 @@ fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let tx = lid % 16u;
     var acc: array<array<f32, 4>, 4>;
     for (var k0 = 0u; k0 < job.k; k0 += TK) {
+        if ((job.flags & F_LN) != 0u) {
+            if (lid < TK) {
+                let k = k0 + lid;
+                lnw_s[lid] = select(0.0, arena[job.ln_w + k], k < job.k);
+                lnb_s[lid] = select(0.0, arena[job.ln_b + k], k < job.k);
+            }
+            workgroupBarrier();
+        }
         for (var e = lid; e < TM * TK; e += 256u) {
             let r = e / TK;
             let kk = e % TK;
             let k = k0 + kk;
             var x = 0.0;
-            if (row0 + r < job.rows && k < job.k) { x = a_value(job, row0 + r, k, r); }
+            if (row0 + r < job.rows && k < job.k) { x = a_value(job, k, r, kk); }
             as_[kk][r] = x;
             let c = col0 + r;
             ws_[kk][r] = select(0.0, arena[job.w + c * job.k + k], c < job.n && k < job.k);
@@ -209,6 +226,7 @@ fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
                     if (p.gate == 1u) { gv = arena[job.gamma + col]; }
                     y = ln + gv * y;
                 }
+                if ((job.flags & F_RESID) != 0u) { y += arena[job.res + o_row * job.n + col]; }
                 arena[job.out + o_row * job.n + col] = y;
             }
         }
@@ -279,7 +297,7 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
 
 // ---------------------------------------------------------------- launches 5 and 7: whole rows
 var<workgroup> rowv: array<f32, 1024>;    // the row being built (≤ 1024 wide)
-var<workgroup> ctx: array<f32, 1024>;     // launch 5: attention output of the row; launch 7: FFN chunk
+var<workgroup> ctx: array<f32, 1024>;     // launch 5: attention output of the row
 
 // LayerNorm of rowv[0..width] with (w, b) into arena[dst..].
 fn norm_row(lid: u32, width: u32, w: u32, bb: u32, dst: u32) {
@@ -334,29 +352,12 @@ fn lang_attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 }
 
 @compute @workgroup_size(256)
-fn lang_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+fn norm_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    // lang_out = LayerNorm(o) per label row, o = FFN down-projection + residual (launch 7)
     let r = wid.y * p.grid_x + wid.x;
     if (r >= p.batch * p.t) { return; }
     let lid = lid3.x;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);   // columns lid, lid+256, lid+512, lid+768
-    for (var k0 = 0u; k0 < p.lffn; k0 += 1024u) {
-        let n = min(1024u, p.lffn - k0);
-        for (var t = lid; t < n; t += WG) { ctx[t] = arena[off(O_INTER) + r * p.lffn + k0 + t]; }
-        workgroupBarrier();
-        for (var s = 0u; s < 4u; s++) {
-            let c = lid + s * WG;
-            if (c < p.lh) {
-                var y = 0.0;
-                for (var t = 0u; t < n; t++) { y += ctx[t] * arena[off(O_W2) + (k0 + t) * p.lh + c]; }
-                acc[s] += y;
-            }
-        }
-        workgroupBarrier();
-    }
-    for (var s = 0u; s < 4u; s++) {
-        let c = lid + s * WG;
-        if (c < p.lh) { rowv[c] = acc[s] + arena[off(O_B2) + c] + arena[off(O_A) + r * p.lh + c]; }
-    }
+    for (var c = lid; c < p.lh; c += WG) { rowv[c] = arena[off(O_INTER2) + r * p.lh + c]; }
     workgroupBarrier();
     norm_row(lid, p.lh, off(O_N2W), off(O_N2B), off(O_LOUT) + r * p.lh);
 }

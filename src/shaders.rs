@@ -6,7 +6,7 @@ pub const MS_DEFORM_ATTN: &str = include_str!("../shaders/ms_deform_attn.wgsl");
 /// `shaders/dense.wgsl`: entry points `gemm`, `layer_norm`, `softmax`, `attention`.
 pub const DENSE: &str = include_str!("../shaders/dense.wgsl");
 
-/// `shaders/sparse_fusion.wgsl`: entry points `gemm_jobs`, `attend`, `lang_attend`, `lang_out`.
+/// `shaders/sparse_fusion.wgsl`: entry points `gemm_jobs`, `attend`, `lang_attend`, `norm_rows`.
 pub const SPARSE_FUSION: &str = include_str!("../shaders/sparse_fusion.wgsl");
 
 /// Every shader with its file name (the naga test validates each for all override combinations).

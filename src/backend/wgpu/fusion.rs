@@ -1,5 +1,5 @@
 //! wgpu ALIF ops from `shaders/sparse_fusion.wgsl`: `gated_cross_attn` in 3 launches and a whole
-//! `sparse_fusion` round in 7, all recorded in one compute pass over one arena buffer that holds
+//! `sparse_fusion` round in 8, all recorded in one compute pass over one arena buffer that holds
 //! the inputs, the weights and every intermediate.
 //!
 //! The kernels address the image rows through (tokens, start), so a device-resident `[B,S,C]`
@@ -41,6 +41,7 @@ const F_GELU: u32 = 8;
 const F_STATS: u32 = 16;
 const F_GATE: u32 = 32;
 const F_MAP_OUT: u32 = 64;
+const F_RESID: u32 = 128;
 
 /// Mirrors `P` in the shader.
 #[repr(C)]
@@ -89,8 +90,7 @@ const O_WO: usize = 14;
 const O_BO: usize = 15;
 const O_N1W: usize = 16;
 const O_N1B: usize = 17;
-const O_W2: usize = 18;
-const O_B2: usize = 19;
+const O_INTER2: usize = 18;
 const O_N2W: usize = 20;
 const O_N2B: usize = 21;
 
@@ -235,7 +235,7 @@ impl WgpuBackend {
                 "gemm_jobs" => "sparse_fusion.gemm_jobs",
                 "attend" => "sparse_fusion.attend",
                 "lang_attend" => "sparse_fusion.lang_attend",
-                _ => "sparse_fusion.lang_out",
+                _ => "sparse_fusion.norm_rows",
             };
             let pipeline = self.pipeline(&self.fusion, key, l.entry)?;
             let (gx, gy, grid_x) = self.row_grid(l.items);
@@ -313,11 +313,11 @@ pub(super) fn sparse_fusion(be: &WgpuBackend, p: &SparseFusionProblem, memory: &
     off[O_INTER] = a.zeros((rl * ffn) as usize);
     off[O_LOUT] = a.zeros((rl * h) as usize);
     off[O_MASK] = a.put(mask.unwrap_or(&[0.0]));
-    // the two row kernels read these weights column-contiguous: upload them transposed
+    // the row kernel reads this weight column-contiguous: upload it transposed
     off[O_WO] = a.put(&transpose(bw.attn_out.weight, lp.hidden, lp.hidden));
-    off[O_W2] = a.put(&transpose(bw.output.weight, lp.hidden, lp.ffn));
+    off[O_INTER2] = a.zeros((rl * h) as usize);
     (off[O_BO], off[O_N1W], off[O_N1B]) = (bo[7], bo[8], bo[9]);
-    (off[O_B2], off[O_N2W], off[O_N2B]) = (bo[13], bo[14], bo[15]);
+    (off[O_N2W], off[O_N2B]) = (bo[14], bo[15]);
     let pp = &mut r.params;
     pp.off = off;
     (pp.lh, pp.lheads, pp.ldh, pp.lffn) = (h, lp.heads as u32, lp.head_dim() as u32, ffn);
@@ -331,7 +331,8 @@ pub(super) fn sparse_fusion(be: &WgpuBackend, p: &SparseFusionProblem, memory: &
     ]));
     r.launches.push(Launch { entry: "lang_attend", jobs: vec![], items: rl as usize });
     r.launches.push(gemm_launch(vec![Job { a: off[O_A], w: bo[10], bias: bo[11], out: off[O_INTER], n: ffn, flags: F_GELU, ..base }]));
-    r.launches.push(Launch { entry: "lang_out", jobs: vec![], items: rl as usize });
+    r.launches.push(gemm_launch(vec![Job { a: off[O_INTER], w: bo[12], bias: bo[13], out: off[O_INTER2], res: off[O_A], k: ffn, flags: F_RESID, ..base }]));
+    r.launches.push(Launch { entry: "norm_rows", jobs: vec![], items: rl as usize });
     r.l_out = (off[O_LOUT], (rl * h) as usize);
     let (v_new, lang_out) = be.run_round(OP, r)?;
     for b in 0..f.batch {

@@ -379,7 +379,7 @@ impl WgpuBackend {
             Activation::Gelu => 2,
         };
         let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags: bias.is_some() as u32 | (act << 1), ..Default::default() };
-        let groups = (p.n.div_ceil(16) as u32, p.m.div_ceil(16) as u32);
+        let groups = (p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32);
         self.run_dense(crate::problem::gemm::OP, "gemm", dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[]))], p.m * p.n, groups)
     }
 }
