@@ -3,7 +3,7 @@
 #   cargo build --release --features cuda && cargo test --release --features cuda --no-run
 #   scripts/gpu-check.sh --stage      # copies the binaries to .gpu-bin/ (git-ignored), stripped
 # then run on the device with carry [.gpu-bin, .gl, .official]:
-#   bash scripts/gpu-check.sh
+#   bash scripts/gpu-check.sh [msda] [fusion]      # both sections when none is named
 # It runs the backend tests with cubecl-cuda, wgpu and cubecl-wgpu required, the side-by-side
 # bench at the encoder shape, and the official CUDA op vs grid_sample (tools/msda_cuda_official_bench.py).
 # Everything it prints is also written under $OUT.
@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--stage" ]; then
   rm -rf .gpu-bin && mkdir -p .gpu-bin
   cp target/release/rlipv2 .gpu-bin/
-  t=$(ls -t target/release/deps/ms_deform_attn_backends-* | grep -v '\.d$' | head -1)
-  cp "$t" .gpu-bin/ms_deform_attn_backends
+  for name in ms_deform_attn_backends fusion_backends; do
+    t=$(ls -t target/release/deps/$name-* | grep -v '\.d$' | head -1)
+    cp "$t" .gpu-bin/$name
+  done
   strip .gpu-bin/*
   du -sh .gpu-bin
   exit 0
@@ -40,6 +42,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 echo "== backends" | tee "$OUT/log.txt"
 .gpu-bin/rlipv2 backends 2>&1 | tee -a "$OUT/log.txt"
 
+sections="${*:-msda fusion}"
+if [[ " $sections " == *" msda "* ]]; then
 echo "== tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
 RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/ms_deform_attn_backends --show-output 2>&1 | grep -E -A2 "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
 
@@ -50,3 +54,11 @@ done
 
 echo "== official CUDA op and grid_sample on the same card" | tee -a "$OUT/log.txt"
 PYTHONUNBUFFERED=1 timeout 300 python3 tools/msda_cuda_official_bench.py .official/ops/src 2>&1 | tail -25 | tee -a "$OUT/log.txt"
+fi
+
+if [[ " $sections " == *" fusion "* ]]; then
+echo "== ALIF tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
+RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/fusion_backends --show-output 2>&1 | grep -E -A2 "test |panicked|result|launches" | grep -v "^RUN\|^SKIP" | tee -a "$OUT/log.txt"
+echo "== sparse_fusion bench" | tee -a "$OUT/log.txt"
+.gpu-bin/rlipv2 bench sparse_fusion --backends cpu,wgpu --repeat 10 2>/dev/null | tee -a "$OUT/log.txt"
+fi
