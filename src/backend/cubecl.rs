@@ -12,9 +12,14 @@ use cubecl::server::Handle;
 
 use super::{Backend, BackendKind, Prepared};
 use crate::error::{Error, Result};
+use crate::kernels::dense;
 use crate::kernels::ms_deform_attn::ms_deform_attn;
 use crate::problem::ms_deform_attn::OP;
-use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+use crate::problem::{Activation, AttentionProblem, DType, Form, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem};
+
+/// Limits of the cubecl attention kernel: keys and head width staged in shared memory.
+const ATTENTION_MAX_KEYS: usize = 2048;
+const ATTENTION_MAX_HEAD_DIM: usize = 256;
 
 /// Channels each unit accumulates per tap.
 const UNIT_CHANNELS: usize = 8;
@@ -104,6 +109,48 @@ impl<R: Runtime> CubeclBackend<R> {
     }
 }
 
+impl<R: Runtime> CubeclBackend<R> {
+    /// A 2-D grid of `n` cubes, numbered `y · count_x + x` by the kernels.
+    fn row_cubes(&self, n: usize) -> CubeCount {
+        let max = (self.client.properties().hardware.max_cube_count.0 as usize).clamp(1, 65535);
+        let x = n.clamp(1, max);
+        CubeCount::Static(x as u32, n.div_ceil(x) as u32, 1)
+    }
+
+    fn f32_in(&self, op: &'static str, what: &str, data: &[f32]) -> Result<ArrayArg<R>> {
+        let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        let h = self.upload(what, bytemuck::cast_slice(data)).map_err(|e| retag(e, op))?;
+        // SAFETY: the handle holds exactly `data.len()` f32 values.
+        Ok(unsafe { ArrayArg::from_raw_parts(h, data.len()) })
+    }
+
+    fn f32_out(&self, op: &'static str, len: usize) -> Result<Handle> {
+        let bytes = len.max(1) * 4;
+        if bytes as u64 > self.client.properties().memory.max_page_size {
+            return Err(Error::Unsupported { op, backend: self.kind.name().into(), reason: format!("output needs {bytes} bytes, more than the device allocates per buffer") });
+        }
+        Ok(self.client.empty(bytes))
+    }
+
+    /// Runs `launch` (which enqueues one kernel writing `out`), waits, reads `out`.
+    fn finish(&self, op: &'static str, out: Handle, launch: impl FnOnce()) -> Result<Vec<f32>> {
+        let kind = self.kind;
+        let dev = |e: String| Error::Device { backend: kind.name().into(), reason: format!("{op}: {e}") };
+        catch("launch", kind, launch)?;
+        catch("sync", kind, || pollster::block_on(self.client.sync()))?.map_err(|e| dev(format!("{e:?}")))?;
+        let bytes = catch("read", kind, || self.client.read_one(out))?.map_err(|e| dev(format!("{e:?}")))?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+/// Puts the real op name on an upload error raised with the MSDA op name.
+fn retag(e: Error, op: &'static str) -> Error {
+    match e {
+        Error::Unsupported { backend, reason, .. } => Error::Unsupported { op, backend, reason },
+        other => other,
+    }
+}
+
 struct CubeclRun<'a, R: Runtime> {
     be: &'a CubeclBackend<R>,
     value: (Handle, usize),
@@ -133,6 +180,56 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         }
         Ok(())
     }
+    fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::gemm::OP;
+        let (xa, wa, ba) = (self.f32_in(OP, "x", x)?, self.f32_in(OP, "weight", weight)?, self.f32_in(OP, "bias", bias.unwrap_or(&[]))?);
+        let out = self.f32_out(OP, p.m * p.n)?;
+        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), p.m * p.n) };
+        let act = match p.act {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Gelu => 2,
+        };
+        let cubes = CubeCount::Static(p.n.div_ceil(16) as u32, p.m.div_ceil(16) as u32, 1);
+        // SAFETY: array lengths match the validated problem; the kernel bounds-checks rows/columns.
+        self.finish(OP, out, || unsafe { dense::gemm::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_2d(16, 16), xa, wa, ba, y, p.m as u32, p.k as u32, p.n as u32, bias.is_some(), act) })
+    }
+
+    fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::layer_norm::OP;
+        let (xa, ga, ba) = (self.f32_in(OP, "x", x)?, self.f32_in(OP, "gamma", gamma)?, self.f32_in(OP, "beta", beta)?);
+        let out = self.f32_out(OP, x.len())?;
+        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
+        let cubes = self.row_cubes(p.rows);
+        // SAFETY: as above; one cube per row, rows beyond `rows` terminate.
+        self.finish(OP, out, || unsafe { dense::layer_norm::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), xa, ga, ba, y, p.rows as u32, p.width as u32, p.eps) })
+    }
+
+    fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::softmax::OP;
+        let xa = self.f32_in(OP, "x", x)?;
+        let out = self.f32_out(OP, x.len())?;
+        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
+        let cubes = self.row_cubes(p.rows);
+        // SAFETY: as above.
+        self.finish(OP, out, || unsafe { dense::softmax::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), xa, y, p.rows as u32, p.width as u32) })
+    }
+
+    fn attention_valid(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::attention::OP;
+        if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
+            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
+        }
+        let (qa, ka, va, ma) = (self.f32_in(OP, "q", q)?, self.f32_in(OP, "k", k)?, self.f32_in(OP, "v", v)?, self.f32_in(OP, "mask", mask.unwrap_or(&[]))?);
+        let out = self.f32_out(OP, q.len())?;
+        let o = unsafe { ArrayArg::from_raw_parts(out.clone(), q.len()) };
+        let cubes = self.row_cubes(p.batch * p.heads * p.q_len);
+        // SAFETY: as above; one cube per (b, h, query row), extra cubes terminate.
+        self.finish(OP, out, || unsafe {
+            dense::attention::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), qa, ka, va, ma, o, p.batch as u32, p.heads as u32, p.q_len as u32, p.k_len as u32, p.head_dim as u32, p.scale, mask.is_some())
+        })
+    }
+
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
         // 8 channels per unit: one 16-byte load for f16/bf16 where the device has 8-wide vectors,
         // else two 4-wide loads (D is a multiple of 8).

@@ -1,0 +1,208 @@
+//! Building blocks of the ALIF ops (f32): `gemm`, `layer_norm`, `softmax`, `attention`.
+//! Same mapping as `shaders/dense.wgsl`: one 16×16 cube per 16×16 GEMM output tile (K staged in
+//! 16-wide slabs), one 256-unit cube per row for the row ops and per (b, h, query) for attention.
+
+use cubecl::prelude::*;
+
+const WG: usize = 256;
+
+/// Sum (or max) over the cube's 256 units of one value each; every unit gets the result.
+#[cube]
+fn reduce_cube(shared: &mut SharedMemory<f32>, v: f32, #[comptime] is_max: bool) -> f32 {
+    let lid = UNIT_POS as usize;
+    shared[lid] = v;
+    sync_cube();
+    let mut s = 128usize;
+    while s > 0 {
+        if lid < s {
+            let other = shared[lid + s];
+            if comptime![is_max] {
+                shared[lid] = max(shared[lid], other);
+            } else {
+                shared[lid] = shared[lid] + other;
+            }
+        }
+        sync_cube();
+        s /= 2;
+    }
+    let r = shared[0];
+    sync_cube();
+    r
+}
+
+/// `y [M,N] = act(x [M,K]·Wᵀ + b)`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32) {
+    let mut xs = SharedMemory::<f32>::new(256usize);
+    let mut ws = SharedMemory::<f32>::new(272usize); // 16 × 17: padded against bank conflicts
+    let ly = UNIT_POS_Y as usize;
+    let lx = UNIT_POS_X as usize;
+    let (m, k, n) = (m as usize, k as usize, n as usize);
+    let row = CUBE_POS_Y as usize * 16 + ly;
+    let col = CUBE_POS_X as usize * 16 + lx;
+    let wrow = CUBE_POS_X as usize * 16 + ly;
+    let mut acc = 0.0f32;
+    let mut k0 = 0usize;
+    while k0 < k {
+        let kx = k0 + lx;
+        let mut xv = 0.0f32;
+        if row < m && kx < k {
+            xv = x[row * k + kx];
+        }
+        xs[ly * 16 + lx] = xv;
+        let mut wv = 0.0f32;
+        if wrow < n && kx < k {
+            wv = w[wrow * k + kx];
+        }
+        ws[ly * 17 + lx] = wv;
+        sync_cube();
+        #[unroll]
+        for kk in 0..16usize {
+            acc += xs[ly * 16 + kk] * ws[lx * 17 + kk];
+        }
+        sync_cube();
+        k0 += 16;
+    }
+    if row < m && col < n {
+        let mut v = acc;
+        if comptime![has_bias] {
+            v += bias[col];
+        }
+        if comptime![act == 1] {
+            v = max(v, 0.0f32);
+        }
+        if comptime![act == 2] {
+            v = v * 0.5f32 * (1.0f32 + Erf::erf(v * 0.70710678f32));
+        }
+        y[row * n + col] = v;
+    }
+}
+
+/// Row LayerNorm of `x [R,C]` with biased variance.
+#[cube(launch_unchecked)]
+pub fn layer_norm(x: &Array<f32>, gamma: &Array<f32>, beta: &Array<f32>, y: &mut Array<f32>, rows: u32, width: u32, eps: f32) {
+    let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    if row >= rows as usize {
+        terminate!();
+    }
+    let mut shared = SharedMemory::<f32>::new(256usize);
+    let lid = UNIT_POS as usize;
+    let w = width as usize;
+    let base = row * w;
+    let mut s = 0.0f32;
+    let mut i = lid;
+    while i < w {
+        s += x[base + i];
+        i += WG;
+    }
+    let mean = reduce_cube(&mut shared, s, false) / f32::cast_from(width);
+    let mut q = 0.0f32;
+    let mut i = lid;
+    while i < w {
+        let d = x[base + i] - mean;
+        q += d * d;
+        i += WG;
+    }
+    let rstd = 1.0f32 / (reduce_cube(&mut shared, q, false) / f32::cast_from(width) + eps).sqrt();
+    let mut i = lid;
+    while i < w {
+        y[base + i] = (x[base + i] - mean) * rstd * gamma[i] + beta[i];
+        i += WG;
+    }
+}
+
+/// Row softmax of `x [R,C]`, max-subtracted.
+#[cube(launch_unchecked)]
+pub fn softmax(x: &Array<f32>, y: &mut Array<f32>, rows: u32, width: u32) {
+    let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    if row >= rows as usize {
+        terminate!();
+    }
+    let mut shared = SharedMemory::<f32>::new(256usize);
+    let lid = UNIT_POS as usize;
+    let w = width as usize;
+    let base = row * w;
+    let mut m = f32::new(-3.4e38);
+    let mut i = lid;
+    while i < w {
+        m = max(m, x[base + i]);
+        i += WG;
+    }
+    let mx = reduce_cube(&mut shared, m, true);
+    let mut s = 0.0f32;
+    let mut i = lid;
+    while i < w {
+        s += (x[base + i] - mx).exp();
+        i += WG;
+    }
+    let inv = 1.0f32 / reduce_cube(&mut shared, s, false);
+    let mut i = lid;
+    while i < w {
+        y[base + i] = (x[base + i] - mx).exp() * inv;
+        i += WG;
+    }
+}
+
+/// Multi-head attention on packed `[B,L,H·Dh]` projections, one cube per (b, h, query row);
+/// the query row (Dh ≤ 256) and all scores (Lk ≤ 2048) are staged in shared memory.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn attention(q: &Array<f32>, k: &Array<f32>, v: &Array<f32>, mask: &Array<f32>, out: &mut Array<f32>, batch: u32, heads: u32, q_len: u32, k_len: u32, head_dim: u32, scale: f32, #[comptime] has_mask: bool) {
+    let item = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    let (heads, q_len, k_len, dh) = (heads as usize, q_len as usize, k_len as usize, head_dim as usize);
+    if item >= batch as usize * heads * q_len {
+        terminate!();
+    }
+    let mut shared = SharedMemory::<f32>::new(256usize);
+    let mut qs = SharedMemory::<f32>::new(256usize);
+    let mut sc = SharedMemory::<f32>::new(2048usize);
+    let lid = UNIT_POS as usize;
+    let i = item % q_len;
+    let bh = item / q_len;
+    let h = bh % heads;
+    let b = bh / heads;
+    let w = heads * dh;
+    let qbase = (b * q_len + i) * w + h * dh;
+    let mut t = lid;
+    while t < dh {
+        qs[t] = q[qbase + t];
+        t += WG;
+    }
+    sync_cube();
+    let mut m = f32::new(-3.4e38);
+    let mut j = lid;
+    while j < k_len {
+        let kb = (b * k_len + j) * w + h * dh;
+        let mut s = 0.0f32;
+        for d in 0..dh {
+            s += qs[d] * k[kb + d];
+        }
+        s *= scale;
+        if comptime![has_mask] {
+            s += mask[b * k_len + j];
+        }
+        sc[j] = s;
+        m = max(m, s);
+        j += WG;
+    }
+    let mx = reduce_cube(&mut shared, m, true);
+    let mut sum = 0.0f32;
+    let mut j = lid;
+    while j < k_len {
+        let e = (sc[j] - mx).exp();
+        sc[j] = e;
+        sum += e;
+        j += WG;
+    }
+    let inv = 1.0f32 / reduce_cube(&mut shared, sum, false);
+    let mut t = lid;
+    while t < dh {
+        let mut o = 0.0f32;
+        for jj in 0..k_len {
+            o += sc[jj] * v[(b * k_len + jj) * w + h * dh + t];
+        }
+        out[qbase + t] = o * inv;
+        t += WG;
+    }
+}
