@@ -208,7 +208,7 @@ fn unfused_round_matches_fused_sparse_fusion() {
     let mask: Vec<f32> = (0..22).map(|j| if j % 4 == 3 { 0.0 } else { 1.0 }).collect();
     let (mut m1, mut m2) = (memory.clone(), memory.clone());
     let fused = be.sparse_fusion(&p, &mut m1, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert()).unwrap();
-    let unfused = rlipv2::bench::fusion::unfused_round(be.as_ref(), &p, &mut m2, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert()).unwrap();
+    let unfused = rlipv2::backend::compose::sparse_fusion(be.as_ref(), &p, &mut m2, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert()).unwrap();
     let d = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(d(&fused, &unfused) < 1e-4 && d(&m1, &m2) < 1e-4, "{} {}", d(&fused, &unfused), d(&m1, &m2));
     assert!(d(&m1, &memory) > 0.1, "the round changed the last level");

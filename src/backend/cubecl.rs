@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 use crate::kernels::dense;
 use crate::kernels::ms_deform_attn::ms_deform_attn;
 use crate::problem::ms_deform_attn::OP;
-use crate::problem::{Activation, AttentionProblem, DType, Form, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem};
+use crate::problem::{
+    Activation, AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem,
+    SparseFusionProblem,
+};
 
 /// Limits of the cubecl attention kernel: keys and head width staged in shared memory.
 const ATTENTION_MAX_KEYS: usize = 2048;
@@ -180,6 +183,16 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         }
         Ok(())
     }
+    // The ALIF ops run op by op on this backend's building blocks until fused cubecl kernels
+    // land (see `backend::compose`); the launch budget is met by the wgpu backend only so far.
+    fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+        super::compose::gated_cross_attn(self, p, v, pos, l, w)
+    }
+
+    fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+        super::compose::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
+    }
+
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         const OP: &str = crate::problem::gemm::OP;
         let (xa, wa, ba) = (self.f32_in(OP, "x", x)?, self.f32_in(OP, "weight", weight)?, self.f32_in(OP, "bias", bias.unwrap_or(&[]))?);

@@ -2,6 +2,7 @@
 //! `wgpu` (raw WGSL from `shaders/`) and `cubecl` (kernels from `kernels/`, on its wgpu and CUDA
 //! runtimes). Public entry points validate; backends' `prepare_valid` assumes valid input.
 
+pub mod compose;
 pub mod cpu;
 pub mod reference;
 #[cfg(feature = "wgpu")]
