@@ -1,6 +1,6 @@
 //! Building blocks of the ALIF ops (f32): `gemm`, `layer_norm`, `softmax`, `attention`.
-//! Same mapping as `shaders/dense.wgsl`: one 16×16 cube per 16×16 GEMM output tile (K staged in
-//! 16-wide slabs), one 256-unit cube per row for the row ops and per (b, h, query) for attention.
+//! Same mapping as `shaders/dense.wgsl`: one 256-unit cube per 64×64 GEMM output tile (4×4 per
+//! unit), one 256-unit cube per row for the row ops and per (b, h, query) for attention.
 
 use cubecl::prelude::*;
 
@@ -31,51 +31,83 @@ fn reduce_cube(shared: &mut SharedMemory<f32>, v: f32, #[comptime] is_max: bool)
 }
 
 /// `y [M,N] = act(x [M,K]·Wᵀ + b)`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
+/// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block; K staged in 16-deep
+/// slabs (k-major) in shared memory.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32) {
-    let mut xs = SharedMemory::<f32>::new(256usize);
-    let mut ws = SharedMemory::<f32>::new(272usize); // 16 × 17: padded against bank conflicts
-    let ly = UNIT_POS_Y as usize;
-    let lx = UNIT_POS_X as usize;
+    let mut xs = SharedMemory::<f32>::new(1024usize); // [16][64]
+    let mut ws = SharedMemory::<f32>::new(1024usize); // [16][64]
+    let lid = UNIT_POS as usize;
     let (m, k, n) = (m as usize, k as usize, n as usize);
-    let row = CUBE_POS_Y as usize * 16 + ly;
-    let col = CUBE_POS_X as usize * 16 + lx;
-    let wrow = CUBE_POS_X as usize * 16 + ly;
-    let mut acc = 0.0f32;
+    let row0 = CUBE_POS_Y as usize * 64;
+    let col0 = CUBE_POS_X as usize * 64;
+    let ty = lid / 16;
+    let tx = lid % 16;
+    let mut acc = Array::<f32>::new(16usize);
+    #[unroll]
+    for i in 0..16usize {
+        acc[i] = 0.0f32;
+    }
+    let mut av = Array::<f32>::new(4usize);
+    let mut bv = Array::<f32>::new(4usize);
     let mut k0 = 0usize;
     while k0 < k {
-        let kx = k0 + lx;
-        let mut xv = 0.0f32;
-        if row < m && kx < k {
-            xv = x[row * k + kx];
-        }
-        xs[ly * 16 + lx] = xv;
-        let mut wv = 0.0f32;
-        if wrow < n && kx < k {
-            wv = w[wrow * k + kx];
-        }
-        ws[ly * 17 + lx] = wv;
-        sync_cube();
         #[unroll]
+        for rep in 0..4usize {
+            let e = lid + rep * 256;
+            let r = e / 16;
+            let kk = e % 16;
+            let kx = k0 + kk;
+            let mut xv = 0.0f32;
+            if row0 + r < m && kx < k {
+                xv = x[(row0 + r) * k + kx];
+            }
+            xs[kk * 64 + r] = xv;
+            let mut wv = 0.0f32;
+            if col0 + r < n && kx < k {
+                wv = w[(col0 + r) * k + kx];
+            }
+            ws[kk * 64 + r] = wv;
+        }
+        sync_cube();
         for kk in 0..16usize {
-            acc += xs[ly * 16 + kk] * ws[lx * 17 + kk];
+            #[unroll]
+            for i in 0..4usize {
+                av[i] = xs[kk * 64 + ty * 4 + i];
+                bv[i] = ws[kk * 64 + tx * 4 + i];
+            }
+            #[unroll]
+            for i in 0..4usize {
+                #[unroll]
+                for j in 0..4usize {
+                    acc[i * 4 + j] += av[i] * bv[j];
+                }
+            }
         }
         sync_cube();
         k0 += 16;
     }
-    if row < m && col < n {
-        let mut v = acc;
-        if comptime![has_bias] {
-            v += bias[col];
+    #[unroll]
+    for i in 0..4usize {
+        #[unroll]
+        for j in 0..4usize {
+            let row = row0 + ty * 4 + i;
+            let col = col0 + tx * 4 + j;
+            if row < m && col < n {
+                let mut v = acc[i * 4 + j];
+                if comptime![has_bias] {
+                    v += bias[col];
+                }
+                if comptime![act == 1] {
+                    v = max(v, 0.0f32);
+                }
+                if comptime![act == 2] {
+                    v = v * 0.5f32 * (1.0f32 + Erf::erf(v * 0.70710678f32));
+                }
+                y[row * n + col] = v;
+            }
         }
-        if comptime![act == 1] {
-            v = max(v, 0.0f32);
-        }
-        if comptime![act == 2] {
-            v = v * 0.5f32 * (1.0f32 + Erf::erf(v * 0.70710678f32));
-        }
-        y[row * n + col] = v;
     }
 }
 

@@ -203,9 +203,9 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
             Activation::Relu => 1,
             Activation::Gelu => 2,
         };
-        let cubes = CubeCount::Static(p.n.div_ceil(16) as u32, p.m.div_ceil(16) as u32, 1);
+        let cubes = CubeCount::Static(p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32, 1);
         // SAFETY: array lengths match the validated problem; the kernel bounds-checks rows/columns.
-        self.finish(OP, out, || unsafe { dense::gemm::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_2d(16, 16), xa, wa, ba, y, p.m as u32, p.k as u32, p.n as u32, bias.is_some(), act) })
+        self.finish(OP, out, || unsafe { dense::gemm::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), xa, wa, ba, y, p.m as u32, p.k as u32, p.n as u32, bias.is_some(), act) })
     }
 
     fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
