@@ -67,3 +67,31 @@ fn ms_deform_attn_backends_agree() {
         }
     }
 }
+
+/// A value tensor larger than lavapipe's 128 MiB binding limit: a GPU backend either runs it
+/// correctly (a device with larger buffers) or answers `Unsupported` naming the tensor — never a
+/// panic, a hang or cubecl's `ServerUnhealthy`.
+#[test]
+fn ms_deform_attn_oversized_value_is_a_clear_error_or_correct() {
+    use rlipv2::problem::{Form, MsDeformAttnProblem};
+    use rlipv2::seeded::MsDeformAttnData;
+    // one 363×363 level × 8 heads × 32 channels = 33.7 M f32 = 135 MB
+    let pr = MsDeformAttnProblem::new(1, 7, 8, 32, 2, &[(363, 363)], Form::Official);
+    let data = MsDeformAttnData::random(&pr, 77);
+    for kind in [BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda] {
+        let Some(be) = open_or_skip(kind) else { continue };
+        match be.ms_deform_attn(&pr, &data.input(), DType::F32) {
+            Ok(got) => {
+                let case = common::Case { name: "oversized_value", problem: pr.clone(), data: data.clone() };
+                assert_close(&format!("{kind}/f32/official"), &case, &got, &expected(&case, DType::F32), &tolerance(DType::F32));
+                println!("{kind}: ran the 135 MB value tensor");
+            }
+            Err(e @ rlipv2::Error::Unsupported { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("`value`") && msg.contains("bytes"), "{kind}: {msg}");
+                println!("{kind}: {msg}");
+            }
+            Err(e) => panic!("{kind}: expected success or Unsupported, got: {e}"),
+        }
+    }
+}
