@@ -245,3 +245,25 @@ fn launch_budget_gated_cross_attn_3_sparse_fusion_8() {
         println!("{kind}: gated_cross_attn {} launches, sparse_fusion round {} launches", after_gca - before, after_round - after_gca);
     }
 }
+
+/// The device-resident round computes what the host-to-host round computes (first run).
+#[test]
+fn prepared_sparse_fusion_matches_host_to_host() {
+    for kind in [BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda] {
+        let Some(be) = open_or_skip(kind) else { continue };
+        let p = SparseFusionProblem::rlipv2(2, 25, 16, 6);
+        let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 51);
+        let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 52);
+        let mut rng = Rng::new(53);
+        let (memory, pos, lang) = (rng.fill(2 * 25 * 256, -1.0, 1.0), rng.fill(2 * 25 * 256, -1.0, 1.0), rng.fill(2 * 6 * 768, -1.0, 1.0));
+        let mask: Vec<f32> = (0..12).map(|j| if j == 5 { 0.0 } else { 1.0 }).collect();
+        let Some(mut prepared) = run(be.as_ref(), "prepare_sparse_fusion", || be.prepare_sparse_fusion(&p, &memory, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert())) else { continue };
+        prepared.run().unwrap();
+        let resident = prepared.output().unwrap();
+        let mut m = memory.clone();
+        let host = be.sparse_fusion(&p, &mut m, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert()).unwrap();
+        let d = resident.iter().zip(&host).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(d == 0.0, "{kind}: resident vs host-to-host max diff {d}");
+        assert!(host.iter().any(|x| x.abs() > 0.1));
+    }
+}

@@ -156,6 +156,22 @@ pub trait Backend {
         }
         self.sparse_fusion_valid(p, memory, pos, lang, mask, fw, bw)
     }
+    /// A `sparse_fusion` round kept on the device (inputs and weights uploaded once) for repeated,
+    /// timed runs: `run` re-fuses the already fused rows (same work), `output` is the language
+    /// state. Backends without a device-resident round answer `Unsupported`.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_sparse_fusion<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+        p.check(memory, pos, lang, mask, bw)?;
+        for (name, shape, got) in fw.tensors(&p.fusion) {
+            crate::problem::gemm::check_len(crate::problem::sparse_fusion::OP, name, &shape, got.len())?;
+        }
+        self.prepare_sparse_fusion_valid(p, memory, pos, lang, mask, fw, bw)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_sparse_fusion_valid<'a>(&'a self, _p: &SparseFusionProblem, _memory: &[f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+        Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn sparse_fusion_valid(&self, _p: &SparseFusionProblem, _memory: &mut [f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))

@@ -265,6 +265,10 @@ impl Backend for WgpuBackend {
         fusion::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
     }
 
+    fn prepare_sparse_fusion_valid<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(fusion::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
+    }
+
     fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
         let (gx, gy, grid_x) = self.row_grid(p.rows);
         let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
