@@ -7,7 +7,7 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::problem::gated_cross_attn::LN_EPS;
-use crate::problem::{Activation, AttentionProblem, BertLayerProblem, BertLayerWeights, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, Linear, Norm, SparseFusionProblem};
+use crate::problem::{Activation, AttentionProblem, BertLayerProblem, BertLayerWeights, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, Linear, Norm, SparseFusionProblem};
 
 fn dense(be: &dyn Backend, rows: usize, x: &[f32], lin: &Linear, k: usize, n: usize, act: Activation) -> Result<Vec<f32>> {
     be.gemm(&GemmProblem::linear(rows, k, n).with_act(act), x, lin.weight, Some(lin.bias))
@@ -36,19 +36,7 @@ pub fn gated_cross_attn(be: &dyn Backend, f: &GatedCrossAttnProblem, v: &[f32], 
     let out_l = be.attention(&txt, &k, &q, &vv, None)?;
     let dv = dense(be, rv, &out_v, &fw.out_v_proj, e, cv, Activation::None)?;
     let dl = dense(be, rl, &out_l, &fw.out_l_proj, e, cl, Activation::None)?;
-    let gate = |x: &[f32], d: &[f32], g: &[f32]| -> Vec<f32> {
-        x.iter()
-            .zip(d)
-            .enumerate()
-            .map(|(i, (a, b))| {
-                a + b * match f.gate {
-                    Gate::VXAc => g[0],
-                    Gate::Glip => g[i % g.len()],
-                    Gate::XGating => 1.0,
-                }
-            })
-            .collect()
-    };
+    let gate = |x: &[f32], d: &[f32], g: &[f32]| -> Vec<f32> { x.iter().zip(d).enumerate().map(|(i, (a, b))| a + b * f.gate.factor(g, i % g.len())).collect() };
     Ok((gate(&vh, &dv, fw.gamma_v), gate(&lh, &dl, fw.gamma_l)))
 }
 
@@ -69,14 +57,7 @@ pub fn bert_layer(be: &dyn Backend, lp: &BertLayerProblem, x: &[f32], mask: Opti
 /// Same contract as [`Backend::sparse_fusion`].
 #[allow(clippy::too_many_arguments)]
 pub fn sparse_fusion(be: &dyn Backend, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
-    let f = &p.fusion;
-    let cv = f.v_dim;
-    let level = |b: usize| (b * p.tokens + p.start) * cv..(b * p.tokens + p.tokens) * cv;
-    let v: Vec<f32> = (0..f.batch).flat_map(|b| memory[level(b)].to_vec()).collect();
-    let vp: Vec<f32> = (0..f.batch).flat_map(|b| pos[level(b)].to_vec()).collect();
-    let (v_new, l_new) = gated_cross_attn(be, f, &v, &vp, lang, fw)?;
-    for b in 0..f.batch {
-        memory[level(b)].copy_from_slice(&v_new[b * f.nv * cv..(b + 1) * f.nv * cv]);
-    }
+    let (v_new, l_new) = gated_cross_attn(be, &p.fusion, &p.gather_level(memory), &p.gather_level(pos), lang, fw)?;
+    p.scatter_level(memory, &v_new);
     bert_layer(be, &p.lang, &l_new, mask, bw)
 }

@@ -148,12 +148,7 @@ pub trait Backend {
     /// state `[B,T,768]`. `mask [B,T]`: 1 = label, 0 = padding (none = all valid).
     #[allow(clippy::too_many_arguments)]
     fn sparse_fusion(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
-        p.check(memory, pos, lang, mask, bw)?;
-        let f = &p.fusion;
-        // The fusion weights are checked against the fusion problem (activations aside).
-        for (name, shape, got) in fw.tensors(f) {
-            crate::problem::gemm::check_len(crate::problem::sparse_fusion::OP, name, &shape, got.len())?;
-        }
+        p.check(memory, pos, lang, mask, fw, bw)?;
         self.sparse_fusion_valid(p, memory, pos, lang, mask, fw, bw)
     }
     /// A `sparse_fusion` round kept on the device (inputs and weights uploaded once) for repeated,
@@ -161,10 +156,7 @@ pub trait Backend {
     /// state. Backends without a device-resident round answer `Unsupported`.
     #[allow(clippy::too_many_arguments)]
     fn prepare_sparse_fusion<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
-        p.check(memory, pos, lang, mask, bw)?;
-        for (name, shape, got) in fw.tensors(&p.fusion) {
-            crate::problem::gemm::check_len(crate::problem::sparse_fusion::OP, name, &shape, got.len())?;
-        }
+        p.check(memory, pos, lang, mask, fw, bw)?;
         self.prepare_sparse_fusion_valid(p, memory, pos, lang, mask, fw, bw)
     }
     #[allow(clippy::too_many_arguments)]

@@ -38,6 +38,18 @@ pub enum Gate {
     XGating,
 }
 
+impl Gate {
+    /// The gate applied to channel `c` of a row: `gamma[0]`, `gamma[c]` or 1.
+    #[inline]
+    pub fn factor(self, gamma: &[f32], c: usize) -> f32 {
+        match self {
+            Gate::VXAc => gamma[0],
+            Gate::Glip => gamma[c],
+            Gate::XGating => 1.0,
+        }
+    }
+}
+
 impl std::str::FromStr for Gate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -10,7 +10,7 @@
 //! The caller keeps every round's `lang_out`: the heads read all three.
 
 use crate::error::{Error, Result};
-use crate::problem::gated_cross_attn::{GatedCrossAttnProblem, Linear, Norm};
+use crate::problem::gated_cross_attn::{GatedCrossAttnProblem, GatedCrossAttnWeights, Linear, Norm};
 use crate::problem::gemm::check_len;
 
 pub const OP: &str = "sparse_fusion";
@@ -149,9 +149,28 @@ impl SparseFusionProblem {
         Ok(())
     }
 
-    /// Checks the buffers and the language weights (the fusion weights are checked by
-    /// [`GatedCrossAttnProblem::check`]).
-    pub fn check(&self, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, w: &BertLayerWeights) -> Result<()> {
+    /// Element range of batch `b`'s last level in a `[B,S,C]` buffer.
+    pub fn level(&self, b: usize) -> std::ops::Range<usize> {
+        let c = self.fusion.v_dim;
+        (b * self.tokens + self.start) * c..(b * self.tokens + self.tokens) * c
+    }
+
+    /// The last level of every batch of `buf [B,S,C]`, as `[B,Nv,C]`.
+    pub fn gather_level<T: Copy>(&self, buf: &[T]) -> Vec<T> {
+        (0..self.fusion.batch).flat_map(|b| buf[self.level(b)].iter().copied()).collect()
+    }
+
+    /// Writes `rows [B,Nv,C]` back over the last level of `buf [B,S,C]`.
+    pub fn scatter_level<T: Copy>(&self, buf: &mut [T], rows: &[T]) {
+        let n = self.fusion.nv * self.fusion.v_dim;
+        for b in 0..self.fusion.batch {
+            buf[self.level(b)].copy_from_slice(&rows[b * n..(b + 1) * n]);
+        }
+    }
+
+    /// Checks the buffers, the fusion weights and the language weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(&self, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, w: &BertLayerWeights) -> Result<()> {
         self.validate()?;
         let (b, c) = (self.fusion.batch, self.fusion.v_dim);
         check_len(OP, "memory", &[b, self.tokens, c], memory.len())?;
@@ -160,7 +179,7 @@ impl SparseFusionProblem {
         if let Some(m) = mask {
             check_len(OP, "lang_mask", &[b, self.fusion.t], m.len())?;
         }
-        for (name, shape, got) in w.tensors(&self.lang) {
+        for (name, shape, got) in fw.tensors(&self.fusion).into_iter().chain(w.tensors(&self.lang)) {
             check_len(OP, name, &shape, got.len())?;
         }
         Ok(())

@@ -41,13 +41,6 @@ pub fn gated<T: Real>(gate: Gate, base: &[T], delta: &[T], gamma: &[f32]) -> Vec
     base.iter()
         .zip(delta)
         .enumerate()
-        .map(|(i, (&x, &d))| {
-            let g = match gate {
-                Gate::VXAc => T::from_f32(gamma[0]),
-                Gate::Glip => T::from_f32(gamma[i % c]),
-                Gate::XGating => T::of(1.0),
-            };
-            x + g * d
-        })
+        .map(|(i, (&x, &d))| x + T::from_f32(gate.factor(gamma, i % c)) * d)
         .collect()
 }

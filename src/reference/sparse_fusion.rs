@@ -34,13 +34,7 @@ pub fn bert_layer<T: Real>(p: &BertLayerProblem, x: &[T], mask: Option<&[f32]>, 
 
 /// Runs one round: fuses `memory[:, start..]` in place and returns the new language state.
 pub fn sparse_fusion<T: Real>(p: &SparseFusionProblem, memory: &mut [T], pos: &[T], lang: &[T], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Vec<T> {
-    let f = &p.fusion;
-    let c = f.v_dim;
-    let rows = |buf: &[T]| -> Vec<T> { (0..f.batch).flat_map(|b| buf[(b * p.tokens + p.start) * c..(b * p.tokens + p.tokens) * c].to_vec()).collect() };
-    let (v, vp) = (rows(memory), rows(pos));
-    let (v_new, l_new) = gated_cross_attn(f, &v, &vp, lang, fw);
-    for b in 0..f.batch {
-        memory[(b * p.tokens + p.start) * c..(b * p.tokens + p.tokens) * c].copy_from_slice(&v_new[b * f.nv * c..(b + 1) * f.nv * c]);
-    }
+    let (v_new, l_new) = gated_cross_attn(&p.fusion, &p.gather_level(memory), &p.gather_level(pos), lang, fw);
+    p.scatter_level(memory, &v_new);
     bert_layer(&p.lang, &l_new, mask, bw)
 }

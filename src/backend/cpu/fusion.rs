@@ -75,12 +75,7 @@ fn gate(kind: Gate, mut base: Vec<f32>, delta: &[f32], gamma: &[f32]) -> Vec<f32
     let c = gamma.len();
     base.par_chunks_mut(c).zip(delta.par_chunks(c)).for_each(|(row, d)| {
         for (j, (x, &dj)) in row.iter_mut().zip(d).enumerate() {
-            let g = match kind {
-                Gate::VXAc => gamma[0],
-                Gate::Glip => gamma[j],
-                Gate::XGating => 1.0,
-            };
-            *x += g * dj;
+            *x += kind.factor(gamma, j) * dj;
         }
     });
     base
@@ -104,13 +99,7 @@ pub(crate) fn bert_layer(p: &BertLayerProblem, x: &[f32], mask: Option<&[f32]>, 
 }
 
 pub(crate) fn sparse_fusion(p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Vec<f32> {
-    let f = &p.fusion;
-    let c = f.v_dim;
-    let level = |b: usize| (b * p.tokens + p.start) * c..(b * p.tokens + p.tokens) * c;
-    let gather = |buf: &[f32]| -> Vec<f32> { (0..f.batch).flat_map(|b| buf[level(b)].iter().copied()).collect() };
-    let (v_new, l_new) = gated_cross_attn(f, &gather(memory), &gather(pos), lang, fw);
-    for b in 0..f.batch {
-        memory[level(b)].copy_from_slice(&v_new[b * f.nv * c..(b + 1) * f.nv * c]);
-    }
+    let (v_new, l_new) = gated_cross_attn(&p.fusion, &p.gather_level(memory), &p.gather_level(pos), lang, fw);
+    p.scatter_level(memory, &v_new);
     bert_layer(&p.lang, &l_new, mask, bw)
 }

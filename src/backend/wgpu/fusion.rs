@@ -339,10 +339,7 @@ const SF_OP: &str = crate::problem::sparse_fusion::OP;
 pub(super) fn sparse_fusion(be: &WgpuBackend, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
     let r = sparse_round(p, memory, pos, lang, mask, fw, bw)?;
     let (v_new, lang_out) = be.run_round(SF_OP, r)?;
-    let (c, f) = (p.fusion.v_dim, &p.fusion);
-    for b in 0..f.batch {
-        memory[(b * p.tokens + p.start) * c..(b * p.tokens + p.tokens) * c].copy_from_slice(&v_new[b * f.nv * c..(b + 1) * f.nv * c]);
-    }
+    p.scatter_level(memory, &v_new);
     Ok(lang_out)
 }
 
@@ -360,11 +357,7 @@ fn sparse_round(p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f3
     if lp.hidden > MAX_LANG_WIDTH || lp.head_dim() > MAX_HEAD_DIM || lp.t > MAX_KEYS {
         return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("the language layer kernel holds rows of ≤ {MAX_LANG_WIDTH} and ≤ {MAX_KEYS} labels; got width {}, T = {}", lp.hidden, lp.t) });
     }
-    let c = f.v_dim;
-    let level = |b: usize| (b * p.tokens + p.start) * c..(b * p.tokens + p.tokens) * c;
-    let v: Vec<f32> = (0..f.batch).flat_map(|b| memory[level(b)].iter().copied()).collect();
-    let vp: Vec<f32> = (0..f.batch).flat_map(|b| pos[level(b)].iter().copied()).collect();
-    let mut r = fusion_round(f, &v, &vp, lang, fw);
+    let mut r = fusion_round(f, &p.gather_level(memory), &p.gather_level(pos), lang, fw);
     let (rl, h, ffn) = ((lp.batch * lp.t) as u32, lp.hidden as u32, lp.ffn as u32);
     let a = &mut r.arena;
     // BERT_WEIGHT_NAMES order: 0/1 query, 2/3 key, 4/5 value, 6/7 attn out, 8/9 attn norm,

@@ -184,8 +184,13 @@ impl WgpuBackend {
         self.read_f32(&out, 0, out_bytes)
     }
 
-    /// Reads `bytes` of `buf` from byte `offset` (both multiples of 4).
+    /// Reads `bytes` of `buf` from byte `offset` (both multiples of 4) as f32.
     fn read_f32(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<f32>> {
+        self.read_bytes(buf, offset, bytes).map(|b| bytemuck::pod_collect_to_vec(&b))
+    }
+
+    /// Copies `bytes` of `buf` from byte `offset` to the host.
+    fn read_bytes(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false });
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes);
@@ -196,7 +201,7 @@ impl WgpuBackend {
         });
         self.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None }).map_err(device_err)?;
         rx.recv().map_err(device_err)?.map_err(device_err)?;
-        let data = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range());
+        let data = staging.slice(..).get_mapped_range().to_vec();
         staging.unmap();
         Ok(data)
     }
@@ -410,19 +415,6 @@ impl Prepared for WgpuRun<'_> {
     }
 
     fn output(&mut self) -> Result<Vec<f32>> {
-        let dev = &self.be.device;
-        let staging = dev.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: self.out_bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false });
-        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-        enc.copy_buffer_to_buffer(&self.out, 0, &staging, 0, self.out_bytes);
-        let idx = self.be.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        dev.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None }).map_err(device_err)?;
-        rx.recv().map_err(device_err)?.map_err(device_err)?;
-        let data = super::unpack(&staging.slice(..).get_mapped_range(), self.dtype);
-        staging.unmap();
-        Ok(data)
+        Ok(super::unpack(&self.be.read_bytes(&self.out, 0, self.out_bytes)?, self.dtype))
     }
 }
