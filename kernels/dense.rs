@@ -8,7 +8,7 @@ const WG: usize = 256;
 
 /// Sum (or max) over the cube's 256 units of one value each; every unit gets the result.
 #[cube]
-fn reduce_cube(shared: &mut SharedMemory<f32>, v: f32, #[comptime] is_max: bool) -> f32 {
+pub(crate) fn reduce_cube(shared: &mut SharedMemory<f32>, v: f32, #[comptime] is_max: bool) -> f32 {
     let lid = UNIT_POS as usize;
     shared[lid] = v;
     sync_cube();

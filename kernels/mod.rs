@@ -3,3 +3,4 @@
 
 pub mod dense;
 pub mod ms_deform_attn;
+pub mod sparse_fusion;

@@ -3,6 +3,8 @@
 //! runtimes). Public entry points validate; backends' `prepare_valid` assumes valid input.
 
 pub mod compose;
+#[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
+pub(crate) mod fusion_plan;
 pub mod cpu;
 pub mod reference;
 #[cfg(feature = "wgpu")]

@@ -5,7 +5,10 @@
 //! allocation larger than the device allows). Opening a client is probed first and wrapped in
 //! `catch_unwind`; sizes are checked against the device limits before any allocation.
 
+mod fusion;
+
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cubecl::prelude::*;
 use cubecl::server::Handle;
@@ -32,6 +35,8 @@ pub struct CubeclBackend<R: Runtime> {
     client: ComputeClient<R>,
     kind: BackendKind,
     device: String,
+    /// Kernel launches so far (see [`Backend::dispatch_count`]).
+    launches: AtomicU64,
     _r: PhantomData<R>,
 }
 
@@ -69,7 +74,7 @@ impl CubeclBackend<cubecl::wgpu::WgpuRuntime> {
         });
         let name = setup.clone().map_err(|reason| Error::BackendUnavailable { backend: kind.name().into(), reason })?;
         let client = catch("client", kind, || WgpuRuntime::client(&device))?;
-        Ok(CubeclBackend { client, kind, device: name, _r: PhantomData })
+        Ok(CubeclBackend { client, kind, device: name, launches: AtomicU64::new(0), _r: PhantomData })
     }
 }
 
@@ -85,7 +90,7 @@ impl CubeclBackend<cubecl::cuda::CudaRuntime> {
         let device = CudaDevice { index: 0 };
         let client = catch("CUDA client", kind, || CudaRuntime::client(&device))?;
         catch("CUDA sync", kind, || pollster::block_on(client.sync()))?.map_err(|e| Error::BackendUnavailable { backend: kind.name().into(), reason: format!("{e:?}") })?;
-        Ok(CubeclBackend { client, kind, device: "CUDA device 0".into(), _r: PhantomData })
+        Ok(CubeclBackend { client, kind, device: "CUDA device 0".into(), launches: AtomicU64::new(0), _r: PhantomData })
     }
 }
 
@@ -113,6 +118,10 @@ impl<R: Runtime> CubeclBackend<R> {
 }
 
 impl<R: Runtime> CubeclBackend<R> {
+    fn count_launch(&self) {
+        self.launches.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A 2-D grid of `n` cubes, numbered `y · count_x + x` by the kernels.
     fn row_cubes(&self, n: usize) -> CubeCount {
         let max = (self.client.properties().hardware.max_cube_count.0 as usize).clamp(1, 65535);
@@ -140,6 +149,7 @@ impl<R: Runtime> CubeclBackend<R> {
         let kind = self.kind;
         let dev = |e: String| Error::Device { backend: kind.name().into(), reason: format!("{op}: {e}") };
         catch("launch", kind, launch)?;
+        self.count_launch();
         catch("sync", kind, || pollster::block_on(self.client.sync()))?.map_err(|e| dev(format!("{e:?}")))?;
         let bytes = catch("read", kind, || self.client.read_one(out))?.map_err(|e| dev(format!("{e:?}")))?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
@@ -183,14 +193,20 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         }
         Ok(())
     }
-    // The ALIF ops run op by op on this backend's building blocks until fused cubecl kernels
-    // land (see `backend::compose`); the launch budget is met by the wgpu backend only so far.
+    fn dispatch_count(&self) -> Option<u64> {
+        Some(self.launches.load(Ordering::Relaxed))
+    }
+
     fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
-        super::compose::gated_cross_attn(self, p, v, pos, l, w)
+        fusion::gated_cross_attn(self, p, v, pos, l, w)
     }
 
     fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
-        super::compose::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
+        fusion::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
+    }
+
+    fn prepare_sparse_fusion_valid<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(fusion::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
     }
 
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
@@ -326,7 +342,9 @@ impl<R: Runtime> Prepared for CubeclRun<'_, R> {
             DType::F32 => self.launch::<f32>(),
             DType::F16 => self.launch::<half::f16>(),
             DType::Bf16 => self.launch::<half::bf16>(),
-        })
+        })?;
+        self.be.count_launch();
+        Ok(())
     }
 
     fn wait(&mut self) -> Result<()> {
