@@ -14,6 +14,8 @@ use super::dense::reduce_cube;
 
 const WG: usize = 256;
 
+type V4 = Vector<f32, Const<4>>;
+
 // Words of the parameter block (`FusionParams`; asserted against its layout in the launcher).
 pub const P_BATCH: usize = 0;
 pub const P_NV: usize = 1;
@@ -137,8 +139,9 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
     let has_pos = (flags & F_POS) != 0;
     let map_a = (flags & F_MAP_A) != 0;
 
-    let mut xs = SharedMemory::<f32>::new(1024usize); // [16][64], k-major
-    let mut ws = SharedMemory::<f32>::new(1024usize);
+    // K slabs staged k-major as vec4s: [16 k][16 row (or column) quads]
+    let mut xs = SharedMemory::<V4>::new(256usize);
+    let mut ws = SharedMemory::<V4>::new(256usize);
     let mut part = SharedMemory::<f32>::new(256usize);
     let mut row_mean = SharedMemory::<f32>::new(64usize);
     let mut row_rstd = SharedMemory::<f32>::new(64usize);
@@ -199,13 +202,14 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
 
     let ty = lid / 16;
     let tx = lid % 16;
-    let mut acc = Array::<f32>::new(16usize);
-    #[unroll]
-    for i in 0..16usize {
-        acc[i] = 0.0f32;
-    }
-    let mut av = Array::<f32>::new(4usize);
-    let mut bv = Array::<f32>::new(4usize);
+    // acc_i = output row ty·4 + i, columns tx·4 .. tx·4 + 4
+    let mut acc0 = V4::new(0.0f32);
+    let mut acc1 = V4::new(0.0f32);
+    let mut acc2 = V4::new(0.0f32);
+    let mut acc3 = V4::new(0.0f32);
+    // this unit stages k = k0 + kk of rows (and columns) q4·4 .. q4·4 + 4
+    let kk = lid % 16;
+    let q4 = lid / 16;
     let mut k0 = 0usize;
     while k0 < k {
         if has_ln {
@@ -222,12 +226,12 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
             }
             sync_cube();
         }
+        let kx = k0 + kk;
+        let mut xv = V4::empty();
+        let mut wv = V4::empty();
         #[unroll]
-        for rep in 0..4usize {
-            let e = lid + rep * 256;
-            let r = e / 16;
-            let kk = e % 16;
-            let kx = k0 + kk;
+        for c in 0..4usize {
+            let r = q4 * 4 + c;
             let mut x = 0.0f32;
             if row0 + r < rows && kx < k {
                 let ar = a_row_s[r] as usize;
@@ -239,31 +243,35 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
                     x += arena[pos + ar * k + kx];
                 }
             }
-            xs[kk * 64 + r] = x;
-            let c = col0 + r;
-            let mut wv = 0.0f32;
-            if c < n && kx < k {
-                wv = arena[wt + c * k + kx];
+            xv[c] = x;
+            let col = col0 + r;
+            let mut w = 0.0f32;
+            if col < n && kx < k {
+                w = arena[wt + col * k + kx];
             }
-            ws[kk * 64 + r] = wv;
+            wv[c] = w;
         }
+        xs[kk * 16 + q4] = xv;
+        ws[kk * 16 + q4] = wv;
         sync_cube();
-        for kk in 0..16usize {
-            #[unroll]
-            for i in 0..4usize {
-                av[i] = xs[kk * 64 + ty * 4 + i];
-                bv[i] = ws[kk * 64 + tx * 4 + i];
-            }
-            #[unroll]
-            for i in 0..4usize {
-                #[unroll]
-                for j in 0..4usize {
-                    acc[i * 4 + j] += av[i] * bv[j];
-                }
-            }
+        for s in 0..16usize {
+            let av = xs[s * 16 + ty];
+            let bv = ws[s * 16 + tx];
+            acc0 += V4::new(av[0]) * bv;
+            acc1 += V4::new(av[1]) * bv;
+            acc2 += V4::new(av[2]) * bv;
+            acc3 += V4::new(av[3]) * bv;
         }
         sync_cube();
         k0 += 16;
+    }
+    let mut acc = Array::<f32>::new(16usize);
+    #[unroll]
+    for j in 0..4usize {
+        acc[j] = acc0[j];
+        acc[4 + j] = acc1[j];
+        acc[8 + j] = acc2[j];
+        acc[12 + j] = acc3[j];
     }
 
     let bias = word(p, jb + J_BIAS);

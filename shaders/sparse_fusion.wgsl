@@ -98,11 +98,12 @@ fn gelu(x: f32) -> f32 {
 
 // ---------------------------------------------------------------- grouped GEMM
 // 64×64 output tile per 256-invocation workgroup, each invocation a 4×4 register block; K is
-// walked in 16-deep slabs staged (k-major) in workgroup memory.
+// walked in 16-deep slabs staged (k-major) in workgroup memory as vec4s, so the inner loop reads
+// two vec4s per 16 FMAs (on a software adapter every divergent load is a per-lane loop).
 const TM: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> as_: array<array<f32, 64>, 16>;
-var<workgroup> ws_: array<array<f32, 64>, 16>;
+var<workgroup> as4: array<vec4<f32>, 256>;     // [k][row / 4]
+var<workgroup> ws4: array<vec4<f32>, 256>;     // [k][col / 4]
 var<workgroup> part4: array<array<f32, 4>, 64>;
 var<workgroup> row_mean: array<f32, 64>;
 var<workgroup> row_rstd: array<f32, 64>;
@@ -175,7 +176,7 @@ fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 
     let ty = lid / 16u;
     let tx = lid % 16u;
-    var acc: array<array<f32, 4>, 4>;
+    var acc: array<vec4<f32>, 4>;                 // acc[i] = row ty·4 + i, columns tx·4 .. +4
     for (var k0 = 0u; k0 < job.k; k0 += TK) {
         if ((job.flags & F_LN) != 0u) {
             if (lid < TK) {
@@ -185,27 +186,30 @@ fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             }
             workgroupBarrier();
         }
-        for (var e = lid; e < TM * TK; e += 256u) {
-            let r = e / TK;
-            let kk = e % TK;
+        {
+            // this invocation stages k = k0 + kk of rows (and columns) q4·4 .. q4·4 + 4
+            let kk = lid % TK;
+            let q4 = lid / TK;
             let k = k0 + kk;
-            var x = 0.0;
-            if (row0 + r < job.rows && k < job.k) { x = a_value(job, k, r, kk); }
-            as_[kk][r] = x;
-            let c = col0 + r;
-            ws_[kk][r] = select(0.0, arena[job.w + c * job.k + k], c < job.n && k < job.k);
+            var xv = vec4(0.0);
+            var wv = vec4(0.0);
+            for (var c = 0u; c < 4u; c++) {
+                let r = q4 * 4u + c;
+                if (row0 + r < job.rows && k < job.k) { xv[c] = a_value(job, k, r, kk); }
+                let col = col0 + r;
+                if (col < job.n && k < job.k) { wv[c] = arena[job.w + col * job.k + k]; }
+            }
+            as4[kk * 16u + q4] = xv;
+            ws4[kk * 16u + q4] = wv;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = as_[kk][ty * 4u + i];
-                bv[i] = ws_[kk][tx * 4u + i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var jj = 0u; jj < 4u; jj++) { acc[i][jj] += av[i] * bv[jj]; }
-            }
+            let av = as4[kk * 16u + ty];
+            let bv = ws4[kk * 16u + tx];
+            acc[0] = fma(vec4(av.x), bv, acc[0]);
+            acc[1] = fma(vec4(av.y), bv, acc[1]);
+            acc[2] = fma(vec4(av.z), bv, acc[2]);
+            acc[3] = fma(vec4(av.w), bv, acc[3]);
         }
         workgroupBarrier();
     }

@@ -140,18 +140,20 @@ impl Kernel {
 
 /// One launch: its kernel, its grouped jobs (GEMM launches) and how many workgroups it needs.
 pub(crate) struct Launch {
+    /// What the launch computes (the per-launch profile's column).
+    pub label: &'static str,
     pub kernel: Kernel,
     pub jobs: Vec<Job>,
     pub items: usize,
 }
 
-fn gemm_launch(mut jobs: Vec<Job>) -> Launch {
+fn gemm_launch(label: &'static str, mut jobs: Vec<Job>) -> Launch {
     let mut tiles = 0;
     for j in &mut jobs {
         j.tile0 = tiles as u32;
         tiles += (j.rows as usize).div_ceil(GEMM_TILE) * (j.n as usize).div_ceil(GEMM_TILE);
     }
-    Launch { kernel: Kernel::GemmJobs, jobs, items: tiles }
+    Launch { label, kernel: Kernel::GemmJobs, jobs, items: tiles }
 }
 
 /// Offsets of the fusion block's weights in the arena, in `WEIGHT_NAMES` order.
@@ -219,14 +221,14 @@ fn fusion_round(p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w:
     off[O_LNEW] = a.zeros((rl * cl) as usize);
     let (stat_v, stat_l) = (a.zeros(2 * rv as usize), a.zeros(2 * rl as usize));
     let base = Job { scale: 1.0, ..Default::default() };
-    let project = gemm_launch(vec![
+    let project = gemm_launch("LN+projections", vec![
         Job { a: ov, w: wo[4], bias: wo[5], out: off[O_Q], rows: rv, k: cv, n: e, ln_w: wo[0], ln_b: wo[1], pos: opos, flags: F_LN | F_POS | F_MAP_A, scale: p.scale(), ..base },
         Job { a: ov, w: wo[8], bias: wo[9], out: off[O_VV], rows: rv, k: cv, n: e, ln_w: wo[0], ln_b: wo[1], flags: F_LN | F_MAP_A | F_STATS, stat: stat_v, ..base },
         Job { a: ol, w: wo[6], bias: wo[7], out: off[O_K], rows: rl, k: cl, n: e, ln_w: wo[2], ln_b: wo[3], flags: F_LN, ..base },
         Job { a: ol, w: wo[10], bias: wo[11], out: off[O_VL], rows: rl, k: cl, n: e, ln_w: wo[2], ln_b: wo[3], flags: F_LN | F_STATS, stat: stat_l, ..base },
     ]);
-    let attend = Launch { kernel: Kernel::Attend, jobs: vec![], items: p.batch * p.heads * (p.nv + p.t) };
-    let output = gemm_launch(vec![
+    let attend = Launch { label: "attend both ways", kernel: Kernel::Attend, jobs: vec![], items: p.batch * p.heads * (p.nv + p.t) };
+    let output = gemm_launch("out proj+gate", vec![
         Job { a: off[O_CTXV], w: wo[12], bias: wo[13], out: ov, res: ov, rows: rv, k: e, n: cv, ln_w: wo[0], ln_b: wo[1], stat: stat_v, gamma: wo[16], flags: F_GATE | F_MAP_OUT, ..base },
         Job { a: off[O_CTXL], w: wo[14], bias: wo[15], out: off[O_LNEW], res: ol, rows: rl, k: e, n: cl, ln_w: wo[2], ln_b: wo[3], stat: stat_l, gamma: wo[17], flags: F_GATE, ..base },
     ]);
@@ -276,6 +278,7 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 
 /// Launches 1–8 of one round over the last level of `memory`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sparse_fusion(backend: &str, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Round> {
     const OP: &str = crate::problem::sparse_fusion::OP;
     let f = &p.fusion;
@@ -309,15 +312,15 @@ pub(crate) fn sparse_fusion(backend: &str, p: &SparseFusionProblem, memory: &[f3
     pp.lscale = (lp.head_dim() as f32).powf(-0.5);
     pp.has_mask = mask.is_some() as u32;
     let base = Job { scale: 1.0, rows: rl, k: h, n: h, a: off[O_LNEW], ..Default::default() };
-    r.launches.push(gemm_launch(vec![
+    r.launches.push(gemm_launch("lang QKV", vec![
         Job { w: bo[0], bias: bo[1], out: off[O_LQ], ..base },
         Job { w: bo[2], bias: bo[3], out: off[O_LK], ..base },
         Job { w: bo[4], bias: bo[5], out: off[O_LV], ..base },
     ]));
-    r.launches.push(Launch { kernel: Kernel::LangAttend, jobs: vec![], items: rl as usize });
-    r.launches.push(gemm_launch(vec![Job { a: off[O_A], w: bo[10], bias: bo[11], out: off[O_INTER], n: ffn, flags: F_GELU, ..base }]));
-    r.launches.push(gemm_launch(vec![Job { a: off[O_INTER], w: bo[12], bias: bo[13], out: off[O_INTER2], res: off[O_A], k: ffn, flags: F_RESID, ..base }]));
-    r.launches.push(Launch { kernel: Kernel::NormRows, jobs: vec![], items: rl as usize });
+    r.launches.push(Launch { label: "lang attend+out+LN", kernel: Kernel::LangAttend, jobs: vec![], items: rl as usize });
+    r.launches.push(gemm_launch("FFN up+GELU", vec![Job { a: off[O_A], w: bo[10], bias: bo[11], out: off[O_INTER], n: ffn, flags: F_GELU, ..base }]));
+    r.launches.push(gemm_launch("FFN down+res", vec![Job { a: off[O_INTER], w: bo[12], bias: bo[13], out: off[O_INTER2], res: off[O_A], k: ffn, flags: F_RESID, ..base }]));
+    r.launches.push(Launch { label: "final LN", kernel: Kernel::NormRows, jobs: vec![], items: rl as usize });
     r.l_out = (off[O_LOUT], (rl * h) as usize);
     Ok(r)
 }

@@ -66,6 +66,15 @@ pub trait Prepared {
     }
     /// Reads the output of the last run back to the host, as f32.
     fn output(&mut self) -> Result<Vec<f32>>;
+    /// Names of the launches of one run, where they can be queued one at a time (a per-launch
+    /// profile of a multi-launch op); empty when the op is one launch or not split.
+    fn stages(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Queues launch `i` of [`Prepared::stages`] alone.
+    fn enqueue_stage(&mut self, _i: usize) -> Result<()> {
+        self.enqueue()
+    }
 }
 
 /// A device plus the kernels for it.

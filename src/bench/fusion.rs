@@ -23,6 +23,7 @@ pub fn run_table(kinds: &[BackendKind], repeat: usize, mut progress: impl FnMut(
         super::LAUNCHES_PER_SAMPLE
     );
     s += &format!("{:<12} {:>18} {:>14} {:>16} {:>8} {:>16}  device\n", "backend", "gated_cross_attn", "fused round", "unfused round", "ratio", "fused resident");
+    let mut profile = String::new();
     for &kind in kinds {
         let be = match backend::open(kind) {
             Ok(b) => b,
@@ -43,7 +44,16 @@ pub fn run_table(kinds: &[BackendKind], repeat: usize, mut progress: impl FnMut(
             unfused_round(be, &p, &mut m, &pos, &lang, None, &fwv, &bwv).map(|_| ())
         });
         // the fused round with inputs and weights resident: kernel time only
-        let resident = be.prepare_sparse_fusion(&p, &memory, &pos, &lang, None, &fwv, &bwv).and_then(|mut r| super::time_runs(r.as_mut(), repeat));
+        let resident = be.prepare_sparse_fusion(&p, &memory, &pos, &lang, None, &fwv, &bwv).and_then(|mut r| {
+            let t = super::time_runs(r.as_mut(), repeat)?;
+            // each launch of the resident round alone: where the round's time goes
+            let stages = super::time_stages(r.as_mut(), repeat)?;
+            if !stages.is_empty() {
+                let cells: Vec<String> = stages.iter().map(|(name, t)| format!("{name} {:.3}", t.median_s * 1e3)).collect();
+                profile += &format!("{:<12} per launch, ms: {}\n", kind.name(), cells.join(" | "));
+            }
+            Ok(t)
+        });
         let resident = match resident {
             Ok(t) => format!("{:.3} ms", t.median_s * 1e3),
             Err(_) => "-".into(),
@@ -58,5 +68,5 @@ pub fn run_table(kinds: &[BackendKind], repeat: usize, mut progress: impl FnMut(
             }
         }
     }
-    s
+    s + &profile
 }

@@ -57,6 +57,27 @@ pub fn time_runs(prepared: &mut dyn backend::Prepared, repeat: usize) -> Result<
     Ok(summarize(t))
 }
 
+/// Per-launch profile of a multi-launch prepared op: each stage alone, timed like [`time_runs`].
+pub fn time_stages(prepared: &mut dyn backend::Prepared, repeat: usize) -> Result<Vec<(&'static str, Timing)>> {
+    prepared.run()?;
+    let mut out = Vec::new();
+    for (i, name) in prepared.stages().into_iter().enumerate() {
+        prepared.enqueue_stage(i)?;
+        prepared.wait()?;
+        let mut t = Vec::with_capacity(repeat.max(1));
+        for _ in 0..repeat.max(1) {
+            let t0 = Instant::now();
+            for _ in 0..LAUNCHES_PER_SAMPLE {
+                prepared.enqueue_stage(i)?;
+            }
+            prepared.wait()?;
+            t.push(t0.elapsed().as_secs_f64() / LAUNCHES_PER_SAMPLE as f64);
+        }
+        out.push((name, summarize(t)));
+    }
+    Ok(out)
+}
+
 fn summarize(mut t: Vec<f64>) -> Timing {
     t.sort_by(f64::total_cmp);
     Timing { median_s: t[t.len() / 2], min_s: t[0] }

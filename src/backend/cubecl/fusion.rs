@@ -25,6 +25,7 @@ pub(super) struct CubeclRound<'a, R: Runtime> {
     op: &'static str,
     arena: (Handle, usize),
     launches: Vec<(Kernel, Handle, CubeCount)>,
+    labels: Vec<&'static str>,
     v_out: (u32, usize),
     l_out: (u32, usize),
 }
@@ -48,7 +49,8 @@ impl<R: Runtime> CubeclBackend<R> {
             let h = catch("upload", self.kind, || self.client.create_from_slice(bytemuck::bytes_of(&params)))?;
             launches.push((l.kernel, h, cubes));
         }
-        Ok(CubeclRound { be: self, op, arena: (arena, r.arena.0.len()), launches, v_out: r.v_out, l_out: r.l_out })
+        let labels = r.launches.iter().map(|l| l.label).collect();
+        Ok(CubeclRound { be: self, op, arena: (arena, r.arena.0.len()), launches, labels, v_out: r.v_out, l_out: r.l_out })
     }
 
     fn run_round(&self, op: &'static str, r: Round) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -73,10 +75,11 @@ impl<R: Runtime> CubeclRound<'_, R> {
     }
 }
 
-impl<R: Runtime> Prepared for CubeclRound<'_, R> {
-    fn enqueue(&mut self) -> Result<()> {
+impl<R: Runtime> CubeclRound<'_, R> {
+    fn launch(&self, i: usize) -> Result<()> {
         let be = self.be;
-        for (kernel, params, cubes) in &self.launches {
+        let (kernel, params, cubes) = &self.launches[i];
+        {
             let arena = unsafe { ArrayArg::from_raw_parts(self.arena.0.clone(), self.arena.1) };
             let p = unsafe { ArrayArg::from_raw_parts(params.clone(), size_of::<FusionParams>() / 4) };
             let (client, cubes, dim) = (&be.client, cubes.clone(), CubeDim::new_1d(256));
@@ -93,6 +96,20 @@ impl<R: Runtime> Prepared for CubeclRound<'_, R> {
             be.count_launch();
         }
         Ok(())
+    }
+}
+
+impl<R: Runtime> Prepared for CubeclRound<'_, R> {
+    fn enqueue(&mut self) -> Result<()> {
+        (0..self.launches.len()).try_for_each(|i| self.launch(i))
+    }
+
+    fn stages(&self) -> Vec<&'static str> {
+        self.labels.clone()
+    }
+
+    fn enqueue_stage(&mut self, i: usize) -> Result<()> {
+        self.launch(i)
     }
 
     fn wait(&mut self) -> Result<()> {

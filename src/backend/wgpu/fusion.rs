@@ -46,7 +46,8 @@ impl WgpuBackend {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(format!("{op}: {e}")));
         }
-        Ok(PreparedRound { be: self, op, arena, recorded, v_out: r.v_out, l_out: r.l_out })
+        let labels = r.launches.iter().map(|l| l.label).collect();
+        Ok(PreparedRound { be: self, op, arena, recorded, labels, v_out: r.v_out, l_out: r.l_out })
     }
 }
 
@@ -58,6 +59,7 @@ pub(super) struct PreparedRound<'a> {
     op: &'static str,
     arena: wgpu::Buffer,
     recorded: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))>,
+    labels: Vec<&'static str>,
     v_out: (u32, usize),
     l_out: (u32, usize),
 }
@@ -70,14 +72,15 @@ impl PreparedRound<'_> {
     }
 }
 
-impl Prepared for PreparedRound<'_> {
-    fn enqueue(&mut self) -> Result<()> {
+impl PreparedRound<'_> {
+    /// Records launches `range` in one compute pass and submits it.
+    fn submit(&self, range: std::ops::Range<usize>) -> Result<()> {
         let be = self.be;
         let scope = be.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = be.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(self.op) });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.op), timestamp_writes: None });
-            for (pipeline, bind, groups) in &self.recorded {
+            for (pipeline, bind, groups) in &self.recorded[range] {
                 be.dispatch(&mut pass, pipeline, bind, *groups);
             }
         }
@@ -86,6 +89,20 @@ impl Prepared for PreparedRound<'_> {
             Some(e) => Err(device_err(format!("{}: {e}", self.op))),
             None => Ok(()),
         }
+    }
+}
+
+impl Prepared for PreparedRound<'_> {
+    fn enqueue(&mut self) -> Result<()> {
+        self.submit(0..self.recorded.len())
+    }
+
+    fn stages(&self) -> Vec<&'static str> {
+        self.labels.clone()
+    }
+
+    fn enqueue_stage(&mut self, i: usize) -> Result<()> {
+        self.submit(i..i + 1)
     }
 
     fn wait(&mut self) -> Result<()> {
