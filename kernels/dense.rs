@@ -30,61 +30,65 @@ pub(crate) fn reduce_cube(shared: &mut SharedMemory<f32>, v: f32, #[comptime] is
     r
 }
 
+/// A 4-wide f32 vector: the GEMM tiles stage K slabs as vec4s.
+pub(crate) type V4 = Vector<f32, Const<4>>;
+
+/// The 64×64 GEMM tile's inner loop over one staged 16-deep slab: `xs`, `ws` hold
+/// [16 k][16 row (column) quads]; the unit at (ty, tx) accumulates rows ty·4 + i (acc[i]) and
+/// columns tx·4 .. tx·4 + 4. Two vec4 reads per 16 FMAs (on a software adapter every divergent
+/// load is a per-lane loop).
+#[cube]
+pub(crate) fn slab_fma(xs: &SharedMemory<V4>, ws: &SharedMemory<V4>, ty: usize, tx: usize, acc: &mut Array<V4>) {
+    for s in 0..16usize {
+        let av = xs[s * 16 + ty];
+        let bv = ws[s * 16 + tx];
+        #[unroll]
+        for i in 0..4usize {
+            acc[i] += V4::new(av[i]) * bv;
+        }
+    }
+}
+
 /// `y [M,N] = act(x [M,K]·Wᵀ + b)`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
-/// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block; K staged in 16-deep
-/// slabs (k-major) in shared memory.
+/// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block (see [`slab_fma`]).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32) {
-    let mut xs = SharedMemory::<f32>::new(1024usize); // [16][64]
-    let mut ws = SharedMemory::<f32>::new(1024usize); // [16][64]
+    let mut xs = SharedMemory::<V4>::new(256usize);
+    let mut ws = SharedMemory::<V4>::new(256usize);
     let lid = UNIT_POS as usize;
     let (m, k, n) = (m as usize, k as usize, n as usize);
     let row0 = CUBE_POS_Y as usize * 64;
     let col0 = CUBE_POS_X as usize * 64;
     let ty = lid / 16;
     let tx = lid % 16;
-    let mut acc = Array::<f32>::new(16usize);
+    let mut acc = Array::<V4>::new(4usize);
     #[unroll]
-    for i in 0..16usize {
-        acc[i] = 0.0f32;
+    for i in 0..4usize {
+        acc[i] = V4::new(0.0f32);
     }
-    let mut av = Array::<f32>::new(4usize);
-    let mut bv = Array::<f32>::new(4usize);
+    // this unit stages k = k0 + kk of rows (and columns) q4·4 .. q4·4 + 4
+    let kk = lid % 16;
+    let q4 = lid / 16;
     let mut k0 = 0usize;
     while k0 < k {
+        let kx = k0 + kk;
+        let mut xv = V4::new(0.0f32);
+        let mut wv = V4::new(0.0f32);
         #[unroll]
-        for rep in 0..4usize {
-            let e = lid + rep * 256;
-            let r = e / 16;
-            let kk = e % 16;
-            let kx = k0 + kk;
-            let mut xv = 0.0f32;
+        for q in 0..4usize {
+            let r = q4 * 4 + q;
             if row0 + r < m && kx < k {
-                xv = x[(row0 + r) * k + kx];
+                xv[q] = x[(row0 + r) * k + kx];
             }
-            xs[kk * 64 + r] = xv;
-            let mut wv = 0.0f32;
             if col0 + r < n && kx < k {
-                wv = w[(col0 + r) * k + kx];
+                wv[q] = w[(col0 + r) * k + kx];
             }
-            ws[kk * 64 + r] = wv;
         }
+        xs[kk * 16 + q4] = xv;
+        ws[kk * 16 + q4] = wv;
         sync_cube();
-        for kk in 0..16usize {
-            #[unroll]
-            for i in 0..4usize {
-                av[i] = xs[kk * 64 + ty * 4 + i];
-                bv[i] = ws[kk * 64 + tx * 4 + i];
-            }
-            #[unroll]
-            for i in 0..4usize {
-                #[unroll]
-                for j in 0..4usize {
-                    acc[i * 4 + j] += av[i] * bv[j];
-                }
-            }
-        }
+        slab_fma(&xs, &ws, ty, tx, &mut acc);
         sync_cube();
         k0 += 16;
     }
@@ -95,7 +99,7 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, y: &mut Array<f32
             let row = row0 + ty * 4 + i;
             let col = col0 + tx * 4 + j;
             if row < m && col < n {
-                let mut v = acc[i * 4 + j];
+                let mut v = acc[i][j];
                 if comptime![has_bias] {
                     v += bias[col];
                 }

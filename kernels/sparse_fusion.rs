@@ -10,11 +10,9 @@
 
 use cubecl::prelude::*;
 
-use super::dense::reduce_cube;
+use super::dense::{reduce_cube, slab_fma, V4};
 
 const WG: usize = 256;
-
-type V4 = Vector<f32, Const<4>>;
 
 // Words of the parameter block (`FusionParams`; asserted against its layout in the launcher).
 pub const P_BATCH: usize = 0;
@@ -202,11 +200,11 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
 
     let ty = lid / 16;
     let tx = lid % 16;
-    // acc_i = output row ty·4 + i, columns tx·4 .. tx·4 + 4
-    let mut acc0 = V4::new(0.0f32);
-    let mut acc1 = V4::new(0.0f32);
-    let mut acc2 = V4::new(0.0f32);
-    let mut acc3 = V4::new(0.0f32);
+    let mut acc = Array::<V4>::new(4usize);
+    #[unroll]
+    for i in 0..4usize {
+        acc[i] = V4::new(0.0f32);
+    }
     // this unit stages k = k0 + kk of rows (and columns) q4·4 .. q4·4 + 4
     let kk = lid % 16;
     let q4 = lid / 16;
@@ -227,8 +225,8 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
             sync_cube();
         }
         let kx = k0 + kk;
-        let mut xv = V4::empty();
-        let mut wv = V4::empty();
+        let mut xv = V4::new(0.0f32);
+        let mut wv = V4::new(0.0f32);
         #[unroll]
         for c in 0..4usize {
             let r = q4 * 4 + c;
@@ -254,26 +252,10 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
         xs[kk * 16 + q4] = xv;
         ws[kk * 16 + q4] = wv;
         sync_cube();
-        for s in 0..16usize {
-            let av = xs[s * 16 + ty];
-            let bv = ws[s * 16 + tx];
-            acc0 += V4::new(av[0]) * bv;
-            acc1 += V4::new(av[1]) * bv;
-            acc2 += V4::new(av[2]) * bv;
-            acc3 += V4::new(av[3]) * bv;
-        }
+        slab_fma(&xs, &ws, ty, tx, &mut acc);
         sync_cube();
         k0 += 16;
     }
-    let mut acc = Array::<f32>::new(16usize);
-    #[unroll]
-    for j in 0..4usize {
-        acc[j] = acc0[j];
-        acc[4 + j] = acc1[j];
-        acc[8 + j] = acc2[j];
-        acc[12 + j] = acc3[j];
-    }
-
     let bias = word(p, jb + J_BIAS);
     let out = word(p, jb + J_OUT);
     let res = word(p, jb + J_RES);
@@ -287,7 +269,7 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
             let row = row0 + ty * 4 + i;
             let col = col0 + tx * 4 + j;
             if row < rows && col < n {
-                let mut y = (acc[i * 4 + j] + arena[bias + col]) * scale;
+                let mut y = (acc[i][j] + arena[bias + col]) * scale;
                 if (flags & F_GELU) != 0 {
                     y = y * 0.5f32 * (1.0f32 + Erf::erf(y * 0.70710678f32));
                 }

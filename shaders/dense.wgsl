@@ -34,11 +34,12 @@ struct Dims {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 // 64×64 output tile per 256-invocation workgroup, each invocation a 4×4 register block; K is
-// walked in 16-deep slabs staged (k-major) in workgroup memory.
+// walked in 16-deep slabs staged (k-major) in workgroup memory as vec4s (the same tile as
+// sparse_fusion.wgsl's gemm_jobs).
 const TM: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> as_: array<array<f32, 64>, 16>;
-var<workgroup> ws_: array<array<f32, 64>, 16>;
+var<workgroup> as4: array<vec4<f32>, 256>;     // [k][row / 4]
+var<workgroup> ws4: array<vec4<f32>, 256>;     // [k][col / 4]
 
 // erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); WGSL has no erf builtin.
 fn erf_approx(x: f32) -> f32 {
@@ -60,25 +61,28 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let col0 = wid.x * TM;
     let ty = lid / 16u;
     let tx = lid % 16u;
-    var acc: array<array<f32, 4>, 4>;
+    var acc: array<vec4<f32>, 4>;                 // acc[i] = row ty·4 + i, columns tx·4 .. +4
+    let kk = lid % TK;                            // this invocation stages k = k0 + kk of
+    let q4 = lid / TK;                            // rows (and columns) q4·4 .. q4·4 + 4
     for (var k0 = 0u; k0 < dims.k; k0 += TK) {
-        for (var e = lid; e < TM * TK; e += 256u) {
-            let r = e / TK;
-            let k = k0 + e % TK;
-            as_[e % TK][r] = select(0.0, a[(row0 + r) * dims.k + k], row0 + r < dims.m && k < dims.k);
-            ws_[e % TK][r] = select(0.0, b[(col0 + r) * dims.k + k], col0 + r < dims.n && k < dims.k);
+        let k = k0 + kk;
+        var xv = vec4(0.0);
+        var wv = vec4(0.0);
+        for (var q = 0u; q < 4u; q++) {
+            let r = q4 * 4u + q;
+            if (row0 + r < dims.m && k < dims.k) { xv[q] = a[(row0 + r) * dims.k + k]; }
+            if (col0 + r < dims.n && k < dims.k) { wv[q] = b[(col0 + r) * dims.k + k]; }
         }
+        as4[kk * 16u + q4] = xv;
+        ws4[kk * 16u + q4] = wv;
         workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = as_[kk][ty * 4u + i];
-                bv[i] = ws_[kk][tx * 4u + i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) { acc[i][j] += av[i] * bv[j]; }
-            }
+        for (var s = 0u; s < TK; s++) {
+            let av = as4[s * 16u + ty];
+            let bv = ws4[s * 16u + tx];
+            acc[0] = fma(vec4(av.x), bv, acc[0]);
+            acc[1] = fma(vec4(av.y), bv, acc[1]);
+            acc[2] = fma(vec4(av.z), bv, acc[2]);
+            acc[3] = fma(vec4(av.w), bv, acc[3]);
         }
         workgroupBarrier();
     }
