@@ -3,7 +3,7 @@
 //! intermediate, and per launch a parameter block `p` of u32 words (f32 fields bit-cast).
 //!
 //! Launches: 1 `gemm_jobs` (Q with LN + pos and ·scale, Vv, K, Vl, LN as a prologue), 2 `attend`
-//! (both directions of the one score matrix), 3 `gemm_jobs` (output projections, gated residual),
+//! (both directions of the one score matrix, 4 query rows per cube), 3 `gemm_jobs` (output projections, gated residual),
 //! 4 `gemm_jobs` (language Q/K/V), 5 `lang_attend` (masked MHA + output projection + residual +
 //! LayerNorm per label row), 6/7 `gemm_jobs` (FFN with GELU, down-projection + residual),
 //! 8 `norm_rows` (last LayerNorm). Image row r lives at (r / Nv)·tokens + start + r % Nv.
@@ -298,24 +298,55 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
     }
 }
 
-/// Launch 2: one cube per (side, b, h, query row). Image rows attend over the T label keys with
-/// values Vl; label rows over the Nv image keys (the scaled queries) with values Vv.
+/// Query rows per `attend` cube.
+const AR: usize = 4;
+
+/// `reduce_cube` for 4 rows at once (component r = query row r of the block).
+#[cube]
+fn reduce4(shared: &mut SharedMemory<V4>, v: V4, #[comptime] is_max: bool) -> V4 {
+    let lid = UNIT_POS as usize;
+    shared[lid] = v;
+    sync_cube();
+    let mut s = 128usize;
+    while s > 0 {
+        if lid < s {
+            let other = shared[lid + s];
+            if comptime![is_max] {
+                shared[lid] = max(shared[lid], other);
+            } else {
+                shared[lid] = shared[lid] + other;
+            }
+        }
+        sync_cube();
+        s /= 2;
+    }
+    let r = shared[0];
+    sync_cube();
+    r
+}
+
+/// Launch 2: one cube per (side, b, h, block of 4 query rows); each key and value element read
+/// serves the 4 rows (vec4 component r = query row i0 + r). Image rows attend over the T label
+/// keys with values Vl; label rows over the Nv image keys (the scaled queries) with values Vv.
 #[cube(launch_unchecked)]
 pub fn attend(arena: &mut Array<f32>, p: &Array<u32>) {
     let item = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
     let (batch, heads, nv, t, e, dh) = (word(p, P_BATCH), word(p, P_HEADS), word(p, P_NV), word(p, P_T), word(p, P_E), word(p, P_DH));
-    let n_img = batch * heads * nv;
-    if item >= n_img + batch * heads * t {
+    let blocks_img = nv.div_ceil(AR);
+    let blocks_txt = t.div_ceil(AR);
+    let n_img = batch * heads * blocks_img;
+    if item >= n_img + batch * heads * blocks_txt {
         terminate!();
     }
-    let mut red = SharedMemory::<f32>::new(256usize);
-    let mut qs = SharedMemory::<f32>::new(256usize);
-    let mut sc = SharedMemory::<f32>::new(2048usize);
+    let mut red = SharedMemory::<V4>::new(256usize);
+    let mut qs = SharedMemory::<V4>::new(256usize); // [channel] (Dh ≤ 256)
+    let mut sc = SharedMemory::<V4>::new(1024usize); // [key] (≤ 1024 keys)
     let lid = UNIT_POS as usize;
     let text = item >= n_img;
     let mut it = item;
     let mut n_q = nv;
     let mut n_k = t;
+    let mut nb = blocks_img;
     let mut q_off = word(p, P_OFF + O_Q);
     let mut k_off = word(p, P_OFF + O_K);
     let mut v_off = word(p, P_OFF + O_VL);
@@ -324,36 +355,43 @@ pub fn attend(arena: &mut Array<f32>, p: &Array<u32>) {
         it = item - n_img;
         n_q = t;
         n_k = nv;
+        nb = blocks_txt;
         q_off = word(p, P_OFF + O_K);
         k_off = word(p, P_OFF + O_Q);
         v_off = word(p, P_OFF + O_VV);
         o_off = word(p, P_OFF + O_CTXL);
     }
-    let i = it % n_q;
-    let bh = it / n_q;
-    let h = bh % heads;
+    let i0 = (it % nb) * AR;
+    let bh = it / nb;
+    let col = (bh % heads) * dh;
     let b = bh / heads;
-    let qbase = q_off + (b * n_q + i) * e + h * dh;
     let mut d = lid;
     while d < dh {
-        qs[d] = arena[qbase + d];
+        let mut q = V4::new(0.0f32);
+        #[unroll]
+        for r in 0..AR {
+            if i0 + r < n_q {
+                q[r] = arena[q_off + (b * n_q + i0 + r) * e + col + d];
+            }
+        }
+        qs[d] = q; // rows past the end score 0 and are not written
         d += WG;
     }
     sync_cube();
-    let mut m = f32::new(-3.4e38);
+    let mut m = V4::new(-3.4e38f32);
     let mut j = lid;
     while j < n_k {
-        let kb = k_off + (b * n_k + j) * e + h * dh;
-        let mut s = 0.0f32;
+        let kb = k_off + (b * n_k + j) * e + col;
+        let mut s = V4::new(0.0f32);
         for dd in 0..dh {
-            s += qs[dd] * arena[kb + dd];
+            s += qs[dd] * V4::new(arena[kb + dd]);
         }
         sc[j] = s;
         m = max(m, s);
         j += WG;
     }
-    let mx = reduce_cube(&mut red, m, true);
-    let mut sum = 0.0f32;
+    let mx = reduce4(&mut red, m, true);
+    let mut sum = V4::new(0.0f32);
     let mut j = lid;
     while j < n_k {
         let x = (sc[j] - mx).exp();
@@ -361,14 +399,20 @@ pub fn attend(arena: &mut Array<f32>, p: &Array<u32>) {
         sum += x;
         j += WG;
     }
-    let inv = 1.0f32 / reduce_cube(&mut red, sum, false);
+    let inv = V4::new(1.0f32) / reduce4(&mut red, sum, false);
     let mut d = lid;
     while d < dh {
-        let mut o = 0.0f32;
+        let mut o = V4::new(0.0f32);
         for jj in 0..n_k {
-            o += sc[jj] * arena[v_off + (b * n_k + jj) * e + h * dh + d];
+            o += sc[jj] * V4::new(arena[v_off + (b * n_k + jj) * e + col + d]);
         }
-        arena[o_off + (b * n_q + i) * e + h * dh + d] = o * inv;
+        o *= inv;
+        #[unroll]
+        for r in 0..AR {
+            if i0 + r < n_q {
+                arena[o_off + (b * n_q + i0 + r) * e + col + d] = o[r];
+            }
+        }
         d += WG;
     }
 }

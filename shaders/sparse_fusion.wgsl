@@ -10,9 +10,9 @@
 //   1 gemm_jobs  (64×64 tiles, 4×4 per invocation, grouped over 4 jobs) Q = ((LN_v(v) + pos)·W_vᵀ + b)·scale,
 //                Vv = LN_v(v)·W_vvᵀ + b, K = LN_l(l)·W_lᵀ + b, Vl = LN_l(l)·W_vlᵀ + b; LayerNorm is
 //                a prologue on the staged rows, and the Vv/Vl jobs store each row's (mean, rstd).
-//   2 attend     (256 per query row) image rows over the T label keys with values Vl, and label
-//                rows over the Nv image keys (= the scaled queries) with values Vv: both
-//                directions of the one score matrix A = Q·Kᵀ.
+//   2 attend     (256 per block of 4 query rows) image rows over the T label keys with values Vl,
+//                and label rows over the Nv image keys (= the scaled queries) with values Vv:
+//                both directions of the one score matrix A = Q·Kᵀ.
 //   3 gemm_jobs  Δv, Δl output projections with the gated-residual epilogue
 //                v' = LN_v(v) + g·Δv (written over v's rows in place), l' = LN_l(l) + g·Δl.
 //   4 gemm_jobs  language layer Q, K, V projections of l'.
@@ -254,54 +254,83 @@ fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
 }
 
 // ---------------------------------------------------------------- launch 2: both directions
-var<workgroup> qs: array<f32, 256>;
-var<workgroup> sc: array<f32, 2048>;
+// One workgroup per (side, b, h, block of 4 query rows): each key and value element read from
+// the arena serves 4 query rows (component r of the vec4s below is query row i0 + r).
+const AR: u32 = 4u;
+var<workgroup> qs4: array<vec4<f32>, 256>;    // [channel d] (Dh ≤ 256)
+var<workgroup> sc4: array<vec4<f32>, 1024>;   // [key j] (≤ 1024 keys)
+var<workgroup> red4: array<vec4<f32>, 256>;
+
+fn reduce4(v: vec4<f32>, lid: u32, is_max: bool) -> vec4<f32> {
+    red4[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red4[lid] = select(red4[lid] + red4[lid + s], max(red4[lid], red4[lid + s]), is_max); }
+        workgroupBarrier();
+    }
+    let r = red4[0];
+    workgroupBarrier();
+    return r;
+}
 
 @compute @workgroup_size(256)
 fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let item = wid.y * p.grid_x + wid.x;
-    let n_img = p.batch * p.heads * p.nv;
-    if (item >= n_img + p.batch * p.heads * p.t) { return; }
+    let blocks_img = (p.nv + AR - 1u) / AR;
+    let blocks_txt = (p.t + AR - 1u) / AR;
+    let n_img = p.batch * p.heads * blocks_img;
+    if (item >= n_img + p.batch * p.heads * blocks_txt) { return; }
     let lid = lid3.x;
-    // image side: query = Q row (b, i), keys = K rows of batch b, values = Vl, out = ctx_v
-    // text side:  query = K row (b, j), keys = Q rows of batch b, values = Vv, out = ctx_l
+    // image side: queries = Q rows of batch b, keys = K rows, values = Vl, out = ctx_v
+    // text side:  queries = K rows, keys = Q rows (the scaled queries), values = Vv, out = ctx_l
     let text = item >= n_img;
     let it = select(item, item - n_img, text);
     let n_q = select(p.nv, p.t, text);
     let n_k = select(p.t, p.nv, text);
-    let i = it % n_q;
-    let bh = it / n_q;
+    let nb = select(blocks_img, blocks_txt, text);
+    let i0 = (it % nb) * AR;
+    let bh = it / nb;
     let h = bh % p.heads;
     let b = bh / p.heads;
     let q_off = select(off(O_Q), off(O_K), text);
     let k_off = select(off(O_K), off(O_Q), text);
     let v_off = select(off(O_VL), off(O_VV), text);
     let o_off = select(off(O_CTXV), off(O_CTXL), text);
-    let qbase = q_off + (b * n_q + i) * p.e + h * p.dh;
-    for (var d = lid; d < p.dh; d += WG) { qs[d] = arena[qbase + d]; }
+    let col = h * p.dh;
+    for (var d = lid; d < p.dh; d += WG) {
+        var q = vec4(0.0);
+        for (var r = 0u; r < AR; r++) {
+            if (i0 + r < n_q) { q[r] = arena[q_off + (b * n_q + i0 + r) * p.e + col + d]; }
+        }
+        qs4[d] = q;   // rows past the end score 0 and are not written
+    }
     workgroupBarrier();
-    var m = -3.4e38;
+    var m = vec4(-3.4e38);
     for (var j = lid; j < n_k; j += WG) {
-        let kb = k_off + (b * n_k + j) * p.e + h * p.dh;
-        var s = 0.0;
-        for (var d = 0u; d < p.dh; d++) { s += qs[d] * arena[kb + d]; }
-        sc[j] = s;
+        let kb = k_off + (b * n_k + j) * p.e + col;
+        var s = vec4(0.0);
+        for (var d = 0u; d < p.dh; d++) { s = fma(qs4[d], vec4(arena[kb + d]), s); }
+        sc4[j] = s;
         m = max(m, s);
     }
-    let mx = reduce(m, lid, true);
-    var sum = 0.0;
-    for (var j = lid; j < n_k; j += WG) { let x = exp(sc[j] - mx); sc[j] = x; sum += x; }
-    let inv = 1.0 / reduce(sum, lid, false);
+    let mx = reduce4(m, lid, true);
+    var sum = vec4(0.0);
+    for (var j = lid; j < n_k; j += WG) { let x = exp(sc4[j] - mx); sc4[j] = x; sum += x; }
+    let inv = 1.0 / reduce4(sum, lid, false);
     for (var d = lid; d < p.dh; d += WG) {
-        var o = 0.0;
-        for (var j = 0u; j < n_k; j++) { o += sc[j] * arena[v_off + (b * n_k + j) * p.e + h * p.dh + d]; }
-        arena[o_off + (b * n_q + i) * p.e + h * p.dh + d] = o * inv;
+        var o = vec4(0.0);
+        for (var j = 0u; j < n_k; j++) { o = fma(sc4[j], vec4(arena[v_off + (b * n_k + j) * p.e + col + d]), o); }
+        o *= inv;
+        for (var r = 0u; r < AR; r++) {
+            if (i0 + r < n_q) { arena[o_off + (b * n_q + i0 + r) * p.e + col + d] = o[r]; }
+        }
     }
 }
 
 // ---------------------------------------------------------------- launches 5 and 7: whole rows
 var<workgroup> rowv: array<f32, 1024>;    // the row being built (≤ 1024 wide)
 var<workgroup> ctx: array<f32, 1024>;     // launch 5: attention output of the row
+var<workgroup> sc: array<f32, 2048>;      // launch 5: one head's scores (≤ 2048 labels)
 
 // LayerNorm of rowv[0..width] with (w, b) into arena[dst..].
 fn norm_row(lid: u32, width: u32, w: u32, bb: u32, dst: u32) {

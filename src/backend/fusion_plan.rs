@@ -95,8 +95,11 @@ const O_N2B: usize = 21;
 /// Output tile edge of `gemm_jobs`.
 pub(crate) const GEMM_TILE: usize = 64;
 
+/// Query rows per `attend` workgroup.
+const ATTEND_ROWS: usize = 4;
+
 /// Kernel limits: keys staged per query row, head width, language row width.
-const MAX_KEYS: usize = 2048;
+const MAX_KEYS: usize = 1024;
 const MAX_HEAD_DIM: usize = 256;
 const MAX_LANG_WIDTH: usize = 1024;
 
@@ -227,7 +230,7 @@ fn fusion_round(p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w:
         Job { a: ol, w: wo[6], bias: wo[7], out: off[O_K], rows: rl, k: cl, n: e, ln_w: wo[2], ln_b: wo[3], flags: F_LN, ..base },
         Job { a: ol, w: wo[10], bias: wo[11], out: off[O_VL], rows: rl, k: cl, n: e, ln_w: wo[2], ln_b: wo[3], flags: F_LN | F_STATS, stat: stat_l, ..base },
     ]);
-    let attend = Launch { label: "attend both ways", kernel: Kernel::Attend, jobs: vec![], items: p.batch * p.heads * (p.nv + p.t) };
+    let attend = Launch { label: "attend both ways", kernel: Kernel::Attend, jobs: vec![], items: p.batch * p.heads * (p.nv.div_ceil(ATTEND_ROWS) + p.t.div_ceil(ATTEND_ROWS)) };
     let output = gemm_launch("out proj+gate", vec![
         Job { a: off[O_CTXV], w: wo[12], bias: wo[13], out: ov, res: ov, rows: rv, k: e, n: cv, ln_w: wo[0], ln_b: wo[1], stat: stat_v, gamma: wo[16], flags: F_GATE | F_MAP_OUT, ..base },
         Job { a: off[O_CTXL], w: wo[14], bias: wo[15], out: off[O_LNEW], res: ol, rows: rl, k: e, n: cl, ln_w: wo[2], ln_b: wo[3], stat: stat_l, gamma: wo[17], flags: F_GATE, ..base },
