@@ -242,3 +242,37 @@ pub fn attention(q: &Array<f32>, k: &Array<f32>, v: &Array<f32>, mask: &Array<f3
         t += WG;
     }
 }
+
+/// Flat index of this unit in a 2-D grid of 256-unit cubes.
+#[cube]
+fn flat_pos() -> usize {
+    (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize * 256 + UNIT_POS as usize
+}
+
+/// `out = a + b` over `n` elements (the op-by-op round's residual adds).
+#[cube(launch_unchecked)]
+pub fn add(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32) {
+    let i = flat_pos();
+    if i >= n as usize {
+        terminate!();
+    }
+    out[i] = a[i] + b[i];
+}
+
+/// Gated residual `out = x + g·d` over `n` elements of rows `width` wide:
+/// g = gamma[0] (gate 0, VXAc), gamma[channel] (gate 1, GLIP) or 1 (gate 2, XGating).
+#[cube(launch_unchecked)]
+pub fn gated_residual(x: &Array<f32>, d: &Array<f32>, gamma: &Array<f32>, out: &mut Array<f32>, n: u32, width: u32, #[comptime] gate: u32) {
+    let i = flat_pos();
+    if i >= n as usize {
+        terminate!();
+    }
+    let mut g = 1.0f32;
+    if comptime![gate == 0] {
+        g = gamma[0];
+    }
+    if comptime![gate == 1] {
+        g = gamma[i % width as usize];
+    }
+    out[i] = x[i] + g * d[i];
+}

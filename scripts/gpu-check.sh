@@ -60,5 +60,5 @@ if [[ " $sections " == *" fusion "* ]]; then
 echo "== ALIF tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
 RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/fusion_backends --show-output 2>&1 | grep -E -A2 "test |panicked|result|launches" | grep -v "^RUN\|^SKIP" | tee -a "$OUT/log.txt"
 echo "== sparse_fusion bench" | tee -a "$OUT/log.txt"
-.gpu-bin/rlipv2 bench sparse_fusion --backends cpu,wgpu --repeat 10 2>/dev/null | tee -a "$OUT/log.txt"
+.gpu-bin/rlipv2 bench sparse_fusion --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --repeat 10 2>/dev/null | tee -a "$OUT/log.txt"
 fi

@@ -267,3 +267,29 @@ fn prepared_sparse_fusion_matches_host_to_host() {
         assert!(host.iter().any(|x| x.abs() > 0.1));
     }
 }
+
+/// The resident op-by-op round (the bench's baseline) computes the round: language output vs the
+/// f64 oracle, with a mask and B = 2. Backends without one print a SKIP.
+#[test]
+fn resident_unfused_round_matches_reference() {
+    for kind in [BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda] {
+        let Some(be) = open_or_skip(kind) else { continue };
+        let (batch, tokens, start, t) = (2, 30, 9, 13);
+        let p = SparseFusionProblem::rlipv2(batch, tokens, start, t);
+        let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 61);
+        let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 62);
+        let mut rng = Rng::new(63);
+        let (memory, pos, lang) = (rng.fill(batch * tokens * 256, -2.0, 2.0), rng.fill(batch * tokens * 256, -1.0, 1.0), rng.fill(batch * t * 768, -1.0, 1.0));
+        let mask: Vec<f32> = (0..batch * t).map(|j| if j % 5 == 4 { 0.0 } else { 1.0 }).collect();
+        let Some(mut prepared) = run(be.as_ref(), "prepare_sparse_fusion_unfused", || be.prepare_sparse_fusion_unfused(&p, &memory, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert())) else { continue };
+        let before = be.dispatch_count();
+        prepared.run().unwrap();
+        let launches = be.dispatch_count().zip(before).map(|(a, b)| a - b);
+        let got = prepared.output().unwrap();
+        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(&p, &mut lift::<f64>(&memory), &lift(&pos), &lift(&lang), Some(&mask), &fw.as_fusion(), &bw.as_bert());
+        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(&p, &mut memory.clone(), &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert());
+        check(&format!("{kind}/resident unfused round lang"), &[batch, t, 768], &got, o64, o32);
+        println!("{kind}: resident op-by-op round, {launches:?} launches");
+        assert!(launches.is_none_or(|n| n > 8), "{kind}: the op-by-op round should take more launches than the fused one");
+    }
+}

@@ -170,6 +170,18 @@ pub trait Backend {
         p.check(memory, pos, lang, mask, fw, bw)?;
         self.prepare_sparse_fusion_valid(p, memory, pos, lang, mask, fw, bw)
     }
+    /// The same round op by op (LayerNorm, GEMM, attention once per direction, adds, … about two
+    /// dozen launches over separate buffers), resident like [`Backend::prepare_sparse_fusion`]:
+    /// the side-by-side baseline of the fused round. Backends without one answer `Unsupported`.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_sparse_fusion_unfused<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+        p.check(memory, pos, lang, mask, fw, bw)?;
+        self.prepare_sparse_fusion_unfused_valid(p, memory, pos, lang, mask, fw, bw)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_sparse_fusion_unfused_valid<'a>(&'a self, _p: &SparseFusionProblem, _memory: &[f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+        Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
+    }
     #[allow(clippy::too_many_arguments)]
     fn prepare_sparse_fusion_valid<'a>(&'a self, _p: &SparseFusionProblem, _memory: &[f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))

@@ -18,11 +18,11 @@ pub fn run_table(kinds: &[BackendKind], repeat: usize, mut progress: impl FnMut(
     let vp: Vec<f32> = pos[start * 256..].to_vec();
     let (fwv, bwv) = (fw.as_fusion(), bw.as_bert());
     let mut s = format!(
-        "sparse_fusion round: B=1 S={tokens} Nv={} T={t}; medians of {repeat} host-to-host calls, except \"fused resident\": inputs and weights on the device, per round over {} queued rounds + one sync\n",
+        "sparse_fusion round: B=1 S={tokens} Nv={} T={t}; medians of {repeat} host-to-host calls, except \"resident\": inputs and weights on the device, per round over {} queued rounds + one sync (fused: 8 launches; op by op: 24)\n",
         p.fusion.nv,
         super::LAUNCHES_PER_SAMPLE
     );
-    s += &format!("{:<12} {:>18} {:>14} {:>16} {:>8} {:>16}  device\n", "backend", "gated_cross_attn", "fused round", "unfused round", "ratio", "fused resident");
+    s += &format!("{:<12} {:>18} {:>14} {:>16} {:>8} {:>16} {:>18} {:>8}  device\n", "backend", "gated_cross_attn", "fused round", "unfused round", "ratio", "fused resident", "unfused resident", "ratio");
     let mut profile = String::new();
     for &kind in kinds {
         let be = match backend::open(kind) {
@@ -54,13 +54,16 @@ pub fn run_table(kinds: &[BackendKind], repeat: usize, mut progress: impl FnMut(
             }
             Ok(t)
         });
-        let resident = match resident {
-            Ok(t) => format!("{:.3} ms", t.median_s * 1e3),
-            Err(_) => "-".into(),
+        let unfused_resident = be.prepare_sparse_fusion_unfused(&p, &memory, &pos, &lang, None, &fwv, &bwv).and_then(|mut r| super::time_runs(r.as_mut(), repeat));
+        let resident_ratio = match (&resident, &unfused_resident) {
+            (Ok(f), Ok(u)) => format!("{:.2}×", u.median_s / f.median_s),
+            _ => "-".into(),
         };
+        let ms = |t: &crate::Result<super::Timing>| t.as_ref().map(|t| format!("{:.3} ms", t.median_s * 1e3)).unwrap_or_else(|_| "-".into());
+        let (resident, unfused_resident) = (ms(&resident), ms(&unfused_resident));
         match (gca, fused, unfused) {
             (Ok(g), Ok(f), Ok(u)) => {
-                s += &format!("{:<12} {:>15.2} ms {:>11.2} ms {:>13.2} ms {:>7.2}× {:>16}  {}\n", kind.name(), g.median_s * 1e3, f.median_s * 1e3, u.median_s * 1e3, u.median_s / f.median_s, resident, be.device());
+                s += &format!("{:<12} {:>15.2} ms {:>11.2} ms {:>13.2} ms {:>7.2}× {:>16} {:>18} {:>8}  {}\n", kind.name(), g.median_s * 1e3, f.median_s * 1e3, u.median_s * 1e3, u.median_s / f.median_s, resident, unfused_resident, resident_ratio, be.device());
             }
             (g, f, u) => {
                 let why = [g.err(), f.err(), u.err()].into_iter().flatten().next().map(|e| e.to_string()).unwrap_or_default();

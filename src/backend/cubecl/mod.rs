@@ -6,6 +6,7 @@
 //! `catch_unwind`; sizes are checked against the device limits before any allocation.
 
 mod fusion;
+mod unfused;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -207,6 +208,10 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
 
     fn prepare_sparse_fusion_valid<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
         Ok(Box::new(fusion::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
+    }
+
+    fn prepare_sparse_fusion_unfused_valid<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(unfused::prepare(self, p, memory, pos, lang, mask, fw, bw)?))
     }
 
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
