@@ -30,6 +30,17 @@ enum Cmd {
     },
     /// List the backends, whether each is usable here, and what `auto` picks.
     Backends,
+    /// Convert an official RLIPv2 checkpoint (.pth from `torch.save`) to safetensors, without
+    /// Python and without running any pickle code. Checks every tensor against the schema of
+    /// the checkpoint's configuration; records that configuration as metadata.
+    ///
+    /// Example: rlipv2 convert RLIP_PDA_v2_HICO_R50.pth rlipv2_hico_r50.safetensors
+    Convert {
+        /// The official checkpoint (a dict with `model` and `args`, as main.py saves it).
+        checkpoint: PathBuf,
+        /// The safetensors file to write (written to a temporary name, renamed when complete).
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +164,29 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Convert { checkpoint, output } => {
+            eprintln!("reading {}", checkpoint.display());
+            let mut last = 0;
+            let report = rlipv2::convert::convert(&checkpoint, &output, &mut |done, total| {
+                let pct = done * 100 / total.max(1);
+                if pct != last || done == total {
+                    last = pct;
+                    eprint!("\rwriting tensors: {done}/{total} ({pct}%)");
+                }
+            })?;
+            eprintln!();
+            let c = &report.config;
+            println!(
+                "wrote {} tensors ({:.1} MB) to {}; dropped {} aliased box-MLP keys and {} buffer(s)",
+                report.tensors,
+                report.bytes as f64 / 1e6,
+                output.display(),
+                report.dropped_aliases,
+                report.dropped_buffers
+            );
+            println!("config: {} {}, {} queries, FFN {}, {} encoder / {} decoder layers, {} fusion rounds ({} gate), labels `{}`, text encoder {} layers", c.variant, c.backbone, c.num_queries, c.dim_feedforward, c.enc_layers, c.dec_layers, c.fusion_rounds(), c.gating, c.dataset, c.text.layers);
+            Ok(())
+        }
         Cmd::Op { op: OpCmd::MsDeformAttn { backend, dtype, input, output, repeat } } => {
             let file = io::read_ms_deform_attn(&input)?;
             let (be, why) = backend::select(&backend)?;

@@ -8,6 +8,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::error::{Error, Result};
 
 mod fusion;
+pub mod pickle;
+pub mod pth;
 mod ms_deform_attn;
 
 pub use fusion::{read_gated_cross_attn, read_sparse_fusion, GatedCrossAttnFile, SparseFusionFile};

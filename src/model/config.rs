@@ -1,0 +1,160 @@
+//! The model configuration a checkpoint was trained with: read from its pickled `args`
+//! (`argparse.Namespace`, main.py:38-477) and from tensor shapes where the official code reads
+//! them from the weights (num_queries from `tgt_embed.weight`, the text encoder's geometry).
+//! Configurations the graph does not run yet are refused with a message naming the flag.
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::pickle::Value;
+use crate::problem::Gate;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TextGeometry {
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub type_vocab: usize,
+    pub layers: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// `RLIP_ParSeDA_v2` (the only variant the graph runs so far).
+    pub variant: String,
+    /// `resnet50`.
+    pub backbone: String,
+    /// N: N/2 subject + N/2 object queries, N/2 HOI pairs.
+    pub num_queries: usize,
+    pub hidden_dim: usize,
+    pub nheads: usize,
+    pub dim_feedforward: usize,
+    pub enc_layers: usize,
+    pub dec_layers: usize,
+    pub num_feature_levels: usize,
+    /// enc_n_points = dec_n_points.
+    pub n_points: usize,
+    pub fusion_interval: usize,
+    /// `VXAc`, `GLIP` or `XGating`.
+    pub gating: String,
+    /// `hico`, `vcoco`, … (`args.dataset_file`): the built-in label set.
+    pub dataset: String,
+    pub subject_class: bool,
+    pub text: TextGeometry,
+}
+
+impl Config {
+    /// Fusion rounds (before encoder layers 0, interval, 2·interval, …).
+    pub fn fusion_rounds(&self) -> usize {
+        self.enc_layers / self.fusion_interval
+    }
+
+    pub fn gate(&self) -> Gate {
+        self.gating.parse().unwrap_or(Gate::VXAc)
+    }
+
+    /// Reads the configuration from a checkpoint's `args` and its state-dict shapes
+    /// (`shape(key)`); the error lists every unsupported or missing setting at once.
+    pub fn from_checkpoint(args: &Value, shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Config, String> {
+        let mut problems = Vec::new();
+        let mut arg = |name: &str| -> Option<Value> {
+            let v = args.get(name);
+            if v.is_none() {
+                problems.push(format!("args.{name} is missing"));
+            }
+            v
+        };
+        let flag = |v: Option<Value>| matches!(v, Some(Value::Bool(true)));
+        let int = |v: Option<Value>| match v {
+            Some(Value::Int(i)) if i >= 0 => Some(i as usize),
+            _ => None,
+        };
+        let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_string));
+
+        let parseda = flag(arg("RLIP_ParSeDA_v2"));
+        let parsed = flag(args.get("RLIP_ParSeD_v2"));
+        let backbone = text(arg("backbone")).unwrap_or_default();
+        let fusion_type = text(arg("fusion_type")).unwrap_or_default();
+        let gating = text(arg("gating_mechanism")).unwrap_or_default();
+        let verb_tgt = text(arg("verb_query_tgt_type")).unwrap_or_default();
+        let dataset = text(arg("dataset_file")).unwrap_or_default();
+        let (box_refine, two_stage, last_vis, no_obj) = (flag(arg("with_box_refine")), flag(arg("two_stage")), flag(arg("fusion_last_vis")), flag(arg("use_no_obj_token")));
+        let subject_class = flag(args.get("subject_class"));
+        let ints: Vec<Option<usize>> = ["hidden_dim", "nheads", "dim_feedforward", "enc_layers", "dec_layers", "num_feature_levels", "enc_n_points", "dec_n_points", "fusion_interval", "num_patterns"].iter().map(|n| int(arg(n))).collect();
+        let clamps: Vec<&str> = ["stable_softmax_2d", "clamp_min_for_underflow", "clamp_max_for_overflow"].into_iter().filter(|n| flag(args.get(n))).collect();
+
+        let mut refuse = |why: String| problems.push(why);
+        if parsed {
+            refuse("RLIP_ParSeD_v2 checkpoints are not supported yet (only RLIP_ParSeDA_v2)".into());
+        } else if !parseda {
+            refuse("not an RLIP_ParSeDA_v2 checkpoint (args.RLIP_ParSeDA_v2 is not set)".into());
+        }
+        if backbone != "resnet50" {
+            refuse(format!("backbone `{backbone}` is not supported yet (only resnet50; Swin comes later)"));
+        }
+        if fusion_type != "GLIP_attn" {
+            refuse(format!("fusion_type `{fusion_type}` is not supported (only GLIP_attn)"));
+        }
+        if gating.parse::<Gate>().is_err() {
+            refuse(format!("gating_mechanism `{gating}` is unknown (VXAc, GLIP or XGating)"));
+        }
+        if verb_tgt != "vanilla_MBF" {
+            refuse(format!("verb_query_tgt_type `{verb_tgt}` is not supported (only vanilla_MBF)"));
+        }
+        if !box_refine || two_stage {
+            refuse("the graph needs with_box_refine and no two_stage".into());
+        }
+        if !last_vis {
+            refuse("fusion over all levels (no fusion_last_vis) is not supported".into());
+        }
+        if !no_obj {
+            refuse("use_no_obj_token is not set: the official post-processing drops the last object column, so such a checkpoint does not evaluate as trained".into());
+        }
+        if !clamps.is_empty() {
+            refuse(format!("fusion score clamping ({}) is not supported yet", clamps.join(", ")));
+        }
+        let [hidden_dim, nheads, ffn, enc_layers, dec_layers, levels, enc_points, dec_points, interval, patterns] = ints[..] else { unreachable!() };
+        let fixed = [("hidden_dim", hidden_dim, 256), ("nheads", nheads, 8), ("num_feature_levels", levels, 4), ("enc_n_points", enc_points, 4), ("dec_n_points", dec_points, 4), ("num_patterns", patterns, 0)];
+        for (name, got, want) in fixed {
+            if got.is_some_and(|g| g != want) {
+                refuse(format!("{name} = {} is not supported (the graph runs {want})", got.unwrap()));
+            }
+        }
+        if interval == Some(0) || enc_layers.zip(interval).is_some_and(|(e, i)| e % i != 0) {
+            refuse(format!("enc_layers {enc_layers:?} and fusion_interval {interval:?} do not give whole fusion rounds"));
+        }
+
+        let need = |key: &str, problems: &mut Vec<String>| -> Vec<usize> {
+            shape(key).unwrap_or_else(|| {
+                problems.push(format!("tensor `{key}` is missing"));
+                vec![0, 0]
+            })
+        };
+        let tgt = need("tgt_embed.weight", &mut problems);
+        let words = need("transformer.text_encoder.embeddings.word_embeddings.weight", &mut problems);
+        let positions = need("transformer.text_encoder.embeddings.position_embeddings.weight", &mut problems);
+        let types = need("transformer.text_encoder.embeddings.token_type_embeddings.weight", &mut problems);
+        let mut layers = 0;
+        while shape(&format!("transformer.text_encoder.encoder.layer.{layers}.attention.self.query.weight")).is_some() {
+            layers += 1;
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        Ok(Config {
+            variant: "RLIP_ParSeDA_v2".into(),
+            backbone,
+            num_queries: tgt[0],
+            hidden_dim: hidden_dim.unwrap_or(256),
+            nheads: nheads.unwrap_or(8),
+            dim_feedforward: ffn.unwrap_or(2048),
+            enc_layers: enc_layers.unwrap_or(6),
+            dec_layers: dec_layers.unwrap_or(3),
+            num_feature_levels: levels.unwrap_or(4),
+            n_points: enc_points.unwrap_or(4),
+            fusion_interval: interval.unwrap_or(2),
+            gating,
+            dataset,
+            subject_class,
+            text: TextGeometry { vocab: words[0], max_positions: positions[0], type_vocab: types[0], layers },
+        })
+    }
+}

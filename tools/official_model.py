@@ -1,0 +1,145 @@
+"""Builds the official RLIPv2 model (RLIP_ParSeDA_v2, R50) on CPU from the official code, with no
+network: RoBERTa is built from a config instead of `from_pretrained`, the tokenizer is a stub.
+
+    /usr/bin/python3 tools/official_model.py OFFICIAL_REPO schema OUT.json
+        writes the state-dict schema (key, shape, dtype, which keys alias one storage) of the
+        model the fine-tune script `fine_tune_RLIP_ParSeDA_v2_hico.sh` builds (num_queries 128)
+        and of the zero-shot one (200).
+    /usr/bin/python3 tools/official_model.py OFFICIAL_REPO pth OUT.pth [--queries N]
+        writes a checkpoint in the official save format (main.py:743-757: model, optimizer,
+        lr_scheduler, epoch, args) whose tensors are stride-0 views of one small storage per
+        tensor, so the file stays small while every key and shape is the real one.
+
+Needs Debian's python3-torch and python3-scipy, transformers 4.5.1 and timm 0.6.13 (pip, --no-deps).
+"""
+import argparse
+import json
+import os
+import sys
+import types
+
+
+# Imported by the official training/data code but not needed to build the model: any module
+# under these names becomes an inert stub package.
+STUBBED = {"MultiScaleDeformableAttention", "cv2", "submitit", "wandb", "panopticapi", "lvis", "matplotlib", "seaborn", "skimage", "sklearn", "pandas", "PIL_stub"}
+
+
+class _Stub(types.ModuleType):
+    __path__ = []
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Stub(f"{self.__name__}.{name}")
+
+    def __call__(self, *a, **k):
+        return _Stub(self.__name__ + "()")
+
+
+class _StubFinder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        import importlib.machinery
+        if name.split(".")[0] in STUBBED:
+            return importlib.machinery.ModuleSpec(name, _StubLoader())
+        return None
+
+
+class _StubLoader:
+    @staticmethod
+    def create_module(spec):
+        return _Stub(spec.name)
+
+    @staticmethod
+    def exec_module(module):
+        pass
+
+
+
+def official_args(repo, queries):
+    sys.meta_path.append(_StubFinder())
+    os.chdir(repo)  # the official code opens datasets/priors/* relative to the working directory
+    sys.path.insert(0, repo)
+    sys.argv = ["main.py"]
+    import main as official_main  # noqa: E402  (the official argument parser)
+
+    flags = (
+        "--dataset_file hico --hoi --load_backbone supervised --backbone resnet50 "
+        "--obj_loss_type cross_entropy --verb_loss_type focal --enc_layers 6 --dec_layers 3 "
+        f"--num_queries {queries} --use_nms_filter --RLIP_ParSeDA_v2 --with_box_refine "
+        "--num_feature_levels 4 --num_patterns 0 --pe_temperatureH 20 --pe_temperatureW 20 "
+        "--dim_feedforward 2048 --dropout 0.0 --use_no_obj_token --fusion_type GLIP_attn "
+        "--gating_mechanism VXAc --verb_query_tgt_type vanilla_MBF --fusion_interval 2 "
+        "--fusion_last_vis --lang_aux_loss --subject_class"
+    ).split()
+    parser = argparse.ArgumentParser(parents=[official_main.get_args_parser()])
+    return parser.parse_args(flags)
+
+
+def patch_offline():
+    import transformers
+
+    class StubTokenizer:
+        pass
+
+    def config(*_a, **_k):
+        return transformers.RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+    transformers.RobertaConfig.from_pretrained = staticmethod(config)
+    transformers.RobertaModel.from_pretrained = staticmethod(lambda *_a, **_k: transformers.RobertaModel(config()))
+    transformers.RobertaTokenizerFast.from_pretrained = staticmethod(lambda *_a, **_k: StubTokenizer())
+    # the backbone's supervised weights come from a /mnt path: the checkpoint overrides them
+    import torch
+    real_load = torch.load
+    import torchvision
+    torch.load = lambda f, *a, **k: torchvision.models.resnet50().state_dict() if isinstance(f, str) and f.startswith("/mnt") else real_load(f, *a, **k)
+
+
+def build(repo, queries):
+    patch_offline()
+    args = official_args(repo, queries)
+    args.device = "cpu"
+    from models import build_model
+
+    model, _, _ = build_model(args)
+    return model.eval(), args
+
+
+def schema(repo, out):
+    result = {}
+    for queries in (128, 200):
+        model, _ = build(repo, queries)
+        sd = model.state_dict()
+        ptr = {}
+        keys = []
+        for k, v in sd.items():
+            alias = ptr.setdefault(v.data_ptr(), k)
+            keys.append({"key": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""), "alias_of": None if alias == k else alias})
+        result[str(queries)] = keys
+    json.dump(result, open(out, "w"), indent=0)
+
+
+def small_pth(repo, out, queries):
+    import torch
+
+    model, args = build(repo, queries)
+    sd = model.state_dict()
+    small = type(sd)()
+    seen = {}
+    for i, (k, v) in enumerate(sd.items()):
+        if v.data_ptr() in seen:  # an alias: the same tensor under a second name, as torch.save keeps it
+            small[k] = small[seen[v.data_ptr()]]
+            continue
+        seen[v.data_ptr()] = k
+        if v.dtype == torch.int64:
+            small[k] = v.clone()
+        else:
+            small[k] = torch.tensor([0.001 * (i % 97) - 0.05], dtype=v.dtype).expand(v.shape) if v.dim() else torch.tensor(0.5)
+    optimizer = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2)}}, "param_groups": [{"lr": 1e-4, "params": [0]}]}
+    torch.save({"model": small, "optimizer": optimizer, "lr_scheduler": {"step_size": 15, "last_epoch": 3}, "epoch": 3, "args": args}, out)
+
+
+if __name__ == "__main__":
+    repo, what, out = os.path.abspath(sys.argv[1]), sys.argv[2], os.path.abspath(sys.argv[3])
+    queries = int(sys.argv[sys.argv.index("--queries") + 1]) if "--queries" in sys.argv else 128
+    {"schema": lambda: schema(repo, out), "pth": lambda: small_pth(repo, out, queries)}[what]()
