@@ -5,6 +5,7 @@
 use cubecl::prelude::*;
 
 const WG: usize = 256;
+const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
 
 /// Sum (or max) over the cube's 256 units of one value each; every unit gets the result.
 #[cube]
@@ -107,7 +108,7 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, y: &mut Array<f32
                     v = max(v, 0.0f32);
                 }
                 if comptime![act == 2] {
-                    v = v * 0.5f32 * (1.0f32 + Erf::erf(v * 0.70710678f32));
+                    v = v * 0.5f32 * (1.0f32 + Erf::erf(v * FRAC_1_SQRT_2));
                 }
                 y[row * n + col] = v;
             }

@@ -13,6 +13,7 @@ use cubecl::prelude::*;
 use super::dense::{reduce_cube, slab_fma, V4};
 
 const WG: usize = 256;
+const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
 
 // Words of the parameter block (`FusionParams`; asserted against its layout in the launcher).
 pub const P_BATCH: usize = 0;
@@ -271,7 +272,7 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
             if row < rows && col < n {
                 let mut y = (acc[i][j] + arena[bias + col]) * scale;
                 if (flags & F_GELU) != 0 {
-                    y = y * 0.5f32 * (1.0f32 + Erf::erf(y * 0.70710678f32));
+                    y = y * 0.5f32 * (1.0f32 + Erf::erf(y * FRAC_1_SQRT_2));
                 }
                 let mut o_row = row;
                 if (flags & F_MAP_OUT) != 0 {
