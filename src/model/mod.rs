@@ -2,6 +2,8 @@
 //! checkpoint schema it implies. No device, no weights.
 
 pub mod config;
+pub mod labels;
+pub mod postprocess;
 pub mod schema;
 
 pub use config::Config;

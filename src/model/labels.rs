@@ -1,0 +1,46 @@
+//! Built-in label sets (spec §2.4): the texts the text encoder sees, in the official order —
+//! object names, then `no objects`, then verb names — and, for HICO, the 600 valid
+//! (verb, object) pairs the evaluator keeps (spec §2.8). Written from the official data files by
+//! `tools/label_sets.py`.
+
+/// A label set: `objects` (the first is the subject class `person`), `verbs`, and where known the
+/// valid-pair mask `valid[verb · objects.len() + object]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelSet {
+    pub name: String,
+    pub objects: Vec<String>,
+    pub verbs: Vec<String>,
+    pub valid_pairs: Option<Vec<bool>>,
+}
+
+/// The text appended after the object names (`--use_no_obj_token`, engine.py:366-369).
+pub const NO_OBJECTS: &str = "no objects";
+
+fn lines(s: &str) -> Vec<String> {
+    s.lines().map(str::to_string).collect()
+}
+
+impl LabelSet {
+    /// `hico` (80 objects, 117 verbs, 600 valid pairs) or `vcoco` (81 objects incl. `missing
+    /// objects`, 29 verbs).
+    pub fn builtin(name: &str) -> Option<LabelSet> {
+        match name {
+            "hico" => {
+                let valid = include_str!("labels/hico_valid_pairs.txt").lines().flat_map(|l| l.bytes().map(|b| b == b'1')).collect();
+                Some(LabelSet { name: name.into(), objects: lines(include_str!("labels/hico_objects.txt")), verbs: lines(include_str!("labels/hico_verbs.txt")), valid_pairs: Some(valid) })
+            }
+            "vcoco" => Some(LabelSet { name: name.into(), objects: lines(include_str!("labels/vcoco_objects.txt")), verbs: lines(include_str!("labels/vcoco_verbs.txt")), valid_pairs: None }),
+            _ => None,
+        }
+    }
+
+    /// The texts in encoder order: objects, `no objects`, verbs (T = objects + 1 + verbs).
+    pub fn texts(&self) -> Vec<String> {
+        self.objects.iter().cloned().chain([NO_OBJECTS.to_string()]).chain(self.verbs.iter().cloned()).collect()
+    }
+
+    /// Whether (verb, object) is a valid pair; every pair is valid without a mask.
+    pub fn is_valid(&self, verb: usize, object: usize) -> bool {
+        self.valid_pairs.as_ref().is_none_or(|v| v[verb * self.objects.len() + object])
+    }
+}

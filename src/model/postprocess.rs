@@ -1,0 +1,140 @@
+//! Head outputs → ⟨subject, verb, object⟩ detections, as the official evaluation does it
+//! (spec §2.8: `PostProcessHOI`, models/hoi.py:4769-4873, then the HICO evaluator,
+//! datasets/hico_eval.py:17-80 and 493-564), in f32 like the official tensors:
+//!
+//! 1. object probability = softmax over the To + 1 object texts; score and label = max over the
+//!    first To (the last column is `no objects`); zero-shot: keep only pairs whose subject argmax
+//!    is the subject class (0, `person`);
+//! 2. verb score = sigmoid(verb logit) · object score, for every (pair, verb);
+//! 3. boxes (cx, cy, w, h) in [0, 1] → (x1, y1, x2, y2) in original-image pixels;
+//! 4. scores of invalid (verb, object) pairs are set to 0 (HICO's 600 valid pairs);
+//! 5. the top `top_k` (pair, verb) candidates by score, ties in (pair, verb) order;
+//! 6. triplet NMS per (subject class, object label, verb): a candidate is dropped when
+//!    IoU_sub^α · IoU_obj^β > threshold against a higher-scored one (IoU with the +1-pixel area
+//!    convention).
+
+use super::labels::LabelSet;
+
+/// One image's head outputs, row-major, Np pairs.
+pub struct HeadOutputs<'a> {
+    /// `[Np, To + 1]`
+    pub obj_logits: &'a [f32],
+    /// `[Np, Tv]`
+    pub verb_logits: &'a [f32],
+    /// `[Np, 4]` (cx, cy, w, h) in [0, 1]
+    pub sub_boxes: &'a [f32],
+    pub obj_boxes: &'a [f32],
+    /// `[Np, To + 1]`, needed for zero-shot filtering.
+    pub sub_logits: Option<&'a [f32]>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Nms {
+    pub threshold: f32,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// The official evaluation settings: `--thres_nms 0.7 --nms_alpha 1 --nms_beta 0.5`.
+pub const OFFICIAL_NMS: Nms = Nms { threshold: 0.7, alpha: 1.0, beta: 0.5 };
+
+#[derive(Clone, Debug)]
+pub struct PostConfig {
+    /// Candidates kept before NMS (the evaluator's `max_hois`, 100).
+    pub top_k: usize,
+    pub nms: Option<Nms>,
+    /// Keep only pairs whose subject is classified as the subject class (`--zero_shot_eval`).
+    pub zero_shot: bool,
+}
+
+impl Default for PostConfig {
+    fn default() -> Self {
+        PostConfig { top_k: 100, nms: Some(OFFICIAL_NMS), zero_shot: false }
+    }
+}
+
+/// One ⟨subject, verb, object⟩ detection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detection {
+    /// Index of the query pair (0..Np) it comes from.
+    pub pair: usize,
+    /// (x1, y1, x2, y2) in original-image pixels.
+    pub subject_box: [f32; 4],
+    pub object_box: [f32; 4],
+    pub object_label: usize,
+    pub verb: usize,
+    pub score: f32,
+}
+
+fn softmax(row: &[f32]) -> Vec<f32> {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = row.iter().map(|&x| (x - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|&x| x / s).collect()
+}
+
+/// (max, first index of the max) of `xs`.
+fn argmax(xs: &[f32]) -> (f32, usize) {
+    xs.iter().enumerate().fold((f32::NEG_INFINITY, 0), |(bv, bi), (i, &v)| if v > bv { (v, i) } else { (bv, bi) })
+}
+
+fn to_pixels(b: &[f32], width: f32, height: f32) -> [f32; 4] {
+    let (cx, cy, w, h) = (b[0], b[1], b[2], b[3]);
+    [(cx - 0.5 * w) * width, (cy - 0.5 * h) * height, (cx + 0.5 * w) * width, (cy + 0.5 * h) * height]
+}
+
+/// IoU with the +1-pixel area convention of the official NMS.
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let area = |x: &[f32; 4]| (x[2] - x[0] + 1.0) * (x[3] - x[1] + 1.0);
+    let w = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
+    let inter = w * h;
+    inter / (area(a) + area(b) - inter)
+}
+
+/// Detections for one image of original size `(height, width)`, highest score first.
+pub fn postprocess(out: &HeadOutputs, labels: &LabelSet, (height, width): (usize, usize), cfg: &PostConfig) -> Vec<Detection> {
+    let (to, tv) = (labels.objects.len(), labels.verbs.len());
+    let np = out.verb_logits.len() / tv.max(1);
+    let (w, h) = (width as f32, height as f32);
+    let mut candidates = Vec::with_capacity(np * tv);
+    for i in 0..np {
+        if cfg.zero_shot {
+            if let Some(sub) = out.sub_logits {
+                let p = softmax(&sub[i * (to + 1)..(i + 1) * (to + 1)]);
+                if argmax(&p[..to]).1 != 0 {
+                    continue;
+                }
+            }
+        }
+        let p = softmax(&out.obj_logits[i * (to + 1)..(i + 1) * (to + 1)]);
+        let (obj_score, obj_label) = argmax(&p[..to]);
+        let subject_box = to_pixels(&out.sub_boxes[4 * i..4 * i + 4], w, h);
+        let object_box = to_pixels(&out.obj_boxes[4 * i..4 * i + 4], w, h);
+        for v in 0..tv {
+            let sig = 1.0 / (1.0 + (-out.verb_logits[i * tv + v]).exp());
+            let score = if labels.is_valid(v, obj_label) { sig * obj_score } else { 0.0 };
+            candidates.push(Detection { pair: i, subject_box, object_box, object_label: obj_label, verb: v, score });
+        }
+    }
+    // stable: equal scores keep (pair, verb) order, as Python's sort does
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    candidates.truncate(cfg.top_k);
+    let Some(nms) = cfg.nms else { return candidates };
+    let mut keep = vec![true; candidates.len()];
+    for i in 0..candidates.len() {
+        if !keep[i] {
+            continue;
+        }
+        for j in i + 1..candidates.len() {
+            let (a, b) = (&candidates[i], &candidates[j]);
+            if keep[j] && a.object_label == b.object_label && a.verb == b.verb {
+                let ovr = iou(&a.subject_box, &b.subject_box).powf(nms.alpha) * iou(&a.object_box, &b.object_box).powf(nms.beta);
+                if ovr > nms.threshold {
+                    keep[j] = false;
+                }
+            }
+        }
+    }
+    candidates.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect()
+}
