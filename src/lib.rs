@@ -14,7 +14,8 @@
 //! 3. [`backend`]: `reference`, `cpu` (rayon), `wgpu` (WGSL from `shaders/`), `cubecl` (kernels
 //!    from `kernels/`, on cubecl's wgpu and CUDA runtimes).
 //! 4. [`io`]: safetensors files for the op CLI and the pickle-free torch checkpoint reader;
-//!    [`convert`]: official checkpoint → safetensors; [`seeded`]: seeded inputs and weights;
+//!    [`convert`]: official checkpoint → safetensors; [`graph`]: the inference graph from
+//!    backend ops; [`seeded`]: seeded inputs and weights;
 //!    [`bench`]: side-by-side timing.
 //! 5. the `rlipv2` binary (`src/main.rs`): thin CLI over the above.
 
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod bench;
 pub mod convert;
 pub mod error;
+pub mod graph;
 pub mod io;
 pub mod model;
 pub mod problem;

@@ -2,7 +2,7 @@
 
 use crate::problem::{BertLayerWeights, GatedCrossAttnWeights};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OwnedWeights {
     pub names: Vec<&'static str>,
     pub tensors: Vec<Vec<f32>>,
