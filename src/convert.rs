@@ -23,6 +23,8 @@ pub const META_FORMAT: &str = "rlipv2.format";
 pub const META_CONFIG: &str = "rlipv2.config";
 pub const META_ARGS: &str = "rlipv2.args";
 pub const META_SOURCE: &str = "rlipv2.source";
+/// Comma-separated built-in label sets whose embeddings are baked in.
+pub const META_LABEL_SETS: &str = "rlipv2.label_sets";
 /// Version of the converted layout.
 pub const FORMAT_VERSION: &str = "1";
 
@@ -34,6 +36,8 @@ pub struct Report {
     pub bytes: u64,
     pub dropped_aliases: usize,
     pub dropped_buffers: usize,
+    /// Built-in label sets whose embeddings were baked in.
+    pub label_sets: Vec<String>,
 }
 
 /// State shared by the lazily read tensors: the first read error, and progress.
@@ -44,32 +48,41 @@ struct Shared<'p> {
     progress: RefCell<&'p mut dyn FnMut(usize, usize)>,
 }
 
-/// One tensor, read from the checkpoint only when the writer asks for its bytes.
+/// Where a written tensor comes from.
+enum Source {
+    /// A checkpoint tensor, read only when the writer asks for its bytes.
+    Checkpoint(TensorRef),
+    /// Computed here (label embeddings), f32.
+    Computed(Vec<u8>),
+}
+
+/// One tensor of the output file.
 struct Lazy<'a, 'p> {
     ck: &'a Checkpoint,
     shared: &'a Shared<'p>,
     name: String,
-    t: TensorRef,
+    source: Source,
+    dtype: safetensors::Dtype,
     shape: Vec<usize>,
     len: usize,
 }
 
 impl View for &Lazy<'_, '_> {
     fn dtype(&self) -> safetensors::Dtype {
-        pth::safetensors_dtype(self.t.storage.dtype)
+        self.dtype
     }
     fn shape(&self) -> &[usize] {
         &self.shape
     }
     fn data(&self) -> Cow<'_, [u8]> {
         let sh = self.shared;
-        let bytes = if sh.failed.borrow().is_some() {
-            vec![0; self.len]
-        } else {
-            self.ck.read(&self.name, &self.t).unwrap_or_else(|e| {
+        let bytes = match &self.source {
+            _ if sh.failed.borrow().is_some() => vec![0; self.len],
+            Source::Computed(b) => b.clone(),
+            Source::Checkpoint(t) => self.ck.read(&self.name, t).unwrap_or_else(|e| {
                 *sh.failed.borrow_mut() = Some(e);
                 vec![0; self.len]
-            })
+            }),
         };
         *sh.done.borrow_mut() += 1;
         let done = *sh.done.borrow();
@@ -88,8 +101,19 @@ fn same_tensor(ck: &Checkpoint, a: (&str, &TensorRef), b: (&str, &TensorRef)) ->
     Ok(a.1.shape == b.1.shape && a.1.storage.dtype == b.1.storage.dtype && ck.read(a.0, a.1)? == ck.read(b.0, b.1)?)
 }
 
-/// Converts `src` to `dst`; `progress(done, total)` is called after each tensor is written.
-pub fn convert(src: &Path, dst: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<Report> {
+/// Name of the baked label embeddings of a built-in label set: `[T, 768]` pooled text-encoder
+/// outputs of its texts (objects, `no objects`, verbs).
+pub fn label_tensor(set: &str) -> String {
+    format!("rlipv2.labels.{set}")
+}
+
+/// The built-in label sets baked by `--tokenizer`.
+pub const BAKED_LABEL_SETS: [&str; 2] = ["hico", "vcoco"];
+
+/// Converts `src` to `dst`; with a RoBERTa `tokenizer.json`, also bakes the label embeddings of
+/// the built-in label sets (see [`label_tensor`]). `progress(done, total)` is called after each
+/// tensor is written.
+pub fn convert(src: &Path, dst: &Path, tokenizer: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Report> {
     let fail = |reason: String| Error::Format { file: src.to_path_buf(), reason };
     let ck = Checkpoint::open(src)?;
     let model = ck.root.get("model").ok_or_else(|| fail(format!("no `model` entry: the checkpoint's top level is a {} with keys {}", ck.root.kind(), ck.root.items().map(|i| i.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect::<Vec<_>>().join(", ")).unwrap_or_default())))?;
@@ -141,21 +165,34 @@ pub fn convert(src: &Path, dst: &Path, progress: &mut dyn FnMut(usize, usize)) -
     for (name, t) in &kept {
         ck.locate(name, t)?;
     }
+    let baked = match tokenizer {
+        Some(tok) => bake_labels(&ck, &kept, &config, tok)?,
+        None => Vec::new(),
+    };
 
     // write, lazily, to a temporary file; rename when every tensor was read
-    let shared = Shared { failed: RefCell::new(None), done: RefCell::new(0), total: kept.len(), progress: RefCell::new(progress) };
-    let mut lazies = Vec::with_capacity(kept.len());
+    let shared = Shared { failed: RefCell::new(None), done: RefCell::new(0), total: kept.len() + baked.len(), progress: RefCell::new(progress) };
+    let mut lazies = Vec::with_capacity(kept.len() + baked.len());
     for (name, t) in &kept {
         let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         let len = shape.iter().product::<usize>() * t.storage.dtype.size();
-        lazies.push(Lazy { ck: &ck, shared: &shared, name: name.to_string(), t: (*t).clone(), shape, len });
+        lazies.push(Lazy { ck: &ck, shared: &shared, name: name.to_string(), source: Source::Checkpoint((*t).clone()), dtype: pth::safetensors_dtype(t.storage.dtype), shape, len });
+    }
+    let label_sets: Vec<&str> = baked.iter().map(|(set, _, _)| *set).collect();
+    for (set, rows, data) in baked {
+        let bytes: Vec<u8> = bytemuck::cast_slice(&data).to_vec();
+        lazies.push(Lazy { ck: &ck, shared: &shared, name: label_tensor(set), len: bytes.len(), source: Source::Computed(bytes), dtype: safetensors::Dtype::F32, shape: vec![rows, data.len() / rows] });
     }
     let bytes: u64 = lazies.iter().map(|l| l.len as u64).sum();
+    let written_tensors = lazies.len();
     let mut meta = HashMap::new();
     meta.insert(META_FORMAT.to_string(), FORMAT_VERSION.to_string());
     meta.insert(META_CONFIG.to_string(), serde_json::to_string(&config).expect("config serializes"));
     meta.insert(META_ARGS.to_string(), args.render(4));
     meta.insert(META_SOURCE.to_string(), src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    if !label_sets.is_empty() {
+        meta.insert(META_LABEL_SETS.to_string(), label_sets.join(","));
+    }
     let tmp = temp_path(dst);
     let io = |source| Error::Io { path: dst.to_path_buf(), source };
     let written = safetensors::tensor::serialize_to_file(lazies.iter().map(|l| (l.name.clone(), l)), Some(meta), &tmp);
@@ -169,7 +206,29 @@ pub fn convert(src: &Path, dst: &Path, progress: &mut dyn FnMut(usize, usize)) -
         let _ = std::fs::remove_file(&tmp);
     }
     outcome?;
-    Ok(Report { config, tensors: kept.len(), bytes, dropped_aliases: aliases, dropped_buffers: buffers })
+    Ok(Report { config, tensors: written_tensors, bytes, dropped_aliases: aliases, dropped_buffers: buffers, label_sets: label_sets.iter().map(|s| s.to_string()).collect() })
+}
+
+/// Runs the checkpoint's text encoder (cpu backend) on every built-in label set:
+/// `(set, T, [T·768] pooled)`.
+fn bake_labels(ck: &Checkpoint, kept: &[(&str, &TensorRef)], config: &Config, tokenizer: &Path) -> Result<Vec<(&'static str, usize, Vec<f32>)>> {
+    use crate::graph::text::{self, TextEncoder};
+    let by_name: HashMap<&str, &TensorRef> = kept.iter().copied().collect();
+    let enc = TextEncoder::load(config.text.clone(), |name, _shape| {
+        let full = format!("{}{name}", text::PREFIX);
+        let t = by_name.get(full.as_str()).ok_or_else(|| Error::Format { file: ck.path().to_path_buf(), reason: format!("text encoder tensor `{full}` is missing") })?;
+        Ok(bytemuck::pod_collect_to_vec(&ck.read(&full, t)?))
+    })?;
+    let cpu = crate::backend::open(crate::backend::BackendKind::Cpu)?;
+    let mut out = Vec::new();
+    for set in BAKED_LABEL_SETS {
+        let labels = crate::model::labels::LabelSet::builtin(set).expect("built-in label set");
+        let texts = labels.texts();
+        let ids = text::tokenize(tokenizer, &texts)?;
+        eprintln!("encoding the {} label texts of `{set}` …", texts.len());
+        out.push((set, texts.len(), enc.encode(cpu.as_ref(), &ids)?));
+    }
+    Ok(out)
 }
 
 /// The writer creates the file owner-only; a converted model is an ordinary readable file.

@@ -34,12 +34,17 @@ enum Cmd {
     /// Python and without running any pickle code. Checks every tensor against the schema of
     /// the checkpoint's configuration; records that configuration as metadata.
     ///
-    /// Example: rlipv2 convert RLIP_PDA_v2_HICO_R50.pth rlipv2_hico_r50.safetensors
+    /// Example: rlipv2 convert RLIP_PDA_v2_HICO_R50.pth rlipv2_hico_r50.safetensors --tokenizer roberta-base/tokenizer.json
     Convert {
         /// The official checkpoint (a dict with `model` and `args`, as main.py saves it).
         checkpoint: PathBuf,
         /// The safetensors file to write (written to a temporary name, renamed when complete).
         output: PathBuf,
+        /// A RoBERTa `tokenizer.json` (the `roberta-base` one the official code uses): also bake
+        /// the label embeddings of the built-in label sets (hico, vcoco) into the file, so that
+        /// detection with them needs no tokenizer and no text-encoder run.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
     },
 }
 
@@ -164,10 +169,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Convert { checkpoint, output } => {
+        Cmd::Convert { checkpoint, output, tokenizer } => {
             eprintln!("reading {}", checkpoint.display());
             let mut last = 0;
-            let report = rlipv2::convert::convert(&checkpoint, &output, &mut |done, total| {
+            let report = rlipv2::convert::convert(&checkpoint, &output, tokenizer.as_deref(), &mut |done, total| {
                 let pct = done * 100 / total.max(1);
                 if pct != last || done == total {
                     last = pct;
@@ -184,6 +189,9 @@ fn run(cli: Cli) -> Result<()> {
                 report.dropped_aliases,
                 report.dropped_buffers
             );
+            if !report.label_sets.is_empty() {
+                println!("baked label embeddings: {}", report.label_sets.iter().map(|s| rlipv2::convert::label_tensor(s)).collect::<Vec<_>>().join(", "));
+            }
             println!("config: {} {}, {} queries, FFN {}, {} encoder / {} decoder layers, {} fusion rounds ({} gate), labels `{}`, text encoder {} layers", c.variant, c.backbone, c.num_queries, c.dim_feedforward, c.enc_layers, c.dec_layers, c.fusion_rounds(), c.gating, c.dataset, c.text.layers);
             Ok(())
         }

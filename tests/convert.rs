@@ -65,7 +65,7 @@ fn official_format_checkpoint_converts() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model.safetensors");
     let mut calls = 0;
-    let report = rlipv2::convert::convert(&fixture(), &out, &mut |done, total| {
+    let report = rlipv2::convert::convert(&fixture(), &out, None, &mut |done, total| {
         calls += 1;
         assert!(done <= total);
     })
@@ -130,7 +130,7 @@ fn with_pickle(dir: &Path, pkl: &[u8], compress: bool) -> PathBuf {
 
 fn convert_err(src: &Path, dir: &Path) -> String {
     let out = dir.join("out.safetensors");
-    let e = rlipv2::convert::convert(src, &out, &mut |_, _| {}).unwrap_err().to_string();
+    let e = rlipv2::convert::convert(src, &out, None, &mut |_, _| {}).unwrap_err().to_string();
     assert!(!out.exists(), "an output file was left behind");
     assert!(std::fs::read_dir(dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp-")), "a temporary file was left behind");
     e
@@ -250,4 +250,72 @@ fn mutated_pickles_never_panic() {
         }
     }
     println!("{cases} mutated data.pkl: {ok} parsed, {err} refused, 0 panics");
+}
+
+/// A RoBERTa-format tokenizer.json (byte-level pre-tokenizer, BPE, `<s>`/`</s>` post-processor)
+/// with one token per printable byte and no merges: ids are easy to predict.
+fn char_tokenizer(dir: &Path) -> PathBuf {
+    let mut vocab = serde_json::Map::new();
+    for (i, s) in ["<s>", "<pad>", "</s>", "<unk>"].iter().enumerate() {
+        vocab.insert(s.to_string(), i.into());
+    }
+    for b in 33u8..=126 {
+        vocab.insert((b as char).to_string(), (4 + b as u32 - 33).into());
+    }
+    vocab.insert("Ġ".into(), 98.into()); // the byte-level form of a space
+    let special = |id: u32, s: &str| serde_json::json!({"id": id, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": true});
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "<s>"), special(1, "<pad>"), special(2, "</s>"), special(3, "<unk>")],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0], "trim_offsets": true, "add_prefix_space": false},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false, "vocab": vocab, "merges": []}
+    });
+    let path = dir.join("tokenizer.json");
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn tokenizer_gives_roberta_style_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = char_tokenizer(dir.path());
+    let ids = rlipv2::graph::text::tokenize(&tok, &["traffic light".to_string(), "sit on/at".to_string()]).unwrap();
+    let c = |ch: char| 4 + ch as u32 - 33;
+    let word = |w: &str| w.chars().map(c).collect::<Vec<u32>>();
+    let want0: Vec<u32> = [vec![0], word("traffic"), vec![98], word("light"), vec![2]].concat();
+    assert_eq!(ids[0], want0, "<s> traffic Ġlight </s>, no prefix space");
+    assert_eq!(ids[1].first(), Some(&0));
+    assert_eq!(ids[1].last(), Some(&2));
+    let e = rlipv2::graph::text::tokenize(&dir.path().join("missing.json"), &["x".into()]).unwrap_err().to_string();
+    assert!(e.contains("missing.json"), "{e}");
+}
+
+#[test]
+fn label_embeddings_are_baked_with_a_tokenizer() {
+    use rlipv2::backend::{self, BackendKind};
+    use rlipv2::graph::text::{self, TextEncoder};
+    let dir = tempfile::tempdir().unwrap();
+    let tok = char_tokenizer(dir.path());
+    let out = dir.path().join("model.safetensors");
+    let report = rlipv2::convert::convert(&fixture(), &out, Some(&tok), &mut |_, _| {}).unwrap();
+    assert_eq!((report.tensors, report.label_sets.clone()), (1008, vec!["hico".to_string(), "vcoco".to_string()]));
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()[rlipv2::convert::META_LABEL_SETS], "hico,vcoco");
+    // the baked rows are the checkpoint's text encoder run on the tokenized label texts
+    let get = |name: &str, _: &[usize]| Ok(bytemuck::pod_collect_to_vec(st.tensor(&format!("{}{name}", text::PREFIX)).unwrap().data()));
+    let enc = TextEncoder::load(fixture_config().text, get).unwrap();
+    let cpu = backend::open(BackendKind::Cpu).unwrap();
+    for (set, t) in [("hico", 198), ("vcoco", 111)] {
+        let baked = st.tensor(&rlipv2::convert::label_tensor(set)).unwrap();
+        assert_eq!(baked.shape(), &[t, 768]);
+        let labels = rlipv2::model::labels::LabelSet::builtin(set).unwrap();
+        let want = enc.encode(cpu.as_ref(), &text::tokenize(&tok, &labels.texts()).unwrap()).unwrap();
+        let got: Vec<f32> = bytemuck::pod_collect_to_vec(baked.data());
+        assert_eq!(got, want, "{set}");
+    }
 }

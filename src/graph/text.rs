@@ -101,3 +101,11 @@ impl TextEncoder {
         Ok(y.into_iter().map(f32::tanh).collect())
     }
 }
+
+/// Token ids of `texts` with a RoBERTa `tokenizer.json` (byte-level BPE; `<s>` … `</s>` come from
+/// the file's post-processor), as the official `batch_encode_plus` gives them before padding.
+pub fn tokenize(tokenizer: &std::path::Path, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+    let fail = |reason: String| Error::Format { file: tokenizer.to_path_buf(), reason };
+    let tok = tokenizers::Tokenizer::from_file(tokenizer).map_err(|e| fail(format!("not a usable tokenizer.json: {e}")))?;
+    texts.iter().map(|t| tok.encode(t.as_str(), true).map(|e| e.get_ids().to_vec()).map_err(|e| fail(format!("cannot encode {t:?}: {e}")))).collect()
+}
