@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 mod fusion;
 pub mod pickle;
 pub mod pth;
+pub mod image;
 mod ms_deform_attn;
 
 pub use fusion::{read_gated_cross_attn, read_sparse_fusion, GatedCrossAttnFile, SparseFusionFile};

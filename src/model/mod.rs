@@ -4,6 +4,7 @@
 pub mod config;
 pub mod labels;
 pub mod postprocess;
+pub mod preprocess;
 pub mod schema;
 
 pub use config::Config;
