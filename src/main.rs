@@ -171,15 +171,24 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Convert { checkpoint, output, tokenizer } => {
             eprintln!("reading {}", checkpoint.display());
-            let mut last = 0;
+            use std::io::IsTerminal;
+            // a live line on a terminal; a line per quarter in logs
+            let (live, step) = if std::io::stderr().is_terminal() { (true, 1) } else { (false, 25) };
+            let mut last = usize::MAX;
             let report = rlipv2::convert::convert(&checkpoint, &output, tokenizer.as_deref(), &mut |done, total| {
                 let pct = done * 100 / total.max(1);
-                if pct != last || done == total {
-                    last = pct;
-                    eprint!("\rwriting tensors: {done}/{total} ({pct}%)");
+                if pct / step != last || done == total {
+                    last = pct / step;
+                    if live {
+                        eprint!("\rwriting tensors: {done}/{total} ({pct}%)");
+                    } else {
+                        eprintln!("writing tensors: {done}/{total} ({pct}%)");
+                    }
                 }
             })?;
-            eprintln!();
+            if live {
+                eprintln!();
+            }
             let c = &report.config;
             println!(
                 "wrote {} tensors ({:.1} MB) to {}; dropped {} aliased box-MLP keys and {} buffer(s)",
