@@ -319,3 +319,22 @@ fn label_embeddings_are_baked_with_a_tokenizer() {
         assert_eq!(got, want, "{set}");
     }
 }
+
+#[test]
+fn cli_convert_reports_and_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let run = |args: &[&std::ffi::OsStr]| std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).args(args).output().unwrap();
+    let ok = run(&["convert".as_ref(), fixture().as_os_str(), out.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("wrote 1006 tensors") && stdout.contains("128 queries"), "{stdout}");
+    assert!(out.exists());
+    let bad = dir.path().join("bad.pth");
+    std::fs::write(&bad, b"PK\x03\x04 truncated").unwrap();
+    let out2 = dir.path().join("m2.safetensors");
+    let fail = run(&["convert".as_ref(), bad.as_os_str(), out2.as_os_str()]);
+    assert!(!fail.status.success());
+    assert!(String::from_utf8_lossy(&fail.stderr).contains("bad.pth"));
+    assert!(!out2.exists());
+}
