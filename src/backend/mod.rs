@@ -14,7 +14,7 @@ pub mod cubecl;
 
 use crate::error::{Error, Result};
 use crate::problem::{
-    AttentionProblem, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, BertLayerWeights, SparseFusionProblem,
+    AttentionProblem, Conv2dProblem, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, BertLayerWeights, SparseFusionProblem,
 };
 
 /// Every backend this crate knows, compiled in or not.
@@ -117,6 +117,15 @@ pub trait Backend {
     }
     fn gemm_valid(&self, _p: &GemmProblem, _x: &[f32], _weight: &[f32], _bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::gemm::OP))
+    }
+
+    /// `y = act(conv2d(x, W) + b [+ residual])`, NCHW (see [`Conv2dProblem`]).
+    fn conv2d(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+        p.check(x, weight, bias, residual)?;
+        self.conv2d_valid(p, x, weight, bias, residual)
+    }
+    fn conv2d_valid(&self, _p: &Conv2dProblem, _x: &[f32], _weight: &[f32], _bias: &[f32], _residual: Option<&[f32]>) -> Result<Vec<f32>> {
+        Err(unsupported(self.kind(), crate::problem::conv2d::OP))
     }
 
     /// Row LayerNorm of `x [R,C]`.

@@ -3,6 +3,7 @@
 
 use super::{Backend, BackendKind, HostInputs, Prepared};
 use crate::error::Result;
+use crate::problem::Conv2dProblem;
 use crate::problem::{
     AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
 };
@@ -39,6 +40,10 @@ impl Backend for ReferenceBackend {
 
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(lower(oracle::gemm::gemm::<f64>(p, &lift(x), weight, bias)))
+    }
+    fn conv2d_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+        let r = residual.map(lift::<f64>);
+        Ok(lower(oracle::conv2d::conv2d::<f64>(p, &lift(x), weight, bias, r.as_deref())))
     }
     fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
         Ok(lower(oracle::layer_norm::layer_norm::<f64>(p, &lift(x), gamma, beta)))

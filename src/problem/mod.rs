@@ -3,6 +3,7 @@
 //! shapes from here only.
 
 pub mod attention;
+pub mod conv2d;
 pub mod gated_cross_attn;
 pub mod gemm;
 pub mod layer_norm;
@@ -12,6 +13,7 @@ pub mod sparse_fusion;
 pub mod weights;
 
 pub use attention::AttentionProblem;
+pub use conv2d::Conv2dProblem;
 pub use gated_cross_attn::{Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, Linear, Norm};
 pub use gemm::{Activation, GemmProblem};
 pub use layer_norm::LayerNormProblem;

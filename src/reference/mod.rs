@@ -2,6 +2,7 @@
 //! This is the only definition of "correct"; it never copies a kernel's tiling or fusion.
 
 pub mod attention;
+pub mod conv2d;
 pub mod gated_cross_attn;
 pub mod gemm;
 pub mod layer_norm;

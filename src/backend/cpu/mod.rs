@@ -7,6 +7,7 @@
 //! f16/bf16: `value` is rounded to the dtype on upload and held as f32 (the CPU has no 16-bit
 //! float arithmetic worth using); accumulation is f32 and the output is rounded to the dtype.
 
+mod conv;
 mod dense;
 mod fusion;
 
@@ -16,6 +17,7 @@ use super::reference::round_to;
 use super::{Backend, BackendKind, HostInputs, Prepared};
 use crate::error::Result;
 use crate::problem::ms_deform_attn::MAX_POINTS;
+use crate::problem::Conv2dProblem;
 use crate::problem::{
     AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem,
     SparseFusionProblem,
@@ -61,6 +63,9 @@ impl Backend for CpuBackend {
 
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(dense::linear(p.m, p.k, p.n, x, weight, bias, p.act))
+    }
+    fn conv2d_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+        Ok(conv::conv2d(p, x, weight, bias, residual))
     }
     fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
         Ok(dense::layer_norm(p, x, gamma, beta))

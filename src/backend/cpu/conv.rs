@@ -1,0 +1,59 @@
+//! CPU `conv2d`: im2col + the `gemm` crate. A 1×1 stride-1 convolution is a plain matrix product
+//! on the input; otherwise columns are built for a band of output rows at a time (≤ 8 M floats),
+//! so R50's 7×7 stem at 800×1333 does not need a 160 MB column buffer.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::dense::{activate, matmul, View};
+use crate::problem::conv2d::Conv2dProblem;
+
+const MAX_COLUMN_FLOATS: usize = 8 << 20;
+
+pub(crate) fn conv2d(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
+    let (ho, wo) = (p.out_h(), p.out_w());
+    let k = p.in_c * p.kh * p.kw;
+    let plane = ho * wo;
+    let mut y = vec![0f32; p.batch * p.out_c * plane];
+    let par = if rayon::current_num_threads() > 1 { Parallelism::Rayon(0) } else { Parallelism::None };
+    let w = View { data: weight, rs: k, cs: 1 };
+    for b in 0..p.batch {
+        let xb = &x[b * p.in_c * p.h * p.w..(b + 1) * p.in_c * p.h * p.w];
+        let yb = &mut y[b * p.out_c * plane..(b + 1) * p.out_c * plane];
+        if p.kh == 1 && p.kw == 1 && p.stride == 1 && p.pad == 0 {
+            matmul(p.out_c, plane, k, yb, plane, w, View { data: xb, rs: plane, cs: 1 }, par);
+            continue;
+        }
+        let rows_per_band = (MAX_COLUMN_FLOATS / (k * wo).max(1)).clamp(1, ho);
+        let mut col = vec![0f32; k * rows_per_band * wo];
+        for r0 in (0..ho).step_by(rows_per_band) {
+            let rows = rows_per_band.min(ho - r0);
+            let n = rows * wo;
+            // col [k, n]: row (c, ky, kx), column (oy − r0, ox)
+            col[..k * n].par_chunks_mut(n).enumerate().for_each(|(kk, crow)| {
+                let (c, ky, kx) = (kk / (p.kh * p.kw), (kk / p.kw) % p.kh, kk % p.kw);
+                for (j, v) in crow.iter_mut().enumerate() {
+                    let (oy, ox) = (r0 + j / wo, j % wo);
+                    let iy = (oy * p.stride + ky) as isize - p.pad as isize;
+                    let ix = (ox * p.stride + kx) as isize - p.pad as isize;
+                    *v = if iy >= 0 && iy < p.h as isize && ix >= 0 && ix < p.w as isize { xb[(c * p.h + iy as usize) * p.w + ix as usize] } else { 0.0 };
+                }
+            });
+            // y[:, r0·wo .. r0·wo + n] = W [Co, k] · col [k, n]
+            matmul(p.out_c, n, k, &mut yb[r0 * wo..], plane, w, View { data: &col[..k * n], rs: n, cs: 1 }, par);
+        }
+    }
+    // epilogue: bias, residual, activation
+    y.par_chunks_mut(plane).enumerate().for_each(|(bo, out)| {
+        let b = bias[bo % p.out_c];
+        let res = residual.map(|r| &r[bo * plane..(bo + 1) * plane]);
+        for (i, v) in out.iter_mut().enumerate() {
+            let mut t = *v + b;
+            if let Some(r) = res {
+                t += r[i];
+            }
+            *v = activate(t, p.act);
+        }
+    });
+    y
+}
