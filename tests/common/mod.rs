@@ -211,3 +211,30 @@ pub fn assert_close_flat(label: &str, shape: &[usize], got: &[f32], ref64: &[f64
         );
     }
 }
+
+/// The weight formula of `tools/official_image_front.py` (and the later graph goldens): element
+/// `j` of tensor `name` (shape `shape`), f64 then rounded to f32.
+#[allow(dead_code)]
+pub fn formula_weight(name: &str, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let s: u64 = name.bytes().map(u64::from).sum();
+    let last = name.rsplit('.').next().unwrap_or("");
+    let is_norm = ["bn", "norm", "LayerNorm", ".downsample.1."].iter().any(|k| name.contains(k)) || (name.starts_with("input_proj.") && name.split('.').nth(2) == Some("1"));
+    (0..n as u64)
+        .map(|j| {
+            let v = ((j * 7919 + s * 104729) % 65521) as f64 / 65521.0 * 2.0 - 1.0;
+            let v = if last == "running_var" {
+                1.0 + 0.5 * v
+            } else if (last == "running_mean" || last == "bias") && shape.len() == 1 {
+                0.1 * v
+            } else if is_norm && last == "weight" && shape.len() == 1 {
+                1.0 + 0.1 * v
+            } else if shape.len() >= 2 && !name.contains("embed") {
+                v * (3.0 / (n / shape[0]) as f64).sqrt()
+            } else {
+                v
+            };
+            v as f32
+        })
+        .collect()
+}

@@ -1,0 +1,77 @@
+//! The image front (ResNet-50 with FrozenBN folded, input projections + GroupNorm, sine
+//! positions + level embed, flattening) against the official modules: goldens from
+//! `tools/official_image_front.py` on a 64×96 image with formula weights (`formula_weight`).
+//! The cpu and reference backends run it (the GPU backends have no conv2d yet: SKIP).
+
+mod common;
+
+use common::{formula_weight, open_or_skip};
+use rlipv2::backend::BackendKind;
+use rlipv2::graph::backbone::Feature;
+use rlipv2::graph::front::{sine_position, ImageFront};
+use rlipv2::Error;
+use serde_json::Value;
+
+fn golden() -> Value {
+    serde_json::from_str(include_str!("fixtures/image_front_golden.json")).unwrap()
+}
+
+fn image(h: usize, w: usize) -> Feature {
+    let data = (0..3 * h * w).map(|j| ((((j as u64) * 104729 + 7) % 65521) as f64 / 65521.0 * 4.0 - 2.0) as f32).collect();
+    Feature { c: 3, h, w, data }
+}
+
+fn check(kind: BackendKind) {
+    let Some(be) = open_or_skip(kind) else { return };
+    let g = golden();
+    let front = ImageFront::load(|name, shape| Ok(formula_weight(name, shape))).unwrap();
+    let (h, w) = (g["height"].as_u64().unwrap() as usize, g["width"].as_u64().unwrap() as usize);
+    let tokens = match front.forward(be.as_ref(), &image(h, w)) {
+        Ok(t) => t,
+        Err(e @ Error::Unsupported { .. }) => {
+            println!("SKIP {kind}/image front: {e}");
+            return;
+        }
+        Err(e) => panic!("{kind}: {e}"),
+    };
+    let shapes: Vec<Vec<u64>> = g["spatial_shapes"].as_array().unwrap().iter().map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()).collect();
+    assert_eq!(tokens.shapes.iter().map(|&(a, b)| vec![a as u64, b as u64]).collect::<Vec<_>>(), shapes);
+    assert_eq!(tokens.level_start, vec![0, 96, 120, 126]);
+    let mut worst = [0.0f64; 2];
+    for (k, pos) in g["positions"].as_array().unwrap().iter().enumerate() {
+        let i = pos.as_u64().unwrap() as usize;
+        worst[0] = worst[0].max((tokens.src[i] as f64 - g["src"][k].as_f64().unwrap()).abs());
+        worst[1] = worst[1].max((tokens.pos[i] as f64 - g["pos"][k].as_f64().unwrap()).abs());
+    }
+    let src_sum: f64 = tokens.src.iter().map(|&x| x as f64).sum();
+    println!("{kind}: src max |diff| {:.2e}, pos max |diff| {:.2e}, sum {src_sum:.4} vs {:.4}", worst[0], worst[1], g["src_sum"].as_f64().unwrap());
+    // src went through 53 convolutions with BatchNorm folded into the weights (values O(1)): 4e-6 seen
+    assert!(worst[0] <= 1e-4, "{kind}: src max |diff| {}", worst[0]);
+    assert!(worst[1] <= 1e-6, "{kind}: pos max |diff| {}", worst[1]);
+    assert!((src_sum - g["src_sum"].as_f64().unwrap()).abs() <= 1e-3 * g["src_abs_sum"].as_f64().unwrap());
+}
+
+#[test]
+fn image_front_cpu_matches_official() {
+    check(BackendKind::Cpu);
+}
+
+#[test]
+fn image_front_reference_matches_official() {
+    check(BackendKind::Reference);
+}
+
+#[test]
+fn image_front_wgpu_matches_official() {
+    check(BackendKind::Wgpu);
+}
+
+#[test]
+fn sine_positions_are_bounded_and_y_first() {
+    let p = sine_position(2, 3);
+    assert_eq!(p.len(), 256 * 6);
+    assert!(p.iter().all(|v| v.abs() <= 1.0));
+    // channel 0 = sin(y-embed): the same along a row, channel 128 = sin(x-embed): the same down a column
+    assert_eq!(p[0], p[1]);
+    assert_eq!(p[128 * 6], p[128 * 6 + 3]);
+}

@@ -1,0 +1,87 @@
+"""Golden outputs of the official image front (spec §2.2-2.3): R50 backbone (FrozenBN), the four
+input projections with GroupNorm, sine positions + level embed, flattened level-major — the
+`src_flatten` and `lvl_pos_embed_flatten` the encoder receives — for a small image, with every
+weight given by a formula that the Rust tests reproduce (tests/common/mod.rs `formula_weight`):
+
+    /usr/bin/python3 tools/official_image_front.py OFFICIAL_REPO tests/fixtures/image_front_golden.json
+
+Weight `name` (shape s), element j: v = frac((j·7919 + Σbytes(name)·104729) mod 65521)·2 − 1, then
+  conv/linear weights (rank ≥ 2, except embeddings): v·√(3/fan_in);   BN/GN/LN weight: 1 + 0.1·v;
+  running_var: 1 + 0.5·v;   biases, running_mean: 0.1·v;   other rank-1/2 tensors: v.
+Image [1,3,H,W], element j: frac((j·104729 + 7) mod 65521)·4 − 2.
+"""
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import official_model  # noqa: E402
+
+H, W = 64, 96
+SAMPLES = 4096
+
+
+def frac(a, m):
+    return (a % m) / m
+
+
+def formula(name, shape):
+    import torch
+
+    n = 1
+    for d in shape:
+        n *= d
+    s = sum(name.encode())
+    v = [frac(j * 7919 + s * 104729, 65521) * 2 - 1 for j in range(n)]
+    last = name.rsplit(".", 1)[-1]
+    norm = any(k in name for k in ("bn", "norm", "LayerNorm", ".downsample.1.")) or (name.startswith("input_proj.") and name.split(".")[2] == "1")
+    if last == "running_var":
+        v = [1 + 0.5 * x for x in v]
+    elif last in ("running_mean", "bias") and len(shape) == 1:
+        v = [0.1 * x for x in v]
+    elif norm and last == "weight" and len(shape) == 1:
+        v = [1 + 0.1 * x for x in v]
+    elif len(shape) >= 2 and "embed" not in name:
+        fan_in = n // shape[0]
+        v = [x * math.sqrt(3 / fan_in) for x in v]
+    return torch.tensor(v, dtype=torch.float64).float().reshape(shape)
+
+
+def main(repo, out):
+    import torch
+    import torch.nn.functional as F
+
+    model, _ = official_model.build(repo, 128)
+    from util.misc import NestedTensor
+
+    with torch.no_grad():
+        for name, p in model.state_dict().items():
+            if p.dtype == torch.float32:
+                p.copy_(formula(name, list(p.shape)))
+        img = torch.tensor([frac(j * 104729 + 7, 65521) * 4 - 2 for j in range(3 * H * W)], dtype=torch.float64).float().reshape(1, 3, H, W)
+        samples = NestedTensor(img, torch.zeros(1, H, W, dtype=torch.bool))
+        features, pos = model.backbone(samples)
+        srcs = [model.input_proj[l](f.tensors) for l, f in enumerate(features)]
+        # the fourth level: a 3×3/s2 projection of C5, its mask resized from the image mask
+        src = model.input_proj[len(features)](features[-1].tensors)
+        mask = F.interpolate(samples.mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
+        srcs.append(src)
+        pos.append(model.backbone[1](NestedTensor(src, mask)).to(src.dtype))
+        level_embed = model.transformer.level_embed
+        src_flat = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)[0]
+        pos_flat = torch.cat([p.flatten(2).transpose(1, 2) + level_embed[l].view(1, 1, -1) for l, p in enumerate(pos)], 1)[0]
+    shapes = [list(s.shape[-2:]) for s in srcs]
+    total = src_flat.numel()
+    idx = [(k * 7919) % total for k in range(SAMPLES)]
+    fs, fp = src_flat.flatten(), pos_flat.flatten()
+    json.dump({"generator": "tools/official_image_front.py", "height": H, "width": W, "spatial_shapes": shapes,
+               "src_sum": float(src_flat.double().sum()), "pos_sum": float(pos_flat.double().sum()),
+               "src_abs_sum": float(src_flat.double().abs().sum()),
+               "positions": idx, "src": [float(fs[i]) for i in idx], "pos": [float(fp[i]) for i in idx],
+               "c5_sum": float(features[-1].tensors.double().sum())}, open(out, "w"))
+    print(shapes, src_flat.shape, float(src_flat.abs().mean()), float(features[-1].tensors.abs().mean()))
+
+
+if __name__ == "__main__":
+    main(os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]))
