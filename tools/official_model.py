@@ -95,10 +95,29 @@ def patch_offline():
     torch.load = lambda f, *a, **k: torchvision.models.resnet50().state_dict() if isinstance(f, str) and f.startswith("/mnt") else real_load(f, *a, **k)
 
 
+def patch_msda():
+    """The official CUDA op → its grid_sample twin from the same file (ms_deform_attn_core_pytorch)."""
+    import importlib
+
+    from models.ops.functions.ms_deform_attn_func import ms_deform_attn_core_pytorch
+
+    class Twin:
+        @staticmethod
+        def apply(value, shapes, level_start_index, locations, weights, im2col_step):
+            return ms_deform_attn_core_pytorch(value, shapes, locations, weights)
+
+    for mod in ("models.ops.modules.ms_deform_attn", "models.dab_deformable.ops.modules.ms_deform_attn"):
+        try:
+            importlib.import_module(mod).MSDeformAttnFunction = Twin
+        except ImportError:
+            pass
+
+
 def build(repo, queries):
     patch_offline()
     args = official_args(repo, queries)
     args.device = "cpu"
+    patch_msda()
     from models import build_model
 
     model, _, _ = build_model(args)

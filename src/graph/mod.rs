@@ -3,5 +3,6 @@
 //! projections, positions) that gives the encoder its tokens.
 
 pub mod backbone;
+pub mod encoder;
 pub mod front;
 pub mod text;
