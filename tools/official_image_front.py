@@ -6,7 +6,7 @@ weight given by a formula that the Rust tests reproduce (tests/common/mod.rs `fo
     /usr/bin/python3 tools/official_image_front.py OFFICIAL_REPO tests/fixtures/image_front_golden.json
 
 Weight `name` (shape s), element j: v = frac((j·7919 + Σbytes(name)·104729) mod 65521)·2 − 1, then
-  conv/linear weights (rank ≥ 2, except embeddings): v·√(3/fan_in);   BN/GN/LN weight: 1 + 0.1·v;
+  conv/linear weights (rank ≥ 2, except embedding tables): v·√(3/fan_in);   BN/GN/LN weight: 1 + 0.1·v;
   running_var: 1 + 0.5·v;   biases, running_mean: 0.1·v;   other rank-1/2 tensors: v.
 Image [1,3,H,W], element j: frac((j·104729 + 7) mod 65521)·4 − 2.
 """
@@ -26,6 +26,12 @@ def frac(a, m):
     return (a % m) / m
 
 
+def embedding(name):
+    """Lookup tables (queries, anchors, level and text embeddings) keep v; the box MLPs
+    (`*_bbox_embed.*.layers.*`) are linear layers."""
+    return name.endswith("_embed.weight") or name == "transformer.level_embed" or "embeddings" in name
+
+
 def formula(name, shape):
     import torch
 
@@ -42,7 +48,7 @@ def formula(name, shape):
         v = [0.1 * x for x in v]
     elif norm and last == "weight" and len(shape) == 1:
         v = [1 + 0.1 * x for x in v]
-    elif len(shape) >= 2 and "embed" not in name:
+    elif len(shape) >= 2 and not embedding(name):
         fan_in = n // shape[0]
         v = [x * math.sqrt(3 / fan_in) for x in v]
     return torch.tensor(v, dtype=torch.float64).float().reshape(shape)

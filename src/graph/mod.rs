@@ -3,6 +3,7 @@
 //! projections, positions) that gives the encoder its tokens.
 
 pub mod backbone;
+pub mod decoder;
 pub mod encoder;
 pub mod front;
 pub mod text;

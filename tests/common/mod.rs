@@ -219,6 +219,8 @@ pub fn formula_weight(name: &str, shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let s: u64 = name.bytes().map(u64::from).sum();
     let last = name.rsplit('.').next().unwrap_or("");
+    // lookup tables keep v; the box MLPs (`*_bbox_embed.*.layers.*`) are linear layers
+    let embedding = name.ends_with("_embed.weight") || name == "transformer.level_embed" || name.contains("embeddings");
     let is_norm = ["bn", "norm", "LayerNorm", ".downsample.1."].iter().any(|k| name.contains(k)) || (name.starts_with("input_proj.") && name.split('.').nth(2) == Some("1"));
     (0..n as u64)
         .map(|j| {
@@ -229,7 +231,7 @@ pub fn formula_weight(name: &str, shape: &[usize]) -> Vec<f32> {
                 0.1 * v
             } else if is_norm && last == "weight" && shape.len() == 1 {
                 1.0 + 0.1 * v
-            } else if shape.len() >= 2 && !name.contains("embed") {
+            } else if shape.len() >= 2 && !embedding {
                 v * (3.0 / (n / shape[0]) as f64).sqrt()
             } else {
                 v

@@ -1,0 +1,300 @@
+//! The ParSe decoders with DAB anchors and the text-classifier heads (spec §2.6-2.7):
+//! the ho_decoder over N subject+object queries, the verb queries from MBF, the verb decoder over
+//! Np pair queries anchored at the mean of each pair's boxes, then boxes and logits for the last
+//! decoder layer against the last round's language. Batch 1, unpadded.
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::problem::{Activation, AttentionProblem, DType, Form, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+
+const D: usize = 256;
+const HEADS: usize = 8;
+const POINTS: usize = 4;
+const LN_EPS: f32 = 1e-5;
+/// `−ln((1 − 0.01)/0.01)`: the constant logit prior (hoi.py), not in the checkpoint.
+pub const BIAS_C: f32 = -4.595_12;
+
+type Get<'g> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'g;
+
+/// A linear layer `[out, in]` + bias.
+struct Lin {
+    inp: usize,
+    out: usize,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl Lin {
+    fn load(get: &mut Get, name: &str, out: usize, inp: usize) -> Result<Self> {
+        Ok(Lin { inp, out, w: get(&format!("{name}.weight"), &[out, inp])?, b: get(&format!("{name}.bias"), &[out])? })
+    }
+    fn run(&self, be: &dyn Backend, x: &[f32], act: Activation) -> Result<Vec<f32>> {
+        be.gemm(&GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act), x, &self.w, Some(&self.b))
+    }
+}
+
+/// An MLP with ReLU between its layers.
+struct Mlp(Vec<Lin>);
+
+impl Mlp {
+    fn load(get: &mut Get, name: &str, dims: &[usize]) -> Result<Self> {
+        (0..dims.len() - 1).map(|i| Lin::load(get, &format!("{name}.layers.{i}"), dims[i + 1], dims[i])).collect::<Result<Vec<_>>>().map(Mlp)
+    }
+    fn run(&self, be: &dyn Backend, x: &[f32]) -> Result<Vec<f32>> {
+        let mut y = x.to_vec();
+        for (i, l) in self.0.iter().enumerate() {
+            y = l.run(be, &y, if i + 1 < self.0.len() { Activation::Relu } else { Activation::None })?;
+        }
+        Ok(y)
+    }
+}
+
+struct Norm(Vec<f32>, Vec<f32>);
+
+impl Norm {
+    fn load(get: &mut Get, name: &str) -> Result<Self> {
+        Ok(Norm(get(&format!("{name}.weight"), &[D])?, get(&format!("{name}.bias"), &[D])?))
+    }
+    fn run(&self, be: &dyn Backend, x: &[f32], eps: f32) -> Result<Vec<f32>> {
+        be.layer_norm(&LayerNormProblem { rows: x.len() / D, width: D, eps }, x, &self.0, &self.1)
+    }
+}
+
+struct DecoderLayer {
+    sampling_offsets: Lin,
+    attention_weights: Lin,
+    value_proj: Lin,
+    output_proj: Lin,
+    norm1: Norm,
+    in_proj: Lin,
+    out_proj: Lin,
+    norm2: Norm,
+    linear1: Lin,
+    linear2: Lin,
+    norm3: Norm,
+}
+
+struct Decoder {
+    layers: Vec<DecoderLayer>,
+    query_scale: Mlp,
+    ref_point_head: Mlp,
+}
+
+fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `log(x / (1 − x))` with both clamped to ≥ 1e-5 after clamping x to [0, 1] (util/misc.py).
+fn inverse_sigmoid(x: f32) -> f32 {
+    let x = x.clamp(0.0, 1.0);
+    (x.max(1e-5) / (1.0 - x).max(1e-5)).ln()
+}
+
+/// DAB's sine embedding of boxes `[n, 4]` → `[n, 512]`: (y, x, w, h), 128 each, sin/cos interleaved.
+fn sine4(boxes: &[f32]) -> Vec<f32> {
+    let scale = 2.0 * std::f32::consts::PI;
+    let dim_t: Vec<f32> = (0..128).map(|i| 10000f32.powf(2.0 * (i / 2) as f32 / 128.0)).collect();
+    let mut out = Vec::with_capacity(boxes.len() / 4 * 512);
+    for b in boxes.chunks_exact(4) {
+        for c in [1, 0, 2, 3] {
+            let e = b[c] * scale;
+            for (k, &t) in dim_t.iter().enumerate() {
+                let v = e / t;
+                out.push(if k % 2 == 0 { v.sin() } else { v.cos() });
+            }
+        }
+    }
+    out
+}
+
+impl Decoder {
+    fn load(get: &mut Get, prefix: &str, layers: usize, levels: usize, ffn: usize) -> Result<Self> {
+        let taps = HEADS * levels * POINTS;
+        let mut ls = Vec::new();
+        for k in 0..layers {
+            let p = format!("{prefix}.layers.{k}");
+            ls.push(DecoderLayer {
+                sampling_offsets: Lin::load(get, &format!("{p}.cross_attn.sampling_offsets"), 2 * taps, D)?,
+                attention_weights: Lin::load(get, &format!("{p}.cross_attn.attention_weights"), taps, D)?,
+                value_proj: Lin::load(get, &format!("{p}.cross_attn.value_proj"), D, D)?,
+                output_proj: Lin::load(get, &format!("{p}.cross_attn.output_proj"), D, D)?,
+                norm1: Norm::load(get, &format!("{p}.norm1"))?,
+                in_proj: Lin { inp: D, out: 3 * D, w: get(&format!("{p}.self_attn.in_proj_weight"), &[3 * D, D])?, b: get(&format!("{p}.self_attn.in_proj_bias"), &[3 * D])? },
+                out_proj: Lin::load(get, &format!("{p}.self_attn.out_proj"), D, D)?,
+                norm2: Norm::load(get, &format!("{p}.norm2"))?,
+                linear1: Lin::load(get, &format!("{p}.linear1"), ffn, D)?,
+                linear2: Lin::load(get, &format!("{p}.linear2"), D, ffn)?,
+                norm3: Norm::load(get, &format!("{p}.norm3"))?,
+            });
+        }
+        Ok(Decoder { layers: ls, query_scale: Mlp::load(get, &format!("{prefix}.query_scale"), &[D, D, D])?, ref_point_head: Mlp::load(get, &format!("{prefix}.ref_point_head"), &[2 * D, D, D])? })
+    }
+}
+
+impl DecoderLayer {
+    /// Self-attention over all queries, deformable cross-attention into `memory` at the boxes
+    /// `refs [n, 4]`, FFN; post-norm.
+    fn run(&self, be: &dyn Backend, x: &[f32], qpos: &[f32], refs: &[f32], memory: &Memory) -> Result<Vec<f32>> {
+        let n = x.len() / D;
+        // nn.MultiheadAttention: rows of in_proj are q | k | v; q = k = x + qpos, v = x
+        let qk_in = add(x, qpos);
+        let w = &self.in_proj;
+        let proj = |inp: &[f32], part: usize| be.gemm(&GemmProblem::linear(n, D, D), inp, &w.w[part * D * D..(part + 1) * D * D], Some(&w.b[part * D..(part + 1) * D]));
+        let (q, k, v) = (proj(&qk_in, 0)?, proj(&qk_in, 1)?, proj(x, 2)?);
+        let ap = AttentionProblem { batch: 1, heads: HEADS, q_len: n, k_len: n, head_dim: D / HEADS, scale: ((D / HEADS) as f32).powf(-0.5) };
+        let sa = self.out_proj.run(be, &be.attention(&ap, &q, &k, &v, None)?, Activation::None)?;
+        let x = self.norm2.run(be, &add(x, &sa), LN_EPS)?;
+        // deformable cross-attention with 4-D reference boxes (the same box at every level)
+        let query = add(&x, qpos);
+        let offsets = self.sampling_offsets.run(be, &query, Activation::None)?;
+        let logits = self.attention_weights.run(be, &query, Activation::None)?;
+        let value = self.value_proj.run(be, &memory.data, Activation::None)?;
+        let reference: Vec<f32> = refs.chunks_exact(4).flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied()).collect();
+        let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, &memory.shapes, Form::Fused(RefKind::Boxes));
+        let mut prepared = be.prepare_ms_deform_attn(&p, &MsDeformAttnInput::Fused { value: &value, reference: &reference, sampling_offsets: &offsets, attention_logits: &logits }, DType::F32)?;
+        prepared.run()?;
+        let ca = self.output_proj.run(be, &prepared.output()?, Activation::None)?;
+        drop(prepared);
+        let x = self.norm1.run(be, &add(&x, &ca), LN_EPS)?;
+        let h = self.linear1.run(be, &x, Activation::Relu)?;
+        let y = self.linear2.run(be, &h, Activation::None)?;
+        self.norm3.run(be, &add(&x, &y), LN_EPS)
+    }
+}
+
+/// The encoder memory the decoders attend to.
+pub struct Memory<'a> {
+    /// `[S, 256]`
+    pub data: &'a [f32],
+    pub shapes: &'a [(usize, usize)],
+}
+
+/// The heads' outputs for the last decoder layer (Np = N/2 pairs), in the layouts
+/// [`crate::model::postprocess::HeadOutputs`] reads.
+pub struct Outputs {
+    pub sub_logits: Vec<f32>,
+    pub obj_logits: Vec<f32>,
+    pub verb_logits: Vec<f32>,
+    pub sub_boxes: Vec<f32>,
+    pub obj_boxes: Vec<f32>,
+}
+
+pub struct Decoders {
+    num_queries: usize,
+    ho: Decoder,
+    verb: Decoder,
+    sub_bbox: Vec<Mlp>,
+    obj_bbox: Vec<Mlp>,
+    mbf: [Vec<Lin>; 3],
+    tgt: Vec<f32>,
+    verb_tgt: Vec<f32>,
+    refpoint: Vec<f32>,
+    resizer: Lin,
+    resizer_norm: Norm,
+    projection_text: Lin,
+    bias_obj_a: Vec<f32>,
+    bias_pred_a: Vec<f32>,
+}
+
+impl Decoders {
+    pub fn load(num_queries: usize, dec_layers: usize, levels: usize, ffn: usize, mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>) -> Result<Self> {
+        let get: &mut Get = &mut get;
+        let ho = Decoder::load(get, "transformer.ho_decoder", dec_layers, levels, ffn)?;
+        let verb = Decoder::load(get, "transformer.verb_decoder", dec_layers, levels, ffn)?;
+        let bbox = |get: &mut Get, side: &str| (0..2 * dec_layers).map(|i| Mlp::load(get, &format!("{side}_bbox_embed.{i}"), &[D, D, D, 4])).collect::<Result<Vec<_>>>();
+        let sub_bbox = bbox(get, "sub")?;
+        let obj_bbox = bbox(get, "obj")?;
+        let fc = |get: &mut Get, which: usize, out: usize, inp: usize| (0..16).map(|k| Lin::load(get, &format!("transformer.verb_tgt_generator.fc_{which}.{k}"), out, inp)).collect::<Result<Vec<_>>>();
+        let mbf = [fc(get, 1, 16, D)?, fc(get, 2, 16, D)?, fc(get, 3, D, 16)?];
+        Ok(Decoders {
+            num_queries,
+            ho,
+            verb,
+            sub_bbox,
+            obj_bbox,
+            mbf,
+            tgt: get("tgt_embed.weight", &[num_queries, D])?,
+            verb_tgt: get("verb_tgt_embed.weight", &[num_queries, D])?,
+            refpoint: get("refpoint_embed.weight", &[num_queries, 4])?,
+            resizer: Lin::load(get, "transformer.resizer.fc", D, 768)?,
+            resizer_norm: Norm::load(get, "transformer.resizer.layer_norm")?,
+            projection_text: Lin::load(get, "projection_text", D, D)?,
+            bias_obj_a: get("bias_obj_a", &[D])?,
+            bias_pred_a: get("bias_pred_a", &[D])?,
+        })
+    }
+
+    /// One DAB decoder pass: `x [n, 256]` queries, `sub`/`obj` boxes `[np, 4]`; `parse` = the
+    /// ho_decoder (refs are both boxes, refinements from the subject/object halves) or the verb
+    /// decoder (refs the mean of each pair, refinements from the verb features). Returns the last
+    /// layer's features and the boxes refined by the last layer.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(&self, be: &dyn Backend, dec: &Decoder, bbox_base: usize, mut x: Vec<f32>, mut sub: Vec<f32>, mut obj: Vec<f32>, parse: bool, memory: &Memory) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let np = sub.len() / 4;
+        let (mut before_sub, mut before_obj) = (sub.clone(), obj.clone());
+        for (k, layer) in dec.layers.iter().enumerate() {
+            let refs: Vec<f32> = if parse { [sub.as_slice(), obj.as_slice()].concat() } else { sub.iter().zip(&obj).map(|(a, b)| 0.5 * (a + b)).collect() };
+            let raw = dec.ref_point_head.run(be, &sine4(&refs))?;
+            let qpos = if k == 0 { raw } else { dec.query_scale.run(be, &x)?.iter().zip(&raw).map(|(a, b)| a * b).collect() };
+            x = layer.run(be, &x, &qpos, &refs, memory)?;
+            let (xs, xo) = if parse { (&x[..np * D], &x[np * D..]) } else { (&x[..], &x[..]) };
+            let ds = self.sub_bbox[bbox_base + k].run(be, xs)?;
+            let d_o = self.obj_bbox[bbox_base + k].run(be, xo)?;
+            before_sub = sub.clone();
+            before_obj = obj.clone();
+            sub = sub.iter().zip(&ds).map(|(r, d)| sigmoid(d + inverse_sigmoid(*r))).collect();
+            obj = obj.iter().zip(&d_o).map(|(r, d)| sigmoid(d + inverse_sigmoid(*r))).collect();
+        }
+        Ok((x, sub, obj, before_sub, before_obj))
+    }
+
+    /// Both decoders and the heads, against `lang [T, 768]` (the last fusion round's language),
+    /// with `objects` object texts (incl. `no objects`) first, then the verb texts.
+    pub fn forward(&self, be: &dyn Backend, memory: &Memory, lang: &[f32], objects: usize) -> Result<Outputs> {
+        let np = self.num_queries / 2;
+        let refs: Vec<f32> = self.refpoint.iter().map(|&v| sigmoid(v)).collect();
+        let (hs, sub, obj, sub_before, obj_before) = self.decode(be, &self.ho, 0, self.tgt.clone(), refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
+        // verb queries: MBF(h_s, h_o) + verb_tgt[:Np] + verb_tgt[Np:]
+        let (hs_s, hs_o) = (&hs[..np * D], &hs[np * D..]);
+        let mut mbf = vec![0f32; np * D];
+        for k in 0..16 {
+            let a = self.mbf[0][k].run(be, hs_s, Activation::None)?;
+            let s = self.mbf[1][k].run(be, hs_o, Activation::None)?;
+            let h: Vec<f32> = a.iter().zip(&s).map(|(x, y)| (x * y).max(0.0)).collect();
+            let z = self.mbf[2][k].run(be, &h, Activation::None)?;
+            mbf.iter_mut().zip(&z).for_each(|(m, v)| *m += v);
+        }
+        let verb_x: Vec<f32> = (0..np * D).map(|i| mbf[i].max(0.0) + self.verb_tgt[i] + self.verb_tgt[np * D + i]).collect();
+        let nl = self.ho.layers.len();
+        let (hv, _, _, _, _) = self.decode(be, &self.verb, nl, verb_x, sub.clone(), obj.clone(), false, memory)?;
+        // heads (last layer): boxes from the last ho layer's refinement of its input boxes
+        let last = nl - 1;
+        let sub_boxes: Vec<f32> = self.sub_bbox[last].run(be, hs_s)?.iter().zip(&sub_before).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect();
+        let obj_boxes: Vec<f32> = self.obj_bbox[last].run(be, hs_o)?.iter().zip(&obj_before).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect();
+        // text: resizer (LayerNorm eps 1e-12), L2 normalize, /2, projection
+        let resized = self.resizer_norm.run(be, &self.resizer.run(be, lang, Activation::None)?, 1e-12)?;
+        let normed: Vec<f32> = resized.chunks_exact(D).flat_map(|r| {
+            let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            r.iter().map(move |v| v / norm / 2.0)
+        }).collect();
+        let text = self.projection_text.run(be, &normed, Activation::None)?;
+        let (obj_text, verb_text) = text.split_at(objects * D);
+        let logits = |q: &[f32], bias: &[f32], keys: &[f32], rows: usize| -> Result<Vec<f32>> {
+            let qb: Vec<f32> = q.chunks_exact(D).flat_map(|r| r.iter().zip(bias).map(|(a, b)| a + b)).collect();
+            let k = keys.len() / D;
+            let y = be.gemm(&GemmProblem { m: rows, k: D, n: k, bias: false, act: Activation::None }, &qb, keys, None)?;
+            Ok(y.into_iter().map(|v| v + BIAS_C).collect())
+        };
+        Ok(Outputs {
+            sub_logits: logits(hs_s, &self.bias_obj_a, obj_text, np)?,
+            obj_logits: logits(hs_o, &self.bias_obj_a, obj_text, np)?,
+            verb_logits: logits(&hv, &self.bias_pred_a, verb_text, np)?,
+            sub_boxes,
+            obj_boxes,
+        })
+    }
+}
