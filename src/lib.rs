@@ -22,6 +22,7 @@
 pub mod backend;
 pub mod bench;
 pub mod convert;
+pub mod detect;
 pub mod error;
 pub mod graph;
 pub mod io;

@@ -15,6 +15,9 @@ use rlipv2::io::pth::{self, Checkpoint};
 use rlipv2::model::{schema, Config};
 use rlipv2::seeded::Rng;
 
+mod common;
+use common::char_tokenizer;
+
 const FIXTURE: &str = "tests/fixtures/official_format_r50_parseda_v2_q128.pth";
 const SCHEMA: &str = "tests/fixtures/official_schema_r50_parseda_v2_q128.txt";
 
@@ -250,32 +253,6 @@ fn mutated_pickles_never_panic() {
         }
     }
     println!("{cases} mutated data.pkl: {ok} parsed, {err} refused, 0 panics");
-}
-
-/// A RoBERTa-format tokenizer.json (byte-level pre-tokenizer, BPE, `<s>`/`</s>` post-processor)
-/// with one token per printable byte and no merges: ids are easy to predict.
-fn char_tokenizer(dir: &Path) -> PathBuf {
-    let mut vocab = serde_json::Map::new();
-    for (i, s) in ["<s>", "<pad>", "</s>", "<unk>"].iter().enumerate() {
-        vocab.insert(s.to_string(), i.into());
-    }
-    for b in 33u8..=126 {
-        vocab.insert((b as char).to_string(), (4 + b as u32 - 33).into());
-    }
-    vocab.insert("Ġ".into(), 98.into()); // the byte-level form of a space
-    let special = |id: u32, s: &str| serde_json::json!({"id": id, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": true});
-    let json = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [special(0, "<s>"), special(1, "<pad>"), special(2, "</s>"), special(3, "<unk>")],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-        "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0], "trim_offsets": true, "add_prefix_space": false},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false, "vocab": vocab, "merges": []}
-    });
-    let path = dir.join("tokenizer.json");
-    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
-    path
 }
 
 #[test]

@@ -100,13 +100,10 @@ impl ResNet50 {
         let mut out = Vec::new();
         for (li, layer) in self.layers.iter().enumerate() {
             for b in layer {
-                let identity = match &b.downsample {
-                    Some(d) => d.run(be, &x, Activation::None, None)?,
-                    None => x.clone(),
-                };
+                let down = b.downsample.as_ref().map(|d| d.run(be, &x, Activation::None, None)).transpose()?;
                 let y = b.conv1.run(be, &x, Activation::Relu, None)?;
                 let y = b.conv2.run(be, &y, Activation::Relu, None)?;
-                x = b.conv3.run(be, &y, Activation::Relu, Some(&identity))?;
+                x = b.conv3.run(be, &y, Activation::Relu, Some(down.as_ref().unwrap_or(&x)))?;
             }
             if li >= 1 {
                 out.push(x.clone());

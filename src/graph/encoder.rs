@@ -13,6 +13,8 @@ const D: usize = 256;
 const HEADS: usize = 8;
 const POINTS: usize = 4;
 const LN_EPS: f32 = 1e-5;
+/// Token rows per FFN block.
+const FFN_ROWS: usize = 2048;
 
 /// Names of an encoder layer's tensors after `transformer.encoder.layers.{i}.`, in load order.
 const LAYER_NAMES: [&str; 16] = [
@@ -123,9 +125,14 @@ impl Encoder {
         let ln = LayerNormProblem { rows: s, width: D, eps: LN_EPS };
         let res: Vec<f32> = x.iter().zip(&attn).map(|(a, b)| a + b).collect();
         let x = be.layer_norm(&ln, &res, &w[8], &w[9])?;
-        let h = lin(&x, D, self.ffn, 10, Activation::Relu)?;
-        let y = lin(&h, self.ffn, D, 12, Activation::None)?;
-        let res: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+        // FFN in row blocks: the [S, FFN] hidden would be 146 MB at 800×1066
+        let mut res = Vec::with_capacity(x.len());
+        for rows in x.chunks(FFN_ROWS * D) {
+            let r = rows.len() / D;
+            let h = be.gemm(&GemmProblem::linear(r, D, self.ffn).with_act(Activation::Relu), rows, &w[10], Some(&w[11]))?;
+            let y = be.gemm(&GemmProblem::linear(r, self.ffn, D), &h, &w[12], Some(&w[13]))?;
+            res.extend(rows.iter().zip(&y).map(|(a, b)| a + b));
+        }
         be.layer_norm(&ln, &res, &w[14], &w[15])
     }
 }

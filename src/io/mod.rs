@@ -11,6 +11,7 @@ mod fusion;
 pub mod pickle;
 pub mod pth;
 pub mod image;
+pub mod weights;
 mod ms_deform_attn;
 
 pub use fusion::{read_gated_cross_attn, read_sparse_fusion, GatedCrossAttnFile, SparseFusionFile};

@@ -1,0 +1,94 @@
+//! Detection end to end: a converted model file, an image, a label set → ⟨subject, verb, object⟩
+//! detections. Image → pre-processing → image front → ALIF encoder → decoders and heads →
+//! post-processing, with per-stage times.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::convert::{label_tensor, META_CONFIG};
+use crate::error::{Error, Result};
+use crate::graph::backbone::Feature;
+use crate::graph::decoder::{Decoders, Memory};
+use crate::graph::encoder::Encoder;
+use crate::graph::front::ImageFront;
+use crate::graph::text::{self, TextEncoder};
+use crate::io::weights::WeightFile;
+use crate::model::labels::LabelSet;
+use crate::model::postprocess::{postprocess, Detection, HeadOutputs, PostConfig};
+use crate::model::preprocess::{preprocess, RgbImage};
+use crate::model::Config;
+
+pub struct Detector {
+    pub config: Config,
+    front: ImageFront,
+    encoder: Encoder,
+    decoders: Decoders,
+}
+
+/// A label set with its language tokens `[T, 768]` (objects, `no objects`, verbs).
+pub struct Labels {
+    pub set: LabelSet,
+    pub lang: Vec<f32>,
+}
+
+/// Seconds per stage of one image.
+#[derive(Default, Debug, Clone)]
+pub struct Profile {
+    pub stages: Vec<(&'static str, f64)>,
+}
+
+impl Profile {
+    fn time<T>(&mut self, stage: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        let r = f()?;
+        self.stages.push((stage, t.elapsed().as_secs_f64()));
+        Ok(r)
+    }
+}
+
+impl Detector {
+    /// Reads the configuration from the file's metadata and loads the image-path weights.
+    pub fn load(file: &WeightFile, path: &Path) -> Result<Self> {
+        let raw = file.metadata.get(META_CONFIG).ok_or_else(|| Error::Format { file: path.to_path_buf(), reason: format!("no `{META_CONFIG}` metadata: convert the checkpoint with `rlipv2 convert`") })?;
+        let config: Config = serde_json::from_str(raw).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("bad `{META_CONFIG}`: {e}") })?;
+        let get = |n: &str, s: &[usize]| file.get(n, s);
+        let c = &config;
+        let front = ImageFront::load(get)?;
+        let encoder = Encoder::load(c.enc_layers, c.num_feature_levels, c.dim_feedforward, c.fusion_interval, c.gate(), get)?;
+        let decoders = Decoders::load(c.num_queries, c.dec_layers, c.num_feature_levels, c.dim_feedforward, get)?;
+        Ok(Detector { config, front, encoder, decoders })
+    }
+
+    /// Language tokens of `set`: baked in the file, or encoded with the file's text encoder and
+    /// `tokenizer` (needed for custom sets and files converted without `--tokenizer`).
+    pub fn labels(&self, file: &WeightFile, set: LabelSet, tokenizer: Option<&Path>, be: &dyn Backend) -> Result<Labels> {
+        let t = set.texts().len();
+        let baked = label_tensor(&set.name);
+        if tokenizer.is_none() && file.contains(&baked) {
+            return Ok(Labels { lang: file.get(&baked, &[t, 768])?, set });
+        }
+        let Some(tok) = tokenizer else {
+            return Err(Error::Limit { op: "detect", what: "labels".into(), reason: format!("label set `{}` is not baked into the model file: pass --tokenizer (the roberta-base tokenizer.json), or convert with --tokenizer", set.name) });
+        };
+        let enc = TextEncoder::load(self.config.text.clone(), |n, s| file.get(&format!("{}{n}", text::PREFIX), s))?;
+        let lang = enc.encode(be, &text::tokenize(tok, &set.texts())?)?;
+        Ok(Labels { set, lang })
+    }
+
+    /// Detections in `img` (original-pixel boxes), best first. `conv_be` runs the backbone
+    /// (a backend with `conv2d`), `be` everything else.
+    pub fn detect(&self, be: &dyn Backend, conv_be: &dyn Backend, img: &RgbImage, labels: &Labels, post: &PostConfig, profile: &mut Profile) -> Result<Vec<Detection>> {
+        let x = profile.time("preprocess", || Ok(preprocess(img)))?;
+        let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
+        let tokens = profile.time("backbone + projections", || self.front.forward(conv_be, &image))?;
+        let (memory, states) = profile.time("encoder + fusion", || self.encoder.forward(be, &tokens, &labels.lang))?;
+        let objects = labels.set.objects.len() + 1;
+        let lang = states.last().expect("at least one fusion round");
+        let out = profile.time("decoders + heads", || self.decoders.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, lang, objects))?;
+        profile.time("post-processing", || {
+            let heads = HeadOutputs { obj_logits: &out.obj_logits, verb_logits: &out.verb_logits, sub_boxes: &out.sub_boxes, obj_boxes: &out.obj_boxes, sub_logits: Some(&out.sub_logits) };
+            Ok(postprocess(&heads, &labels.set, (img.height, img.width), post))
+        })
+    }
+}
