@@ -66,6 +66,9 @@ enum Cmd {
         /// Print a per-stage time table for every image.
         #[arg(long)]
         profile: bool,
+        /// Detections drawn on the annotated PNG written beside each JSON (0: no PNG).
+        #[arg(long, default_value_t = 5)]
+        draw: usize,
     },
     /// Convert an official RLIPv2 checkpoint (.pth from `torch.save`) to safetensors, without
     /// Python and without running any pickle code. Checks every tensor against the schema of
@@ -206,7 +209,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Detect { weights, images, labels, tokenizer, backend, top_k, threshold, person_only, out, profile } => detect(&weights, &images, &labels, tokenizer.as_deref(), &backend, top_k, threshold, person_only, &out, profile),
+        Cmd::Detect { weights, images, labels, tokenizer, backend, top_k, threshold, person_only, out, profile, draw } => detect(&weights, &images, &labels, tokenizer.as_deref(), &backend, top_k, threshold, person_only, &out, profile, draw),
         Cmd::Convert { checkpoint, output, tokenizer } => {
             eprintln!("reading {}", checkpoint.display());
             use std::io::IsTerminal;
@@ -362,7 +365,7 @@ fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer: Option<&std::path::Path>, backend: &str, top_k: usize, threshold: f32, person_only: bool, out: &std::path::Path, profile: bool) -> Result<()> {
+fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer: Option<&std::path::Path>, backend: &str, top_k: usize, threshold: f32, person_only: bool, out: &std::path::Path, profile: bool, draw: usize) -> Result<()> {
     use rlipv2::detect::{Detector, Profile};
     use rlipv2::model::labels::LabelSet;
     use rlipv2::model::postprocess::PostConfig;
@@ -421,6 +424,10 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
         let path = out.join(format!("{stem}.json"));
         let tmp = out.join(format!(".{stem}.json.tmp-{}", std::process::id()));
         std::fs::write(&tmp, serde_json::to_string_pretty(&doc).expect("json")).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|source| Error::Io { path: path.clone(), source })?;
+        if draw > 0 {
+            let shown: Vec<_> = dets.iter().filter(|d| d.score >= threshold).take(top_k.min(draw)).cloned().collect();
+            io::draw::save_png(&io::draw::annotate(&img, &shown, &labels.set, draw), &out.join(format!("{stem}.png")))?;
+        }
         if let Some(top) = dets.first() {
             eprintln!("  {} detections; best: {} {} ({:.3})", kept.len(), labels.set.verbs[top.verb], labels.set.objects[top.object_label], top.score);
         }

@@ -1,6 +1,6 @@
 //! `rlipv2 detect` from the command line: a checkpoint in the official format is converted with
 //! baked label embeddings, then detect writes one JSON per image with boxes in original-image
-//! pixels, labels from the set and scores; bad inputs fail with a message and no output.
+//! pixels, labels from the set and scores, and an annotated PNG; bad inputs fail with a message and no output.
 //! (The fixture's weights are constant, so the detections say nothing about quality: fidelity is
 //! tests/detect_graph.rs.)
 
@@ -42,6 +42,9 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
         assert_eq!(d["subject_box"].as_array().unwrap().len(), 4);
         assert!(d["score"].as_f64().unwrap() >= 0.0);
     }
+    // the annotated image, at the original size
+    let png = rlipv2::io::image::load_rgb(&out.join("a.png")).unwrap();
+    assert_eq!((png.width, png.height), (100, 40));
     // a custom label set needs the tokenizer; a missing weights file and a non-image fail cleanly
     let custom = dir.path().join("labels.json");
     std::fs::write(&custom, r#"{"objects": ["person", "cup"], "verbs": ["hold", "drink with"]}"#).unwrap();

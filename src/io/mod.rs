@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 mod fusion;
 pub mod pickle;
 pub mod pth;
+pub mod draw;
 pub mod image;
 pub mod weights;
 mod ms_deform_attn;
