@@ -60,3 +60,18 @@ fn detect_graph_cpu_matches_official() {
 fn detect_graph_reference_matches_official() {
     check(BackendKind::Reference);
 }
+
+#[test]
+fn detect_graph_wgpu_matches_official() {
+    check(BackendKind::Wgpu);
+}
+
+#[test]
+fn detect_graph_cubecl_wgpu_matches_official() {
+    check(BackendKind::CubeclWgpu);
+}
+
+#[test]
+fn detect_graph_cubecl_cuda_matches_official() {
+    check(BackendKind::CubeclCuda);
+}

@@ -54,3 +54,18 @@ fn encoder_cpu_matches_official() {
 fn encoder_reference_matches_official() {
     check(BackendKind::Reference);
 }
+
+#[test]
+fn encoder_wgpu_matches_official() {
+    check(BackendKind::Wgpu);
+}
+
+#[test]
+fn encoder_cubecl_wgpu_matches_official() {
+    check(BackendKind::CubeclWgpu);
+}
+
+#[test]
+fn encoder_cubecl_cuda_matches_official() {
+    check(BackendKind::CubeclCuda);
+}

@@ -1,7 +1,7 @@
 //! The image front (ResNet-50 with FrozenBN folded, input projections + GroupNorm, sine
 //! positions + level embed, flattening) against the official modules: goldens from
 //! `tools/official_image_front.py` on a 64×96 image with formula weights (`formula_weight`).
-//! The cpu and reference backends run it (the GPU backends have no conv2d yet: SKIP).
+//! Every backend runs it (the GPU backends compose conv2d from their gemm for now).
 
 mod common;
 
@@ -65,6 +65,17 @@ fn image_front_reference_matches_official() {
 fn image_front_wgpu_matches_official() {
     check(BackendKind::Wgpu);
 }
+
+#[test]
+fn image_front_cubecl_wgpu_matches_official() {
+    check(BackendKind::CubeclWgpu);
+}
+
+#[test]
+fn image_front_cubecl_cuda_matches_official() {
+    check(BackendKind::CubeclCuda);
+}
+
 
 #[test]
 fn sine_positions_are_bounded_and_y_first() {

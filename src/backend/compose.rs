@@ -61,3 +61,44 @@ pub fn sparse_fusion(be: &dyn Backend, p: &SparseFusionProblem, memory: &mut [f3
     p.scatter_level(memory, &v_new);
     bert_layer(be, &p.lang, &l_new, mask, bw)
 }
+
+/// `conv2d` from the backend's `gemm`: columns built on the host for a band of output rows at a
+/// time (`[pixels, Ci·Kh·Kw]`, ≤ 4 M floats), `gemm` against the `[Co, Ci·Kh·Kw]` weights, then
+/// bias, residual and activation on the host while scattering back to NCHW. The conv2d of
+/// backends without a conv kernel yet (correct, not fast: every band goes host → device → host).
+pub fn conv2d(be: &dyn Backend, p: &crate::problem::Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+    const MAX_COLUMN_FLOATS: usize = 4 << 20;
+    let (ho, wo) = (p.out_h(), p.out_w());
+    let k = p.in_c * p.kh * p.kw;
+    let plane = ho * wo;
+    let mut y = vec![0f32; p.batch * p.out_c * plane];
+    let rows_per_band = (MAX_COLUMN_FLOATS / (k * wo).max(1)).clamp(1, ho);
+    for b in 0..p.batch {
+        let xb = &x[b * p.in_c * p.h * p.w..(b + 1) * p.in_c * p.h * p.w];
+        for r0 in (0..ho).step_by(rows_per_band) {
+            let rows = rows_per_band.min(ho - r0);
+            let n = rows * wo;
+            let mut col = vec![0f32; n * k];
+            for (j, crow) in col.chunks_mut(k).enumerate() {
+                let (oy, ox) = (r0 + j / wo, j % wo);
+                for (kk, v) in crow.iter_mut().enumerate() {
+                    let (c, ky, kx) = (kk / (p.kh * p.kw), (kk / p.kw) % p.kh, kk % p.kw);
+                    let iy = (oy * p.stride + ky) as isize - p.pad as isize;
+                    let ix = (ox * p.stride + kx) as isize - p.pad as isize;
+                    if iy >= 0 && iy < p.h as isize && ix >= 0 && ix < p.w as isize {
+                        *v = xb[(c * p.h + iy as usize) * p.w + ix as usize];
+                    }
+                }
+            }
+            let band = be.gemm(&GemmProblem::linear(n, k, p.out_c), &col, weight, Some(bias))?;
+            for j in 0..n {
+                for o in 0..p.out_c {
+                    let at = (b * p.out_c + o) * plane + r0 * wo + j;
+                    let v = band[j * p.out_c + o] + residual.map_or(0.0, |r| r[at]);
+                    y[at] = crate::reference::gemm::activate(v as f64, p.act) as f32;
+                }
+            }
+        }
+    }
+    Ok(y)
+}
