@@ -1,6 +1,6 @@
 //! The whole image graph against the official model end to end (hoi.py forward with
 //! `encode_and_save` then the memory cache, as engine.py evaluates): image front → ALIF encoder →
-//! ho_decoder, MBF, verb decoder → heads, for a 64×96 image, formula weights (N = 128 queries) and
+//! ho_decoder, MBF, verb decoder → heads, for 64×96 and 48×80 images, formula weights (N = 128) and
 //! 10 formula language tokens (6 object texts, 4 verb texts). Goldens from
 //! `tools/official_detect.py`. Checked: every logit (≤ 1e-3) and box (≤ 1e-4) of the 64 pairs.
 
@@ -24,31 +24,35 @@ fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
     let g: Value = serde_json::from_str(include_str!("fixtures/detect_golden.json")).unwrap();
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
-    let (h, w) = (64, 96);
-    let image = Feature { c: 3, h, w, data: (0..(3 * h * w) as u64).map(|j| (frac(j * 104729 + 7, 65521) * 4.0 - 2.0) as f32).collect() };
-    let tokens = match ImageFront::load(get).unwrap().forward(be.as_ref(), &image) {
-        Ok(t) => t,
-        Err(e @ Error::Unsupported { .. }) => {
-            println!("SKIP {kind}/detect graph: {e}");
-            return;
-        }
-        Err(e) => panic!("{kind}: {e}"),
-    };
+    let front = ImageFront::load(get).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
+    let dec = Decoders::load(128, 3, 4, 2048, get).unwrap();
     let (objects, verbs) = (g["objects"].as_u64().unwrap() as usize, g["verbs"].as_u64().unwrap() as usize);
     let t = objects + verbs;
     let lang: Vec<f32> = (0..(t * 768) as u64).map(|j| (frac(j * 7919 + 11, 65521) * 2.0 - 1.0) as f32).collect();
-    let (memory, states) = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap().forward(be.as_ref(), &tokens, &lang).unwrap();
-    let dec = Decoders::load(128, 3, 4, 2048, get).unwrap();
-    let out = dec.forward(be.as_ref(), &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), objects).unwrap();
-    let mut report = Vec::new();
-    for (name, got, tol) in [("pred_sub_logits", &out.sub_logits, 1e-3), ("pred_obj_logits", &out.obj_logits, 1e-3), ("pred_verb_logits", &out.verb_logits, 1e-3), ("pred_sub_boxes", &out.sub_boxes, 1e-4), ("pred_obj_boxes", &out.obj_boxes, 1e-4)] {
-        let want: Vec<f64> = g[name].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        assert_eq!(got.len(), want.len(), "{name}: length");
-        let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-        report.push(format!("{name} {worst:.1e}"));
-        assert!(worst <= tol, "{kind}: {name} max |diff| {worst} > {tol}");
+    for c in g["cases"].as_array().unwrap() {
+        let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
+        let image = Feature { c: 3, h, w, data: (0..(3 * h * w) as u64).map(|j| (frac(j * 104729 + 7, 65521) * 4.0 - 2.0) as f32).collect() };
+        let tokens = match front.forward(be.as_ref(), &image) {
+            Ok(t) => t,
+            Err(e @ Error::Unsupported { .. }) => {
+                println!("SKIP {kind}/detect graph: {e}");
+                return;
+            }
+            Err(e) => panic!("{kind}: {e}"),
+        };
+        let (memory, states) = enc.forward(be.as_ref(), &tokens, &lang).unwrap();
+        let out = dec.forward(be.as_ref(), &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), objects).unwrap();
+        let mut report = Vec::new();
+        for (name, got, tol) in [("pred_sub_logits", &out.sub_logits, 1e-3), ("pred_obj_logits", &out.obj_logits, 1e-3), ("pred_verb_logits", &out.verb_logits, 1e-3), ("pred_sub_boxes", &out.sub_boxes, 1e-4), ("pred_obj_boxes", &out.obj_boxes, 1e-4)] {
+            let want: Vec<f64> = c[name].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(got.len(), want.len(), "{name}: length");
+            let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+            report.push(format!("{name} {worst:.1e}"));
+            assert!(worst <= tol, "{kind} {h}×{w}: {name} max |diff| {worst} > {tol}");
+        }
+        println!("{kind} {h}×{w}: max |diff| vs the official model: {}", report.join(", "));
     }
-    println!("{kind}: max |diff| vs the official model: {}", report.join(", "));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The ALIF encoder (three fusion rounds + six deformable layers) against the official module
 //! (`RLIPv2_DeformableTransformerEncoder`, MSDA through its grid_sample twin): goldens from
-//! `tools/official_encoder.py` on the image front of tests/image_front.rs (64×96 image, formula
+//! `tools/official_encoder.py` on the image front of tests/image_front.rs (64×96 and 48×80, formula
 //! weights) and 7 formula language tokens. Checked: the memory and the three language states.
 
 mod common;
@@ -22,27 +22,31 @@ fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
     let g: Value = serde_json::from_str(include_str!("fixtures/encoder_golden.json")).unwrap();
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
-    let (h, w) = (64, 96);
-    let image = Feature { c: 3, h, w, data: (0..(3 * h * w) as u64).map(|j| (frac(j * 104729 + 7, 65521) * 4.0 - 2.0) as f32).collect() };
-    let tokens = match ImageFront::load(get).unwrap().forward(be.as_ref(), &image) {
-        Ok(t) => t,
-        Err(e @ Error::Unsupported { .. }) => {
-            println!("SKIP {kind}/encoder: {e}");
-            return;
-        }
-        Err(e) => panic!("{kind}: {e}"),
-    };
+    let front = ImageFront::load(get).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
     let t = g["t"].as_u64().unwrap() as usize;
     let lang: Vec<f32> = (0..(t * 768) as u64).map(|j| (frac(j * 7919 + 11, 65521) * 2.0 - 1.0) as f32).collect();
-    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
-    let (memory, states) = enc.forward(be.as_ref(), &tokens, &lang).unwrap();
-    assert_eq!(states.len(), 3);
-    let worst = |got: &[f32], idx: &Value, want: &Value| -> f64 { idx.as_array().unwrap().iter().zip(want.as_array().unwrap()).map(|(i, w)| (got[i.as_u64().unwrap() as usize] as f64 - w.as_f64().unwrap()).abs()).fold(0.0, f64::max) };
-    let m = worst(&memory, &g["positions"], &g["memory"]);
-    let l: Vec<f64> = (0..3).map(|r| worst(&states[r], &g["lang_positions"], &g["lang"][r])).collect();
-    println!("{kind}: memory max |diff| {m:.2e}, language states {:.2e} {:.2e} {:.2e}", l[0], l[1], l[2]);
-    assert!(m <= 1e-4, "{kind}: memory max |diff| {m}");
-    assert!(l.iter().all(|&d| d <= 1e-4), "{kind}: language states max |diff| {l:?}");
+    for c in g["cases"].as_array().unwrap() {
+        let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
+        let image = Feature { c: 3, h, w, data: (0..(3 * h * w) as u64).map(|j| (frac(j * 104729 + 7, 65521) * 4.0 - 2.0) as f32).collect() };
+        let tokens = match front.forward(be.as_ref(), &image) {
+            Ok(t) => t,
+            Err(e @ Error::Unsupported { .. }) => {
+                println!("SKIP {kind}/encoder: {e}");
+                return;
+            }
+            Err(e) => panic!("{kind}: {e}"),
+        };
+        let (memory, states) = enc.forward(be.as_ref(), &tokens, &lang).unwrap();
+        assert_eq!(states.len(), 3);
+        assert_eq!(memory.len(), c["tokens"].as_u64().unwrap() as usize * 256);
+        let worst = |got: &[f32], idx: &Value, want: &Value| -> f64 { idx.as_array().unwrap().iter().zip(want.as_array().unwrap()).map(|(i, w)| (got[i.as_u64().unwrap() as usize] as f64 - w.as_f64().unwrap()).abs()).fold(0.0, f64::max) };
+        let m = worst(&memory, &c["positions"], &c["memory"]);
+        let l: Vec<f64> = (0..3).map(|r| worst(&states[r], &c["lang_positions"], &c["lang"][r])).collect();
+        println!("{kind} {h}×{w}: memory max |diff| {m:.2e}, language states {:.2e} {:.2e} {:.2e}", l[0], l[1], l[2]);
+        assert!(m <= 1e-4, "{kind}: memory max |diff| {m}");
+        assert!(l.iter().all(|&d| d <= 1e-4), "{kind}: language states max |diff| {l:?}");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ weight given by a formula that the Rust tests reproduce (tests/common/mod.rs `fo
 Weight `name` (shape s), element j: v = frac((j·7919 + Σbytes(name)·104729) mod 65521)·2 − 1, then
   conv/linear weights (rank ≥ 2, except embedding tables): v·√(3/fan_in);   BN/GN/LN weight: 1 + 0.1·v;
   running_var: 1 + 0.5·v;   biases, running_mean: 0.1·v;   other rank-1/2 tensors: v.
-Image [1,3,H,W], element j: frac((j·104729 + 7) mod 65521)·4 − 2.
+Images [1,3,H,W] for (H, W) in SIZES, element j: frac((j·104729 + 7) mod 65521)·4 − 2.
 """
 import json
 import math
@@ -18,7 +18,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import official_model  # noqa: E402
 
-H, W = 64, 96
+# two image sizes (levels 8×12 … 1×2 and 6×10 … 1×2)
+SIZES = [(64, 96), (48, 80)]
 SAMPLES = 4096
 
 
@@ -54,39 +55,65 @@ def formula(name, shape):
     return torch.tensor(v, dtype=torch.float64).float().reshape(shape)
 
 
-def main(repo, out):
+def formula_model(repo):
+    """The official model with every float tensor set by `formula`."""
     import torch
-    import torch.nn.functional as F
 
     model, _ = official_model.build(repo, 128)
-    from util.misc import NestedTensor
-
     with torch.no_grad():
         for name, p in model.state_dict().items():
             if p.dtype == torch.float32:
                 p.copy_(formula(name, list(p.shape)))
-        img = torch.tensor([frac(j * 104729 + 7, 65521) * 4 - 2 for j in range(3 * H * W)], dtype=torch.float64).float().reshape(1, 3, H, W)
-        samples = NestedTensor(img, torch.zeros(1, H, W, dtype=torch.bool))
-        features, pos = model.backbone(samples)
-        srcs = [model.input_proj[l](f.tensors) for l, f in enumerate(features)]
-        # the fourth level: a 3×3/s2 projection of C5, its mask resized from the image mask
-        src = model.input_proj[len(features)](features[-1].tensors)
-        mask = F.interpolate(samples.mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
-        srcs.append(src)
-        pos.append(model.backbone[1](NestedTensor(src, mask)).to(src.dtype))
-        level_embed = model.transformer.level_embed
-        src_flat = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)[0]
-        pos_flat = torch.cat([p.flatten(2).transpose(1, 2) + level_embed[l].view(1, 1, -1) for l, p in enumerate(pos)], 1)[0]
-    shapes = [list(s.shape[-2:]) for s in srcs]
-    total = src_flat.numel()
-    idx = [(k * 7919) % total for k in range(SAMPLES)]
-    fs, fp = src_flat.flatten(), pos_flat.flatten()
-    json.dump({"generator": "tools/official_image_front.py", "height": H, "width": W, "spatial_shapes": shapes,
-               "src_sum": float(src_flat.double().sum()), "pos_sum": float(pos_flat.double().sum()),
-               "src_abs_sum": float(src_flat.double().abs().sum()),
-               "positions": idx, "src": [float(fs[i]) for i in idx], "pos": [float(fp[i]) for i in idx],
-               "c5_sum": float(features[-1].tensors.double().sum())}, open(out, "w"))
-    print(shapes, src_flat.shape, float(src_flat.abs().mean()), float(features[-1].tensors.abs().mean()))
+    return model
+
+
+def image(H, W):
+    import torch
+    from util.misc import NestedTensor
+
+    img = torch.tensor([frac(j * 104729 + 7, 65521) * 4 - 2 for j in range(3 * H * W)], dtype=torch.float64).float().reshape(1, 3, H, W)
+    return NestedTensor(img, torch.zeros(1, H, W, dtype=torch.bool))
+
+
+def run_front(model, samples):
+    """(src_flatten [1,S,256], lvl_pos_embed_flatten [1,S,256], shapes, C5) as hoi.py and the
+    transformer prepare them for one unpadded image."""
+    import torch
+    import torch.nn.functional as F
+    from util.misc import NestedTensor
+
+    features, pos = model.backbone(samples)
+    srcs = [model.input_proj[l](f.tensors) for l, f in enumerate(features)]
+    # the fourth level: a 3×3/s2 projection of C5, its mask resized from the image mask
+    src = model.input_proj[len(features)](features[-1].tensors)
+    mask = F.interpolate(samples.mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
+    srcs.append(src)
+    pos.append(model.backbone[1](NestedTensor(src, mask)).to(src.dtype))
+    le = model.transformer.level_embed
+    src_flat = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+    pos_flat = torch.cat([p.flatten(2).transpose(1, 2) + le[l].view(1, 1, -1) for l, p in enumerate(pos)], 1)
+    return src_flat, pos_flat, [list(s.shape[-2:]) for s in srcs], features[-1].tensors
+
+
+def main(repo, out):
+    import torch
+
+    model = formula_model(repo)
+    cases = []
+    with torch.no_grad():
+        for H, W in SIZES:
+            src_flat, pos_flat, shapes, c5 = run_front(model, image(H, W))
+            src_flat, pos_flat = src_flat[0], pos_flat[0]
+            total = src_flat.numel()
+            idx = [(k * 7919) % total for k in range(SAMPLES)]
+            fs, fp = src_flat.flatten(), pos_flat.flatten()
+            cases.append({"height": H, "width": W, "spatial_shapes": shapes,
+                          "src_sum": float(src_flat.double().sum()), "pos_sum": float(pos_flat.double().sum()),
+                          "src_abs_sum": float(src_flat.double().abs().sum()),
+                          "positions": idx, "src": [float(fs[i]) for i in idx], "pos": [float(fp[i]) for i in idx],
+                          "c5_sum": float(c5.double().sum())})
+            print((H, W), shapes, float(src_flat.abs().mean()))
+    json.dump({"generator": "tools/official_image_front.py", "cases": cases}, open(out, "w"))
 
 
 if __name__ == "__main__":
