@@ -47,8 +47,8 @@ enum Cmd {
         /// The roberta-base tokenizer.json, for label sets not baked into the model file.
         #[arg(long)]
         tokenizer: Option<PathBuf>,
-        /// auto, cpu, reference, wgpu, cubecl-wgpu, cubecl-cuda. The backbone runs on cpu where
-        /// the backend has no conv2d yet (said at start).
+        /// auto, cpu, reference, wgpu, cubecl-wgpu, cubecl-cuda (GPU backends build the
+        /// backbone's conv columns on the host for now).
         #[arg(long, default_value = "auto")]
         backend: String,
         /// Detections kept per image after NMS (at most 100: the evaluator's candidate count).
