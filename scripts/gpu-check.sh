@@ -2,8 +2,8 @@
 # GPU check for a lent CUDA machine (which has no Rust toolchain). Build here first:
 #   cargo build --release --features cuda && cargo test --release --features cuda --no-run
 #   scripts/gpu-check.sh --stage      # copies the binaries to .gpu-bin/ (git-ignored), stripped
-# then run on the device with carry [.gpu-bin, .gl, .official]:
-#   bash scripts/gpu-check.sh [msda] [fusion]      # both sections when none is named
+# then run on the device with carry [.gpu-bin.tar.xz, .gl, .official]:
+#   bash scripts/gpu-check.sh [msda] [fusion] [graph]      # every section when none is named
 # It runs the backend tests with cubecl-cuda, wgpu and cubecl-wgpu required, the side-by-side
 # bench at the encoder shape, and the official CUDA op vs grid_sample (tools/msda_cuda_official_bench.py).
 # Everything it prints is also written under $OUT.
@@ -13,14 +13,17 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--stage" ]; then
   rm -rf .gpu-bin && mkdir -p .gpu-bin
   cp target/release/rlipv2 .gpu-bin/
-  for name in ms_deform_attn_backends fusion_backends; do
+  for name in ms_deform_attn_backends fusion_backends conv2d image_front encoder detect_graph text_encoder; do
     t=$(ls -t target/release/deps/$name-* | grep -v '\.d$' | head -1)
     cp "$t" .gpu-bin/$name
   done
   strip .gpu-bin/*
-  du -sh .gpu-bin
+  # carry is limited to 64 MiB: ship the binaries compressed
+  tar -cJf .gpu-bin.tar.xz .gpu-bin
+  du -sh .gpu-bin .gpu-bin.tar.xz
   exit 0
 fi
+[ -f .gpu-bin.tar.xz ] && tar -xJf .gpu-bin.tar.xz
 
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -42,7 +45,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 echo "== backends" | tee "$OUT/log.txt"
 .gpu-bin/rlipv2 backends 2>&1 | tee -a "$OUT/log.txt"
 
-sections="${*:-msda fusion}"
+sections="${*:-msda fusion graph}"
 if [[ " $sections " == *" msda "* ]]; then
 echo "== tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
 RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/ms_deform_attn_backends --show-output 2>&1 | grep -E -A2 "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
@@ -61,4 +64,31 @@ echo "== ALIF tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/lo
 RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/fusion_backends --show-output 2>&1 | grep -E -A2 "test |panicked|result|launches" | grep -v "^RUN\|^SKIP" | tee -a "$OUT/log.txt"
 echo "== sparse_fusion bench" | tee -a "$OUT/log.txt"
 .gpu-bin/rlipv2 bench sparse_fusion --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --repeat 10 2>/dev/null | tee -a "$OUT/log.txt"
+fi
+
+if [[ " $sections " == *" graph "* ]]; then
+echo "== graph fidelity tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
+for t in conv2d text_encoder image_front encoder detect_graph; do
+  RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/$t --show-output 2>&1 | grep -E "diff|SKIP|panicked|test result" | tee -a "$OUT/log.txt"
+done
+echo "== detect end to end (fixture weights, 800x1066 after resize)" | tee -a "$OUT/log.txt"
+work=$(mktemp -d)
+python3 - "$work/tok.json" <<'PY'
+import json, sys
+vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{chr(b): 4 + b - 33 for b in range(33, 127)}, "\u0120": 98}
+sp = lambda i, s: {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": True, "special": True}
+json.dump({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [sp(0, "<s>"), sp(1, "<pad>"), sp(2, "</s>"), sp(3, "<unk>")], "normalizer": None,
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+           "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0], "trim_offsets": True, "add_prefix_space": False},
+           "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+           "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": False, "vocab": vocab, "merges": []}}, open(sys.argv[1], "w"))
+PY
+.gpu-bin/rlipv2 convert tests/fixtures/official_format_r50_parseda_v2_q128.pth "$work/m.safetensors" --tokenizer "$work/tok.json" 2>&1 | tail -2 | tee -a "$OUT/log.txt"
+for be in cpu cubecl-cuda wgpu; do
+  echo "-- detect --backend $be" | tee -a "$OUT/log.txt"
+  for i in 1 2; do
+    timeout 240 .gpu-bin/rlipv2 detect --weights "$work/m.safetensors" tests/fixtures/images/rgb_64x48.png --backend $be --out "$work/out-$be" --profile 2>&1 | grep -E "backend:|ms$|error" | tee -a "$OUT/log.txt"
+  done
+done
+rm -rf "$work"
 fi
