@@ -2,7 +2,8 @@
 //! `encode_and_save` then the memory cache, as engine.py evaluates): image front → ALIF encoder →
 //! ho_decoder, MBF, verb decoder → heads, for 64×96 and 48×80 images, formula weights (N = 128) and
 //! 10 formula language tokens (6 object texts, 4 verb texts). Goldens from
-//! `tools/official_detect.py`. Checked: every logit (≤ 1e-3) and box (≤ 1e-4) of the 64 pairs.
+//! `tools/official_detect.py`. Checked: every logit (≤ 1e-3) and box (≤ 1e-4) of the 64 pairs, and
+//! identical post-processed top-20 triplets (pair, object, verb) from our heads and the official ones.
 
 mod common;
 
@@ -12,6 +13,8 @@ use rlipv2::graph::backbone::Feature;
 use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
+use rlipv2::model::labels::LabelSet;
+use rlipv2::model::postprocess::{postprocess, HeadOutputs, PostConfig};
 use rlipv2::problem::Gate;
 use rlipv2::Error;
 use serde_json::Value;
@@ -52,6 +55,17 @@ fn check(kind: BackendKind) {
             assert!(worst <= tol, "{kind} {h}×{w}: {name} max |diff| {worst} > {tol}");
         }
         println!("{kind} {h}×{w}: max |diff| vs the official model: {}", report.join(", "));
+        // the post-processed top-20 triplets of our heads and of the official heads are the same
+        let labels = LabelSet { name: "golden".into(), objects: (0..objects - 1).map(|i| format!("object {i}")).collect(), verbs: (0..verbs).map(|i| format!("verb {i}")).collect(), valid_pairs: None };
+        let want: Vec<Vec<f32>> = ["pred_obj_logits", "pred_verb_logits", "pred_sub_boxes", "pred_obj_boxes", "pred_sub_logits"].iter().map(|k| c[*k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()).collect();
+        let heads = |o: &[f32], v: &[f32], sb: &[f32], ob: &[f32], sl: &[f32]| -> Vec<(usize, usize, usize)> {
+            let out = HeadOutputs { obj_logits: o, verb_logits: v, sub_boxes: sb, obj_boxes: ob, sub_logits: Some(sl) };
+            postprocess(&out, &labels, (480, 640), &PostConfig::default()).iter().take(20).map(|d| (d.pair, d.object_label, d.verb)).collect()
+        };
+        let ours = heads(&out.obj_logits, &out.verb_logits, &out.sub_boxes, &out.obj_boxes, &out.sub_logits);
+        let official = heads(&want[0], &want[1], &want[2], &want[3], &want[4]);
+        assert_eq!(ours.len(), 20);
+        assert_eq!(ours, official, "{kind} {h}×{w}: top-20 triplets differ");
     }
 }
 
