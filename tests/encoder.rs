@@ -5,18 +5,12 @@
 
 mod common;
 
-use common::{formula_weight, open_or_skip};
+use common::{formula_lang, formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
-use rlipv2::graph::backbone::Feature;
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
 use rlipv2::problem::Gate;
-use rlipv2::Error;
 use serde_json::Value;
-
-fn frac(a: u64, m: u64) -> f64 {
-    (a % m) as f64 / m as f64
-}
 
 fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
@@ -25,18 +19,10 @@ fn check(kind: BackendKind) {
     let front = ImageFront::load(get).unwrap();
     let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
     let t = g["t"].as_u64().unwrap() as usize;
-    let lang: Vec<f32> = (0..(t * 768) as u64).map(|j| (frac(j * 7919 + 11, 65521) * 2.0 - 1.0) as f32).collect();
+    let lang = formula_lang(t);
     for c in g["cases"].as_array().unwrap() {
         let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
-        let image = Feature { c: 3, h, w, data: (0..(3 * h * w) as u64).map(|j| (frac(j * 104729 + 7, 65521) * 4.0 - 2.0) as f32).collect() };
-        let tokens = match front.forward(be.as_ref(), &image) {
-            Ok(t) => t,
-            Err(e @ Error::Unsupported { .. }) => {
-                println!("SKIP {kind}/encoder: {e}");
-                return;
-            }
-            Err(e) => panic!("{kind}: {e}"),
-        };
+        let Some(tokens) = front_tokens(be.as_ref(), &front, "encoder", h, w) else { return };
         let (memory, states) = enc.forward(be.as_ref(), &tokens, &lang).unwrap();
         assert_eq!(states.len(), 3);
         assert_eq!(memory.len(), c["tokens"].as_u64().unwrap() as usize * 256);

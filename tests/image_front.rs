@@ -5,35 +5,22 @@
 
 mod common;
 
-use common::{formula_weight, open_or_skip};
+use common::{formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
-use rlipv2::graph::backbone::Feature;
 use rlipv2::graph::front::{sine_position, ImageFront};
-use rlipv2::Error;
 use serde_json::Value;
 
 fn golden() -> Value {
     serde_json::from_str(include_str!("fixtures/image_front_golden.json")).unwrap()
 }
 
-fn image(h: usize, w: usize) -> Feature {
-    let data = (0..3 * h * w).map(|j| ((((j as u64) * 104729 + 7) % 65521) as f64 / 65521.0 * 4.0 - 2.0) as f32).collect();
-    Feature { c: 3, h, w, data }
-}
 
 fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
     let front = ImageFront::load(|name, shape| Ok(formula_weight(name, shape))).unwrap();
     for g in golden()["cases"].as_array().unwrap() {
         let (h, w) = (g["height"].as_u64().unwrap() as usize, g["width"].as_u64().unwrap() as usize);
-        let tokens = match front.forward(be.as_ref(), &image(h, w)) {
-            Ok(t) => t,
-            Err(e @ Error::Unsupported { .. }) => {
-                println!("SKIP {kind}/image front: {e}");
-                return;
-            }
-            Err(e) => panic!("{kind}: {e}"),
-        };
+        let Some(tokens) = front_tokens(be.as_ref(), &front, "image front", h, w) else { return };
         let shapes: Vec<Vec<u64>> = g["spatial_shapes"].as_array().unwrap().iter().map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()).collect();
         assert_eq!(tokens.shapes.iter().map(|&(a, b)| vec![a as u64, b as u64]).collect::<Vec<_>>(), shapes);
         let starts: Vec<usize> = shapes.iter().scan(0, |acc, s| Some(std::mem::replace(acc, *acc + (s[0] * s[1]) as usize))).collect();

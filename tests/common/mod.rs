@@ -268,3 +268,30 @@ pub fn char_tokenizer(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+
+/// The generators' formula image `[3, h, w]`: element j = frac((j·104729 + 7) mod 65521)·4 − 2.
+#[allow(dead_code)]
+pub fn formula_image(h: usize, w: usize) -> rlipv2::graph::backbone::Feature {
+    let data = (0..(3 * h * w) as u64).map(|j| (((j * 104729 + 7) % 65521) as f64 / 65521.0 * 4.0 - 2.0) as f32).collect();
+    rlipv2::graph::backbone::Feature { c: 3, h, w, data }
+}
+
+/// The generators' formula language tokens `[t, 768]`: element j = frac((j·7919 + 11) mod 65521)·2 − 1.
+#[allow(dead_code)]
+pub fn formula_lang(t: usize) -> Vec<f32> {
+    (0..(t * 768) as u64).map(|j| (((j * 7919 + 11) % 65521) as f64 / 65521.0 * 2.0 - 1.0) as f32).collect()
+}
+
+/// The image front's tokens for a formula image, or `None` after a SKIP line where the backend
+/// lacks one of its ops.
+#[allow(dead_code)]
+pub fn front_tokens(be: &dyn Backend, front: &rlipv2::graph::front::ImageFront, what: &str, h: usize, w: usize) -> Option<rlipv2::graph::front::Tokens> {
+    match front.forward(be, &formula_image(h, w)) {
+        Ok(t) => Some(t),
+        Err(e @ rlipv2::Error::Unsupported { .. }) => {
+            println!("SKIP {}/{what}: {e}", be.kind());
+            None
+        }
+        Err(e) => panic!("{}/{what}: {e}", be.kind()),
+    }
+}
