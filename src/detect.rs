@@ -32,19 +32,27 @@ pub struct Labels {
     pub lang: Vec<f32>,
 }
 
-/// Seconds per stage of one image.
+/// Per stage of one image: seconds, and the process's peak resident memory after it (bytes,
+/// where the OS reports it).
 #[derive(Default, Debug, Clone)]
 pub struct Profile {
-    pub stages: Vec<(&'static str, f64)>,
+    pub stages: Vec<(&'static str, f64, Option<u64>)>,
 }
 
 impl Profile {
     fn time<T>(&mut self, stage: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
         let r = f()?;
-        self.stages.push((stage, t.elapsed().as_secs_f64()));
+        self.stages.push((stage, t.elapsed().as_secs_f64(), peak_rss()));
         Ok(r)
     }
+}
+
+/// `VmHWM` from /proc/self/status (Linux).
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl Detector {
@@ -81,8 +89,9 @@ impl Detector {
     pub fn detect(&self, be: &dyn Backend, conv_be: &dyn Backend, img: &RgbImage, labels: &Labels, post: &PostConfig, profile: &mut Profile) -> Result<Vec<Detection>> {
         let x = profile.time("preprocess", || Ok(preprocess(img)))?;
         let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
-        let tokens = profile.time("backbone + projections", || self.front.forward(conv_be, &image))?;
-        let (memory, states) = profile.time("encoder + fusion", || self.encoder.forward(be, &tokens, &labels.lang))?;
+        let mut tokens = profile.time("backbone + projections", || self.front.forward(conv_be, &image))?;
+        drop(image);
+        let (memory, states) = profile.time("encoder + fusion", || self.encoder.forward(be, &mut tokens, &labels.lang))?;
         let objects = labels.set.objects.len() + 1;
         let lang = states.last().expect("at least one fusion round");
         let out = profile.time("decoders + heads", || self.decoders.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, lang, objects))?;

@@ -433,8 +433,9 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
         }
         if profile {
             let total: f64 = prof.stages.iter().map(|s| s.1).sum();
-            for (stage, t) in &prof.stages {
-                println!("  {stage:<24} {:>9.1} ms", t * 1e3);
+            for (stage, t, peak) in &prof.stages {
+                let peak = peak.map(|b| format!("   peak RSS {:.0} MB", b as f64 / 1e6)).unwrap_or_default();
+                println!("  {stage:<24} {:>9.1} ms{peak}", t * 1e3);
             }
             println!("  {:<24} {:>9.1} ms", "total", total * 1e3);
         }

@@ -22,8 +22,8 @@ fn check(kind: BackendKind) {
     let lang = formula_lang(t);
     for c in g["cases"].as_array().unwrap() {
         let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
-        let Some(tokens) = front_tokens(be.as_ref(), &front, "encoder", h, w) else { return };
-        let (memory, states) = enc.forward(be.as_ref(), &tokens, &lang).unwrap();
+        let Some(mut tokens) = front_tokens(be.as_ref(), &front, "encoder", h, w) else { return };
+        let (memory, states) = enc.forward(be.as_ref(), &mut tokens, &lang).unwrap();
         assert_eq!(states.len(), 3);
         assert_eq!(memory.len(), c["tokens"].as_u64().unwrap() as usize * 256);
         let worst = |got: &[f32], idx: &Value, want: &Value| -> f64 { idx.as_array().unwrap().iter().zip(want.as_array().unwrap()).map(|(i, w)| (got[i.as_u64().unwrap() as usize] as f64 - w.as_f64().unwrap()).abs()).fold(0.0, f64::max) };

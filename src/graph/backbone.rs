@@ -100,9 +100,10 @@ impl ResNet50 {
         let mut out = Vec::new();
         for (li, layer) in self.layers.iter().enumerate() {
             for b in layer {
-                let down = b.downsample.as_ref().map(|d| d.run(be, &x, Activation::None, None)).transpose()?;
+                // the 4×-wide downsample is made last, so it never lives beside conv1's output
                 let y = b.conv1.run(be, &x, Activation::Relu, None)?;
                 let y = b.conv2.run(be, &y, Activation::Relu, None)?;
+                let down = b.downsample.as_ref().map(|d| d.run(be, &x, Activation::None, None)).transpose()?;
                 x = b.conv3.run(be, &y, Activation::Relu, Some(down.as_ref().unwrap_or(&x)))?;
             }
             if li >= 1 {

@@ -74,8 +74,8 @@ impl Encoder {
     }
 
     /// `(memory [S, 256], the language state after each round [T, 768])` for tokens and the label
-    /// embeddings `lang [T, 768]`.
-    pub fn forward(&self, be: &dyn Backend, tokens: &Tokens, lang: &[f32]) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
+    /// embeddings `lang [T, 768]`. The memory is built in `tokens.src`'s buffer, which is taken.
+    pub fn forward(&self, be: &dyn Backend, tokens: &mut Tokens, lang: &[f32]) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
         let s = tokens.src.len() / D;
         let t = lang.len() / 768;
         let last = *tokens.level_start.last().unwrap_or(&0);
@@ -92,7 +92,7 @@ impl Encoder {
             }
         }
         let msda = MsDeformAttnProblem::new(1, s, HEADS, D / HEADS, POINTS, &tokens.shapes, Form::Fused(RefKind::Points));
-        let mut x = tokens.src.clone();
+        let mut x = std::mem::take(&mut tokens.src);
         let mut lang = lang.to_vec();
         let mut states = Vec::new();
         for (i, w) in self.layers.iter().enumerate() {

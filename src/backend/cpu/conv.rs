@@ -1,5 +1,5 @@
 //! CPU `conv2d`: im2col + the `gemm` crate. A 1×1 stride-1 convolution is a plain matrix product
-//! on the input; otherwise columns are built for a band of output rows at a time (≤ 8 M floats),
+//! on the input; otherwise columns are built for a band of output rows at a time (≤ 2 M floats),
 //! so R50's 7×7 stem at 800×1333 does not need a 160 MB column buffer.
 
 use gemm::Parallelism;
@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::dense::{activate, matmul, View};
 use crate::problem::conv2d::Conv2dProblem;
 
-const MAX_COLUMN_FLOATS: usize = 8 << 20;
+const MAX_COLUMN_FLOATS: usize = 2 << 20;
 
 pub(crate) fn conv2d(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
     let (ho, wo) = (p.out_h(), p.out_w());
