@@ -21,6 +21,13 @@ use common::char_tokenizer;
 const FIXTURE: &str = "tests/fixtures/official_format_r50_parseda_v2_q128.pth";
 const SCHEMA: &str = "tests/fixtures/official_schema_r50_parseda_v2_q128.txt";
 
+/// The tests that write a full converted file (855 MB) take turns, so one exists at a time.
+static DISK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    DISK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
 }
@@ -65,6 +72,7 @@ fn schema_matches_the_official_state_dict() {
 
 #[test]
 fn official_format_checkpoint_converts() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model.safetensors");
     let mut calls = 0;
@@ -272,6 +280,7 @@ fn tokenizer_gives_roberta_style_ids() {
 
 #[test]
 fn label_embeddings_are_baked_with_a_tokenizer() {
+    let _turn = one_at_a_time();
     use rlipv2::backend::{self, BackendKind};
     use rlipv2::graph::text::{self, TextEncoder};
     let dir = tempfile::tempdir().unwrap();
@@ -299,6 +308,7 @@ fn label_embeddings_are_baked_with_a_tokenizer() {
 
 #[test]
 fn cli_convert_reports_and_fails_cleanly() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.safetensors");
     let run = |args: &[&std::ffi::OsStr]| std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).args(args).output().unwrap();
