@@ -30,6 +30,15 @@ enum Cmd {
     },
     /// List the backends, whether each is usable here, and what `auto` picks.
     Backends,
+    /// Version, features, and every backend: usable or why not, its device, the limits that
+    /// matter to the kernels and the kernel variant each op uses there.
+    ///
+    /// Example: rlipv2 info --json
+    Info {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Detect ⟨human, verb, object⟩ triplets in images with a converted model: one JSON file per
     /// image in --out (subject box, object box, object, verb, score; boxes in original pixels).
     ///
@@ -313,6 +322,34 @@ fn run(cli: Cli) -> Result<()> {
             println!("ms_deform_attn/{case} ({form:?}): B={} Q={} M={} D={} L={} P={} S={}; {:.1} MB compulsory (f32)", pr.batch, pr.queries, pr.heads, pr.channels, pr.num_levels(), pr.points, pr.tokens, pr.bytes(DType::F32) as f64 / 1e6);
             let rows = bench::run_table(&kinds, &dtypes, &pr, repeat, |what| eprintln!("timing {what} …"));
             print!("{}", bench::format_table(&pr, &rows));
+            Ok(())
+        }
+        Cmd::Info { json } => {
+            let features: Vec<&str> = [("wgpu", cfg!(feature = "wgpu")), ("cubecl-wgpu", cfg!(feature = "cubecl-wgpu")), ("cuda", cfg!(feature = "cuda"))].into_iter().filter_map(|(f, on)| on.then_some(f)).collect();
+            let mut rows = Vec::new();
+            for kind in BackendKind::ALL {
+                rows.push(match backend::open(kind) {
+                    Ok(b) => serde_json::json!({"backend": kind.name(), "available": true, "device": b.device(), "details": b.details().into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v))).collect::<serde_json::Map<_, _>>()}),
+                    Err(e) => serde_json::json!({"backend": kind.name(), "available": false, "why": e.to_string()}),
+                });
+            }
+            let (_, auto) = backend::select("auto")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "features": features, "backends": rows, "auto": auto})).expect("json"));
+            } else {
+                println!("rlipv2 {} (features: {})", env!("CARGO_PKG_VERSION"), features.join(", "));
+                for r in &rows {
+                    if r["available"].as_bool() == Some(true) {
+                        println!("\n{:<12} ok  {}", r["backend"].as_str().unwrap_or(""), r["device"].as_str().unwrap_or(""));
+                        for (k, v) in r["details"].as_object().into_iter().flatten() {
+                            println!("    {k:<18} {}", v.as_str().unwrap_or(""));
+                        }
+                    } else {
+                        println!("\n{:<12} --  {}", r["backend"].as_str().unwrap_or(""), r["why"].as_str().unwrap_or(""));
+                    }
+                }
+                println!("\nauto → {auto}");
+            }
             Ok(())
         }
         Cmd::Backends => {

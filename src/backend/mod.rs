@@ -82,6 +82,11 @@ pub trait Backend {
     fn kind(&self) -> BackendKind;
     /// Adapter / device name and, where known, driver.
     fn device(&self) -> String;
+    /// What `rlipv2 info` reports beyond the device name: limits that matter to the kernels and
+    /// the kernel variant each op uses here, as (key, value) lines.
+    fn details(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// Kernel launches (compute dispatches) recorded so far, where the backend counts them.
     fn dispatch_count(&self) -> Option<u64> {
         None

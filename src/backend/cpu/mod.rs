@@ -53,6 +53,18 @@ impl Backend for CpuBackend {
     fn device(&self) -> String {
         format!("host CPU, {} threads", self.threads)
     }
+    fn details(&self) -> Vec<(&'static str, String)> {
+        #[cfg(target_arch = "x86_64")]
+        let simd = if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") { "AVX2 + FMA" } else { "portable" };
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd = "portable";
+        vec![
+            ("threads", self.threads.to_string()),
+            ("ms_deform_attn", format!("rayon over queries, compile-time channels, {simd} path")),
+            ("gemm, conv2d", "the gemm crate (packed SIMD); conv2d as banded im2col + gemm".into()),
+            ("ALIF ops", "one score matrix per head for both directions; GEMMs through the gemm crate".into()),
+        ]
+    }
     fn supports(&self, _dtype: DType) -> Result<()> {
         Ok(())
     }

@@ -188,6 +188,18 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
     fn device(&self) -> String {
         self.device.clone()
     }
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let props = self.client.properties();
+        let hw = &props.hardware;
+        let vector = if hw.max_vector_size >= 8 { "8-wide f16/bf16 loads" } else { "4-wide pairs" };
+        vec![
+            ("max buffer", format!("{} MiB", props.memory.max_page_size >> 20)),
+            ("vectors", format!("up to {} lanes; f16 {}, bf16 {}", hw.max_vector_size, self.supports_type(DType::F16), self.supports_type(DType::Bf16))),
+            ("ms_deform_attn", format!("kernels/ms_deform_attn.rs, P unrolled, {vector}")),
+            ("ALIF ops", "kernels/sparse_fusion.rs: gated_cross_attn 3 launches, sparse_fusion 8".into()),
+            ("conv2d", "host im2col bands + the cubecl GEMM".into()),
+        ]
+    }
     fn supports(&self, dtype: DType) -> Result<()> {
         if !self.supports_type(dtype) {
             return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("{} has no {dtype} support", self.device) });

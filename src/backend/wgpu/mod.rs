@@ -257,6 +257,17 @@ impl Backend for WgpuBackend {
     fn device(&self) -> String {
         format!("{} ({:?}, {:?}, driver {} {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info)
     }
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let l = &self.limits;
+        vec![
+            ("device type", format!("{:?}{}", self.info.device_type, if self.info.device_type == wgpu::DeviceType::Cpu { " (software adapter: `auto` prefers the cpu backend)" } else { "" })),
+            ("max buffer", format!("{} MiB (storage binding {} MiB)", l.max_buffer_size >> 20, l.max_storage_buffer_binding_size >> 20)),
+            ("workgroup storage", format!("{} KiB, {} invocations", l.max_compute_workgroup_storage_size >> 10, l.max_compute_invocations_per_workgroup)),
+            ("ms_deform_attn", "shaders/ms_deform_attn.wgsl (official and fused forms; f16 via pack2x16float)".into()),
+            ("ALIF ops", "shaders/sparse_fusion.wgsl: gated_cross_attn 3 launches, sparse_fusion 8".into()),
+            ("conv2d", "host im2col bands + the dense.wgsl GEMM".into()),
+        ]
+    }
     fn supports(&self, dtype: DType) -> Result<()> {
         if dtype == DType::Bf16 {
             return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: "WGSL has no bf16 type".into() });
