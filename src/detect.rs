@@ -84,12 +84,11 @@ impl Detector {
         Ok(Labels { set, lang })
     }
 
-    /// Detections in `img` (original-pixel boxes), best first. `conv_be` runs the backbone
-    /// (a backend with `conv2d`), `be` everything else.
-    pub fn detect(&self, be: &dyn Backend, conv_be: &dyn Backend, img: &RgbImage, labels: &Labels, post: &PostConfig, profile: &mut Profile) -> Result<Vec<Detection>> {
+    /// Detections in `img` (original-pixel boxes), best first.
+    pub fn detect(&self, be: &dyn Backend, img: &RgbImage, labels: &Labels, post: &PostConfig, profile: &mut Profile) -> Result<Vec<Detection>> {
         let x = profile.time("preprocess", || Ok(preprocess(img)))?;
         let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
-        let mut tokens = profile.time("backbone + projections", || self.front.forward(conv_be, &image))?;
+        let mut tokens = profile.time("backbone + projections", || self.front.forward(be, &image))?;
         drop(image);
         let (memory, states) = profile.time("encoder + fusion", || self.encoder.forward(be, &mut tokens, &labels.lang))?;
         let objects = labels.set.objects.len() + 1;

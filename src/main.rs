@@ -429,16 +429,6 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
     };
     let (be, why) = backend::select(backend)?;
     eprintln!("backend: {why}");
-    let probe = rlipv2::problem::Conv2dProblem { batch: 1, in_c: 1, h: 1, w: 1, out_c: 1, kh: 1, kw: 1, stride: 1, pad: 0, act: rlipv2::problem::Activation::None };
-    let cpu;
-    let conv_be: &dyn backend::Backend = match be.conv2d(&probe, &[0.0], &[0.0], &[0.0], None) {
-        Err(Error::Unsupported { .. }) => {
-            cpu = backend::open(BackendKind::Cpu)?;
-            eprintln!("backbone: {} has no conv2d yet, so the backbone runs on the cpu backend", be.kind());
-            cpu.as_ref()
-        }
-        _ => be.as_ref(),
-    };
     eprintln!("loading {}", weights.display());
     let file = rlipv2::io::weights::WeightFile::open(weights)?;
     let det = Detector::load(&file, weights)?;
@@ -449,7 +439,7 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
         eprintln!("[{}/{}] {}", i + 1, files.len(), f.display());
         let img = io::image::load_rgb(f)?;
         let mut prof = Profile::default();
-        let dets = det.detect(be.as_ref(), conv_be, &img, &labels, &post, &mut prof)?;
+        let dets = det.detect(be.as_ref(), &img, &labels, &post, &mut prof)?;
         let kept: Vec<serde_json::Value> = dets
             .iter()
             .filter(|d| d.score >= threshold)

@@ -66,7 +66,7 @@ pub fn sparse_fusion(be: &dyn Backend, p: &SparseFusionProblem, memory: &mut [f3
 /// time (`[pixels, Ci·Kh·Kw]`, ≤ 4 M floats), `gemm` against the `[Co, Ci·Kh·Kw]` weights, then
 /// bias, residual and activation on the host while scattering back to NCHW. The conv2d of
 /// backends without a conv kernel yet (correct, not fast: every band goes host → device → host).
-pub fn conv2d(be: &dyn Backend, p: &crate::problem::Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+pub fn conv2d<B: Backend + ?Sized>(be: &B, p: &crate::problem::Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
     const MAX_COLUMN_FLOATS: usize = 4 << 20;
     let (ho, wo) = (p.out_h(), p.out_w());
     let k = p.in_c * p.kh * p.kw;

@@ -129,8 +129,10 @@ pub trait Backend {
         p.check(x, weight, bias, residual)?;
         self.conv2d_valid(p, x, weight, bias, residual)
     }
-    fn conv2d_valid(&self, _p: &Conv2dProblem, _x: &[f32], _weight: &[f32], _bias: &[f32], _residual: Option<&[f32]>) -> Result<Vec<f32>> {
-        Err(unsupported(self.kind(), crate::problem::conv2d::OP))
+    /// Without a conv kernel of its own, a backend runs `conv2d` through its `gemm` (host im2col
+    /// bands: correct, not fast; see [`compose::conv2d`]).
+    fn conv2d_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+        compose::conv2d(self, p, x, weight, bias, residual)
     }
 
     /// Row LayerNorm of `x [R,C]`.

@@ -152,9 +152,9 @@ impl DecoderLayer {
         let query = add(&x, qpos);
         let offsets = self.sampling_offsets.run(be, &query, Activation::None)?;
         let logits = self.attention_weights.run(be, &query, Activation::None)?;
-        let value = self.value_proj.run(be, &memory.data, Activation::None)?;
+        let value = self.value_proj.run(be, memory.data, Activation::None)?;
         let reference: Vec<f32> = refs.chunks_exact(4).flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied()).collect();
-        let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, &memory.shapes, Form::Fused(RefKind::Boxes));
+        let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, memory.shapes, Form::Fused(RefKind::Boxes));
         let mut prepared = be.prepare_ms_deform_attn(&p, &MsDeformAttnInput::Fused { value: &value, reference: &reference, sampling_offsets: &offsets, attention_logits: &logits }, DType::F32)?;
         prepared.run()?;
         let ca = self.output_proj.run(be, &prepared.output()?, Activation::None)?;
@@ -181,6 +181,16 @@ pub struct Outputs {
     pub verb_logits: Vec<f32>,
     pub sub_boxes: Vec<f32>,
     pub obj_boxes: Vec<f32>,
+}
+
+/// One decoder pass: the last layer's features, its refined boxes, and the boxes it started from
+/// (which the heads refine again, as hoi.py does).
+struct Decoded {
+    x: Vec<f32>,
+    sub: Vec<f32>,
+    obj: Vec<f32>,
+    sub_before: Vec<f32>,
+    obj_before: Vec<f32>,
 }
 
 pub struct Decoders {
@@ -231,9 +241,9 @@ impl Decoders {
     /// One DAB decoder pass: `x [n, 256]` queries, `sub`/`obj` boxes `[np, 4]`; `parse` = the
     /// ho_decoder (refs are both boxes, refinements from the subject/object halves) or the verb
     /// decoder (refs the mean of each pair, refinements from the verb features). Returns the last
-    /// layer's features and the boxes refined by the last layer.
+    /// layer's features and boxes (see [`Decoded`]).
     #[allow(clippy::too_many_arguments)]
-    fn decode(&self, be: &dyn Backend, dec: &Decoder, bbox_base: usize, mut x: Vec<f32>, mut sub: Vec<f32>, mut obj: Vec<f32>, parse: bool, memory: &Memory) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+    fn decode(&self, be: &dyn Backend, dec: &Decoder, bbox_base: usize, mut x: Vec<f32>, mut sub: Vec<f32>, mut obj: Vec<f32>, parse: bool, memory: &Memory) -> Result<Decoded> {
         let np = sub.len() / 4;
         let (mut before_sub, mut before_obj) = (sub.clone(), obj.clone());
         for (k, layer) in dec.layers.iter().enumerate() {
@@ -249,7 +259,7 @@ impl Decoders {
             sub = sub.iter().zip(&ds).map(|(r, d)| sigmoid(d + inverse_sigmoid(*r))).collect();
             obj = obj.iter().zip(&d_o).map(|(r, d)| sigmoid(d + inverse_sigmoid(*r))).collect();
         }
-        Ok((x, sub, obj, before_sub, before_obj))
+        Ok(Decoded { x, sub, obj, sub_before: before_sub, obj_before: before_obj })
     }
 
     /// Both decoders and the heads, against `lang [T, 768]` (the last fusion round's language),
@@ -257,7 +267,7 @@ impl Decoders {
     pub fn forward(&self, be: &dyn Backend, memory: &Memory, lang: &[f32], objects: usize) -> Result<Outputs> {
         let np = self.num_queries / 2;
         let refs: Vec<f32> = self.refpoint.iter().map(|&v| sigmoid(v)).collect();
-        let (hs, sub, obj, sub_before, obj_before) = self.decode(be, &self.ho, 0, self.tgt.clone(), refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
+        let Decoded { x: hs, sub, obj, sub_before, obj_before } = self.decode(be, &self.ho, 0, self.tgt.clone(), refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
         // verb queries: MBF(h_s, h_o) + verb_tgt[:Np] + verb_tgt[Np:]
         let (hs_s, hs_o) = (&hs[..np * D], &hs[np * D..]);
         let mut mbf = vec![0f32; np * D];
@@ -270,7 +280,7 @@ impl Decoders {
         }
         let verb_x: Vec<f32> = (0..np * D).map(|i| mbf[i].max(0.0) + self.verb_tgt[i] + self.verb_tgt[np * D + i]).collect();
         let nl = self.ho.layers.len();
-        let (hv, _, _, _, _) = self.decode(be, &self.verb, nl, verb_x, sub.clone(), obj.clone(), false, memory)?;
+        let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, memory)?.x;
         // heads (last layer): boxes from the last ho layer's refinement of its input boxes
         let last = nl - 1;
         let sub_boxes: Vec<f32> = self.sub_bbox[last].run(be, hs_s)?.iter().zip(&sub_before).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect();

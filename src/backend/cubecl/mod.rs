@@ -226,11 +226,6 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         Ok(Box::new(unfused::prepare(self, p, memory, pos, lang, mask, fw, bw)?))
     }
 
-    fn conv2d_valid(&self, p: &crate::problem::Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
-        // no conv kernel yet: host im2col bands through this backend's gemm
-        super::compose::conv2d(self, p, x, weight, bias, residual)
-    }
-
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         const OP: &str = crate::problem::gemm::OP;
         let (xa, wa, ba) = (self.f32_in(OP, "x", x)?, self.f32_in(OP, "weight", weight)?, self.f32_in(OP, "bias", bias.unwrap_or(&[]))?);

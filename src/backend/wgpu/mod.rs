@@ -278,11 +278,6 @@ impl Backend for WgpuBackend {
         Some(self.dispatches.load(Ordering::Relaxed))
     }
 
-    fn conv2d_valid(&self, p: &crate::problem::Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
-        // no conv kernel yet: host im2col bands through this backend's gemm
-        super::compose::conv2d(self, p, x, weight, bias, residual)
-    }
-
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         self.dense_gemm(p, x, weight, bias)
     }
