@@ -55,6 +55,28 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// FNV-1a, 64 bit: a hash that is the same in every build (the cache key outlives the binary).
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// `<model>.labels/<key>.f32`, the key covering the texts, the tokenizer file and the model
+/// file's size and modification time.
+fn cache_path(model: &Path, tokenizer: &Path, texts: &[String]) -> Option<std::path::PathBuf> {
+    let meta = std::fs::metadata(model).ok()?;
+    let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64;
+    let mut h = fnv(0xcbf2_9ce4_8422_2325, &std::fs::read(tokenizer).ok()?);
+    for t in texts {
+        h = fnv(h, t.as_bytes());
+        h = fnv(h, b"\n");
+    }
+    h = fnv(h, &meta.len().to_le_bytes());
+    h = fnv(h, &mtime.to_le_bytes());
+    let mut dir = model.as_os_str().to_owned();
+    dir.push(".labels");
+    Some(std::path::PathBuf::from(dir).join(format!("{h:016x}.f32")))
+}
+
 impl Detector {
     /// Reads the configuration from the file's metadata and loads the image-path weights.
     pub fn load(file: &WeightFile, path: &Path) -> Result<Self> {
@@ -69,8 +91,9 @@ impl Detector {
     }
 
     /// Language tokens of `set`: baked in the file, or encoded with the file's text encoder and
-    /// `tokenizer` (needed for custom sets and files converted without `--tokenizer`).
-    pub fn labels(&self, file: &WeightFile, set: LabelSet, tokenizer: Option<&Path>, be: &dyn Backend) -> Result<Labels> {
+    /// `tokenizer` (needed for custom sets and files converted without `--tokenizer`). Encoded
+    /// sets are cached beside the model file (`<model>.labels/`), so a set is encoded once.
+    pub fn labels(&self, file: &WeightFile, model: &Path, set: LabelSet, tokenizer: Option<&Path>, be: &dyn Backend) -> Result<Labels> {
         let t = set.texts().len();
         let baked = label_tensor(&set.name);
         if tokenizer.is_none() && file.contains(&baked) {
@@ -79,8 +102,23 @@ impl Detector {
         let Some(tok) = tokenizer else {
             return Err(Error::Limit { op: "detect", what: "labels".into(), reason: format!("label set `{}` is not baked into the model file: pass --tokenizer (the roberta-base tokenizer.json), or convert with --tokenizer", set.name) });
         };
+        let cache = cache_path(model, tok, &set.texts());
+        if let Some(lang) = cache.as_deref().and_then(|c| std::fs::read(c).ok()).filter(|b| b.len() == t * 768 * 4) {
+            eprintln!("labels: {} texts from the cache", t);
+            return Ok(Labels { lang: bytemuck::pod_collect_to_vec(&lang), set });
+        }
         let enc = TextEncoder::load(self.config.text.clone(), |n, s| file.get(&format!("{}{n}", text::PREFIX), s))?;
+        eprintln!("labels: encoding {t} texts with the model's text encoder");
         let lang = enc.encode(be, &text::tokenize(tok, &set.texts())?)?;
+        if let Some(c) = cache {
+            // a cache that cannot be written (read-only place) only costs the next run an encode
+            let tmp = c.with_extension(format!("tmp-{}", std::process::id()));
+            let written = c.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| std::fs::write(&tmp, bytemuck::cast_slice(&lang))).and_then(|_| std::fs::rename(&tmp, &c));
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                eprintln!("labels: not cached ({}: {e})", c.display());
+            }
+        }
         Ok(Labels { set, lang })
     }
 

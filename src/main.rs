@@ -432,7 +432,7 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
     eprintln!("loading {}", weights.display());
     let file = rlipv2::io::weights::WeightFile::open(weights)?;
     let det = Detector::load(&file, weights)?;
-    let labels = det.labels(&file, set, tokenizer, be.as_ref())?;
+    let labels = det.labels(&file, weights, set, tokenizer, be.as_ref())?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.to_path_buf(), source })?;
     let post = PostConfig { zero_shot: person_only, ..PostConfig::default() };
     for (i, f) in files.iter().enumerate() {

@@ -50,6 +50,17 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     std::fs::write(&custom, r#"{"objects": ["person", "cup"], "verbs": ["hold", "drink with"]}"#).unwrap();
     let e = bin().args(["detect".as_ref(), "--weights".as_ref(), model.as_os_str(), images.join("a.png").as_os_str(), "--labels".as_ref(), custom.as_os_str(), "--backend".as_ref(), "cpu".as_ref(), "--out".as_ref(), dir.path().join("o2").as_os_str()]).output().unwrap();
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("--tokenizer"));
+    // with the tokenizer it is encoded by the model's text encoder once, then read from the cache
+    let run_custom = |out: &str| bin().args(["detect".as_ref(), "--weights".as_ref(), model.as_os_str(), images.join("a.png").as_os_str(), "--labels".as_ref(), custom.as_os_str(), "--tokenizer".as_ref(), tok.as_os_str(), "--backend".as_ref(), "cpu".as_ref(), "--out".as_ref(), dir.path().join(out).as_os_str()]).output().unwrap();
+    let first = run_custom("c1");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stderr).contains("encoding 5 texts"));
+    let second = run_custom("c2");
+    assert!(String::from_utf8_lossy(&second.stderr).contains("5 texts from the cache"), "{}", String::from_utf8_lossy(&second.stderr));
+    let read = |out: &str| std::fs::read_to_string(dir.path().join(out).join("a.json")).unwrap();
+    assert_eq!(read("c1"), read("c2"));
+    let doc: serde_json::Value = serde_json::from_str(&read("c1")).unwrap();
+    assert!(doc["detections"].as_array().unwrap().iter().all(|d| ["hold", "drink with"].contains(&d["verb"].as_str().unwrap())));
     let e = bin().args(["detect".as_ref(), "--weights".as_ref(), dir.path().join("absent.safetensors").as_os_str(), images.join("a.png").as_os_str(), "--out".as_ref(), dir.path().join("o3").as_os_str()]).output().unwrap();
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("absent.safetensors"));
     let e = bin().args(["detect".as_ref(), "--weights".as_ref(), model.as_os_str(), images.join("notes.txt").as_os_str(), "--backend".as_ref(), "cpu".as_ref(), "--out".as_ref(), dir.path().join("o4").as_os_str()]).output().unwrap();
