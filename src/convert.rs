@@ -166,7 +166,7 @@ pub fn convert(src: &Path, dst: &Path, tokenizer: Option<&Path>, progress: &mut 
         ck.locate(name, t)?;
     }
     let baked = match tokenizer {
-        Some(tok) => bake_labels(&ck, &kept, &config, tok)?,
+        Some(tok) => bake_labels(&ck, &by_name, &config, tok)?,
         None => Vec::new(),
     };
 
@@ -211,9 +211,8 @@ pub fn convert(src: &Path, dst: &Path, tokenizer: Option<&Path>, progress: &mut 
 
 /// Runs the checkpoint's text encoder (cpu backend) on every built-in label set:
 /// `(set, T, [T·768] pooled)`.
-fn bake_labels(ck: &Checkpoint, kept: &[(&str, &TensorRef)], config: &Config, tokenizer: &Path) -> Result<Vec<(&'static str, usize, Vec<f32>)>> {
+fn bake_labels(ck: &Checkpoint, by_name: &HashMap<&str, &TensorRef>, config: &Config, tokenizer: &Path) -> Result<Vec<(&'static str, usize, Vec<f32>)>> {
     use crate::graph::text::{self, TextEncoder};
-    let by_name: HashMap<&str, &TensorRef> = kept.iter().copied().collect();
     let enc = TextEncoder::load(config.text.clone(), |name, _shape| {
         let full = format!("{}{name}", text::PREFIX);
         let t = by_name.get(full.as_str()).ok_or_else(|| Error::Format { file: ck.path().to_path_buf(), reason: format!("text encoder tensor `{full}` is missing") })?;

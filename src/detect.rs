@@ -94,7 +94,8 @@ impl Detector {
     /// `tokenizer` (needed for custom sets and files converted without `--tokenizer`). Encoded
     /// sets are cached beside the model file (`<model>.labels/`), so a set is encoded once.
     pub fn labels(&self, file: &WeightFile, model: &Path, set: LabelSet, tokenizer: Option<&Path>, be: &dyn Backend) -> Result<Labels> {
-        let t = set.texts().len();
+        let texts = set.texts();
+        let t = texts.len();
         let baked = label_tensor(&set.name);
         if tokenizer.is_none() && file.contains(&baked) {
             return Ok(Labels { lang: file.get(&baked, &[t, 768])?, set });
@@ -102,14 +103,14 @@ impl Detector {
         let Some(tok) = tokenizer else {
             return Err(Error::Limit { op: "detect", what: "labels".into(), reason: format!("label set `{}` is not baked into the model file: pass --tokenizer (the roberta-base tokenizer.json), or convert with --tokenizer", set.name) });
         };
-        let cache = cache_path(model, tok, &set.texts());
+        let cache = cache_path(model, tok, &texts);
         if let Some(lang) = cache.as_deref().and_then(|c| std::fs::read(c).ok()).filter(|b| b.len() == t * 768 * 4) {
             eprintln!("labels: {} texts from the cache", t);
             return Ok(Labels { lang: bytemuck::pod_collect_to_vec(&lang), set });
         }
         let enc = TextEncoder::load(self.config.text.clone(), |n, s| file.get(&format!("{}{n}", text::PREFIX), s))?;
         eprintln!("labels: encoding {t} texts with the model's text encoder");
-        let lang = enc.encode(be, &text::tokenize(tok, &set.texts())?)?;
+        let lang = enc.encode(be, &text::tokenize(tok, &texts)?)?;
         if let Some(c) = cache {
             // a cache that cannot be written (read-only place) only costs the next run an encode
             let tmp = c.with_extension(format!("tmp-{}", std::process::id()));
