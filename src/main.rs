@@ -175,6 +175,36 @@ struct FusionArgs {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Every op × backend × dtype at the RLIPv2 shapes and on two scaling sweeps (decoder queries,
+    /// encoder image size), in one process; writes bench.json, bench.md and bench.svg to --out.
+    ///
+    /// Example: rlipv2 bench suite --backends all --out bench-out --compare old/bench.json
+    Suite {
+        /// Comma-separated backends, or `all`. Default: the `auto` pick and cpu.
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Storage dtypes for ms_deform_attn (the other ops run f32).
+        #[arg(long, value_delimiter = ',', default_value = "f32,f16")]
+        dtypes: Vec<DType>,
+        /// Timed samples per cell, after one warm-up.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Small shapes: seconds on a software adapter (smoke tests, CI).
+        #[arg(long)]
+        quick: bool,
+        /// Also time detect end to end: a model file from `rlipv2 convert` (needs --image).
+        #[arg(long, requires = "image")]
+        weights: Option<PathBuf>,
+        /// The image for --weights.
+        #[arg(long, requires = "weights")]
+        image: Option<PathBuf>,
+        /// Where bench.json, bench.md and bench.svg go.
+        #[arg(long, default_value = "bench-out")]
+        out: PathBuf,
+        /// A bench.json of an earlier run: print the change of every cell.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+    },
     #[command(name = "sparse_fusion")]
     /// One ALIF round at RLIPv2 sizes (S = 22223, last level 273 tokens, T = 198), seeded
     /// weights: gated_cross_attn alone, the fused round, and the same round op by op.
@@ -303,6 +333,31 @@ fn run(cli: Cli) -> Result<()> {
             let (b, t) = (p.fusion.batch, p.fusion.t);
             io::write_f32_tensors(&args.output, &[("memory", vec![b, p.tokens, p.fusion.v_dim], &memory), ("lang_out", vec![b, t, p.lang.hidden], &lang)])?;
             eprintln!("wrote `memory`, `lang_out` to {}", args.output.display());
+            Ok(())
+        }
+        Cmd::Bench { op: BenchCmd::Suite { backends, dtypes, repeat, quick, weights, image, out, compare } } => {
+            // read the old run first: a bad --compare file fails before minutes of timing
+            let old = compare.as_deref().map(bench::report::Report::read).transpose()?;
+            let opts = bench::suite::SuiteOptions { backends: bench_backends(&backends)?, dtypes, repeat, quick, detect: weights.zip(image) };
+            let bar = indicatif::ProgressBar::new(bench::suite::count(&opts) as u64);
+            bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {wide_msg}").expect("template"));
+            let logged = bar.is_hidden();
+            let records = bench::suite::run(&opts, |done, total, what| {
+                bar.set_position(done as u64);
+                bar.set_message(what.to_string());
+                if logged && done < total {
+                    eprintln!("[{}/{total}] {what}", done + 1);
+                }
+            })?;
+            bar.finish_and_clear();
+            let report = bench::report::Report::new(records, quick, repeat);
+            let files = report.write(&out)?;
+            print!("{}", report.markdown());
+            if let Some(old) = old {
+                println!("\nchange vs {}:", compare.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+                print!("{}", report.compare(&old));
+            }
+            eprintln!("wrote {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
             Ok(())
         }
         Cmd::Bench { op: BenchCmd::SparseFusion { backends, repeat } } => {

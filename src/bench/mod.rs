@@ -1,6 +1,9 @@
 //! Side-by-side timing, shared by the CLI's `bench` and criterion benches.
 
+pub mod chart;
 pub mod fusion;
+pub mod report;
+pub mod suite;
 
 use std::time::Instant;
 

@@ -81,12 +81,17 @@ pub fn write_f32_tensors(path: &Path, tensors: &[(&str, Vec<usize>, &[f32])]) ->
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::tensor::serialize(views, None).map_err(|e| Error::Format { file: path.to_path_buf(), reason: e.to_string() })?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` atomically: into a temporary file beside it, then renamed, so a
+/// failed write leaves no partial file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let io = |source| Error::Io { path: path.to_path_buf(), source };
-    std::fs::write(&tmp, &bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(e)
     })
