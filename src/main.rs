@@ -237,6 +237,10 @@ enum BenchCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // RUST_LOG=info shows the backend choice and each op's kernel variant; quiet (warnings) otherwise
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

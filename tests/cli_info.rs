@@ -21,3 +21,15 @@ fn info_lists_every_backend() {
     assert!(v["auto"].as_str().is_some_and(|a| !a.is_empty()));
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn logging_is_quiet_by_default_and_names_backend_and_kernels_at_info() {
+    let quiet = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).arg("backends").env_remove("RUST_LOG").output().unwrap();
+    let quiet = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!quiet.contains(" INFO ") && !quiet.contains("backend opened"), "{quiet}");
+    let backends = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).arg("backends").env("RUST_LOG", "rlipv2=info").output().unwrap();
+    let log = String::from_utf8_lossy(&backends.stderr);
+    assert!(log.contains("backend opened") && log.contains("backend=cpu"), "{log}");
+    assert!(log.contains("ms_deform_attn: rayon over queries"), "the cpu kernel variant at info: {log}");
+    assert!(log.contains("backend choice: "), "what auto picks and why: {log}");
+}

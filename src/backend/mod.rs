@@ -216,6 +216,20 @@ fn unsupported(kind: BackendKind, op: &'static str) -> Error {
 /// Opens one backend by kind. A backend that is not compiled in or finds no device is an
 /// `Err(BackendUnavailable)` with the reason, never a panic.
 pub fn open(kind: BackendKind) -> Result<Box<dyn Backend>> {
+    let opened = open_kind(kind);
+    match &opened {
+        Ok(b) => {
+            tracing::info!(backend = %kind, device = %b.device(), "backend opened");
+            for (what, variant) in b.details() {
+                tracing::info!(backend = %kind, "{what}: {variant}");
+            }
+        }
+        Err(e) => tracing::info!(backend = %kind, "backend unavailable: {e}"),
+    }
+    opened
+}
+
+fn open_kind(kind: BackendKind) -> Result<Box<dyn Backend>> {
     match kind {
         BackendKind::Reference => Ok(Box::new(reference::ReferenceBackend)),
         BackendKind::Cpu => Ok(Box::new(cpu::CpuBackend::new())),
@@ -249,6 +263,14 @@ fn not_compiled(kind: BackendKind, feature: &str) -> Error {
 /// real GPU, else the native cpu backend (a software Vulkan adapter such as lavapipe is slower
 /// than the cpu backend). Returns the backend and a sentence saying why it was picked.
 pub fn select(name: &str) -> Result<(Box<dyn Backend>, String)> {
+    let picked = select_inner(name);
+    if let Ok((_, why)) = &picked {
+        tracing::info!("backend choice: {why}");
+    }
+    picked
+}
+
+fn select_inner(name: &str) -> Result<(Box<dyn Backend>, String)> {
     if name != "auto" {
         let kind = BackendKind::parse(name)?;
         let b = open(kind)?;

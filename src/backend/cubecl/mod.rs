@@ -281,6 +281,7 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         // else two 4-wide loads (D is a multiple of 8).
         let max_vec = self.client.properties().hardware.max_vector_size as usize;
         let vector = if dtype != DType::F32 && max_vec >= 8 { 8 } else { 4 };
+        tracing::debug!(backend = %self.kind, %dtype, form = pr.form_name(), vector, "ms_deform_attn kernel variant");
         let groups = pr.channels / UNIT_CHANNELS;
         let total = pr.batch * pr.queries * pr.heads * groups;
         let cubes_needed = total.div_ceil(CUBE as usize) as u32;
