@@ -6,7 +6,10 @@
 //! `catch_unwind`; sizes are checked against the device limits before any allocation.
 
 mod fusion;
+mod msda;
 mod unfused;
+
+pub use msda::{launch_ms_deform_attn, MsDeformAttnHandles};
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,10 +20,9 @@ use cubecl::server::Handle;
 use super::{Backend, BackendKind, Prepared};
 use crate::error::{Error, Result};
 use crate::kernels::dense;
-use crate::kernels::ms_deform_attn::ms_deform_attn;
 use crate::problem::ms_deform_attn::OP;
 use crate::problem::{
-    Activation, AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem,
+    Activation, AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
     SparseFusionProblem,
 };
 
@@ -165,22 +167,6 @@ fn retag(e: Error, op: &'static str) -> Error {
     }
 }
 
-struct CubeclRun<'a, R: Runtime> {
-    be: &'a CubeclBackend<R>,
-    value: (Handle, usize),
-    shapes: (Handle, usize),
-    samp: (Handle, usize),
-    attn: (Handle, usize),
-    refp: (Handle, usize),
-    out: (Handle, usize),
-    dims: [u32; 6],
-    points: usize,
-    vector: usize,
-    form: Form,
-    dtype: DType,
-    cubes: CubeCount,
-}
-
 impl<R: Runtime> Backend for CubeclBackend<R> {
     fn kind(&self) -> BackendKind {
         self.kind
@@ -277,102 +263,19 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
     }
 
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
-        // 8 channels per unit: one 16-byte load for f16/bf16 where the device has 8-wide vectors,
-        // else two 4-wide loads (D is a multiple of 8).
-        let max_vec = self.client.properties().hardware.max_vector_size as usize;
-        let vector = if dtype != DType::F32 && max_vec >= 8 { 8 } else { 4 };
-        tracing::debug!(backend = %self.kind, %dtype, form = pr.form_name(), vector, "ms_deform_attn kernel variant");
-        let groups = pr.channels / UNIT_CHANNELS;
-        let total = pr.batch * pr.queries * pr.heads * groups;
-        let cubes_needed = total.div_ceil(CUBE as usize) as u32;
-        let max = self.client.properties().hardware.max_cube_count.0.min(65535);
-        let cubes = CubeCount::Static(cubes_needed.min(max), cubes_needed.div_ceil(max), 1);
-        let shapes: Vec<u32> = pr.levels.iter().flat_map(|l| [l.h as u32, l.w as u32, l.start as u32]).collect();
-        let value_bytes = super::pack(input.value(), dtype);
+        let plan = msda::MsdaPlan::new(&self.client, pr, dtype);
         let (samp, attn, refp): (&[f32], &[f32], &[f32]) = match *input {
             MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (sampling_locations, attention_weights, &[0.0]),
             MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (sampling_offsets, attention_logits, reference),
         };
-        let up = |what: &str, data: &[f32]| -> Result<(Handle, usize)> { Ok((self.upload(what, bytemuck::cast_slice(data))?, data.len())) };
-        let out_len = pr.output_len();
-        let out_bytes = out_len * dtype.size();
+        let out_bytes = pr.output_len() * dtype.size();
         if out_bytes as u64 > self.client.properties().memory.max_page_size {
             return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("output needs {out_bytes} bytes, more than the device allocates per buffer") });
         }
-        Ok(Box::new(CubeclRun {
-            be: self,
-            value: (self.upload("value", &value_bytes)?, input.value().len() / vector),
-            shapes: (self.upload("spatial_shapes", bytemuck::cast_slice(&shapes))?, shapes.len()),
-            samp: up("sampling", samp)?,
-            attn: up("attention", attn)?,
-            refp: up("reference", refp)?,
-            out: (self.client.empty(out_bytes), out_len / vector),
-            dims: [pr.queries as u32, pr.heads as u32, groups as u32, pr.tokens as u32, pr.num_levels() as u32, total as u32],
-            points: pr.points,
-            vector,
-            form: pr.form,
-            dtype,
-            cubes,
-        }))
+        let up = |what: &str, data: &[f32]| self.upload(what, bytemuck::cast_slice(data));
+        let value = self.upload("value", &super::pack(input.value(), dtype))?;
+        let args = plan.args(value, plan.shapes_handle(&self.client, pr), up("sampling", samp)?, up("attention", attn)?, up("reference", refp)?, self.client.empty(out_bytes), pr);
+        Ok(Box::new(msda::CubeclRun { be: self, plan, args }))
     }
 }
 
-impl<R: Runtime> CubeclRun<'_, R> {
-    fn launch<F: Float + CubeElement>(&self) {
-        let arg = |h: &(Handle, usize)| unsafe { ArrayArg::from_raw_parts(h.0.clone(), h.1) };
-        let [queries, heads, groups, tokens, levels, total] = self.dims;
-        let (fused, boxes) = match self.form {
-            Form::Official => (false, false),
-            Form::Fused(k) => (true, k == RefKind::Boxes),
-        };
-        // SAFETY: every array length was derived from the validated problem, and the kernel
-        // bounds-checks its unit index against `total`.
-        unsafe {
-            ms_deform_attn::launch_unchecked::<F, R>(
-                &self.be.client,
-                self.cubes.clone(),
-                CubeDim::new_1d(CUBE),
-                self.vector,
-                arg(&self.value),
-                arg(&self.shapes),
-                arg(&self.samp),
-                arg(&self.attn),
-                arg(&self.refp),
-                arg(&self.out),
-                queries,
-                heads,
-                groups,
-                tokens,
-                levels,
-                total,
-                self.points,
-                self.vector == 4,
-                fused,
-                boxes,
-            )
-        }
-    }
-}
-
-impl<R: Runtime> Prepared for CubeclRun<'_, R> {
-    fn enqueue(&mut self) -> Result<()> {
-        catch("launch", self.be.kind, || match self.dtype {
-            DType::F32 => self.launch::<f32>(),
-            DType::F16 => self.launch::<half::f16>(),
-            DType::Bf16 => self.launch::<half::bf16>(),
-        })?;
-        self.be.count_launch();
-        Ok(())
-    }
-
-    fn wait(&mut self) -> Result<()> {
-        let kind = self.be.kind;
-        catch("sync", kind, || pollster::block_on(self.be.client.sync()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })
-    }
-
-    fn output(&mut self) -> Result<Vec<f32>> {
-        let kind = self.be.kind;
-        let bytes = catch("read", kind, || self.be.client.read_one(self.out.0.clone()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })?;
-        Ok(super::unpack(&bytes, self.dtype))
-    }
-}

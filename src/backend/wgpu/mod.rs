@@ -13,7 +13,7 @@ use super::{Backend, BackendKind, Prepared};
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
 use crate::problem::{
-    Activation, AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem,
+    Activation, AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
     SparseFusionProblem,
 };
 
@@ -27,6 +27,8 @@ pub struct WgpuBackend {
     fusion: wgpu::ShaderModule,
     /// Pipelines of `dense.wgsl` and `sparse_fusion.wgsl` by "file.entry", built on first use.
     pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
+    /// `ms_deform_attn.wgsl` pipelines by (entry, f16, reference width, L, P).
+    msda_pipelines: std::sync::Mutex<std::collections::HashMap<(&'static str, bool, u32, usize, usize), wgpu::ComputePipeline>>,
     /// Compute dispatches recorded so far (every kernel launch of this backend).
     dispatches: AtomicU64,
 }
@@ -87,15 +89,22 @@ impl WgpuBackend {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()), ..wgpu::InstanceDescriptor::new_without_display_handle() });
         let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).map_err(|e| unavailable(format!("no wgpu adapter: {e}")))?;
         let info = adapter.get_info();
-        let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rlipv2"),
             required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
+            required_limits: adapter.limits(),
             ..Default::default()
         }))
         .map_err(|e| unavailable(format!("{}: request_device failed: {e}", info.name)))?;
-        device.on_uncaptured_error(std::sync::Arc::new(|e| eprintln!("wgpu: uncaptured error: {e}")));
+        device.on_uncaptured_error(std::sync::Arc::new(|e| tracing::error!("wgpu: uncaptured error: {e}")));
+        Self::from_device(info, device, queue)
+    }
+
+    /// The backend on the caller's own device and queue (no second device): compiles the WGSL
+    /// there. `info` names the adapter in reports. Use [`WgpuBackend::encode_ms_deform_attn`] to
+    /// record the op into the caller's command encoder on the caller's buffers.
+    pub fn from_device(info: wgpu::AdapterInfo, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
+        let limits = device.limits();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("ms_deform_attn.wgsl"), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(crate::shaders::MS_DEFORM_ATTN)) });
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -120,7 +129,7 @@ impl WgpuBackend {
         };
         let dense = compile("dense.wgsl", crate::shaders::DENSE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
-        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, pipelines: Default::default(), dispatches: AtomicU64::new(0) })
+        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, pipelines: Default::default(), msda_pipelines: Default::default(), dispatches: AtomicU64::new(0) })
     }
 
     /// The pipeline of `entry` in `module`, cached under `key`.
@@ -327,6 +336,54 @@ impl Backend for WgpuBackend {
     }
 
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
+        let storage = wgpu::BufferUsages::STORAGE;
+        let value = self.buffer("value", &super::pack(input.value(), dtype), storage)?;
+        let out_bytes = (pr.output_len() * dtype.size()) as u64;
+        self.check_size(OP, "output", out_bytes)?;
+        let out = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("output"), size: out_bytes, usage: storage | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let (samp, attn, refp) = match *input {
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (self.buffer("sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?, self.buffer("attention_weights", bytemuck::cast_slice(attention_weights), storage)?, None),
+            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (
+                self.buffer("sampling_offsets", bytemuck::cast_slice(sampling_offsets), storage)?,
+                self.buffer("attention_logits", bytemuck::cast_slice(attention_logits), storage)?,
+                Some(self.buffer("reference", bytemuck::cast_slice(reference), storage)?),
+            ),
+        };
+        let bufs = MsDeformAttnBuffers { value: &value, sampling: &samp, attention: &attn, reference: refp.as_ref(), output: &out };
+        let (pipeline, bind, groups) = self.msda_bind(pr, dtype, &bufs)?;
+        Ok(Box::new(WgpuRun { be: self, pipeline, bind, out, out_bytes, groups, dtype }))
+    }
+}
+
+/// Buffers of one `ms_deform_attn` call on the caller's device, in the layouts of
+/// [`MsDeformAttnProblem`] (`STORAGE` usage; `value` and `output` in the storage dtype, f16 as
+/// packed pairs; the rest f32).
+pub struct MsDeformAttnBuffers<'a> {
+    pub value: &'a wgpu::Buffer,
+    /// official form: `sampling_locations [B,Q,M,L,P,2]`; fused: `sampling_offsets`, same shape
+    pub sampling: &'a wgpu::Buffer,
+    /// official form: `attention_weights [B,Q,M,L,P]`; fused: `attention_logits [B,Q,M,L·P]`
+    pub attention: &'a wgpu::Buffer,
+    /// fused form only: `reference [B,Q,L,2]` points or `[B,Q,L,4]` boxes
+    pub reference: Option<&'a wgpu::Buffer>,
+    pub output: &'a wgpu::Buffer,
+}
+
+impl WgpuBackend {
+    /// Records `ms_deform_attn` for `pr` into the caller's `encoder`, reading and writing the
+    /// caller's buffers (nothing is copied or submitted). Checks the problem, the dtype and every
+    /// buffer's size first; a mismatch is an error naming the tensor.
+    pub fn encode_ms_deform_attn(&self, encoder: &mut wgpu::CommandEncoder, pr: &MsDeformAttnProblem, dtype: DType, bufs: &MsDeformAttnBuffers) -> Result<()> {
+        pr.validate()?;
+        self.supports(dtype)?;
+        let (pipeline, bind, groups) = self.msda_bind(pr, dtype, bufs)?;
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ms_deform_attn"), timestamp_writes: None });
+        self.dispatch(&mut pass, &pipeline, &bind, groups);
+        Ok(())
+    }
+
+    /// Pipeline, bind group and grid of one problem on `bufs` (sizes checked here).
+    fn msda_bind(&self, pr: &MsDeformAttnProblem, dtype: DType, bufs: &MsDeformAttnBuffers) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))> {
         let groups = (pr.channels / 8) as u32;
         let total = (pr.batch * pr.queries * pr.heads) as u64 * groups as u64;
         let workgroups = total.div_ceil(WORKGROUP as u64);
@@ -335,6 +392,29 @@ impl Backend for WgpuBackend {
         let gy = workgroups.div_ceil(gx);
         if gy > max_x {
             return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("{total} invocations exceed the adapter's dispatch limit") });
+        }
+        let (entry, ref_dim) = match pr.form {
+            Form::Official => ("main_official", 2),
+            Form::Fused(kind) => ("main_fused", kind.dim() as u32),
+        };
+        let f = 4u64;
+        let samples = pr.samples() as u64;
+        let mut need = vec![
+            ("value", bufs.value, (pr.batch * pr.tokens * pr.heads * pr.channels * dtype.size()) as u64),
+            ("sampling", bufs.sampling, samples * 2 * f),
+            ("attention", bufs.attention, samples * f),
+            ("output", bufs.output, (pr.output_len() * dtype.size()) as u64),
+        ];
+        match (pr.form, bufs.reference) {
+            (Form::Official, _) => {}
+            (Form::Fused(_), Some(r)) => need.push(("reference", r, (pr.batch * pr.queries * pr.num_levels()) as u64 * ref_dim as u64 * f)),
+            (Form::Fused(_), None) => return Err(Error::limit(OP, "reference", "the fused form needs a reference buffer")),
+        }
+        for (what, buf, bytes) in &need {
+            if buf.size() < *bytes {
+                return Err(Error::limit(OP, *what, format!("buffer holds {} bytes, the problem needs {bytes}", buf.size())));
+            }
+            self.check_size(OP, what, *bytes)?;
         }
         let mut shapes = [[0u32; 4]; MAX_LEVELS];
         for (s, lv) in shapes.iter_mut().zip(&pr.levels) {
@@ -351,52 +431,43 @@ impl Backend for WgpuBackend {
             _pad: [0; 5],
             shapes,
         };
-        let storage = wgpu::BufferUsages::STORAGE;
         let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: bytemuck::bytes_of(&params), usage: wgpu::BufferUsages::UNIFORM });
-        let value = self.buffer("value", &super::pack(input.value(), dtype), storage)?;
-        let out_bytes = (pr.output_len() * dtype.size()) as u64;
-        self.check_size(OP, "output", out_bytes)?;
-        let out = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("output"), size: out_bytes, usage: storage | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
-        let (entry, ref_dim, tensors): (&str, u32, Vec<(&str, &[f32])>) = match (*input, pr.form) {
-            (MsDeformAttnInput::Official { sampling_locations, attention_weights, .. }, _) => ("main_official", 2, vec![("sampling_locations", sampling_locations), ("attention_weights", attention_weights)]),
-            (MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. }, form) => {
-                let dim = if form == Form::Fused(RefKind::Boxes) { 4 } else { 2 };
-                ("main_fused", dim, vec![("sampling_offsets", sampling_offsets), ("attention_logits", attention_logits), ("reference", reference)])
-            }
-        };
-        let mut bufs = Vec::new();
-        for (what, data) in &tensors {
-            bufs.push(self.buffer(what, bytemuck::cast_slice(data), storage)?);
-        }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let constants = [
-            ("WG", WORKGROUP as f64),
-            ("HALF", if dtype == DType::F16 { 1.0 } else { 0.0 }),
-            ("REF_DIM", ref_dim as f64),
-            ("LEVELS", pr.num_levels() as f64),
-            ("POINTS", pr.points as f64),
-        ];
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module: &self.module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
-            cache: None,
-        });
+        let half = dtype == DType::F16;
+        let key = (entry, half, ref_dim, pr.num_levels(), pr.points);
+        let pipeline = {
+            let mut cache = self.msda_pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
+            cache
+                .entry(key)
+                .or_insert_with(|| {
+                    tracing::debug!(entry, half, ref_dim, levels = pr.num_levels(), points = pr.points, "ms_deform_attn.wgsl pipeline");
+                    let constants = [("WG", WORKGROUP as f64), ("HALF", half as u32 as f64), ("REF_DIM", ref_dim as f64), ("LEVELS", pr.num_levels() as f64), ("POINTS", pr.points as f64)];
+                    self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &self.module,
+                        entry_point: Some(entry),
+                        compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+                        cache: None,
+                    })
+                })
+                .clone()
+        };
         let mut entries = vec![
             wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: value.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: out.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: bufs.value.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 2, resource: bufs.output.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 3, resource: bufs.sampling.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 4, resource: bufs.attention.as_entire_binding() },
         ];
-        for (i, b) in bufs.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: 3 + i as u32, resource: b.as_entire_binding() });
+        if let (Form::Fused(_), Some(r)) = (pr.form, bufs.reference) {
+            entries.push(wgpu::BindGroupEntry { binding: 5, resource: r.as_entire_binding() });
         }
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("ms_deform_attn"), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(format!("building the {entry} pipeline: {e}")));
         }
-        Ok(Box::new(WgpuRun { be: self, pipeline, bind, out, out_bytes, groups: (gx as u32, gy as u32), dtype }))
+        Ok((pipeline, bind, (gx as u32, gy as u32)))
     }
 }
 
