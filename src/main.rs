@@ -10,7 +10,12 @@ use rlipv2::problem::{DType, Form, Gate, RefKind};
 use rlipv2::{io, Error, Result};
 
 #[derive(Parser)]
-#[command(name = "rlipv2", version, about = "RLIPv2 kernels and inference on any GPU or CPU")]
+#[command(
+    name = "rlipv2",
+    version,
+    about = "RLIPv2 kernels and inference on any GPU or CPU",
+    after_help = "Examples:\n  rlipv2 info                                   # what runs here, and how\n  rlipv2 convert RLIP_PDA_v2_HICO_R50.pth m.safetensors --tokenizer tokenizer.json\n  rlipv2 detect --weights m.safetensors photo.jpg --out results/\n  rlipv2 bench suite --backends all             # bench.json, bench.md, bench.svg\n\nRUST_LOG=info shows the backend choice and each op's kernel variant."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -19,16 +24,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one op on inputs from a safetensors file (for benchmark suites and external harnesses).
+    ///
+    /// Example: rlipv2 op ms_deform_attn --backend auto --input in.safetensors --output out.safetensors
     Op {
         #[command(subcommand)]
         op: OpCmd,
     },
-    /// Time an op side by side on several backends in one run and print a table.
+    /// Time ops side by side on several backends in one run: the whole suite (JSON, markdown,
+    /// SVG chart) or one op as a table.
+    ///
+    /// Example: rlipv2 bench suite --backends all --out bench-out
     Bench {
         #[command(subcommand)]
         op: BenchCmd,
     },
     /// List the backends, whether each is usable here, and what `auto` picks.
+    ///
+    /// Example: RUST_LOG=info rlipv2 backends
     Backends,
     /// Version, features, and every backend: usable or why not, its device, the limits that
     /// matter to the kernels and the kernel variant each op uses there.
@@ -104,6 +116,8 @@ enum OpCmd {
     /// `spatial_shapes` i64 [L,2] (H,W), `level_start_index` i64 [L], `sampling_locations`
     /// f32 [B,Q,M,L,P,2] (x,y in [0,1]), `attention_weights` f32 [B,Q,M,L,P]; OUT gets
     /// `output` f32 [B,Q,M·D].
+    ///
+    /// Example: rlipv2 op ms_deform_attn --backend wgpu --dtype f16 --input in.safetensors --output out.safetensors --repeat 20
     MsDeformAttn {
         /// reference | cpu | wgpu | cubecl-wgpu | cubecl-cuda | auto
         #[arg(long, default_value = "auto")]
@@ -123,6 +137,8 @@ enum OpCmd {
     /// ALIF gated bi-directional cross-attention. IN holds `v` f32 [B,Nv,Cv], `pos` [B,Nv,Cv],
     /// `l` [B,T,Cl]; WEIGHTS the 18 `b_attn.*` tensors (after --prefix); OUT gets `v_out`
     /// [B,Nv,Cv] and `l_out` [B,T,Cl].
+    ///
+    /// Example: rlipv2 op gated_cross_attn --input x.safetensors --weights model.safetensors --prefix transformer.encoder.VLFuse_layers.0. --output y.safetensors
     GatedCrossAttn {
         #[command(flatten)]
         args: FusionArgs,
@@ -134,6 +150,8 @@ enum OpCmd {
     /// One ALIF round. IN holds `memory` f32 [B,S,C], `pos` [B,S,C], `lang` [B,T,Cl],
     /// `level_start_index` i64 [L] and optionally `lang_mask` f32 [B,T] (1 = label); WEIGHTS the
     /// fusion and language-layer tensors; OUT gets `memory` (last level fused) and `lang_out`.
+    ///
+    /// Example: rlipv2 op sparse_fusion --input x.safetensors --weights model.safetensors --fusion-prefix transformer.encoder.VLFuse_layers.0. --lang-prefix transformer.encoder.roberta_layers.0. --output y.safetensors
     SparseFusion {
         #[command(flatten)]
         args: FusionArgs,
@@ -207,16 +225,23 @@ enum BenchCmd {
     },
     #[command(name = "sparse_fusion")]
     /// One ALIF round at RLIPv2 sizes (S = 22223, last level 273 tokens, T = 198), seeded
-    /// weights: gated_cross_attn alone, the fused round, and the same round op by op.
+    /// weights: gated_cross_attn alone, the fused round, and the same round op by op, with a
+    /// per-launch profile of the resident fused round.
+    ///
+    /// Example: rlipv2 bench sparse_fusion --backends cpu,wgpu,cubecl-wgpu --repeat 5
     SparseFusion {
         /// Comma-separated backends. Default: cpu.
         #[arg(long, value_delimiter = ',', default_value = "cpu")]
         backends: Vec<String>,
+        /// Timed samples, after one warm-up.
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
     #[command(name = "ms_deform_attn")]
-    /// Multi-scale deformable attention on seeded inputs.
+    /// Multi-scale deformable attention on seeded inputs: median and min time, GB/s and speed-up
+    /// vs cpu per backend × dtype.
+    ///
+    /// Example: rlipv2 bench ms_deform_attn --backends all --dtypes f32,f16 --case decoder --form fused-boxes
     MsDeformAttn {
         /// Comma-separated backends, or `all`. Default: the `auto` pick and cpu.
         #[arg(long, value_delimiter = ',')]
@@ -230,6 +255,7 @@ enum BenchCmd {
         /// official (locations + weights) | fused-points | fused-boxes (reference + offsets + logits)
         #[arg(long, default_value = "official")]
         form: String,
+        /// Timed samples, after one warm-up.
         #[arg(long, default_value_t = 10)]
         repeat: usize,
     },

@@ -33,3 +33,30 @@ fn logging_is_quiet_by_default_and_names_backend_and_kernels_at_info() {
     assert!(log.contains("ms_deform_attn: rayon over queries"), "the cpu kernel variant at info: {log}");
     assert!(log.contains("backend choice: "), "what auto picks and why: {log}");
 }
+
+#[test]
+fn every_subcommand_help_says_what_and_gives_an_example() {
+    let subcommands: [&[&str]; 12] = [
+        &[],
+        &["op"],
+        &["op", "ms_deform_attn"],
+        &["op", "gated_cross_attn"],
+        &["op", "sparse_fusion"],
+        &["bench"],
+        &["bench", "suite"],
+        &["bench", "sparse_fusion"],
+        &["bench", "ms_deform_attn"],
+        &["backends"],
+        &["info"],
+        &["detect"],
+    ];
+    for sub in subcommands.iter().copied().chain([&["convert"][..]]) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).args(sub).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{sub:?}");
+        if sub.is_empty() || (sub.len() == 1 && ["op", "bench"].contains(&sub[0])) {
+            assert!(help.contains("Commands:"), "{sub:?}: {help}");
+        }
+        assert!(sub.is_empty() || help.contains("Example: rlipv2 ") || help.contains("Example: RUST_LOG"), "{sub:?} --help has no example:\n{help}");
+    }
+}
