@@ -51,7 +51,7 @@ pub(crate) fn slab_fma(xs: &SharedMemory<V4>, ws: &SharedMemory<V4>, ty: usize, 
 }
 
 /// `y [M,N] = act(x [M,K]·Wᵀ + b)`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
-/// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block (see [`slab_fma`]).
+/// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block (see `slab_fma`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32) {
@@ -261,7 +261,7 @@ pub fn add(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32) {
 }
 
 /// Gated residual `out = x + g·d` over `n` elements of rows `width` wide:
-/// g = gamma[0] (gate 0, VXAc), gamma[channel] (gate 1, GLIP) or 1 (gate 2, XGating).
+/// g = `gamma[0]` (gate 0, VXAc), `gamma[channel]` (gate 1, GLIP) or 1 (gate 2, XGating).
 #[cube(launch_unchecked)]
 pub fn gated_residual(x: &Array<f32>, d: &Array<f32>, gamma: &Array<f32>, out: &mut Array<f32>, n: u32, width: u32, #[comptime] gate: u32) {
     let i = flat_pos();

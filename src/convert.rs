@@ -20,8 +20,11 @@ use crate::model::{config::Config, schema};
 
 /// Metadata keys of a converted file.
 pub const META_FORMAT: &str = "rlipv2.format";
+/// Metadata key: the model configuration as JSON ([`crate::model::Config`]).
 pub const META_CONFIG: &str = "rlipv2.config";
+/// Metadata key: the checkpoint's `args` namespace as JSON, as read.
 pub const META_ARGS: &str = "rlipv2.args";
+/// Metadata key: the checkpoint file the model was converted from.
 pub const META_SOURCE: &str = "rlipv2.source";
 /// Comma-separated built-in label sets whose embeddings are baked in.
 pub const META_LABEL_SETS: &str = "rlipv2.label_sets";
@@ -31,10 +34,15 @@ pub const FORMAT_VERSION: &str = "1";
 /// What a conversion did.
 #[derive(Debug)]
 pub struct Report {
+    /// The configuration read from the checkpoint's `args`.
     pub config: Config,
+    /// Tensors written.
     pub tensors: usize,
+    /// Bytes of tensor data written.
     pub bytes: u64,
+    /// Aliased `*.bbox_embed.*` keys dropped (they share storage with kept keys).
     pub dropped_aliases: usize,
+    /// Buffers dropped (`position_ids`).
     pub dropped_buffers: usize,
     /// Built-in label sets whose embeddings were baked in.
     pub label_sets: Vec<String>,

@@ -19,7 +19,9 @@ use crate::model::postprocess::{postprocess, Detection, HeadOutputs, PostConfig}
 use crate::model::preprocess::{preprocess, RgbImage};
 use crate::model::Config;
 
+/// The image path of a converted model (image front, ALIF encoder, decoders and heads), ready to detect on any backend.
 pub struct Detector {
+    /// The configuration read from the model file.
     pub config: Config,
     front: ImageFront,
     encoder: Encoder,
@@ -28,7 +30,9 @@ pub struct Detector {
 
 /// A label set with its language tokens `[T, 768]` (objects, `no objects`, verbs).
 pub struct Labels {
+    /// The labels (objects, verbs, valid pairs).
     pub set: LabelSet,
+    /// Language tokens `[T, 768]`.
     pub lang: Vec<f32>,
 }
 
@@ -36,6 +40,7 @@ pub struct Labels {
 /// where the OS reports it).
 #[derive(Default, Debug, Clone)]
 pub struct Profile {
+    /// Per stage: name, seconds, peak RSS in bytes after it.
     pub stages: Vec<(&'static str, f64, Option<u64>)>,
 }
 

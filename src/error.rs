@@ -6,7 +6,11 @@ use std::path::PathBuf;
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every failure of the crate. Fields name what a user needs to fix it: `op` (the op or command),
+/// `what` (the tensor, parameter or limit), `file`/`path` (the file read or written), `backend`,
+/// `expected`/`got` (shape or dtype as written), `reason` (a sentence).
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields, documented above
 pub enum Error {
     /// A tensor has the wrong shape, rank or size.
     #[error("{op}: tensor `{what}` has shape {got}, expected {expected}")]
@@ -44,6 +48,7 @@ pub enum Error {
     #[error("{file}: {reason}")]
     Format { file: PathBuf, reason: String },
 
+    /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }

@@ -7,9 +7,11 @@ use crate::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem, OwnedWeights,
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed` (same stream on every platform).
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
+    /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -22,6 +24,7 @@ impl Rng {
         let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
         lo + (hi - lo) * u
     }
+    /// `n` values uniform in [lo, hi).
     pub fn fill(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(lo, hi)).collect()
     }
@@ -30,6 +33,7 @@ impl Rng {
 /// Owned inputs for either form.
 #[derive(Clone, Debug)]
 pub struct MsDeformAttnData {
+    /// `value [B,S,M,D]`, U(−1, 1).
     pub value: Vec<f32>,
     /// official: sampling_locations; fused: reference
     pub a: Vec<f32>,
@@ -37,6 +41,7 @@ pub struct MsDeformAttnData {
     pub b: Vec<f32>,
     /// fused only: attention_logits
     pub c: Vec<f32>,
+    /// Which form the tensors are for.
     pub form: Form,
 }
 
@@ -92,6 +97,7 @@ impl MsDeformAttnData {
         }
     }
 
+    /// The inputs as the backends take them.
     pub fn input(&self) -> MsDeformAttnInput<'_> {
         match self.form {
             Form::Official => MsDeformAttnInput::Official { value: &self.value, sampling_locations: &self.a, attention_weights: &self.b },

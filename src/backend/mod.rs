@@ -20,16 +20,23 @@ use crate::problem::{
 /// Every backend this crate knows, compiled in or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackendKind {
+    /// The naive f64 oracle ([`crate::reference`]) as a backend.
     Reference,
+    /// Native host code ([`cpu::CpuBackend`]).
     Cpu,
+    /// Raw WGSL from `shaders/` on wgpu ([`wgpu::WgpuBackend`]).
     Wgpu,
+    /// The cubecl kernels on cubecl's wgpu runtime.
     CubeclWgpu,
+    /// The cubecl kernels on cubecl's CUDA runtime (feature `cuda`).
     CubeclCuda,
 }
 
 impl BackendKind {
+    /// Every kind, in the order reports list them.
     pub const ALL: [BackendKind; 5] = [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda];
 
+    /// The name used on the command line and in reports (`cubecl-wgpu`, …).
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Reference => "reference",
@@ -40,6 +47,7 @@ impl BackendKind {
         }
     }
 
+    /// The kind named `s` (see [`BackendKind::name`]); an unknown name lists the valid ones.
     pub fn parse(s: &str) -> Result<Self> {
         BackendKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| Error::UnknownBackend(s.to_string()))
     }
@@ -79,6 +87,7 @@ pub trait Prepared {
 
 /// A device plus the kernels for it.
 pub trait Backend {
+    /// Which backend this is.
     fn kind(&self) -> BackendKind;
     /// Adapter / device name and, where known, driver.
     fn device(&self) -> String;
@@ -120,6 +129,7 @@ pub trait Backend {
         p.check(x, weight, bias)?;
         self.gemm_valid(p, x, weight, bias)
     }
+    /// [`Backend::gemm`] after the inputs were checked; backends override this one.
     fn gemm_valid(&self, _p: &GemmProblem, _x: &[f32], _weight: &[f32], _bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::gemm::OP))
     }
@@ -140,6 +150,7 @@ pub trait Backend {
         p.check(x, gamma, beta)?;
         self.layer_norm_valid(p, x, gamma, beta)
     }
+    /// [`Backend::layer_norm`] after the inputs were checked.
     fn layer_norm_valid(&self, _p: &LayerNormProblem, _x: &[f32], _gamma: &[f32], _beta: &[f32]) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::layer_norm::OP))
     }
@@ -149,6 +160,7 @@ pub trait Backend {
         p.check(x)?;
         self.softmax_valid(p, x)
     }
+    /// [`Backend::softmax`] after the inputs were checked.
     fn softmax_valid(&self, _p: &SoftmaxProblem, _x: &[f32]) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::softmax::OP))
     }
@@ -158,6 +170,7 @@ pub trait Backend {
         p.check(q, k, v, mask)?;
         self.attention_valid(p, q, k, v, mask)
     }
+    /// [`Backend::attention`] after the inputs were checked.
     fn attention_valid(&self, _p: &AttentionProblem, _q: &[f32], _k: &[f32], _v: &[f32], _mask: Option<&[f32]>) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::attention::OP))
     }
@@ -167,6 +180,7 @@ pub trait Backend {
         p.check(v, pos, l, w)?;
         self.gated_cross_attn_valid(p, v, pos, l, w)
     }
+    /// [`Backend::gated_cross_attn`] after the inputs were checked.
     fn gated_cross_attn_valid(&self, _p: &GatedCrossAttnProblem, _v: &[f32], _pos: &[f32], _l: &[f32], _w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
         Err(unsupported(self.kind(), crate::problem::gated_cross_attn::OP))
     }
@@ -194,15 +208,18 @@ pub trait Backend {
         p.check(memory, pos, lang, mask, fw, bw)?;
         self.prepare_sparse_fusion_unfused_valid(p, memory, pos, lang, mask, fw, bw)
     }
+    /// [`Backend::prepare_sparse_fusion_unfused`] after the inputs were checked.
     #[allow(clippy::too_many_arguments)]
     fn prepare_sparse_fusion_unfused_valid<'a>(&'a self, _p: &SparseFusionProblem, _memory: &[f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
     }
+    /// [`Backend::prepare_sparse_fusion`] after the inputs were checked.
     #[allow(clippy::too_many_arguments)]
     fn prepare_sparse_fusion_valid<'a>(&'a self, _p: &SparseFusionProblem, _memory: &[f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
     }
 
+    /// [`Backend::sparse_fusion`] after the inputs were checked.
     #[allow(clippy::too_many_arguments)]
     fn sparse_fusion_valid(&self, _p: &SparseFusionProblem, _memory: &mut [f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))

@@ -13,6 +13,7 @@ fn lower(x: Vec<f64>) -> Vec<f32> {
     x.into_iter().map(|v| v as f32).collect()
 }
 
+/// The f64 reference oracle behind the [`Backend`] trait (slow; the definition of correct).
 pub struct ReferenceBackend;
 
 struct ReferenceRun {

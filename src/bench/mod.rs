@@ -31,6 +31,7 @@ pub fn case(name: &str, form: Form) -> Option<MsDeformAttnProblem> {
     })
 }
 
+/// The names [`case`] knows.
 pub const CASES: [&str; 3] = ["encoder", "decoder", "small"];
 
 /// Launches queued back to back per timed sample: the device-synced wall time of the batch over
@@ -42,10 +43,13 @@ pub const LAUNCHES_PER_SAMPLE: usize = 10;
 /// one warm-up run (kernel compilation, first-touch allocations).
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
+    /// Median seconds per run.
     pub median_s: f64,
+    /// Fastest sample, seconds per run.
     pub min_s: f64,
 }
 
+/// Times a prepared op: one warm-up run, then `repeat` samples of [`LAUNCHES_PER_SAMPLE`] queued launches and one device sync each.
 pub fn time_runs(prepared: &mut dyn backend::Prepared, repeat: usize) -> Result<Timing> {
     prepared.run()?;
     let mut t = Vec::with_capacity(repeat.max(1));
@@ -100,9 +104,13 @@ pub fn time_host(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<Tim
 
 /// One row of the side-by-side table.
 pub struct Row {
+    /// The backend timed.
     pub backend: BackendKind,
+    /// Its device, in words.
     pub device: String,
+    /// Storage dtype.
     pub dtype: DType,
+    /// The timing, or why it did not run.
     pub result: Result<Timing>,
 }
 

@@ -12,8 +12,10 @@ use crate::error::{Error, Result};
 /// Version of the `bench.json` layout; a file of another version is refused by `--compare`.
 pub const SCHEMA: u32 = 1;
 
+/// One run of the suite: what measured it, and every record.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
+    /// Layout version ([`SCHEMA`]).
     pub schema: u32,
     /// Crate version that measured it.
     pub rlipv2: String,
@@ -21,12 +23,16 @@ pub struct Report {
     pub features: Vec<String>,
     /// Seconds since the Unix epoch when the run ended.
     pub created_unix: u64,
+    /// Whether the quick (small) shapes were used.
     pub quick: bool,
+    /// Timed samples per cell.
     pub repeat: usize,
+    /// Every cell, timed or skipped.
     pub records: Vec<Record>,
 }
 
 impl Report {
+    /// A report of `records` stamped with this build's version, features and the time now.
     pub fn new(records: Vec<Record>, quick: bool, repeat: usize) -> Self {
         let features =
             [("wgpu", cfg!(feature = "wgpu")), ("cubecl-wgpu", cfg!(feature = "cubecl-wgpu")), ("cuda", cfg!(feature = "cuda"))].into_iter().filter_map(|(f, on)| on.then(|| f.to_string())).collect();

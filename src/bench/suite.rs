@@ -24,15 +24,21 @@ pub struct Record {
     pub size: u64,
     /// The shape in words, e.g. `Q=22223 S=22223`.
     pub shape: String,
+    /// Backend name.
     pub backend: String,
+    /// Storage dtype (`f32`, `f16`, `bf16`).
     pub dtype: String,
+    /// The backend's device, or `-` when it did not open.
     pub device: String,
     /// `resident` (inputs on the device, queued launches + one sync) or `host-to-host`.
     pub timing: String,
+    /// Median milliseconds per run.
     pub median_ms: Option<f64>,
+    /// Fastest sample, milliseconds per run.
     pub min_ms: Option<f64>,
     /// Work per second at the median: GB/s (ms_deform_attn: compulsory bytes) or GFLOP/s.
     pub throughput: Option<f64>,
+    /// Unit of `throughput` (`GB/s`, `GFLOP/s`, or empty).
     pub unit: String,
     /// Why this cell did not run (backend absent, dtype unsupported, a limit).
     pub skipped: Option<String>,
@@ -47,6 +53,7 @@ impl Record {
 
 /// What to run.
 pub struct SuiteOptions {
+    /// Backends to time (one that does not open yields skipped records).
     pub backends: Vec<BackendKind>,
     /// Storage dtypes for ms_deform_attn (the other ops are f32).
     pub dtypes: Vec<DType>,

@@ -14,9 +14,13 @@ pub const PREFIX: &str = "backbone.0.body.";
 /// A feature map `[C, H, W]` (batch 1).
 #[derive(Clone, Debug)]
 pub struct Feature {
+    /// Channels.
     pub c: usize,
+    /// Height.
     pub h: usize,
+    /// Width.
     pub w: usize,
+    /// `[C,H,W]` values, row-major.
     pub data: Vec<f32>,
 }
 
@@ -62,6 +66,7 @@ struct Bottleneck {
     downsample: Option<ConvBn>,
 }
 
+/// ResNet-50 with FrozenBatchNorm folded into each conv: the stride-8/16/32 features the encoder reads.
 pub struct ResNet50 {
     stem: ConvBn,
     layers: Vec<Vec<Bottleneck>>,

@@ -170,16 +170,22 @@ impl DecoderLayer {
 pub struct Memory<'a> {
     /// `[S, 256]`
     pub data: &'a [f32],
+    /// `(H, W)` of each level.
     pub shapes: &'a [(usize, usize)],
 }
 
 /// The heads' outputs for the last decoder layer (Np = N/2 pairs), in the layouts
 /// [`crate::model::postprocess::HeadOutputs`] reads.
 pub struct Outputs {
+    /// Subject class logits `[Q, classes]`.
     pub sub_logits: Vec<f32>,
+    /// Object class logits `[Q, objects + 1]` (text-classifier head).
     pub obj_logits: Vec<f32>,
+    /// Verb logits `[Q, verbs]` (text-classifier head).
     pub verb_logits: Vec<f32>,
+    /// Subject boxes `[Q, 4]` (cx, cy, w, h in [0, 1]).
     pub sub_boxes: Vec<f32>,
+    /// Object boxes `[Q, 4]` (cx, cy, w, h in [0, 1]).
     pub obj_boxes: Vec<f32>,
 }
 
@@ -193,6 +199,7 @@ struct Decoded {
     obj_before: Vec<f32>,
 }
 
+/// The DAB ho-decoder and verb decoder with box refinement, MBF and the text-classifier heads.
 pub struct Decoders {
     num_queries: usize,
     ho: Decoder,
@@ -211,6 +218,7 @@ pub struct Decoders {
 }
 
 impl Decoders {
+    /// Loads the decoders' weights by official name through `get(name, shape)`.
     pub fn load(num_queries: usize, dec_layers: usize, levels: usize, ffn: usize, mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>) -> Result<Self> {
         let get: &mut Get = &mut get;
         let ho = Decoder::load(get, "transformer.ho_decoder", dec_layers, levels, ffn)?;

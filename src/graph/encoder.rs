@@ -36,6 +36,7 @@ const LAYER_NAMES: [&str; 16] = [
     "norm2.bias",
 ];
 
+/// The 6-layer deformable encoder with its three `sparse_fusion` rounds (ALIF).
 pub struct Encoder {
     levels: usize,
     ffn: usize,

@@ -21,6 +21,7 @@ pub struct Tokens {
     pub pos: Vec<f32>,
     /// `(H_l, W_l)` per level.
     pub shapes: Vec<(usize, usize)>,
+    /// Start of each level in the flattened token axis.
     pub level_start: Vec<usize>,
 }
 
@@ -34,6 +35,7 @@ struct Projection {
     gn_bias: Vec<f32>,
 }
 
+/// Backbone, input projections with GroupNorm, sine positions and level embeddings.
 pub struct ImageFront {
     backbone: ResNet50,
     projections: Vec<Projection>,
@@ -60,6 +62,7 @@ impl ImageFront {
         Ok(ImageFront { backbone, projections, level_embed })
     }
 
+    /// Image `[3,H,W]` (normalized) → encoder tokens, positions and level table.
     pub fn forward(&self, be: &dyn Backend, image: &Feature) -> Result<Tokens> {
         let feats = self.backbone.forward(be, image)?;
         let mut levels = Vec::new();

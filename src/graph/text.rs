@@ -1,7 +1,7 @@
 //! The text encoder (spec §2.4): RoBERTa over the label texts, pooled output per label.
 //! `transformers` 4.5.1 semantics: position ids = padding_idx + 1 + running count of non-pad
 //! tokens (pads get padding_idx), token type 0, LayerNorm eps 1e-5, post-LN layers with the
-//! additive mask (1 − mask)·−10000, pooler tanh(W·h_<s> + b). Labels are batched, padded to the
+//! additive mask (1 − mask)·−10000, pooler `tanh(W·h_<s> + b)`. Labels are batched, padded to the
 //! longest, as the official `batch_encode_plus(padding="longest")` does.
 
 use crate::backend::{compose, Backend};
@@ -14,7 +14,9 @@ pub const PAD_ID: u32 = 1;
 const OP: &str = "text_encoder";
 const LN_EPS: f32 = 1e-5;
 
+/// The RoBERTa text encoder of the model file (labels → pooled embeddings).
 pub struct TextEncoder {
+    /// Vocabulary, positions and layer count read from the file.
     pub geometry: TextGeometry,
     hidden: usize,
     /// word [V,H], position [P,H], token type [1,H], LN weight, LN bias

@@ -10,22 +10,35 @@ use super::{read_bytes, Reader};
 use crate::error::{Error, Result};
 use crate::problem::{BertLayerProblem, Gate, GatedCrossAttnProblem, OwnedWeights, SparseFusionProblem};
 
+/// The inputs and weights of `rlipv2 op gated_cross_attn`, checked.
 pub struct GatedCrossAttnFile {
+    /// Sizes read from the tensors.
     pub problem: GatedCrossAttnProblem,
+    /// `v [B,Nv,Cv]`.
     pub v: Vec<f32>,
+    /// `pos [B,Nv,Cv]`.
     pub pos: Vec<f32>,
+    /// `l [B,T,Cl]`.
     pub l: Vec<f32>,
+    /// The 18 `b_attn.*` tensors.
     pub weights: OwnedWeights,
 }
 
+/// The inputs and weights of `rlipv2 op sparse_fusion`, checked.
 pub struct SparseFusionFile {
+    /// Sizes read from the tensors.
     pub problem: SparseFusionProblem,
+    /// `memory [B,S,C]`.
     pub memory: Vec<f32>,
+    /// `pos [B,S,C]`.
     pub pos: Vec<f32>,
+    /// `lang [B,T,Cl]`.
     pub lang: Vec<f32>,
     /// `[B,T]`, 1 = label, 0 = padding
     pub lang_mask: Option<Vec<f32>>,
+    /// The fusion tensors.
     pub fusion: OwnedWeights,
+    /// The language-layer tensors.
     pub lang_weights: OwnedWeights,
 }
 

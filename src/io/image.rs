@@ -10,6 +10,7 @@ pub use crate::model::preprocess::RgbImage;
 /// Images above this many pixels are refused (≈ 100 MP; the model sees at most 800×1333).
 pub const MAX_PIXELS: u64 = 100_000_000;
 
+/// Reads a PNG or JPEG as 8-bit RGB (gray, alpha, 16-bit and CMYK converted), refusing images over the pixel limit.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let fail = |reason: String| Error::Format { file: path.to_path_buf(), reason };
     let reader = image::ImageReader::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?.with_guessed_format().map_err(|source| Error::Io { path: path.to_path_buf(), source })?;

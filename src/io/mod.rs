@@ -18,6 +18,7 @@ mod ms_deform_attn;
 pub use fusion::{read_gated_cross_attn, read_sparse_fusion, GatedCrossAttnFile, SparseFusionFile};
 pub use ms_deform_attn::{read_ms_deform_attn, MsDeformAttnFile, MAX_SIDE};
 
+/// The whole file, or an error naming it.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
@@ -30,11 +31,13 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Parses `bytes` (the contents of `path`) as safetensors for `op`.
     pub fn parse(op: &'static str, path: &Path, bytes: &'a [u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("not a valid safetensors file: {e}") })?;
         Ok(Reader { op, file: path.to_path_buf(), st })
     }
 
+    /// Whether the file holds a tensor called `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.st.tensor(name).is_ok()
     }

@@ -14,13 +14,18 @@ pub const MAX_SIDE: i64 = 1 << 16;
 
 /// The official-form inputs of `ms_deform_attn`, read from a file.
 pub struct MsDeformAttnFile {
+    /// The problem the tensors describe.
     pub problem: MsDeformAttnProblem,
+    /// `value [B,S,M,D]`.
     pub value: Vec<f32>,
+    /// `sampling_locations [B,Q,M,L,P,2]`.
     pub sampling_locations: Vec<f32>,
+    /// `attention_weights [B,Q,M,L,P]`.
     pub attention_weights: Vec<f32>,
 }
 
 impl MsDeformAttnFile {
+    /// The inputs as the backends take them.
     pub fn input(&self) -> MsDeformAttnInput<'_> {
         MsDeformAttnInput::Official { value: &self.value, sampling_locations: &self.sampling_locations, attention_weights: &self.attention_weights }
     }

@@ -14,7 +14,9 @@ use std::rc::Rc;
 /// Reader errors: what went wrong and at which byte of the pickle stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PickleError {
+    /// Byte offset in the pickle stream.
     pub at: usize,
+    /// What went wrong there.
     pub what: String,
 }
 
@@ -27,15 +29,25 @@ impl std::fmt::Display for PickleError {
 /// Element types of torch storages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageDtype {
+    /// `torch.DoubleStorage`
     F64,
+    /// `torch.FloatStorage`
     F32,
+    /// `torch.HalfStorage`
     F16,
+    /// `torch.BFloat16Storage`
     Bf16,
+    /// `torch.LongStorage`
     I64,
+    /// `torch.IntStorage`
     I32,
+    /// `torch.ShortStorage`
     I16,
+    /// `torch.CharStorage`
     I8,
+    /// `torch.ByteStorage`
     U8,
+    /// `torch.BoolStorage`
     Bool,
 }
 
@@ -56,6 +68,7 @@ impl StorageDtype {
         })
     }
 
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             Self::F64 | Self::I64 => 8,
@@ -65,6 +78,7 @@ impl StorageDtype {
         }
     }
 
+    /// The safetensors-style name (`F32`, `I64`, …).
     pub fn name(self) -> &'static str {
         match self {
             Self::F64 => "float64",
@@ -84,29 +98,43 @@ impl StorageDtype {
 /// A storage named by a persistent id: `('storage', <type>, key, location, numel)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StorageRef {
+    /// The storage's key: its file `data/<key>` in the zip.
     pub key: String,
+    /// Element type.
     pub dtype: StorageDtype,
+    /// Elements in the storage.
     pub numel: u64,
 }
 
 /// A tensor view into a storage (`_rebuild_tensor_v2`), offsets and strides in elements.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorRef {
+    /// The storage the tensor views.
     pub storage: StorageRef,
+    /// Offset into the storage, in elements.
     pub offset: u64,
+    /// Shape.
     pub shape: Vec<u64>,
+    /// Strides, in elements.
     pub stride: Vec<u64>,
 }
 
 /// The allow-listed callables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Global {
+    /// `torch._utils._rebuild_tensor_v2`
     RebuildTensorV2,
+    /// `torch._utils._rebuild_parameter`
     RebuildParameter,
+    /// `collections.OrderedDict`
     OrderedDict,
+    /// `argparse.Namespace` (read as a dict of its attributes)
     Namespace,
+    /// `builtins.set`
     Set,
+    /// `_codecs.encode` (how protocol 2 writes bytes)
     CodecsEncode,
+    /// A `torch.*Storage` type.
     Storage(StorageDtype),
 }
 
@@ -126,26 +154,38 @@ fn allowed(module: &str, name: &str) -> Option<Global> {
 /// A pickled value. Containers are shared, as the pickle's memo shares them.
 #[derive(Clone, Debug)]
 pub enum Value {
+    /// `None`
     None,
+    /// `True`/`False`
     Bool(bool),
+    /// An integer that fits 64 bits.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A string.
     Str(Rc<str>),
+    /// Bytes.
     Bytes(Rc<[u8]>),
+    /// A tuple.
     Tuple(Rc<Vec<Value>>),
+    /// A list (shared: the memo may hold it twice).
     List(Rc<RefCell<Vec<Value>>>),
     /// Insertion-ordered (dict, OrderedDict).
     Dict(Rc<RefCell<Vec<(Value, Value)>>>),
     /// `argparse.Namespace`: its attributes.
     Namespace(Rc<RefCell<Vec<(Value, Value)>>>),
+    /// A tensor rebuilt by reference (data stays in the zip).
     Tensor(Rc<TensorRef>),
+    /// A storage reference.
     Storage(Rc<StorageRef>),
     /// An allow-listed callable, before it is applied.
     Global(Global),
+    /// The stack mark (never in a finished value).
     Mark,
 }
 
 impl Value {
+    /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -224,8 +264,11 @@ impl Value {
 /// Budgets for untrusted pickles.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Opcodes executed at most.
     pub max_ops: usize,
+    /// Stack depth at most.
     pub max_stack: usize,
+    /// Items in one container at most.
     pub max_items: usize,
 }
 

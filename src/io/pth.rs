@@ -32,6 +32,7 @@ fn format_err(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl Checkpoint {
+    /// Opens a PyTorch zip checkpoint: reads the central directory and checks every entry's sizes.
     pub fn open(path: &Path) -> Result<Self> {
         let io = |source| Error::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io)?;
@@ -91,6 +92,7 @@ impl Checkpoint {
         Ok(Checkpoint { path: path.to_path_buf(), file, root, storages })
     }
 
+    /// The checkpoint's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -18,15 +18,18 @@ struct Entry {
     data_offsets: (u64, u64),
 }
 
+/// A model file read tensor by tensor (no whole-file copy): `get(name, shape)` with errors naming the tensor.
 pub struct WeightFile {
     path: PathBuf,
     file: File,
     data_start: u64,
     tensors: HashMap<String, Entry>,
+    /// The file's `__metadata__` (configuration, args, source, label sets).
     pub metadata: HashMap<String, String>,
 }
 
 impl WeightFile {
+    /// Opens a safetensors model file and checks its header against its size.
     pub fn open(path: &Path) -> Result<Self> {
         let io = |source| Error::Io { path: path.to_path_buf(), source };
         let fail = |reason: String| Error::Format { file: path.to_path_buf(), reason };
@@ -54,10 +57,12 @@ impl WeightFile {
         Ok(WeightFile { path: path.to_path_buf(), file, data_start: 8 + n, tensors, metadata })
     }
 
+    /// Whether the file holds `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
 
+    /// The shape of `name`, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.tensors.get(name).map(|e| e.shape.as_slice())
     }

@@ -8,14 +8,20 @@ use serde::{Deserialize, Serialize};
 use crate::io::pickle::Value;
 use crate::problem::Gate;
 
+/// Geometry of the RoBERTa text encoder stored in the file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextGeometry {
+    /// Token vocabulary (roberta-base: 50265).
     pub vocab: usize,
+    /// Position embeddings (roberta-base: 514).
     pub max_positions: usize,
+    /// Token-type vocabulary (roberta-base: 1).
     pub type_vocab: usize,
+    /// Transformer layers (roberta-base: 12).
     pub layers: usize,
 }
 
+/// The model configuration read from the checkpoint's `args` (spec §2), stored as `rlipv2.config`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// `RLIP_ParSeDA_v2` (the only variant the graph runs so far).
@@ -24,20 +30,29 @@ pub struct Config {
     pub backbone: String,
     /// N: N/2 subject + N/2 object queries, N/2 HOI pairs.
     pub num_queries: usize,
+    /// Model width C (256).
     pub hidden_dim: usize,
+    /// Attention heads M (8).
     pub nheads: usize,
+    /// FFN width of the encoder and decoders.
     pub dim_feedforward: usize,
+    /// Encoder layers (6).
     pub enc_layers: usize,
+    /// Decoder layers (3 in the official configs).
     pub dec_layers: usize,
+    /// Feature levels L (4).
     pub num_feature_levels: usize,
     /// enc_n_points = dec_n_points.
     pub n_points: usize,
+    /// Encoder layers between fusion rounds (fusion before layers 0, 2, 4 with 2).
     pub fusion_interval: usize,
     /// `VXAc`, `GLIP` or `XGating`.
     pub gating: String,
     /// `hico`, `vcoco`, … (`args.dataset_file`): the built-in label set.
     pub dataset: String,
+    /// Whether the subject class head exists (RLIPv2 always: `person`).
     pub subject_class: bool,
+    /// The text encoder's geometry.
     pub text: TextGeometry,
 }
 
@@ -47,6 +62,7 @@ impl Config {
         self.enc_layers / self.fusion_interval
     }
 
+    /// The fusion gate the configuration selects.
     pub fn gate(&self) -> Gate {
         self.gating.parse().unwrap_or(Gate::VXAc)
     }

@@ -7,9 +7,13 @@
 /// valid-pair mask `valid[verb · objects.len() + object]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LabelSet {
+    /// `hico`, `vcoco` or `custom:<file>`.
     pub name: String,
+    /// Object names; index = object label.
     pub objects: Vec<String>,
+    /// Verb names; index = verb label.
     pub verbs: Vec<String>,
+    /// `[objects × verbs]` valid-pair table (HICO), or none (every pair valid).
     pub valid_pairs: Option<Vec<bool>>,
 }
 

@@ -23,25 +23,32 @@ pub struct HeadOutputs<'a> {
     pub verb_logits: &'a [f32],
     /// `[Np, 4]` (cx, cy, w, h) in [0, 1]
     pub sub_boxes: &'a [f32],
+    /// Object boxes `[Q, 4]` (cx, cy, w, h in [0, 1]).
     pub obj_boxes: &'a [f32],
     /// `[Np, To + 1]`, needed for zero-shot filtering.
     pub sub_logits: Option<&'a [f32]>,
 }
 
+/// Triplet NMS of the official evaluator: pairs overlapping by more than `threshold` are suppressed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Nms {
+    /// Overlap threshold (0.7).
     pub threshold: f32,
+    /// Exponent of the subject IoU in the pair overlap.
     pub alpha: f32,
+    /// Exponent of the object IoU in the pair overlap.
     pub beta: f32,
 }
 
 /// The official evaluation settings: `--thres_nms 0.7 --nms_alpha 1 --nms_beta 0.5`.
 pub const OFFICIAL_NMS: Nms = Nms { threshold: 0.7, alpha: 1.0, beta: 0.5 };
 
+/// Post-processing options; the default is the official HICO evaluation.
 #[derive(Clone, Debug)]
 pub struct PostConfig {
     /// Candidates kept before NMS (the evaluator's `max_hois`, 100).
     pub top_k: usize,
+    /// Triplet NMS, or none.
     pub nms: Option<Nms>,
     /// Keep only pairs whose subject is classified as the subject class (`--zero_shot_eval`).
     pub zero_shot: bool,
@@ -60,9 +67,13 @@ pub struct Detection {
     pub pair: usize,
     /// (x1, y1, x2, y2) in original-image pixels.
     pub subject_box: [f32; 4],
+    /// (x1, y1, x2, y2) in original-image pixels.
     pub object_box: [f32; 4],
+    /// Index into the label set's objects.
     pub object_label: usize,
+    /// Index into the label set's verbs.
     pub verb: usize,
+    /// Verb score × object score (× subject score where the model has one).
     pub score: f32,
 }
 

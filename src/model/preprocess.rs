@@ -11,14 +11,21 @@
 /// An 8-bit RGB image, row-major, 3 bytes per pixel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RgbImage {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `[H,W,3]` bytes, row-major.
     pub data: Vec<u8>,
 }
 
+/// The short side the official evaluation resizes to.
 pub const SHORT_SIDE: usize = 800;
+/// The long side's upper bound.
 pub const MAX_SIDE: usize = 1333;
+/// ImageNet mean per channel (RGB).
 pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet standard deviation per channel (RGB).
 pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// `(height, width)` the official transform resizes a `width × height` image to.
@@ -41,9 +48,13 @@ pub fn target_size(width: usize, height: usize) -> (usize, usize) {
 
 /// A normalized `[3, H, W]` image and the original size.
 pub struct Preprocessed {
+    /// Height after resizing.
     pub height: usize,
+    /// Width after resizing.
     pub width: usize,
+    /// `[3,H,W]` normalized values.
     pub data: Vec<f32>,
+    /// (height, width) of the original image.
     pub original: (usize, usize),
 }
 

@@ -6,23 +6,33 @@
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 
+/// Op name in errors.
 pub const OP: &str = "attention";
 
+/// Multi-head attention over packed projections `q [B,Lq,H·Dh]`, `k`/`v [B,Lk,H·Dh]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionProblem {
+    /// B
     pub batch: usize,
+    /// H heads.
     pub heads: usize,
+    /// Lq queries.
     pub q_len: usize,
+    /// Lk keys.
     pub k_len: usize,
+    /// Dh channels per head.
     pub head_dim: usize,
+    /// Score scale (usually Dh^−½).
     pub scale: f32,
 }
 
 impl AttentionProblem {
+    /// H·Dh, the packed width.
     pub fn width(&self) -> usize {
         self.heads * self.head_dim
     }
 
+    /// Checks every dimension and slice length.
     pub fn check(&self, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<()> {
         if [self.batch, self.heads, self.q_len, self.k_len, self.head_dim].contains(&0) {
             return Err(Error::limit(OP, "B, H, Lq, Lk, Dh", format!("all must be ≥ 1: {self:?}")));

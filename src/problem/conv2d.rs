@@ -8,39 +8,57 @@ use crate::problem::gemm::check_len;
 use crate::problem::ms_deform_attn::MAX_ELEMENTS;
 use crate::problem::Activation;
 
+/// Op name in errors.
 pub const OP: &str = "conv2d";
 
+/// A 2-D convolution, NCHW, square stride and padding, fused bias, optional residual and activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dProblem {
+    /// N
     pub batch: usize,
+    /// Input channels.
     pub in_c: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Output channels.
     pub out_c: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Stride (both axes).
     pub stride: usize,
+    /// Zero padding (both axes).
     pub pad: usize,
+    /// Activation after bias and residual.
     pub act: Activation,
 }
 
 impl Conv2dProblem {
+    /// Output height.
     pub fn out_h(&self) -> usize {
         (self.h + 2 * self.pad).saturating_sub(self.kh) / self.stride.max(1) + 1
     }
+    /// Output width.
     pub fn out_w(&self) -> usize {
         (self.w + 2 * self.pad).saturating_sub(self.kw) / self.stride.max(1) + 1
     }
+    /// `[N, C_in, H, W]`.
     pub fn input_shape(&self) -> [usize; 4] {
         [self.batch, self.in_c, self.h, self.w]
     }
+    /// `[C_out, C_in, kh, kw]` (PyTorch layout).
     pub fn weight_shape(&self) -> [usize; 4] {
         [self.out_c, self.in_c, self.kh, self.kw]
     }
+    /// `[N, C_out, H_out, W_out]`.
     pub fn output_shape(&self) -> [usize; 4] {
         [self.batch, self.out_c, self.out_h(), self.out_w()]
     }
 
+    /// Checks the dimensions (all ≥ 1, output non-empty, sizes < 2³¹).
     pub fn validate(&self) -> Result<()> {
         let dims = [self.batch, self.in_c, self.h, self.w, self.out_c, self.kh, self.kw, self.stride];
         if dims.contains(&0) {
@@ -69,6 +87,7 @@ impl Conv2dProblem {
         Ok(())
     }
 
+    /// Multiply-adds × 2.
     pub fn flops(&self) -> u64 {
         2 * (self.batch * self.out_c * self.out_h() * self.out_w() * self.in_c * self.kh * self.kw) as u64
     }

@@ -11,7 +11,7 @@
 //! Δl = (softmax_Nv(A_hᵀ)·Vv_h)·W_olᵀ + b_ol                   text ← image
 //! v' = v̂ + g_v·Δv,  l' = l̂ + g_l·Δl                          (residual on the normalized input)
 //! ```
-//! Gates: `VXAc` g = gamma[0] (scalar, no tanh: every RLIPv2 checkpoint), `Glip` g = gamma
+//! Gates: `VXAc` g = `gamma[0]` (scalar, no tanh: every RLIPv2 checkpoint), `Glip` g = gamma
 //! (elementwise), `XGating` g = 1.
 //!
 //! Masks: the official fusion masks are no-ops (spec §7.1: the additive mask is built on a bool
@@ -23,11 +23,13 @@
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 
+/// Op name in errors.
 pub const OP: &str = "gated_cross_attn";
 
 /// LayerNorm epsilon of the fusion block and of the RoBERTa layers.
 pub const LN_EPS: f32 = 1e-5;
 
+/// How the fusion output is gated onto the normalized input (spec §2.5.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Gate {
     /// `gamma[0]`, scalar, no tanh (`--gating_mechanism VXAc`).
@@ -62,6 +64,7 @@ impl std::str::FromStr for Gate {
     }
 }
 
+/// One ALIF gated bi-directional cross-attention between image tokens and label tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GatedCrossAttnProblem {
     /// B
@@ -78,6 +81,7 @@ pub struct GatedCrossAttnProblem {
     pub embed: usize,
     /// 8 heads of E / 8 = 256
     pub heads: usize,
+    /// The gate.
     pub gate: Gate,
 }
 
@@ -86,13 +90,16 @@ impl GatedCrossAttnProblem {
     pub fn rlipv2(batch: usize, nv: usize, t: usize) -> Self {
         GatedCrossAttnProblem { batch, nv, t, v_dim: 256, l_dim: 768, embed: 2048, heads: 8, gate: Gate::VXAc }
     }
+    /// E / heads (256).
     pub fn head_dim(&self) -> usize {
         self.embed / self.heads
     }
+    /// Score scale, head_dim^−½.
     pub fn scale(&self) -> f32 {
         (self.head_dim() as f32).powf(-0.5)
     }
 
+    /// Checks the dimensions.
     pub fn validate(&self) -> Result<()> {
         if [self.batch, self.nv, self.t, self.v_dim, self.l_dim, self.embed, self.heads].contains(&0) {
             return Err(Error::limit(OP, "dimensions", format!("all must be ≥ 1: {self:?}")));
@@ -119,14 +126,18 @@ impl GatedCrossAttnProblem {
 /// `nn.Linear` parameters: `weight [out,in]`, `bias [out]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Linear<'a> {
+    /// `[out, in]`, as PyTorch stores it.
     pub weight: &'a [f32],
+    /// `[out]`.
     pub bias: &'a [f32],
 }
 
 /// `nn.LayerNorm` parameters: `weight [C]` (γ), `bias [C]` (β).
 #[derive(Clone, Copy, Debug)]
 pub struct Norm<'a> {
+    /// `[width]`.
     pub weight: &'a [f32],
+    /// `[width]`.
     pub bias: &'a [f32],
 }
 
@@ -134,15 +145,25 @@ pub struct Norm<'a> {
 /// `transformer.encoder.VLFuse_layers.{r}.` (see [`GatedCrossAttnWeights::tensors`]).
 #[derive(Clone, Copy, Debug)]
 pub struct GatedCrossAttnWeights<'a> {
+    /// `layer_norm_v`: the image side's LayerNorm.
     pub layer_norm_v: Norm<'a>,
+    /// `layer_norm_l`: the language side's LayerNorm.
     pub layer_norm_l: Norm<'a>,
+    /// `attn.v_proj`: image queries.
     pub v_proj: Linear<'a>,
+    /// `attn.l_proj`: language keys.
     pub l_proj: Linear<'a>,
+    /// `attn.values_v_proj`: image values.
     pub values_v_proj: Linear<'a>,
+    /// `attn.values_l_proj`: language values.
     pub values_l_proj: Linear<'a>,
+    /// `attn.out_v_proj`: image output projection.
     pub out_v_proj: Linear<'a>,
+    /// `attn.out_l_proj`: language output projection.
     pub out_l_proj: Linear<'a>,
+    /// `gamma_v`: the image-side gate.
     pub gamma_v: &'a [f32],
+    /// `gamma_l`: the language-side gate.
     pub gamma_l: &'a [f32],
 }
 

@@ -4,33 +4,55 @@
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::MAX_ELEMENTS;
 
+/// Op name in errors.
 pub const OP: &str = "gemm";
 
+/// Epilogue activation of GEMM and conv2d.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Activation {
+    /// Identity.
     None,
+    /// max(x, 0).
     Relu,
     /// `x · ½ · (1 + erf(x / √2))`
     Gelu,
 }
 
+/// `y [M,N] = act(x [M,K] · Wᵀ + b)` with `W [N,K]` as PyTorch stores a Linear.
+///
+/// ```
+/// use rlipv2::problem::{Activation, GemmProblem};
+/// let p = GemmProblem::linear(2, 3, 1).with_act(Activation::Relu);
+/// let be = rlipv2::backend::open(rlipv2::backend::BackendKind::Cpu)?;
+/// let y = be.gemm(&p, &[1., 2., 3., -1., -2., -3.], &[1., 1., 1.], Some(&[0.5]))?;
+/// assert_eq!(y, [6.5, 0.0]); // ReLU clips the second row's −5.5
+/// # Ok::<(), rlipv2::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmProblem {
+    /// M rows.
     pub m: usize,
+    /// K inputs.
     pub k: usize,
+    /// N outputs.
     pub n: usize,
+    /// Whether a bias is added.
     pub bias: bool,
+    /// Epilogue activation.
     pub act: Activation,
 }
 
 impl GemmProblem {
+    /// A Linear layer with bias and no activation.
     pub fn linear(m: usize, k: usize, n: usize) -> Self {
         GemmProblem { m, k, n, bias: true, act: Activation::None }
     }
+    /// The same with activation `act`.
     pub fn with_act(self, act: Activation) -> Self {
         GemmProblem { act, ..self }
     }
 
+    /// Checks the dimensions.
     pub fn validate(&self) -> Result<()> {
         if self.m == 0 || self.k == 0 || self.n == 0 {
             return Err(Error::limit(OP, "M, K, N", format!("all must be ≥ 1, got {}×{}×{}", self.m, self.k, self.n)));
@@ -56,6 +78,7 @@ impl GemmProblem {
         }
     }
 
+    /// 2·M·K·N.
     pub fn flops(&self) -> u64 {
         2 * (self.m * self.k * self.n) as u64
     }

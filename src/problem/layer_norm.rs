@@ -4,16 +4,22 @@
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 
+/// Op name in errors.
 pub const OP: &str = "layer_norm";
 
+/// Row LayerNorm of `x [rows, width]` with affine `gamma`, `beta`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LayerNormProblem {
+    /// Rows.
     pub rows: usize,
+    /// Width normalized over.
     pub width: usize,
+    /// Variance epsilon.
     pub eps: f32,
 }
 
 impl LayerNormProblem {
+    /// Checks the dimensions and slice lengths.
     pub fn check(&self, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<()> {
         if self.rows == 0 || self.width == 0 || !(self.eps > 0.0) {
             return Err(Error::limit(OP, "rows, width, eps", format!("need rows, width ≥ 1 and eps > 0, got {}, {}, {}", self.rows, self.width, self.eps)));

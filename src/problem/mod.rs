@@ -26,18 +26,23 @@ pub use weights::OwnedWeights;
 /// accumulation is always f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit float.
     F32,
+    /// IEEE half.
     F16,
+    /// bfloat16.
     Bf16,
 }
 
 impl DType {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
             DType::F16 | DType::Bf16 => 2,
         }
     }
+    /// `f32`, `f16` or `bf16`.
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",

@@ -12,6 +12,7 @@
 use crate::error::{Error, Result};
 use crate::problem::DType;
 
+/// Op name in errors.
 pub const OP: &str = "ms_deform_attn";
 
 /// Largest supported number of heads M.
@@ -30,8 +31,11 @@ pub const MAX_ELEMENTS: usize = (1 << 31) - 1;
 /// One feature level: its size and where its tokens start in the flattened sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Level {
+    /// H_l
     pub h: usize,
+    /// W_l
     pub w: usize,
+    /// First token of the level in the flattened axis.
     pub start: usize,
 }
 
@@ -45,6 +49,7 @@ pub enum RefKind {
 }
 
 impl RefKind {
+    /// Numbers per reference: 2 (points) or 4 (boxes).
     pub fn dim(self) -> usize {
         match self {
             RefKind::Points => 2,
@@ -56,10 +61,13 @@ impl RefKind {
 /// Which entry form: the official op's inputs, or the fused form the graph calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Form {
+    /// Sampling locations and softmaxed weights given (`MSDeformAttnFunction`'s inputs).
     Official,
+    /// Reference, raw offsets and logits given; softmax and locations computed in the kernel.
     Fused(RefKind),
 }
 
+/// One `ms_deform_attn` call: dimensions, levels and entry form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MsDeformAttnProblem {
     /// B
@@ -76,6 +84,7 @@ pub struct MsDeformAttnProblem {
     pub levels: Vec<Level>,
     /// S = Σ H_l·W_l
     pub tokens: usize,
+    /// Entry form.
     pub form: Form,
 }
 
@@ -94,6 +103,7 @@ impl MsDeformAttnProblem {
         MsDeformAttnProblem { batch, queries, heads, channels, points, levels, tokens: start, form }
     }
 
+    /// L
     pub fn num_levels(&self) -> usize {
         self.levels.len()
     }
@@ -143,24 +153,31 @@ impl MsDeformAttnProblem {
         Ok(())
     }
 
+    /// `[B,S,M,D]`
     pub fn value_shape(&self) -> Vec<usize> {
         vec![self.batch, self.tokens, self.heads, self.channels]
     }
+    /// `[B,Q,M,L,P,2]`
     pub fn locations_shape(&self) -> Vec<usize> {
         vec![self.batch, self.queries, self.heads, self.levels.len(), self.points, 2]
     }
+    /// `[B,Q,M,L,P]`
     pub fn weights_shape(&self) -> Vec<usize> {
         vec![self.batch, self.queries, self.heads, self.levels.len(), self.points]
     }
+    /// `[B,Q,L,2]` or `[B,Q,L,4]`
     pub fn reference_shape(&self, kind: RefKind) -> Vec<usize> {
         vec![self.batch, self.queries, self.levels.len(), kind.dim()]
     }
+    /// `[B,Q,M,L·P]`
     pub fn logits_shape(&self) -> Vec<usize> {
         vec![self.batch, self.queries, self.heads, self.levels.len() * self.points]
     }
+    /// `[B,Q,M·D]`
     pub fn output_shape(&self) -> Vec<usize> {
         vec![self.batch, self.queries, self.heads * self.channels]
     }
+    /// B·Q·M·D
     pub fn output_len(&self) -> usize {
         self.output_shape().iter().product()
     }
@@ -190,11 +207,17 @@ impl MsDeformAttnProblem {
 /// Host inputs, all f32 (an f16 run converts `value` on upload), in the layouts of the module docs.
 #[derive(Clone, Copy, Debug)]
 pub enum MsDeformAttnInput<'a> {
+    /// `value [B,S,M,D]`, `sampling_locations [B,Q,M,L,P,2]`, `attention_weights [B,Q,M,L,P]`.
+    #[allow(missing_docs)]
     Official { value: &'a [f32], sampling_locations: &'a [f32], attention_weights: &'a [f32] },
+    /// `value [B,S,M,D]`, `reference [B,Q,L,2|4]`, `sampling_offsets [B,Q,M,L,P,2]`,
+    /// `attention_logits [B,Q,M,L·P]`.
+    #[allow(missing_docs)]
     Fused { value: &'a [f32], reference: &'a [f32], sampling_offsets: &'a [f32], attention_logits: &'a [f32] },
 }
 
 impl<'a> MsDeformAttnInput<'a> {
+    /// `value`, whichever the form.
     pub fn value(&self) -> &'a [f32] {
         match *self {
             MsDeformAttnInput::Official { value, .. } | MsDeformAttnInput::Fused { value, .. } => value,

@@ -13,12 +13,15 @@ use crate::error::{Error, Result};
 use crate::problem::gated_cross_attn::{GatedCrossAttnProblem, GatedCrossAttnWeights, Linear, Norm};
 use crate::problem::gemm::check_len;
 
+/// Op name in errors.
 pub const OP: &str = "sparse_fusion";
 
 /// One post-LN BERT/RoBERTa layer over `[B,T,hidden]` (official `modeling_roberta.RobertaLayer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BertLayerProblem {
+    /// B
     pub batch: usize,
+    /// T label tokens.
     pub t: usize,
     /// 768
     pub hidden: usize,
@@ -29,12 +32,15 @@ pub struct BertLayerProblem {
 }
 
 impl BertLayerProblem {
+    /// The roberta-base layer (768 wide, 12 heads, FFN 3072) over `t` tokens.
     pub fn roberta_base(batch: usize, t: usize) -> Self {
         BertLayerProblem { batch, t, hidden: 768, heads: 12, ffn: 3072 }
     }
+    /// hidden / heads.
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
     }
+    /// Checks the dimensions.
     pub fn validate(&self) -> Result<()> {
         if [self.batch, self.t, self.hidden, self.heads, self.ffn].contains(&0) || self.hidden % self.heads != 0 {
             return Err(Error::limit(OP, "language layer", format!("need all ≥ 1 and hidden a multiple of heads: {self:?}")));
@@ -47,16 +53,25 @@ impl BertLayerProblem {
 /// `transformer.encoder.roberta_layers.{r}.`.
 #[derive(Clone, Copy, Debug)]
 pub struct BertLayerWeights<'a> {
+    /// `attention.self.query`
     pub query: Linear<'a>,
+    /// `attention.self.key`
     pub key: Linear<'a>,
+    /// `attention.self.value`
     pub value: Linear<'a>,
+    /// `attention.output.dense`
     pub attn_out: Linear<'a>,
+    /// `attention.output.LayerNorm`
     pub attn_norm: Norm<'a>,
+    /// `intermediate.dense` (GELU after it)
     pub intermediate: Linear<'a>,
+    /// `output.dense`
     pub output: Linear<'a>,
+    /// `output.LayerNorm`
     pub out_norm: Norm<'a>,
 }
 
+/// The language layer's tensor names, as in the official state dict after its prefix.
 pub const BERT_WEIGHT_NAMES: [&str; 16] = [
     "attention.self.query.weight",
     "attention.self.query.bias",
@@ -123,6 +138,7 @@ pub struct SparseFusionProblem {
     pub start: usize,
     /// The fusion block (its `nv` = tokens of the last level, `v_dim` = C).
     pub fusion: GatedCrossAttnProblem,
+    /// The language layer after the fusion.
     pub lang: BertLayerProblem,
 }
 
@@ -137,6 +153,7 @@ impl SparseFusionProblem {
         }
     }
 
+    /// Checks the dimensions and the last level's extent.
     pub fn validate(&self) -> Result<()> {
         self.fusion.validate()?;
         self.lang.validate()?;

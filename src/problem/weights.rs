@@ -2,9 +2,12 @@
 
 use crate::problem::{BertLayerWeights, GatedCrossAttnWeights};
 
+/// Named f32 tensors held by value (files, seeded weights), viewed as the ops' weight structs.
 #[derive(Clone, Debug, Default)]
 pub struct OwnedWeights {
+    /// Names, in the order of `tensors`.
     pub names: Vec<&'static str>,
+    /// Values, row-major.
     pub tensors: Vec<Vec<f32>>,
 }
 

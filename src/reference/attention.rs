@@ -5,6 +5,7 @@ use super::softmax::softmax_row;
 use super::Real;
 use crate::problem::AttentionProblem;
 
+/// Multi-head attention, softmax over keys, optional additive key mask `[B,Lk]`.
 pub fn attention<T: Real>(p: &AttentionProblem, q: &[T], k: &[T], v: &[T], mask: Option<&[f32]>) -> Vec<T> {
     let (w, dh) = (p.width(), p.head_dim);
     let mut out = vec![T::of(0.0); p.batch * p.q_len * w];

@@ -6,6 +6,7 @@ use super::gemm::activate;
 use super::Real;
 use crate::problem::conv2d::Conv2dProblem;
 
+/// conv2d + bias (+ residual) then the activation, accumulated in `T`.
 pub fn conv2d<T: Real>(p: &Conv2dProblem, x: &[T], weight: &[f32], bias: &[f32], residual: Option<&[T]>) -> Vec<T> {
     let (ho, wo) = (p.out_h(), p.out_w());
     let mut y = vec![T::of(0.0); p.batch * p.out_c * ho * wo];

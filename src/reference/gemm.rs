@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use super::Real;
 use crate::problem::{Activation, GemmProblem};
 
+/// `act(x·Wᵀ + b)` accumulated in `T`.
 pub fn gemm<T: Real>(p: &GemmProblem, x: &[T], weight: &[f32], bias: Option<&[f32]>) -> Vec<T> {
     let mut y = vec![T::of(0.0); p.m * p.n];
     y.par_chunks_mut(p.n).enumerate().for_each(|(i, row)| {
@@ -21,6 +22,7 @@ pub fn gemm<T: Real>(p: &GemmProblem, x: &[T], weight: &[f32], bias: Option<&[f3
     y
 }
 
+/// The activation (GELU: exact erf form).
 pub fn activate<T: Real>(x: T, act: Activation) -> T {
     match act {
         Activation::None => x,

@@ -3,6 +3,7 @@
 use super::Real;
 use crate::problem::LayerNormProblem;
 
+/// LayerNorm with biased variance, as PyTorch.
 pub fn layer_norm<T: Real>(p: &LayerNormProblem, x: &[T], gamma: &[f32], beta: &[f32]) -> Vec<T> {
     let n = T::of(p.width as f64);
     let mut y = Vec::with_capacity(x.len());

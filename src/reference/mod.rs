@@ -23,13 +23,21 @@ pub trait Real:
     + Sync
     + 'static
 {
+    /// `x` in this type.
     fn of(x: f64) -> Self;
+    /// `x` in this type.
     fn from_f32(x: f32) -> Self;
+    /// The value as f64.
     fn to_f64(self) -> f64;
+    /// ⌊x⌋
     fn floor(self) -> Self;
+    /// eˣ
     fn exp(self) -> Self;
+    /// √x
     fn sqrt(self) -> Self;
+    /// The error function.
     fn erf(self) -> Self;
+    /// The larger of the two.
     fn max(self, other: Self) -> Self {
         if other > self {
             other

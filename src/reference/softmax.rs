@@ -3,10 +3,12 @@
 use super::Real;
 use crate::problem::SoftmaxProblem;
 
+/// Row softmax, max-subtracted.
 pub fn softmax<T: Real>(p: &SoftmaxProblem, x: &[T]) -> Vec<T> {
     x.chunks(p.width).flat_map(softmax_row).collect()
 }
 
+/// Softmax of one row.
 pub fn softmax_row<T: Real>(row: &[T]) -> Vec<T> {
     let mx = row.iter().fold(row[0], |a, &b| a.max(b));
     let e: Vec<T> = row.iter().map(|&v| (v - mx).exp()).collect();

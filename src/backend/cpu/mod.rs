@@ -23,11 +23,13 @@ use crate::problem::{
     SparseFusionProblem,
 };
 
+/// The native CPU backend: rayon over rows/queries, the `gemm` crate, AVX2+FMA where present.
 pub struct CpuBackend {
     threads: usize,
 }
 
 impl CpuBackend {
+    /// The backend on rayon's global pool (`RAYON_NUM_THREADS` sets its size).
     pub fn new() -> Self {
         CpuBackend { threads: rayon::current_num_threads() }
     }

@@ -34,6 +34,7 @@ const ATTENTION_MAX_HEAD_DIM: usize = 256;
 const UNIT_CHANNELS: usize = 8;
 const CUBE: u32 = 128;
 
+/// The cubecl backend on runtime `R` (wgpu or CUDA); counts its kernel launches.
 pub struct CubeclBackend<R: Runtime> {
     client: ComputeClient<R>,
     kind: BackendKind,

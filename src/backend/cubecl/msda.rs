@@ -14,6 +14,7 @@ use crate::problem::{DType, Form, MsDeformAttnProblem, RefKind};
 /// Device buffers of one `ms_deform_attn` call, in the layouts of [`MsDeformAttnProblem`]:
 /// `value [B,S,M,D]` and `output [B,Q,M·D]` in the storage dtype, the rest f32.
 pub struct MsDeformAttnHandles {
+    /// `value [B,S,M,D]` in the storage dtype.
     pub value: Handle,
     /// official form: `sampling_locations [B,Q,M,L,P,2]`; fused: `sampling_offsets`, same shape
     pub sampling: Handle,
@@ -21,6 +22,7 @@ pub struct MsDeformAttnHandles {
     pub attention: Handle,
     /// fused form only: `reference [B,Q,L,2]` points or `[B,Q,L,4]` boxes
     pub reference: Option<Handle>,
+    /// `output [B,Q,M·D]` in the storage dtype, written by the kernel.
     pub output: Handle,
 }
 

@@ -17,6 +17,7 @@ use crate::problem::{
     SparseFusionProblem,
 };
 
+/// The raw-WGSL backend on one wgpu device (its own, or the caller's: [`WgpuBackend::from_device`]).
 pub struct WgpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -85,6 +86,7 @@ fn device_err(reason: impl std::fmt::Display) -> Error {
 }
 
 impl WgpuBackend {
+    /// Opens the adapter wgpu picks (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME` narrow it) with its full limits.
     pub fn new() -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()), ..wgpu::InstanceDescriptor::new_without_display_handle() });
         let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).map_err(|e| unavailable(format!("no wgpu adapter: {e}")))?;
@@ -359,6 +361,7 @@ impl Backend for WgpuBackend {
 /// [`MsDeformAttnProblem`] (`STORAGE` usage; `value` and `output` in the storage dtype, f16 as
 /// packed pairs; the rest f32).
 pub struct MsDeformAttnBuffers<'a> {
+    /// `value [B,S,M,D]` in the storage dtype.
     pub value: &'a wgpu::Buffer,
     /// official form: `sampling_locations [B,Q,M,L,P,2]`; fused: `sampling_offsets`, same shape
     pub sampling: &'a wgpu::Buffer,
@@ -366,6 +369,7 @@ pub struct MsDeformAttnBuffers<'a> {
     pub attention: &'a wgpu::Buffer,
     /// fused form only: `reference [B,Q,L,2]` points or `[B,Q,L,4]` boxes
     pub reference: Option<&'a wgpu::Buffer>,
+    /// `output [B,Q,M·D]` in the storage dtype, written by the kernel.
     pub output: &'a wgpu::Buffer,
 }
 
