@@ -60,3 +60,14 @@ fn every_subcommand_help_says_what_and_gives_an_example() {
         assert!(sub.is_empty() || help.contains("Example: rlipv2 ") || help.contains("Example: RUST_LOG"), "{sub:?} --help has no example:\n{help}");
     }
 }
+
+#[test]
+fn an_absent_backend_lists_the_available_ones() {
+    match rlipv2::backend::select("cubecl-cuda") {
+        Ok((b, _)) => println!("SKIP: cubecl-cuda is present here ({})", b.device()),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("cubecl-cuda") && e.contains("available here: reference, cpu") && e.contains("or auto"), "{e}");
+        }
+    }
+}

@@ -290,7 +290,14 @@ pub fn select(name: &str) -> Result<(Box<dyn Backend>, String)> {
 fn select_inner(name: &str) -> Result<(Box<dyn Backend>, String)> {
     if name != "auto" {
         let kind = BackendKind::parse(name)?;
-        let b = open(kind)?;
+        let b = open(kind).map_err(|e| match e {
+            // say what would work instead
+            Error::BackendUnavailable { backend, reason } => {
+                let here: Vec<&str> = BackendKind::ALL.into_iter().filter(|&k| k != kind && open_kind(k).is_ok()).map(|k| k.name()).collect();
+                Error::BackendUnavailable { backend, reason: format!("{reason} (available here: {}, or auto)", here.join(", ")) }
+            }
+            other => other,
+        })?;
         let why = format!("{} on {} (asked for by name)", kind, b.device());
         return Ok((b, why));
     }

@@ -21,7 +21,7 @@ impl WgpuBackend {
     /// Uploads the arena and builds every launch's pipeline and bind group; nothing runs yet.
     fn prepare_round(&self, op: &'static str, r: Round) -> Result<PreparedRound<'_>> {
         self.check_size(op, "arena (inputs, weights and intermediates)", r.arena_bytes())?;
-        let arena = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("arena"), contents: bytemuck::cast_slice(&r.arena.0), usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC });
+        let arena = self.buffer("arena", bytemuck::cast_slice(&r.arena.0), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut recorded = Vec::new();
         for (i, l) in r.launches.iter().enumerate() {
@@ -106,7 +106,7 @@ impl Prepared for PreparedRound<'_> {
     }
 
     fn wait(&mut self) -> Result<()> {
-        self.be.device.poll(wgpu::PollType::wait_indefinitely()).map_err(device_err)?;
+        self.be.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) }).map_err(super::poll_err)?;
         Ok(())
     }
 

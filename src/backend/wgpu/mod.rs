@@ -85,6 +85,20 @@ fn device_err(reason: impl std::fmt::Display) -> Error {
     Error::Device { backend: "wgpu".into(), reason: reason.to_string() }
 }
 
+/// How long a wait for the device may take before it is reported as hung or lost
+/// (`RLIPV2_GPU_TIMEOUT_S`, default 600 s: a slow software adapter finishes well within it).
+pub(crate) fn gpu_timeout() -> std::time::Duration {
+    let s = std::env::var("RLIPV2_GPU_TIMEOUT_S").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(600.0);
+    std::time::Duration::from_secs_f64(s)
+}
+
+fn poll_err(e: wgpu::PollError) -> Error {
+    match e {
+        wgpu::PollError::Timeout => device_err(format!("the device did not finish within {:?} (hung or lost; RLIPV2_GPU_TIMEOUT_S sets the limit)", gpu_timeout())),
+        other => device_err(other),
+    }
+}
+
 impl WgpuBackend {
     /// Opens the adapter wgpu picks (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME` narrow it) with its full limits.
     pub fn new() -> Result<Self> {
@@ -99,6 +113,9 @@ impl WgpuBackend {
         }))
         .map_err(|e| unavailable(format!("{}: request_device failed: {e}", info.name)))?;
         device.on_uncaptured_error(std::sync::Arc::new(|e| tracing::error!("wgpu: uncaptured error: {e}")));
+        // a lost device (driver reset, GPU removed) is reported; later polls and maps then fail
+        // with an error instead of waiting forever
+        device.set_device_lost_callback(|reason, msg| tracing::error!("wgpu: device lost ({reason:?}): {msg}"));
         Self::from_device(info, device, queue)
     }
 
@@ -183,8 +200,7 @@ impl WgpuBackend {
             bufs.push(self.buffer(what, bytemuck::cast_slice(data), storage)?);
         }
         let out_bytes = (out_len.max(1) * 4) as u64;
-        self.check_size(op, "output", out_bytes)?;
-        let out = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("output"), size: out_bytes, usage: storage | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let out = self.empty(op, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         for (i, buf) in bufs.iter().enumerate() {
@@ -211,7 +227,7 @@ impl WgpuBackend {
 
     /// Copies `bytes` of `buf` from byte `offset` to the host.
     fn read_bytes(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false });
+        let staging = self.oom_checked("readback", bytes, || self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false }))?;
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes);
         let idx = self.queue.submit([enc.finish()]);
@@ -219,7 +235,7 @@ impl WgpuBackend {
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None }).map_err(device_err)?;
+        self.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: Some(gpu_timeout()) }).map_err(poll_err)?;
         rx.recv().map_err(device_err)?.map_err(device_err)?;
         let data = staging.slice(..).get_mapped_range().to_vec();
         staging.unmap();
@@ -235,7 +251,24 @@ impl WgpuBackend {
 
     fn buffer(&self, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
         self.check_size(OP, what, contents.len() as u64)?;
-        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage }))
+        self.oom_checked(what, contents.len() as u64, || self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage }))
+    }
+
+    /// An uninitialised `bytes`-long buffer (size checked against the adapter first).
+    fn empty(&self, op: &'static str, what: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        self.check_size(op, what, bytes)?;
+        self.oom_checked(what, bytes, || self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size: bytes, usage, mapped_at_creation: false }))
+    }
+
+    /// Runs an allocation inside an out-of-memory error scope: a device that cannot hold the
+    /// buffer gives an error naming it instead of an uncaptured error later.
+    fn oom_checked(&self, what: &str, bytes: u64, alloc: impl FnOnce() -> wgpu::Buffer) -> Result<wgpu::Buffer> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = alloc();
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(device_err(format!("out of device memory allocating `{what}` ({bytes} bytes) on {}: {e}", self.info.name))),
+            None => Ok(buf),
+        }
     }
 
     fn check_size(&self, op: &'static str, what: &str, bytes: u64) -> Result<()> {
@@ -341,8 +374,7 @@ impl Backend for WgpuBackend {
         let storage = wgpu::BufferUsages::STORAGE;
         let value = self.buffer("value", &super::pack(input.value(), dtype), storage)?;
         let out_bytes = (pr.output_len() * dtype.size()) as u64;
-        self.check_size(OP, "output", out_bytes)?;
-        let out = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("output"), size: out_bytes, usage: storage | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
+        let out = self.empty(OP, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
         let (samp, attn, refp) = match *input {
             MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (self.buffer("sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?, self.buffer("attention_weights", bytemuck::cast_slice(attention_weights), storage)?, None),
             MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (
@@ -505,7 +537,7 @@ impl Prepared for WgpuRun<'_> {
     }
 
     fn wait(&mut self) -> Result<()> {
-        self.be.device.poll(wgpu::PollType::wait_indefinitely()).map_err(device_err)?;
+        self.be.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(gpu_timeout()) }).map_err(poll_err)?;
         Ok(())
     }
 
