@@ -223,6 +223,17 @@ enum BenchCmd {
         #[arg(long)]
         compare: Option<PathBuf>,
     },
+    /// Rewrite bench.md and bench.svg (and bench.json) from a bench.json, e.g. one measured on
+    /// another machine, without timing anything.
+    ///
+    /// Example: rlipv2 bench render gpu-run/bench.json --out gpu-run
+    Render {
+        /// A bench.json written by `rlipv2 bench suite`.
+        json: PathBuf,
+        /// Where to write the three files.
+        #[arg(long, default_value = "bench-out")]
+        out: PathBuf,
+    },
     #[command(name = "sparse_fusion")]
     /// One ALIF round at RLIPv2 sizes (S = 22223, last level 273 tokens, T = 198), seeded
     /// weights: gated_cross_attn alone, the fused round, and the same round op by op, with a
@@ -387,6 +398,12 @@ fn run(cli: Cli) -> Result<()> {
                 println!("\nchange vs {}:", compare.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
                 print!("{}", report.compare(&old));
             }
+            eprintln!("wrote {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
+            Ok(())
+        }
+        Cmd::Bench { op: BenchCmd::Render { json, out } } => {
+            let report = bench::report::Report::read(&json)?;
+            let files = report.write(&out)?;
             eprintln!("wrote {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
             Ok(())
         }

@@ -72,6 +72,13 @@ fn suite_writes_json_markdown_chart_and_compares() {
     assert!(change.lines().any(|l| l.contains(" wgpu ") && l.trim_end().ends_with("gone")), "{change}");
     assert!(change.lines().any(|l| l.starts_with("detect") && l.trim_end().ends_with("added")), "{change}");
 
+    // the report re-rendered from its JSON alone: same tables
+    let rendered = dir.path().join("rendered");
+    let out = bin().args(["bench", "render"]).arg(second.join("bench.json")).arg("--out").arg(&rendered).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(rendered.join("bench.md")).unwrap(), std::fs::read_to_string(second.join("bench.md")).unwrap());
+    assert!(std::fs::read_to_string(rendered.join("bench.svg")).unwrap().starts_with("<svg"));
+
     // a --compare file that is not a bench.json: error naming it, before timing, nothing written
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"schema\": 1}").unwrap();

@@ -36,7 +36,8 @@ fn logging_is_quiet_by_default_and_names_backend_and_kernels_at_info() {
 
 #[test]
 fn every_subcommand_help_says_what_and_gives_an_example() {
-    let subcommands: [&[&str]; 12] = [
+    let subcommands: [&[&str]; 13] = [
+        &["bench", "render"],
         &[],
         &["op"],
         &["op", "ms_deform_attn"],

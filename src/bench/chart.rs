@@ -92,6 +92,10 @@ where
         y0 = y0.min(1.0);
         y1 = y1.max(1.0);
     }
+    // label the axis at the sizes measured (log ranges narrower than a decade get no ticks)
+    let mut ticks: Vec<f64> = data.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).collect();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
     let (x0, x1) = (x0 / 1.2, x1 * 1.2);
     let (y0, y1) = (y0 / 1.5, y1 * 1.5);
     let mut chart = ChartBuilder::on(area)
@@ -99,7 +103,7 @@ where
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(64)
-        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .build_cartesian_2d((x0..x1).log_scale().with_key_points(ticks), (y0..y1).log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
