@@ -3,7 +3,9 @@
 #   cargo build --release --features cuda && cargo test --release --features cuda --no-run
 #   scripts/gpu-check.sh --stage      # copies the binaries to .gpu-bin/ (git-ignored), stripped
 # then run on the device with carry [.gpu-bin.tar.xz, .gl, .official]:
-#   bash scripts/gpu-check.sh [msda] [fusion] [graph]      # every section when none is named
+#   bash scripts/gpu-check.sh [msda] [fusion] [graph] [suite]   # msda fusion graph when none is named
+# `suite` runs `rlipv2 bench suite` on every backend (bench.json/md/svg under $OUT/suite) and the
+# examples (stage them with `cargo build --release --features cuda --examples` first).
 # It runs the backend tests with cubecl-cuda, wgpu and cubecl-wgpu required, the side-by-side
 # bench at the encoder shape, and the official CUDA op vs grid_sample (tools/msda_cuda_official_bench.py).
 # Everything it prints is also written under $OUT.
@@ -13,6 +15,9 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--stage" ]; then
   rm -rf .gpu-bin && mkdir -p .gpu-bin
   cp target/release/rlipv2 .gpu-bin/
+  for ex in wgpu_own_device cubecl_generic; do
+    [ -f target/release/examples/$ex ] && cp target/release/examples/$ex .gpu-bin/
+  done
   for name in ms_deform_attn_backends fusion_backends conv2d image_front encoder detect_graph text_encoder; do
     t=$(ls -t target/release/deps/$name-* | grep -v '\.d$' | head -1)
     cp "$t" .gpu-bin/$name
@@ -91,4 +96,13 @@ for be in cpu cubecl-cuda wgpu; do
   done
 done
 rm -rf "$work"
+fi
+
+if [[ " $sections " == *" suite "* ]]; then
+echo "== bench suite (every backend)" | tee -a "$OUT/log.txt"
+timeout 420 .gpu-bin/rlipv2 bench suite --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --dtypes f32,f16,bf16 --repeat 10 --out "$OUT/suite" 2>&1 | tail -60 | tee -a "$OUT/log.txt"
+echo "== examples" | tee -a "$OUT/log.txt"
+for ex in wgpu_own_device cubecl_generic; do
+  [ -x .gpu-bin/$ex ] && .gpu-bin/$ex 2>&1 | tee -a "$OUT/log.txt"
+done
 fi
