@@ -1,7 +1,8 @@
 //! `conv2d` (the backbone's building block): the oracle on a hand case, and every backend that
 //! has it against the f64 oracle on seeded cases with the ResNet-50 shapes (1×1, 3×3 s1/s2,
 //! 7×7 s2 stem, 1×1 s2 downsample, bias + residual + ReLU), odd sizes, B = 2, and one large
-//! enough for the cpu backend to build its columns in several bands. Backends without it SKIP.
+//! enough for the cpu backend to build its columns in several bands; `conv2d_accumulate` (output
+//! in the residual's buffer) on the residual cases. Backends without it SKIP.
 
 mod common;
 
@@ -61,6 +62,12 @@ fn check(kind: BackendKind) {
         let y64 = oracle::conv2d::conv2d::<f64>(&p, &lift(&x), &w, &b, r64.as_deref());
         let y32 = oracle::conv2d::conv2d::<f32>(&p, &x, &w, &b, r.as_deref());
         assert_close_flat(&format!("{kind}/conv2d/{name}"), &p.output_shape(), &got, &y64, &y32, &TOL);
+        // the in-place form (the bottleneck's last conv): the same result in the residual's buffer
+        if let Some(r) = &r {
+            let mut acc = r.clone();
+            be.conv2d_accumulate(&p, &x, &w, &b, &mut acc).unwrap_or_else(|e| panic!("{kind}/conv2d_accumulate {name}: {e}"));
+            assert_close_flat(&format!("{kind}/conv2d_accumulate/{name}"), &p.output_shape(), &acc, &y64, &y32, &TOL);
+        }
     }
 }
 
@@ -91,4 +98,10 @@ fn bad_shapes_name_the_tensor() {
     assert!(be.conv2d(&bad, &[], &[], &[], None).unwrap_err().to_string().contains("kernel"));
     let zero = Conv2dProblem { stride: 0, ..p };
     assert!(be.conv2d(&zero, &[], &[], &[], None).is_err());
+    // an accumulator of the wrong size is refused before anything is written
+    let (x, w, b) = (vec![0.0; p.input_shape().iter().product()], vec![0.0; p.weight_shape().iter().product()], vec![0.0; p.out_c]);
+    let mut acc = vec![7.0; 5];
+    let e = be.conv2d_accumulate(&p, &x, &w, &b, &mut acc).unwrap_err().to_string();
+    assert!(e.contains("residual"), "{e}");
+    assert_eq!(acc, vec![7.0; 5]);
 }

@@ -145,6 +145,19 @@ pub trait Backend {
         compose::conv2d(self, p, x, weight, bias, residual)
     }
 
+    /// `acc ← act(conv2d(x, W) + b + acc)`: [`Backend::conv2d`] with the residual's buffer reused
+    /// for the output, so a bottleneck's last conv keeps no third feature map alive.
+    fn conv2d_accumulate(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], acc: &mut Vec<f32>) -> Result<()> {
+        p.check(x, weight, bias, Some(acc))?;
+        self.conv2d_accumulate_valid(p, x, weight, bias, acc)
+    }
+    /// [`Backend::conv2d_accumulate`] after the inputs were checked; by default a new output
+    /// replaces `acc`.
+    fn conv2d_accumulate_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], acc: &mut Vec<f32>) -> Result<()> {
+        *acc = self.conv2d_valid(p, x, weight, bias, Some(acc))?;
+        Ok(())
+    }
+
     /// Row LayerNorm of `x [R,C]`.
     fn layer_norm(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
         p.check(x, gamma, beta)?;

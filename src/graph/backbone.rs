@@ -57,6 +57,12 @@ impl ConvBn {
         let data = be.conv2d(&p, &x.data, &self.weight, &self.bias, residual.map(|r| r.data.as_slice()))?;
         Ok(Feature { c: self.out_c, h: p.out_h(), w: p.out_w(), data })
     }
+
+    /// `acc ← act(conv(x) + acc)` in `acc`'s buffer (the residual has the output's shape).
+    fn run_into(&self, be: &dyn Backend, x: &Feature, act: Activation, acc: &mut Feature) -> Result<()> {
+        let p = Conv2dProblem { batch: 1, in_c: self.in_c, h: x.h, w: x.w, out_c: self.out_c, kh: self.k, kw: self.k, stride: self.stride, pad: self.pad, act };
+        be.conv2d_accumulate(&p, &x.data, &self.weight, &self.bias, &mut acc.data)
+    }
 }
 
 struct Bottleneck {
@@ -100,16 +106,22 @@ impl ResNet50 {
 
     /// `[C3, C4, C5]` (strides 8, 16, 32) of a normalized `[3, H, W]` image.
     pub fn forward(&self, be: &dyn Backend, image: &Feature) -> Result<Vec<Feature>> {
-        let x = self.stem.run(be, image, Activation::Relu, None)?;
-        let mut x = max_pool_3x3_s2(&x);
+        let stem = self.stem.run(be, image, Activation::Relu, None)?;
+        let mut x = max_pool_3x3_s2(&stem);
+        drop(stem); // 52 MB at 800×1066: not kept through the stride-4 stage
         let mut out = Vec::new();
         for (li, layer) in self.layers.iter().enumerate() {
             for b in layer {
-                // the 4×-wide downsample is made last, so it never lives beside conv1's output
-                let y = b.conv1.run(be, &x, Activation::Relu, None)?;
-                let y = b.conv2.run(be, &y, Activation::Relu, None)?;
-                let down = b.downsample.as_ref().map(|d| d.run(be, &x, Activation::None, None)).transpose()?;
-                x = b.conv3.run(be, &y, Activation::Relu, Some(down.as_ref().unwrap_or(&x)))?;
+                // live at once: the block input, conv2's output and (first block) the 4×-wide
+                // downsample, made last; conv3 accumulates into the residual's own buffer
+                let y1 = b.conv1.run(be, &x, Activation::Relu, None)?;
+                let y = b.conv2.run(be, &y1, Activation::Relu, None)?;
+                drop(y1);
+                if let Some(d) = &b.downsample {
+                    x = d.run(be, &x, Activation::None, None)?;
+                }
+                b.conv3.run_into(be, &y, Activation::Relu, &mut x)?;
+                drop(y);
             }
             if li >= 1 {
                 out.push(x.clone());

@@ -113,19 +113,21 @@ impl Encoder {
         let s = x.len() / D;
         let taps = HEADS * self.levels * POINTS;
         let lin = |inp: &[f32], k: usize, n: usize, wi: usize, act: Activation| be.gemm(&GemmProblem::linear(s, k, n).with_act(act), inp, &w[wi], Some(&w[wi + 1]));
+        // each [S, ·] buffer is dropped as soon as it is consumed: at 800×1066 one is 18 MB
         let query: Vec<f32> = x.iter().zip(pos).map(|(a, b)| a + b).collect();
         let offsets = lin(&query, D, 2 * taps, 0, Activation::None)?;
         let logits = lin(&query, D, taps, 2, Activation::None)?;
+        drop(query);
         let value = lin(x, D, D, 4, Activation::None)?;
         let input = MsDeformAttnInput::Fused { value: &value, reference, sampling_offsets: &offsets, attention_logits: &logits };
-        let mut prepared = be.prepare_ms_deform_attn(msda, &input, DType::F32)?;
-        prepared.run()?;
-        let sampled = prepared.output()?;
-        drop(prepared);
-        let attn = lin(&sampled, D, D, 6, Activation::None)?;
+        let sampled = be.ms_deform_attn(msda, &input, DType::F32)?;
+        drop((value, offsets, logits));
+        let mut res = lin(&sampled, D, D, 6, Activation::None)?;
+        drop(sampled);
+        res.iter_mut().zip(x).for_each(|(r, a)| *r += a);
         let ln = LayerNormProblem { rows: s, width: D, eps: LN_EPS };
-        let res: Vec<f32> = x.iter().zip(&attn).map(|(a, b)| a + b).collect();
         let x = be.layer_norm(&ln, &res, &w[8], &w[9])?;
+        drop(res);
         // FFN in row blocks: the [S, FFN] hidden would be 146 MB at 800×1066
         let mut res = Vec::with_capacity(x.len());
         for rows in x.chunks(FFN_ROWS * D) {

@@ -64,27 +64,35 @@ impl ImageFront {
 
     /// Image `[3,H,W]` (normalized) → encoder tokens, positions and level table.
     pub fn forward(&self, be: &dyn Backend, image: &Feature) -> Result<Tokens> {
-        let feats = self.backbone.forward(be, image)?;
+        let mut feats = self.backbone.forward(be, image)?;
         let mut levels = Vec::new();
+        let last = feats.len() - 1;
         for (l, p) in self.projections.iter().enumerate() {
-            let x = &feats[l.min(feats.len() - 1)]; // the extra level projects C5
+            let x = &feats[l.min(last)]; // the extra level projects C5
             let cp = Conv2dProblem { batch: 1, in_c: p.in_c, h: x.h, w: x.w, out_c: D, kh: p.k, kw: p.k, stride: p.stride, pad: p.k / 2, act: Activation::None };
             let mut y = Feature { c: D, h: cp.out_h(), w: cp.out_w(), data: be.conv2d(&cp, &x.data, &p.weight, &p.bias, None)? };
             group_norm(&mut y, &p.gn_weight, &p.gn_bias);
             levels.push(y);
+            if l < last {
+                feats[l].data = Vec::new(); // C3, C4 are read once: free them before the tokens exist
+            }
         }
+        drop(feats);
         let shapes: Vec<(usize, usize)> = levels.iter().map(|f| (f.h, f.w)).collect();
         let level_start: Vec<usize> = shapes.iter().scan(0, |acc, &(h, w)| Some(std::mem::replace(acc, *acc + h * w))).collect();
         let s: usize = shapes.iter().map(|(h, w)| h * w).sum();
         let (mut src, mut pos) = (vec![0f32; s * D], vec![0f32; s * D]);
-        for (l, f) in levels.iter().enumerate() {
-            let pe = sine_position(f.h, f.w);
+        // token-major rows; positions computed per pixel (no [256, h, w] table beside the tokens)
+        let dim_t = sine_dims();
+        let mut px = [0f32; D];
+        for (l, f) in levels.into_iter().enumerate() {
             let plane = f.h * f.w;
             for t in 0..plane {
                 let row = (level_start[l] + t) * D;
+                sine_at(t / f.w, t % f.w, f.h, f.w, &dim_t, &mut px);
                 for c in 0..D {
                     src[row + c] = f.data[c * plane + t];
-                    pos[row + c] = pe[c * plane + t] + self.level_embed[l * D + c];
+                    pos[row + c] = px[c] + self.level_embed[l * D + c];
                 }
             }
         }
@@ -111,20 +119,34 @@ pub fn group_norm(x: &mut Feature, weight: &[f32], bias: &[f32]) {
 /// The R50 sine position encoding `[256, h, w]` of an unpadded level: 128 y features then 128 x
 /// features, in f32 as the official module computes them.
 pub fn sine_position(h: usize, w: usize) -> Vec<f32> {
-    let scale = 2.0 * std::f32::consts::PI;
-    let dim_t: Vec<f32> = (0..128).map(|i| 10000f32.powf(2.0 * (i / 2) as f32 / 128.0)).collect();
+    let dim_t = sine_dims();
     let mut out = vec![0f32; 256 * h * w];
+    let mut px = [0f32; 256];
     for y in 0..h {
         for x in 0..w {
-            let ny = (y + 1) as f32 / (h as f32 + 1e-6) * scale;
-            let nx = (x + 1) as f32 / (w as f32 + 1e-6) * scale;
-            for (k, &t) in dim_t.iter().enumerate() {
-                let (vy, vx) = (ny / t, nx / t);
-                let (fy, fx) = if k % 2 == 0 { (vy.sin(), vx.sin()) } else { (vy.cos(), vx.cos()) };
-                out[(k * h + y) * w + x] = fy;
-                out[((128 + k) * h + y) * w + x] = fx;
+            sine_at(y, x, h, w, &dim_t, &mut px);
+            for (k, v) in px.iter().enumerate() {
+                out[(k * h + y) * w + x] = *v;
             }
         }
     }
     out
+}
+
+/// The 128 temperatures `10000^(2·⌊i/2⌋/128)`.
+fn sine_dims() -> Vec<f32> {
+    (0..128).map(|i| 10000f32.powf(2.0 * (i / 2) as f32 / 128.0)).collect()
+}
+
+/// The 256 position features of pixel (y, x) of an `h × w` level.
+fn sine_at(y: usize, x: usize, h: usize, w: usize, dim_t: &[f32], out: &mut [f32; 256]) {
+    let scale = 2.0 * std::f32::consts::PI;
+    let ny = (y + 1) as f32 / (h as f32 + 1e-6) * scale;
+    let nx = (x + 1) as f32 / (w as f32 + 1e-6) * scale;
+    for (k, &t) in dim_t.iter().enumerate() {
+        let (vy, vx) = (ny / t, nx / t);
+        let (fy, fx) = if k % 2 == 0 { (vy.sin(), vx.sin()) } else { (vy.cos(), vx.cos()) };
+        out[k] = fy;
+        out[128 + k] = fx;
+    }
 }

@@ -5,23 +5,33 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::dense::{activate, matmul, View};
+use super::dense::{activate, matmul_into, View};
 use crate::problem::conv2d::Conv2dProblem;
 
 const MAX_COLUMN_FLOATS: usize = 2 << 20;
 
 pub(crate) fn conv2d(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
+    let mut y = match residual {
+        Some(r) => r.to_vec(),
+        None => vec![0f32; p.batch * p.out_c * p.out_h() * p.out_w()],
+    };
+    conv2d_into(p, x, weight, bias, &mut y, residual.is_some());
+    y
+}
+
+/// `y ← act(conv2d(x) + b [+ y])`: the product accumulates onto `y` when it holds the residual,
+/// so a bottleneck's last conv writes into its residual's buffer.
+pub(crate) fn conv2d_into(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32], residual: bool) {
     let (ho, wo) = (p.out_h(), p.out_w());
     let k = p.in_c * p.kh * p.kw;
     let plane = ho * wo;
-    let mut y = vec![0f32; p.batch * p.out_c * plane];
     let par = if rayon::current_num_threads() > 1 { Parallelism::Rayon(0) } else { Parallelism::None };
     let w = View { data: weight, rs: k, cs: 1 };
     for b in 0..p.batch {
         let xb = &x[b * p.in_c * p.h * p.w..(b + 1) * p.in_c * p.h * p.w];
         let yb = &mut y[b * p.out_c * plane..(b + 1) * p.out_c * plane];
         if p.kh == 1 && p.kw == 1 && p.stride == 1 && p.pad == 0 {
-            matmul(p.out_c, plane, k, yb, plane, w, View { data: xb, rs: plane, cs: 1 }, par);
+            matmul_into(p.out_c, plane, k, yb, plane, w, View { data: xb, rs: plane, cs: 1 }, par, residual);
             continue;
         }
         let rows_per_band = (MAX_COLUMN_FLOATS / (k * wo).max(1)).clamp(1, ho);
@@ -39,21 +49,15 @@ pub(crate) fn conv2d(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32],
                     *v = if iy >= 0 && iy < p.h as isize && ix >= 0 && ix < p.w as isize { xb[(c * p.h + iy as usize) * p.w + ix as usize] } else { 0.0 };
                 }
             });
-            // y[:, r0·wo .. r0·wo + n] = W [Co, k] · col [k, n]
-            matmul(p.out_c, n, k, &mut yb[r0 * wo..], plane, w, View { data: &col[..k * n], rs: n, cs: 1 }, par);
+            // y[:, r0·wo .. r0·wo + n] (+)= W [Co, k] · col [k, n]
+            matmul_into(p.out_c, n, k, &mut yb[r0 * wo..], plane, w, View { data: &col[..k * n], rs: n, cs: 1 }, par, residual);
         }
     }
-    // epilogue: bias, residual, activation
+    // epilogue: bias (the residual is already in), activation
     y.par_chunks_mut(plane).enumerate().for_each(|(bo, out)| {
         let b = bias[bo % p.out_c];
-        let res = residual.map(|r| &r[bo * plane..(bo + 1) * plane]);
-        for (i, v) in out.iter_mut().enumerate() {
-            let mut t = *v + b;
-            if let Some(r) = res {
-                t += r[i];
-            }
-            *v = activate(t, p.act);
+        for v in out.iter_mut() {
+            *v = activate(*v + b, p.act);
         }
     });
-    y
 }

@@ -24,6 +24,12 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 
 /// `dst [m×n]` (row stride `dst_rs`, unit column stride) `= lhs [m×k] · rhs [k×n]`.
 pub(crate) fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, lhs: View, rhs: View, par: Parallelism) {
+    matmul_into(m, n, k, dst, dst_rs, lhs, rhs, par, false)
+}
+
+/// [`matmul`], adding the product to what `dst` holds when `accumulate` is set.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_into(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, lhs: View, rhs: View, par: Parallelism, accumulate: bool) {
     // The views must lie inside their slices: the `gemm` call below reads and writes raw pointers.
     assert!(
         dst.len() >= extent(m, n, dst_rs, 1) && lhs.data.len() >= extent(m, k, lhs.rs, lhs.cs) && rhs.data.len() >= extent(k, n, rhs.rs, rhs.cs),
@@ -39,14 +45,14 @@ pub(crate) fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usiz
             dst.as_mut_ptr(),
             1,
             dst_rs as isize,
-            false,
+            accumulate,
             lhs.data.as_ptr(),
             lhs.cs as isize,
             lhs.rs as isize,
             rhs.data.as_ptr(),
             rhs.cs as isize,
             rhs.rs as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
