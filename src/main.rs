@@ -537,8 +537,19 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
     let labels = det.labels(&file, weights, set, tokenizer, be.as_ref())?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.to_path_buf(), source })?;
     let post = PostConfig { zero_shot: person_only, ..PostConfig::default() };
+    // a bar on a terminal for several images; a line per image in logs (the bar hides itself there)
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images, {elapsed} (eta {eta}) {wide_msg}").expect("template"));
+    if files.len() < 2 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
     for (i, f) in files.iter().enumerate() {
-        eprintln!("[{}/{}] {}", i + 1, files.len(), f.display());
+        bar.set_position(i as u64);
+        bar.set_message(f.display().to_string());
+        if bar.is_hidden() {
+            eprintln!("[{}/{}] {}", i + 1, files.len(), f.display());
+        }
         let img = io::image::load_rgb(f)?;
         let mut prof = Profile::default();
         let dets = det.detect(be.as_ref(), &img, &labels, &post, &mut prof)?;
@@ -551,14 +562,13 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
         let doc = serde_json::json!({"image": f.display().to_string(), "width": img.width, "height": img.height, "labels": labels.set.name, "backend": be.kind().name(), "detections": kept});
         let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("image{i}"));
         let path = out.join(format!("{stem}.json"));
-        let tmp = out.join(format!(".{stem}.json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_string_pretty(&doc).expect("json")).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|source| Error::Io { path: path.clone(), source })?;
+        io::write_atomic(&path, serde_json::to_string_pretty(&doc).expect("json").as_bytes())?;
         if draw > 0 {
             let shown: Vec<_> = dets.iter().filter(|d| d.score >= threshold).take(top_k.min(draw)).cloned().collect();
             io::draw::save_png(&io::draw::annotate(&img, &shown, &labels.set, draw), &out.join(format!("{stem}.png")))?;
         }
         if let Some(top) = dets.first() {
-            eprintln!("  {} detections; best: {} {} ({:.3})", kept.len(), labels.set.verbs[top.verb], labels.set.objects[top.object_label], top.score);
+            say(format!("{}: {} detections; best: {} {} ({:.3})", f.display(), kept.len(), labels.set.verbs[top.verb], labels.set.objects[top.object_label], top.score));
         }
         if profile {
             let total: f64 = prof.stages.iter().map(|s| s.1).sum();
@@ -569,5 +579,6 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
             println!("  {:<24} {:>9.1} ms", "total", total * 1e3);
         }
     }
+    bar.finish_and_clear();
     Ok(())
 }
