@@ -340,6 +340,13 @@ fn select_inner(name: &str) -> Result<(Box<dyn Backend>, String)> {
     Ok((b, why))
 }
 
+/// How long a wait for a device may take before it is reported as hung or lost
+/// (`RLIPV2_GPU_TIMEOUT_S`, default 600 s: a slow software adapter finishes well within it).
+pub fn gpu_timeout() -> std::time::Duration {
+    let s = std::env::var("RLIPV2_GPU_TIMEOUT_S").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(600.0);
+    std::time::Duration::from_secs_f64(s)
+}
+
 /// Names of CPU-emulated adapters (Mesa lavapipe/llvmpipe, SwiftShader, WARP).
 pub fn is_software_adapter(device: &str) -> bool {
     let d = device.to_ascii_lowercase();

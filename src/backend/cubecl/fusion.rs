@@ -113,7 +113,7 @@ impl<R: Runtime> Prepared for CubeclRound<'_, R> {
     }
 
     fn wait(&mut self) -> Result<()> {
-        catch("sync", self.be.kind, || pollster::block_on(self.be.client.sync()))?.map_err(|e| self.device_err(e))
+        self.be.sync(self.op)
     }
 
     /// The language output of the last run.

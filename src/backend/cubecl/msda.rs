@@ -172,8 +172,7 @@ impl<R: Runtime> Prepared for CubeclRun<'_, R> {
     }
 
     fn wait(&mut self) -> Result<()> {
-        let kind = self.be.kind;
-        catch("sync", kind, || pollster::block_on(self.be.client.sync()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })
+        self.be.sync(OP)
     }
 
     fn output(&mut self) -> Result<Vec<f32>> {

@@ -106,7 +106,7 @@ impl Prepared for PreparedRound<'_> {
     }
 
     fn wait(&mut self) -> Result<()> {
-        self.be.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) }).map_err(super::poll_err)?;
+        self.be.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(crate::backend::gpu_timeout()) }).map_err(super::poll_err)?;
         Ok(())
     }
 

@@ -85,16 +85,9 @@ fn device_err(reason: impl std::fmt::Display) -> Error {
     Error::Device { backend: "wgpu".into(), reason: reason.to_string() }
 }
 
-/// How long a wait for the device may take before it is reported as hung or lost
-/// (`RLIPV2_GPU_TIMEOUT_S`, default 600 s: a slow software adapter finishes well within it).
-pub(crate) fn gpu_timeout() -> std::time::Duration {
-    let s = std::env::var("RLIPV2_GPU_TIMEOUT_S").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(600.0);
-    std::time::Duration::from_secs_f64(s)
-}
-
 fn poll_err(e: wgpu::PollError) -> Error {
     match e {
-        wgpu::PollError::Timeout => device_err(format!("the device did not finish within {:?} (hung or lost; RLIPV2_GPU_TIMEOUT_S sets the limit)", gpu_timeout())),
+        wgpu::PollError::Timeout => device_err(format!("the device did not finish within {:?} (hung or lost; RLIPV2_GPU_TIMEOUT_S sets the limit)", super::gpu_timeout())),
         other => device_err(other),
     }
 }
@@ -235,7 +228,7 @@ impl WgpuBackend {
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: Some(gpu_timeout()) }).map_err(poll_err)?;
+        self.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: Some(super::gpu_timeout()) }).map_err(poll_err)?;
         rx.recv().map_err(device_err)?.map_err(device_err)?;
         let data = staging.slice(..).get_mapped_range().to_vec();
         staging.unmap();
@@ -537,7 +530,7 @@ impl Prepared for WgpuRun<'_> {
     }
 
     fn wait(&mut self) -> Result<()> {
-        self.be.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(gpu_timeout()) }).map_err(poll_err)?;
+        self.be.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) }).map_err(poll_err)?;
         Ok(())
     }
 
