@@ -24,30 +24,23 @@ fn run<R: Runtime>(client: &ComputeClient<R>) -> Result<f64, rlipv2::Error> {
     Ok(got.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max))
 }
 
+/// Runs [`run`] on `R` if rlipv2's own probe finds the device (cubecl panics without one).
+fn check<R: Runtime>(kind: rlipv2::backend::BackendKind) -> Result<(), Box<dyn std::error::Error>> {
+    if let Err(e) = rlipv2::backend::open(kind) {
+        println!("SKIP {kind}: {e}");
+        return Ok(());
+    }
+    let worst = run(&R::client(&Default::default()))?;
+    println!("{kind}: max |Δ| vs the f64 oracle = {worst:.2e}");
+    if worst > 1e-4 {
+        return Err(format!("{kind}: max |Δ| {worst:.2e} is over 1e-4").into());
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The backend's own probe says whether a wgpu adapter exists (cubecl panics without one).
-    match rlipv2::backend::open(rlipv2::backend::BackendKind::CubeclWgpu) {
-        Err(e) => println!("SKIP cubecl-wgpu: {e}"),
-        Ok(_) => {
-            let client = cubecl::wgpu::WgpuRuntime::client(&Default::default());
-            let worst = run(&client)?;
-            println!("cubecl-wgpu: max |Δ| vs the f64 oracle = {worst:.2e}");
-            if worst > 1e-4 {
-                return Err(format!("cubecl-wgpu: max |Δ| {worst:.2e} is over 1e-4").into());
-            }
-        }
-    }
+    check::<cubecl::wgpu::WgpuRuntime>(rlipv2::backend::BackendKind::CubeclWgpu)?;
     #[cfg(feature = "cuda")]
-    match rlipv2::backend::open(rlipv2::backend::BackendKind::CubeclCuda) {
-        Err(e) => println!("SKIP cubecl-cuda: {e}"),
-        Ok(_) => {
-            let client = cubecl::cuda::CudaRuntime::client(&Default::default());
-            let worst = run(&client)?;
-            println!("cubecl-cuda: max |Δ| vs the f64 oracle = {worst:.2e}");
-            if worst > 1e-4 {
-                return Err(format!("cubecl-cuda: max |Δ| {worst:.2e} is over 1e-4").into());
-            }
-        }
-    }
+    check::<cubecl::cuda::CudaRuntime>(rlipv2::backend::BackendKind::CubeclCuda)?;
     Ok(())
 }
