@@ -196,7 +196,7 @@ enum BenchCmd {
     /// Every op × backend × dtype at the RLIPv2 shapes and on two scaling sweeps (decoder queries,
     /// encoder image size), in one process; writes bench.json, bench.md and bench.svg to --out.
     ///
-    /// Example: rlipv2 bench suite --backends all --out bench-out --compare old/bench.json
+    /// Example: rlipv2 bench suite --backends all --ops ms_deform_attn,gemm --out bench-out --compare old/bench.json
     Suite {
         /// Comma-separated backends, or `all`. Default: the `auto` pick and cpu.
         #[arg(long, value_delimiter = ',')]
@@ -222,6 +222,9 @@ enum BenchCmd {
         /// A bench.json of an earlier run: print the change of every cell.
         #[arg(long)]
         compare: Option<PathBuf>,
+        /// Only these ops: ms_deform_attn, gemm, gated_cross_attn, sparse_fusion, detect.
+        #[arg(long, value_delimiter = ',')]
+        ops: Vec<String>,
     },
     /// Rewrite bench.md and bench.svg (and bench.json) from a bench.json, e.g. one measured on
     /// another machine, without timing anything.
@@ -376,10 +379,11 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote `memory`, `lang_out` to {}", args.output.display());
             Ok(())
         }
-        Cmd::Bench { op: BenchCmd::Suite { backends, dtypes, repeat, quick, weights, image, out, compare } } => {
-            // read the old run first: a bad --compare file fails before minutes of timing
+        Cmd::Bench { op: BenchCmd::Suite { backends, dtypes, repeat, quick, weights, image, out, compare, ops } } => {
+            // check the arguments and read the old run first: mistakes fail before minutes of timing
+            bench::suite::check_ops(&ops)?;
             let old = compare.as_deref().map(bench::report::Report::read).transpose()?;
-            let opts = bench::suite::SuiteOptions { backends: bench_backends(&backends)?, dtypes, repeat, quick, detect: weights.zip(image) };
+            let opts = bench::suite::SuiteOptions { backends: bench_backends(&backends)?, dtypes, repeat, quick, detect: weights.zip(image), ops };
             let bar = indicatif::ProgressBar::new(bench::suite::count(&opts) as u64);
             bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {wide_msg}").expect("template"));
             let logged = bar.is_hidden();

@@ -63,6 +63,19 @@ pub struct SuiteOptions {
     pub quick: bool,
     /// End-to-end detect: a converted model file and one image.
     pub detect: Option<(PathBuf, PathBuf)>,
+    /// Only these ops ([`OPS`]; empty: all).
+    pub ops: Vec<String>,
+}
+
+/// The op families the suite times, as `--ops` names them.
+pub const OPS: [&str; 5] = ["ms_deform_attn", "gemm", "gated_cross_attn", "sparse_fusion", "detect"];
+
+/// Checks `--ops` names against [`OPS`].
+pub fn check_ops(ops: &[String]) -> Result<()> {
+    match ops.iter().find(|o| !OPS.contains(&o.as_str())) {
+        Some(o) => Err(Error::Limit { op: "bench", what: "--ops".into(), reason: format!("unknown op `{o}` (one of {})", OPS.join(", ")) }),
+        None => Ok(()),
+    }
 }
 
 /// A sized problem of one op, ready to time on any backend.
@@ -138,6 +151,8 @@ fn cells(o: &SuiteOptions) -> Vec<Cell> {
         let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         out.push(Cell { op: "detect".into(), case: "image", size: 0, shape: name, job: Job::Detect(model.clone(), image.clone()), dtypes: false });
     }
+    let family = |op: &str| op.split('/').next().unwrap_or(op).to_string();
+    out.retain(|c| o.ops.is_empty() || o.ops.contains(&family(&c.op)));
     out
 }
 
@@ -295,7 +310,7 @@ mod tests {
 
     #[test]
     fn quick_suite_covers_every_op_and_both_sweeps() {
-        let o = SuiteOptions { backends: vec![BackendKind::Cpu], dtypes: vec![DType::F32, DType::F16], repeat: 1, quick: true, detect: None };
+        let mut o = SuiteOptions { backends: vec![BackendKind::Cpu], dtypes: vec![DType::F32, DType::F16], repeat: 1, quick: true, detect: None, ops: Vec::new() };
         let c = cells(&o);
         for op in ["ms_deform_attn/official", "ms_deform_attn/fused-points", "ms_deform_attn/fused-boxes", "gemm", "gated_cross_attn", "sparse_fusion/fused"] {
             assert!(c.iter().any(|c| c.op == op), "{op} missing");
@@ -304,5 +319,10 @@ mod tests {
         assert_eq!(c.iter().filter(|c| c.case == "image").count(), 3);
         // 9 msda cells × 2 dtypes + 3 f32-only cells
         assert_eq!(count(&o), 9 * 2 + 3);
+        // --ops narrows to op families
+        o.ops = vec!["gemm".into(), "sparse_fusion".into()];
+        assert_eq!(cells(&o).iter().map(|c| c.op.as_str()).collect::<Vec<_>>(), ["gemm", "sparse_fusion/fused"]);
+        assert!(check_ops(&o.ops).is_ok());
+        assert!(check_ops(&["conv".into()]).unwrap_err().to_string().contains("one of ms_deform_attn"));
     }
 }
