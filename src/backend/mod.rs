@@ -134,6 +134,18 @@ pub trait Backend {
         Err(unsupported(self.kind(), crate::problem::gemm::OP))
     }
 
+    /// [`Backend::gemm`] with its inputs kept on the device for repeated, timed runs (the
+    /// resident baseline of the bench suite). Host backends answer `Unsupported`: their
+    /// host-to-host call is already resident.
+    fn prepare_gemm<'a>(&'a self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Box<dyn Prepared + 'a>> {
+        p.check(x, weight, bias)?;
+        self.prepare_gemm_valid(p, x, weight, bias)
+    }
+    /// [`Backend::prepare_gemm`] after the inputs were checked.
+    fn prepare_gemm_valid<'a>(&'a self, _p: &GemmProblem, _x: &[f32], _weight: &[f32], _bias: Option<&[f32]>) -> Result<Box<dyn Prepared + 'a>> {
+        Err(unsupported(self.kind(), crate::problem::gemm::OP))
+    }
+
     /// `y = act(conv2d(x, W) + b [+ residual])`, NCHW (see [`Conv2dProblem`]).
     fn conv2d(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
         p.check(x, weight, bias, residual)?;

@@ -204,7 +204,15 @@ fn time_cell(be: &dyn Backend, job: &Job, data: &Data, dtype: DType, repeat: usi
             let mut p = be.prepare_ms_deform_attn(pr, &d.input(), dtype)?;
             Ok((time_runs(p.as_mut(), repeat)?, "resident", Some((pr.bytes(dtype) as f64 / 1e9, "GB/s"))))
         }
-        (Job::Gemm(g), Data::Gemm { x, w, b }) => Ok((time_host(repeat, || be.gemm(g, x, w, Some(b)).map(|_| ()))?, "host-to-host", Some((g.flops() as f64 / 1e9, "GFLOP/s")))),
+        (Job::Gemm(g), Data::Gemm { x, w, b }) => {
+            let work = Some((g.flops() as f64 / 1e9, "GFLOP/s"));
+            match be.prepare_gemm(g, x, w, Some(b)) {
+                Ok(mut r) => Ok((time_runs(r.as_mut(), repeat)?, "resident", work)),
+                // host backends: the host-to-host call is the resident one
+                Err(Error::Unsupported { .. }) => Ok((time_host(repeat, || be.gemm(g, x, w, Some(b)).map(|_| ()))?, "host-to-host", work)),
+                Err(e) => Err(e),
+            }
+        }
         (Job::GatedCrossAttn(p), Data::Fusion { memory, pos, lang, fw, .. }) => {
             let (v, vp) = (&memory[p.start * 256..], &pos[p.start * 256..]);
             let w = fw.as_fusion();

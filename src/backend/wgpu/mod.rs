@@ -170,10 +170,17 @@ impl WgpuBackend {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Runs one `dense.wgsl` entry point: binds `dims`, the inputs at bindings 1.. (an empty
-    /// slice binds a 1-element placeholder), an `out_len` output at binding 5, dispatches
-    /// `groups` and reads the output back.
+    /// Runs one `dense.wgsl` entry point once and reads its output back (see [`Self::prepare_dense`]).
     fn run_dense(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, &[f32])], out_len: usize, groups: (u32, u32)) -> Result<Vec<f32>> {
+        let mut run = self.prepare_dense(op, entry, dims, inputs, out_len, groups)?;
+        run.enqueue()?;
+        run.output()
+    }
+
+    /// Uploads the inputs of one `dense.wgsl` entry point and binds them: `dims`, the inputs at
+    /// bindings 1.. (an empty slice binds a 1-element placeholder), an `out_len` output at
+    /// binding 5, `groups` workgroups. Nothing runs yet.
+    fn prepare_dense(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, &[f32])], out_len: usize, groups: (u32, u32)) -> Result<WgpuRun<'_>> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.0 > max || groups.1 > max {
             return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
@@ -201,16 +208,10 @@ impl WgpuBackend {
         }
         entries.push(wgpu::BindGroupEntry { binding: 5, resource: out.as_entire_binding() });
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
-            self.dispatch(&mut pass, &pipeline, &bind, groups);
-        }
-        self.queue.submit([enc.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(format!("{entry}: {e}")));
         }
-        self.read_f32(&out, 0, out_bytes)
+        Ok(WgpuRun { be: self, label: entry, pipeline, bind, out, out_bytes, groups, dtype: DType::F32 })
     }
 
     /// Reads `bytes` of `buf` from byte `offset` (both multiples of 4) as f32.
@@ -277,8 +278,10 @@ impl WgpuBackend {
     }
 }
 
+/// One prepared dispatch (ms_deform_attn or a dense.wgsl entry point) on resident buffers.
 struct WgpuRun<'a> {
     be: &'a WgpuBackend,
+    label: &'static str,
     pipeline: wgpu::ComputePipeline,
     bind: wgpu::BindGroup,
     out: wgpu::Buffer,
@@ -316,7 +319,12 @@ impl Backend for WgpuBackend {
     }
 
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        self.dense_gemm(p, x, weight, bias)
+        let mut run = self.dense_gemm(p, x, weight, bias)?;
+        run.enqueue()?;
+        run.output()
+    }
+    fn prepare_gemm_valid<'a>(&'a self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(self.dense_gemm(p, x, weight, bias)?))
     }
 
     fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -378,7 +386,7 @@ impl Backend for WgpuBackend {
         };
         let bufs = MsDeformAttnBuffers { value: &value, sampling: &samp, attention: &attn, reference: refp.as_ref(), output: &out };
         let (pipeline, bind, groups) = self.msda_bind(pr, dtype, &bufs)?;
-        Ok(Box::new(WgpuRun { be: self, pipeline, bind, out, out_bytes, groups, dtype }))
+        Ok(Box::new(WgpuRun { be: self, label: "ms_deform_attn", pipeline, bind, out, out_bytes, groups, dtype }))
     }
 }
 
@@ -501,7 +509,7 @@ impl WgpuBackend {
 }
 
 impl WgpuBackend {
-    fn dense_gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn dense_gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<WgpuRun<'_>> {
         let act = match p.act {
             Activation::None => 0,
             Activation::Relu => 1,
@@ -509,7 +517,7 @@ impl WgpuBackend {
         };
         let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags: bias.is_some() as u32 | (act << 1), ..Default::default() };
         let groups = (p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32);
-        self.run_dense(crate::problem::gemm::OP, "gemm", dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[]))], p.m * p.n, groups)
+        self.prepare_dense(crate::problem::gemm::OP, "gemm", dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[]))], p.m * p.n, groups)
     }
 }
 
@@ -517,9 +525,9 @@ impl Prepared for WgpuRun<'_> {
     fn enqueue(&mut self) -> Result<()> {
         let dev = &self.be.device;
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ms_deform_attn") });
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(self.label) });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ms_deform_attn"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.label), timestamp_writes: None });
             self.be.dispatch(&mut pass, &self.pipeline, &self.bind, self.groups);
         }
         self.be.queue.submit([enc.finish()]);
