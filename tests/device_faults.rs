@@ -3,11 +3,13 @@
 
 use std::process::Command;
 
-#[cfg(any(feature = "wgpu", feature = "cubecl-wgpu"))]
+#[cfg(feature = "wgpu")]
 #[test]
 fn a_device_that_does_not_finish_in_time_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    for backend in ["wgpu", "cubecl-wgpu"] {
+    // cubecl waits are not bounded: its streams are per thread, so the wait cannot move to a
+    // watchdog thread (see README, "Logging and device faults")
+    for backend in ["wgpu"] {
         let out = Command::new(env!("CARGO_BIN_EXE_rlipv2"))
             .args(["bench", "ms_deform_attn", "--backends", backend, "--case", "small", "--repeat", "1", "--dtypes", "f32"])
             .env("RLIPV2_GPU_TIMEOUT_S", "0.000001")

@@ -148,24 +148,12 @@ impl<R: Runtime> CubeclBackend<R> {
         Ok(self.client.empty(bytes))
     }
 
-    /// Waits for every queued launch, at most [`crate::backend::gpu_timeout`]: the wait runs on
-    /// a helper thread, so a hung or lost device (or a panic in cubecl's server) becomes an error
-    /// naming `what` instead of blocking forever.
+    /// Waits for every launch queued from this thread (cubecl keeps one stream per thread, so
+    /// the wait must run here: it is not bounded by a timeout the way wgpu's are). A panic in
+    /// cubecl's server becomes an error naming `what`.
     pub(crate) fn sync(&self, what: &str) -> Result<()> {
         let kind = self.kind;
-        let client = self.client.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pollster::block_on(client.sync())));
-            let _ = tx.send(r);
-        });
-        let err = |reason: String| Error::Device { backend: kind.name().into(), reason: format!("{what}: {reason}") };
-        match rx.recv_timeout(crate::backend::gpu_timeout()) {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(err(format!("{e:?}"))),
-            Ok(Err(_)) => Err(err("cubecl panicked while waiting for the device".into())),
-            Err(_) => Err(err(format!("the device did not finish within {:?} (hung or lost; RLIPV2_GPU_TIMEOUT_S sets the limit)", crate::backend::gpu_timeout()))),
-        }
+        catch("sync", kind, || pollster::block_on(self.client.sync()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{what}: {e:?}") })
     }
 
     /// Runs `launch` (which enqueues one kernel writing `out`), waits, reads `out`.
