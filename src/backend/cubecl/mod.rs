@@ -241,6 +241,7 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         vec![
             ("max buffer", format!("{} MiB", props.memory.max_page_size >> 20)),
             ("vectors", format!("up to {} lanes; f16 {}, bf16 {}", hw.max_vector_size, self.supports_type(DType::F16), self.supports_type(DType::Bf16))),
+            ("subgroups", if props.features.plane.is_empty() { "no plane ops (the kernels do not need them)".into() } else { format!("{:?}", props.features.plane) }),
             ("ms_deform_attn", format!("kernels/ms_deform_attn.rs, P unrolled, {vector}")),
             ("ALIF ops", "kernels/sparse_fusion.rs: gated_cross_attn 3 launches, sparse_fusion 8".into()),
             ("conv2d", "host im2col bands + the cubecl GEMM".into()),

@@ -100,7 +100,8 @@ impl WgpuBackend {
         let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rlipv2"),
-            required_features: wgpu::Features::empty(),
+            // enabled where present so that `info` reports them; no shader relies on them
+            required_features: adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP),
             required_limits: adapter.limits(),
             ..Default::default()
         }))
@@ -303,6 +304,10 @@ impl Backend for WgpuBackend {
             ("device type", format!("{:?}{}", self.info.device_type, if self.info.device_type == wgpu::DeviceType::Cpu { " (software adapter: `auto` prefers the cpu backend)" } else { "" })),
             ("max buffer", format!("{} MiB (storage binding {} MiB)", l.max_buffer_size >> 20, l.max_storage_buffer_binding_size >> 20)),
             ("workgroup storage", format!("{} KiB, {} invocations", l.max_compute_workgroup_storage_size >> 10, l.max_compute_invocations_per_workgroup)),
+            ("features", {
+                let f = self.device.features();
+                format!("shader-f16 {}, subgroups {} (neither is needed: f16 is packed in u32, reductions use workgroup memory)", f.contains(wgpu::Features::SHADER_F16), f.contains(wgpu::Features::SUBGROUP))
+            }),
             ("ms_deform_attn", "shaders/ms_deform_attn.wgsl (official and fused forms; f16 via pack2x16float)".into()),
             ("ALIF ops", "shaders/sparse_fusion.wgsl: gated_cross_attn 3 launches, sparse_fusion 8".into()),
             ("conv2d", "host im2col bands + the dense.wgsl GEMM".into()),
