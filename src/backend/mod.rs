@@ -116,7 +116,14 @@ pub trait Backend {
 
     /// Runs `ms_deform_attn` once, host to host. Returns `[B,Q,M·D]` as f32.
     fn ms_deform_attn(&self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Vec<f32>> {
-        let mut prepared = self.prepare_ms_deform_attn(problem, input, dtype)?;
+        problem.validate()?;
+        input.check(problem)?;
+        self.supports(dtype)?;
+        self.ms_deform_attn_valid(problem, input, dtype)
+    }
+    /// [`Backend::ms_deform_attn`] after the inputs were checked: by default a prepared run.
+    fn ms_deform_attn_valid(&self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Vec<f32>> {
+        let mut prepared = self.prepare_valid(problem, input, dtype)?;
         prepared.run()?;
         prepared.output()
     }

@@ -77,14 +77,12 @@ impl Backend for CpuBackend {
 
     /// One-shot f32 runs read the caller's slices directly (no copies: the encoder's inputs are
     /// ≈ 45 MB at 800×1066); other dtypes round `value` in a prepared copy first.
-    fn ms_deform_attn(&self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Vec<f32>> {
+    fn ms_deform_attn_valid(&self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Vec<f32>> {
         if dtype != DType::F32 {
-            let mut prepared = self.prepare_ms_deform_attn(problem, input, dtype)?;
+            let mut prepared = self.prepare_valid(problem, input, dtype)?;
             prepared.run()?;
             return prepared.output();
         }
-        problem.validate()?;
-        input.check(problem)?;
         let mut out = vec![0.0; problem.output_len()];
         compute(problem, input, dtype, &mut out);
         Ok(out)
