@@ -52,16 +52,19 @@ impl ConvBn {
         Ok(ConvBn { out_c, in_c, k, stride, pad: k / 2, weight, bias })
     }
 
-    fn run(&self, be: &dyn Backend, x: &Feature, act: Activation, residual: Option<&Feature>) -> Result<Feature> {
-        let p = Conv2dProblem { batch: 1, in_c: self.in_c, h: x.h, w: x.w, out_c: self.out_c, kh: self.k, kw: self.k, stride: self.stride, pad: self.pad, act };
-        let data = be.conv2d(&p, &x.data, &self.weight, &self.bias, residual.map(|r| r.data.as_slice()))?;
+    fn problem(&self, x: &Feature, act: Activation) -> Conv2dProblem {
+        Conv2dProblem { batch: 1, in_c: self.in_c, h: x.h, w: x.w, out_c: self.out_c, kh: self.k, kw: self.k, stride: self.stride, pad: self.pad, act }
+    }
+
+    fn run(&self, be: &dyn Backend, x: &Feature, act: Activation) -> Result<Feature> {
+        let p = self.problem(x, act);
+        let data = be.conv2d(&p, &x.data, &self.weight, &self.bias, None)?;
         Ok(Feature { c: self.out_c, h: p.out_h(), w: p.out_w(), data })
     }
 
     /// `acc ← act(conv(x) + acc)` in `acc`'s buffer (the residual has the output's shape).
     fn run_into(&self, be: &dyn Backend, x: &Feature, act: Activation, acc: &mut Feature) -> Result<()> {
-        let p = Conv2dProblem { batch: 1, in_c: self.in_c, h: x.h, w: x.w, out_c: self.out_c, kh: self.k, kw: self.k, stride: self.stride, pad: self.pad, act };
-        be.conv2d_accumulate(&p, &x.data, &self.weight, &self.bias, &mut acc.data)
+        be.conv2d_accumulate(&self.problem(x, act), &x.data, &self.weight, &self.bias, &mut acc.data)
     }
 }
 
@@ -106,7 +109,7 @@ impl ResNet50 {
 
     /// `[C3, C4, C5]` (strides 8, 16, 32) of a normalized `[3, H, W]` image.
     pub fn forward(&self, be: &dyn Backend, image: &Feature) -> Result<Vec<Feature>> {
-        let stem = self.stem.run(be, image, Activation::Relu, None)?;
+        let stem = self.stem.run(be, image, Activation::Relu)?;
         let mut x = max_pool_3x3_s2(&stem);
         drop(stem); // 52 MB at 800×1066: not kept through the stride-4 stage
         let mut out = Vec::new();
@@ -114,11 +117,11 @@ impl ResNet50 {
             for b in layer {
                 // live at once: the block input, conv2's output and (first block) the 4×-wide
                 // downsample, made last; conv3 accumulates into the residual's own buffer
-                let y1 = b.conv1.run(be, &x, Activation::Relu, None)?;
-                let y = b.conv2.run(be, &y1, Activation::Relu, None)?;
+                let y1 = b.conv1.run(be, &x, Activation::Relu)?;
+                let y = b.conv2.run(be, &y1, Activation::Relu)?;
                 drop(y1);
                 if let Some(d) = &b.downsample {
-                    x = d.run(be, &x, Activation::None, None)?;
+                    x = d.run(be, &x, Activation::None)?;
                 }
                 b.conv3.run_into(be, &y, Activation::Relu, &mut x)?;
                 drop(y);
