@@ -87,4 +87,9 @@ fn suite_writes_json_markdown_chart_and_compares() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("bad.json") && stderr.contains("not a bench.json"), "{stderr}");
     assert!(!third.exists());
+    // so does a missing model file for the detect cell
+    let out = bin().args(["bench", "suite", "--quick", "--backends", "cpu", "--weights"]).arg(dir.path().join("none.safetensors")).arg("--image").arg(root.join("tests/fixtures/images/rgba_100x40.png")).arg("--out").arg(&third).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("none.safetensors"), "{stderr}");
+    assert!(!third.exists());
 }

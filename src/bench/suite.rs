@@ -205,13 +205,8 @@ fn time_cell(be: &dyn Backend, job: &Job, data: &Data, dtype: DType, repeat: usi
             Ok((time_runs(p.as_mut(), repeat)?, "resident", Some((pr.bytes(dtype) as f64 / 1e9, "GB/s"))))
         }
         (Job::Gemm(g), Data::Gemm { x, w, b }) => {
-            let work = Some((g.flops() as f64 / 1e9, "GFLOP/s"));
-            match be.prepare_gemm(g, x, w, Some(b)) {
-                Ok(mut r) => Ok((time_runs(r.as_mut(), repeat)?, "resident", work)),
-                // host backends: the host-to-host call is the resident one
-                Err(Error::Unsupported { .. }) => Ok((time_host(repeat, || be.gemm(g, x, w, Some(b)).map(|_| ()))?, "host-to-host", work)),
-                Err(e) => Err(e),
-            }
+            let (t, how) = resident_or_host(be.prepare_gemm(g, x, w, Some(b)), repeat, || be.gemm(g, x, w, Some(b)).map(|_| ()))?;
+            Ok((t, how, Some((g.flops() as f64 / 1e9, "GFLOP/s"))))
         }
         (Job::GatedCrossAttn(p), Data::Fusion { memory, pos, lang, fw, .. }) => {
             let (v, vp) = (&memory[p.start * 256..], &pos[p.start * 256..]);
@@ -220,18 +215,11 @@ fn time_cell(be: &dyn Backend, job: &Job, data: &Data, dtype: DType, repeat: usi
         }
         (Job::SparseFusion(p), Data::Fusion { memory, pos, lang, fw, bw }) => {
             let (fw, bw) = (fw.as_fusion(), bw.as_bert());
-            match be.prepare_sparse_fusion(p, memory, pos, lang, None, &fw, &bw) {
-                Ok(mut r) => Ok((time_runs(r.as_mut(), repeat)?, "resident", None)),
-                // host backends have no resident form: their host-to-host round is the same work
-                Err(Error::Unsupported { .. }) => {
-                    let t = time_host(repeat, || {
-                        let mut m = memory.clone();
-                        be.sparse_fusion(p, &mut m, pos, lang, None, &fw, &bw).map(|_| ())
-                    })?;
-                    Ok((t, "host-to-host", None))
-                }
-                Err(e) => Err(e),
-            }
+            let (t, how) = resident_or_host(be.prepare_sparse_fusion(p, memory, pos, lang, None, &fw, &bw), repeat, || {
+                let mut m = memory.clone();
+                be.sparse_fusion(p, &mut m, pos, lang, None, &fw, &bw).map(|_| ())
+            })?;
+            Ok((t, how, None))
         }
         (Job::Detect(..), Data::Detect(d)) => {
             let post = crate::model::postprocess::PostConfig::default();
@@ -242,16 +230,33 @@ fn time_cell(be: &dyn Backend, job: &Job, data: &Data, dtype: DType, repeat: usi
     }
 }
 
+/// Times the resident form where the backend has one, else the host-to-host call (host
+/// backends: there it is the same work).
+fn resident_or_host(prepared: Result<Box<dyn crate::backend::Prepared + '_>>, repeat: usize, host: impl FnMut() -> Result<()>) -> Result<(Timing, &'static str)> {
+    match prepared {
+        Ok(mut r) => Ok((time_runs(r.as_mut(), repeat)?, "resident")),
+        Err(Error::Unsupported { .. }) => Ok((time_host(repeat, host)?, "host-to-host")),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs the suite. `progress(done, total, what)` is called before each cell. A backend that does
 /// not open, a dtype it lacks or a limit it hits becomes a skipped record with the reason.
 pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Result<Vec<Record>> {
+    // unreadable detect inputs fail now, not after minutes of timing
+    if let Some((model, image)) = &o.detect {
+        crate::io::weights::WeightFile::open(model)?;
+        crate::io::image::load_rgb(image)?;
+    }
     let total = count(o);
     let opened: Vec<(BackendKind, std::result::Result<Box<dyn Backend>, String>)> = o.backends.iter().map(|&k| (k, backend::open(k).map_err(|e| e.to_string()))).collect();
     let mut records = Vec::new();
     let mut done = 0;
     for cell in cells(o) {
         // inputs are made once per cell (outside the timing) and shared by the backends
-        let data = data(&cell.job)?;
+        // a cell whose inputs cannot be made (say, a model file without baked labels) is skipped
+        // with the reason on every backend, keeping what was measured so far
+        let data = data(&cell.job).map_err(|e| e.to_string());
         let dtypes: &[DType] = if cell.dtypes { &o.dtypes } else { &[DType::F32] };
         for (kind, be) in &opened {
             for &dtype in dtypes {
@@ -277,7 +282,7 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
                     Err(why) => rec.skipped = Some(why.clone()),
                     Ok(be) => {
                         rec.device = be.device();
-                        match time_cell(be.as_ref(), &cell.job, &data, dtype, o.repeat) {
+                        match data.as_ref().map_err(|e| e.clone()).and_then(|d| time_cell(be.as_ref(), &cell.job, d, dtype, o.repeat).map_err(|e| e.to_string())) {
                             Ok((t, timing, work)) => {
                                 rec.timing = timing.into();
                                 rec.median_ms = Some(t.median_s * 1e3);
@@ -287,7 +292,7 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
                                     rec.unit = unit.into();
                                 }
                             }
-                            Err(e) => rec.skipped = Some(e.to_string()),
+                            Err(e) => rec.skipped = Some(e),
                         }
                     }
                 }
