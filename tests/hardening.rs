@@ -203,3 +203,46 @@ fn mutated_checkpoint_zips_never_panic() {
     }
     println!("{} mutated checkpoints: {opened} opened, {refused} refused, 0 panics", cases());
 }
+
+/// A safetensors header written by hand (the safetensors crate cannot write these).
+fn raw_safetensors(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut v = (header.len() as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(header.as_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn duplicate_tensor_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.safetensors");
+    // two tensors both called `w`: whichever one a map kept, the other's bytes would be unaccounted for
+    let header = r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+    std::fs::write(&path, raw_safetensors(header, &[0u8; 8])).unwrap();
+    let e = WeightFile::open(&path).err().expect("a file with a duplicate name is refused").to_string();
+    assert!(e.contains("dup.safetensors"), "{e}");
+    let e = rlipv2::io::read_ms_deform_attn(&path).err().expect("refused by the op reader too").to_string();
+    assert!(e.contains("dup.safetensors"), "{e}");
+}
+
+#[test]
+fn a_zip_entry_declaring_more_bytes_than_the_file_holds_is_refused() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut zip = std::fs::read(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth")).unwrap();
+    // the central-directory record of data.pkl: sizes at +20 (compressed) and +24, name at +46
+    let at = (0..zip.len() - 46)
+        .find(|&i| zip[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] && {
+            let n = u16::from_le_bytes([zip[i + 28], zip[i + 29]]) as usize;
+            zip[i + 46..i + 46 + n].ends_with(b"data.pkl")
+        })
+        .expect("data.pkl in the central directory");
+    for off in [20, 24] {
+        zip[at + off..at + off + 4].copy_from_slice(&0xfff0_0000u32.to_le_bytes());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.pth");
+    std::fs::write(&path, &zip).unwrap();
+    let e = rlipv2::io::pth::Checkpoint::open(&path).err().expect("refused").to_string();
+    assert!(e.contains("bomb.pth"), "{e}");
+    println!("{e}");
+}

@@ -8,6 +8,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::error::{Error, Result};
 
 mod fusion;
+mod header;
 pub mod pickle;
 pub mod pth;
 pub mod draw;
@@ -33,6 +34,7 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Parses `bytes` (the contents of `path`) as safetensors for `op`.
     pub fn parse(op: &'static str, path: &Path, bytes: &'a [u8]) -> Result<Self> {
+        header::check_unique(bytes).map_err(|reason| Error::Format { file: path.to_path_buf(), reason })?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("not a valid safetensors file: {e}") })?;
         Ok(Reader { op, file: path.to_path_buf(), st })
     }

@@ -43,11 +43,15 @@ impl WeightFile {
         }
         let mut header = vec![0u8; n as usize];
         read_at(&file, &mut header, 8).map_err(io)?;
-        let mut raw: HashMap<String, serde_json::Value> = serde_json::from_slice(&header).map_err(|e| fail(format!("bad safetensors header: {e}")))?;
-        let metadata = raw.remove("__metadata__").map(serde_json::from_value).transpose().map_err(|e| fail(format!("bad safetensors metadata: {e}")))?.unwrap_or_default();
+        let super::header::Entries(raw) = serde_json::from_slice(&header).map_err(|e| fail(format!("bad safetensors header: {e}")))?;
+        let mut metadata = HashMap::new();
         let mut tensors = HashMap::with_capacity(raw.len());
         let data_len = len - 8 - n;
         for (name, v) in raw {
+            if name == "__metadata__" {
+                metadata = serde_json::from_value(v).map_err(|e| fail(format!("bad safetensors metadata: {e}")))?;
+                continue;
+            }
             let e: Entry = serde_json::from_value(v).map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
             if e.data_offsets.0 > e.data_offsets.1 || e.data_offsets.1 > data_len {
                 return Err(fail(format!("tensor `{name}`: data offsets {:?} outside the {data_len} data bytes", e.data_offsets)));
