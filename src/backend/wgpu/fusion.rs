@@ -21,7 +21,7 @@ impl WgpuBackend {
     /// Uploads the arena and builds every launch's pipeline and bind group; nothing runs yet.
     fn prepare_round(&self, op: &'static str, r: Round) -> Result<PreparedRound<'_>> {
         self.check_size(op, "arena (inputs, weights and intermediates)", r.arena_bytes())?;
-        let arena = self.buffer("arena", bytemuck::cast_slice(&r.arena.0), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)?;
+        let arena = self.buffer(op, "arena", bytemuck::cast_slice(&r.arena.0), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut recorded = Vec::new();
         for (i, l) in r.launches.iter().enumerate() {

@@ -198,7 +198,7 @@ impl WgpuBackend {
         let mut bufs = Vec::new();
         for (what, data) in inputs {
             let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-            bufs.push(self.buffer(what, bytemuck::cast_slice(data), storage)?);
+            bufs.push(self.buffer(op, what, bytemuck::cast_slice(data), storage)?);
         }
         let out_bytes = (out_len.max(1) * 4) as u64;
         let out = self.empty(op, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
@@ -244,8 +244,9 @@ impl WgpuBackend {
         (x as u32, n.div_ceil(x) as u32, x as u32)
     }
 
-    fn buffer(&self, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
-        self.check_size(OP, what, contents.len() as u64)?;
+    /// A buffer holding `contents` for `op` (size checked against the adapter first).
+    fn buffer(&self, op: &'static str, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        self.check_size(op, what, contents.len() as u64)?;
         self.oom_checked(what, contents.len() as u64, || self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage }))
     }
 
@@ -378,15 +379,15 @@ impl Backend for WgpuBackend {
 
     fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
         let storage = wgpu::BufferUsages::STORAGE;
-        let value = self.buffer("value", &super::pack(input.value(), dtype), storage)?;
+        let value = self.buffer(OP, "value", &super::pack(input.value(), dtype), storage)?;
         let out_bytes = (pr.output_len() * dtype.size()) as u64;
         let out = self.empty(OP, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
         let (samp, attn, refp) = match *input {
-            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (self.buffer("sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?, self.buffer("attention_weights", bytemuck::cast_slice(attention_weights), storage)?, None),
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (self.buffer(OP, "sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?, self.buffer(OP, "attention_weights", bytemuck::cast_slice(attention_weights), storage)?, None),
             MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (
-                self.buffer("sampling_offsets", bytemuck::cast_slice(sampling_offsets), storage)?,
-                self.buffer("attention_logits", bytemuck::cast_slice(attention_logits), storage)?,
-                Some(self.buffer("reference", bytemuck::cast_slice(reference), storage)?),
+                self.buffer(OP, "sampling_offsets", bytemuck::cast_slice(sampling_offsets), storage)?,
+                self.buffer(OP, "attention_logits", bytemuck::cast_slice(attention_logits), storage)?,
+                Some(self.buffer(OP, "reference", bytemuck::cast_slice(reference), storage)?),
             ),
         };
         let bufs = MsDeformAttnBuffers { value: &value, sampling: &samp, attention: &attn, reference: refp.as_ref(), output: &out };
