@@ -193,14 +193,38 @@ impl MsDeformAttnProblem {
 
     /// Compulsory bytes: every input read once and the output written once.
     pub fn bytes(&self, dtype: DType) -> u64 {
-        let v = self.value_shape().iter().product::<usize>() * dtype.size();
-        let o = self.output_len() * dtype.size();
-        let s = self.samples();
-        let sampling = match self.form {
-            Form::Official => s * 3 * 4,
-            Form::Fused(k) => s * 3 * 4 + self.batch * self.queries * self.levels.len() * k.dim() * 4,
+        self.buffer_bytes(dtype).iter().map(|(_, b)| b).sum()
+    }
+
+    /// The bytes each device buffer of the op holds, by name: `value` and `output` in `dtype`,
+    /// `sampling` (locations or offsets), `attention` (weights or logits) and, fused form only,
+    /// `reference` in f32 (0 bytes for the official form).
+    pub fn buffer_bytes(&self, dtype: DType) -> [(&'static str, u64); 5] {
+        let (s, f) = (self.samples() as u64, 4u64);
+        let reference = match self.form {
+            Form::Official => 0,
+            Form::Fused(k) => (self.batch * self.queries * self.levels.len() * k.dim()) as u64 * f,
         };
-        (v + o + sampling) as u64
+        [
+            ("value", (self.value_shape().iter().product::<usize>() * dtype.size()) as u64),
+            ("sampling", s * 2 * f),
+            ("attention", s * f),
+            ("reference", reference),
+            ("output", (self.output_len() * dtype.size()) as u64),
+        ]
+    }
+
+    /// Checks caller-owned device buffers against [`Self::buffer_bytes`]: `size(name)` is the
+    /// size of the buffer passed for `name`, or `None` where none was passed.
+    pub fn check_buffers(&self, dtype: DType, size: impl Fn(&str) -> Option<u64>) -> Result<()> {
+        for (what, need) in self.buffer_bytes(dtype) {
+            match size(what) {
+                None if need > 0 => return Err(Error::limit(OP, what, format!("the {} form needs a `{what}` buffer", self.form_name()))),
+                Some(have) if have < need => return Err(Error::limit(OP, what, format!("buffer holds {have} bytes, the problem needs {need}"))),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 

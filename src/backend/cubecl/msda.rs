@@ -40,22 +40,17 @@ pub fn launch_ms_deform_attn<R: Runtime>(client: &ComputeClient<R>, pr: &MsDefor
     if !ok {
         return Err(Error::Unsupported { op: OP, backend: "cubecl".into(), reason: format!("this device has no {dtype} type") });
     }
-    let f = std::mem::size_of::<f32>();
-    let samples = pr.samples();
-    let mut need = vec![("value", &h.value, pr.tokens * pr.batch * pr.heads * pr.channels * dtype.size()), ("sampling", &h.sampling, samples * 2 * f), ("attention", &h.attention, samples * f), ("output", &h.output, pr.output_len() * dtype.size())];
-    let refp = match (pr.form, &h.reference) {
-        (Form::Official, _) => None,
-        (Form::Fused(kind), Some(r)) => {
-            need.push(("reference", r, pr.batch * pr.queries * pr.num_levels() * kind.dim() * f));
-            Some(r.clone())
-        }
-        (Form::Fused(_), None) => return Err(Error::limit(OP, "reference", "the fused form needs a reference buffer")),
-    };
-    for (what, handle, bytes) in need {
-        if (handle.size_in_used() as usize) < bytes {
-            return Err(Error::limit(OP, what, format!("buffer holds {} bytes, the problem needs {bytes}", handle.size_in_used())));
-        }
-    }
+    pr.check_buffers(dtype, |what| {
+        let h = match what {
+            "value" => &h.value,
+            "sampling" => &h.sampling,
+            "attention" => &h.attention,
+            "reference" => h.reference.as_ref()?,
+            _ => &h.output,
+        };
+        Some(h.size_in_used())
+    })?;
+    let refp = h.reference.clone().filter(|_| pr.form != Form::Official);
     let plan = MsdaPlan::new(client, pr, dtype);
     let shapes = plan.shapes_handle(client, pr);
     let args = plan.args(h.value.clone(), shapes, h.sampling.clone(), h.attention.clone(), refp.unwrap_or_else(|| client.create_from_slice(&[0u8; 4])), h.output.clone(), pr);

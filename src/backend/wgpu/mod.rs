@@ -440,24 +440,16 @@ impl WgpuBackend {
             Form::Official => ("main_official", 2),
             Form::Fused(kind) => ("main_fused", kind.dim() as u32),
         };
-        let f = 4u64;
-        let samples = pr.samples() as u64;
-        let mut need = vec![
-            ("value", bufs.value, (pr.batch * pr.tokens * pr.heads * pr.channels * dtype.size()) as u64),
-            ("sampling", bufs.sampling, samples * 2 * f),
-            ("attention", bufs.attention, samples * f),
-            ("output", bufs.output, (pr.output_len() * dtype.size()) as u64),
-        ];
-        match (pr.form, bufs.reference) {
-            (Form::Official, _) => {}
-            (Form::Fused(_), Some(r)) => need.push(("reference", r, (pr.batch * pr.queries * pr.num_levels()) as u64 * ref_dim as u64 * f)),
-            (Form::Fused(_), None) => return Err(Error::limit(OP, "reference", "the fused form needs a reference buffer")),
-        }
-        for (what, buf, bytes) in &need {
-            if buf.size() < *bytes {
-                return Err(Error::limit(OP, *what, format!("buffer holds {} bytes, the problem needs {bytes}", buf.size())));
-            }
-            self.check_size(OP, what, *bytes)?;
+        let by_name = |what: &str| match what {
+            "value" => Some(bufs.value),
+            "sampling" => Some(bufs.sampling),
+            "attention" => Some(bufs.attention),
+            "reference" => bufs.reference,
+            _ => Some(bufs.output),
+        };
+        pr.check_buffers(dtype, |what| by_name(what).map(|b| b.size()))?;
+        for (what, bytes) in pr.buffer_bytes(dtype) {
+            self.check_size(OP, what, bytes)?;
         }
         let mut shapes = [[0u32; 4]; MAX_LEVELS];
         for (s, lv) in shapes.iter_mut().zip(&pr.levels) {
