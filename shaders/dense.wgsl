@@ -1,12 +1,13 @@
-// dense.wgsl — building blocks of the ALIF ops: gemm, layer_norm, softmax, attention (f32).
+// dense.wgsl — building blocks of the ALIF ops and the encoder: gemm, layer_norm, softmax,
+// attention, add (f32).
 //
 // Bindings (group 0), each entry point uses a subset:
 //   0 dims  uniform             Dims (mirrors `DenseDims` in src/backend/wgpu.rs)
-//   1 a     storage, read       array<f32>  gemm: x [M,K] | layer_norm, softmax: x [R,C] | attention: q [B,Lq,H·Dh]
-//   2 b     storage, read       array<f32>  gemm: weight [N,K] | layer_norm: gamma [C] | attention: k [B,Lk,H·Dh]
+//   1 a     storage, read       array<f32>  gemm: x [M,K] | layer_norm, softmax: x [R,C] | attention: q [B,Lq,H·Dh] | add: a [M]
+//   2 b     storage, read       array<f32>  gemm: weight [N,K] | layer_norm: gamma [C] | attention: k [B,Lk,H·Dh] | add: b [M]
 //   3 c     storage, read       array<f32>  gemm: bias [N] | layer_norm: beta [C] | attention: v [B,Lk,H·Dh]
-//   4 d     storage, read       array<f32>  attention: additive key mask [B,Lk]
-//   5 out   storage, read_write array<f32>  gemm: y [M,N] | layer_norm, softmax: y [R,C] | attention: [B,Lq,H·Dh]
+//   4 d     storage, read       array<f32>  gemm: residual [M,N] | attention: additive key mask [B,Lk]
+//   5 out   storage, read_write array<f32>  gemm: y [M,N] | layer_norm, softmax: y [R,C] | attention: [B,Lq,H·Dh] | add: [M]
 //
 // Dispatch:
 //   gemm       one 256-wide workgroup per 64×64 output tile, (x, y) = (column tile, row tile);
@@ -16,11 +17,12 @@
 //              is staged, scores for all Lk keys kept in workgroup memory (Lk ≤ 2048, Dh ≤ 256),
 //              max and sum reduced in workgroup memory, then each invocation sums P·V for its
 //              channels.
-// Math: gemm y = act(x·Wᵀ + b), act ∈ {none, ReLU, GELU(erf)}; layer_norm biased variance;
+//   add        one 256-wide workgroup per 256 elements, same 2-D numbering of workgroups.
+// Math: gemm y = act(x·Wᵀ + b) [+ residual], act ∈ {none, ReLU, GELU(erf)}; layer_norm biased variance;
 // softmax and attention subtract the row max.
 
 struct Dims {
-    m: u32, k: u32, n: u32, flags: u32,      // gemm; flags bit 0 = bias, bits 1-2 = act (0 none, 1 relu, 2 gelu)
+    m: u32, k: u32, n: u32, flags: u32,      // gemm; flags bit 0 = bias, bits 1-2 = act (0 none, 1 relu, 2 gelu), bit 3 = residual; add: m elements
     rows: u32, width: u32, eps: f32, scale: f32,
     batch: u32, heads: u32, q_len: u32, k_len: u32,
     head_dim: u32, has_mask: u32, grid_x: u32, _pad: u32,
@@ -93,7 +95,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if (row < dims.m && col < dims.n) {
                 var y = acc[i][j];
                 if ((dims.flags & 1u) != 0u) { y += c[col]; }
-                out[row * dims.n + col] = activate(y, (dims.flags >> 1u) & 3u);
+                y = activate(y, (dims.flags >> 1u) & 3u);
+                if ((dims.flags & 8u) != 0u) { y += d[row * dims.n + col]; }
+                out[row * dims.n + col] = y;
             }
         }
     }
@@ -184,4 +188,10 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         for (var j = 0u; j < dims.k_len; j++) { o += sc[j] * c[(bb * dims.k_len + j) * w + h * dims.head_dim + t]; }
         out[qbase + t] = o * inv;
     }
+}
+
+@compute @workgroup_size(256)
+fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let i = (wid.y * dims.grid_x + wid.x) * WG + lid3.x;
+    if (i < dims.m) { out[i] = a[i] + b[i]; }
 }

@@ -3,7 +3,7 @@
 /// `shaders/ms_deform_attn.wgsl`: entry points `main_official` and `main_fused`.
 pub const MS_DEFORM_ATTN: &str = include_str!("../shaders/ms_deform_attn.wgsl");
 
-/// `shaders/dense.wgsl`: entry points `gemm`, `layer_norm`, `softmax`, `attention`.
+/// `shaders/dense.wgsl`: entry points `gemm`, `layer_norm`, `softmax`, `attention`, `add`.
 pub const DENSE: &str = include_str!("../shaders/dense.wgsl");
 
 /// `shaders/sparse_fusion.wgsl`: entry points `gemm_jobs`, `attend`, `lang_attend`, `norm_rows`.

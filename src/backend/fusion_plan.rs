@@ -3,12 +3,14 @@
 //! intermediate at element offsets, a parameter block per launch, and the launch list —
 //! `gated_cross_attn` in 3 launches, a whole `sparse_fusion` round in 8.
 //!
-//! Image rows are addressed through (tokens, start), so a device-resident `[B,S,C]` encoder buffer
-//! could be fused in place; the host-to-host entry points upload only the last level
-//! (tokens = Nv, start = 0) and copy the fused rows back into the caller's buffer.
+//! The weights come first in the arena, so their offsets do not depend on the token counts: a
+//! resident round uploads them once ([`sparse_fusion_weights`]) and lays out only the inputs and
+//! intermediates per call after them ([`sparse_fusion_layout`]); the host-to-host entry points
+//! plan weights and inputs into one arena. Image rows are the last level only (tokens = Nv,
+//! start = 0), copied in from and back to the caller's `[B,S,C]` buffer.
 
 use crate::error::{Error, Result};
-use crate::problem::{BertLayerWeights, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem};
+use crate::problem::{BertLayerProblem, BertLayerWeights, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem};
 
 /// One GEMM of a grouped launch (`Job` in the shaders).
 #[repr(C)]
@@ -103,18 +105,19 @@ const MAX_KEYS: usize = 1024;
 const MAX_HEAD_DIM: usize = 256;
 const MAX_LANG_WIDTH: usize = 1024;
 
-/// Host image of the arena buffer: tensors appended at element offsets.
+/// Host image of the arena buffer from element `.1` on: tensors appended at element offsets
+/// (`.1` = 0: the whole arena; otherwise the part after weights already on the device).
 #[derive(Default)]
-pub(crate) struct Arena(pub Vec<f32>);
+pub(crate) struct Arena(pub Vec<f32>, pub u32);
 
 impl Arena {
     fn put(&mut self, x: &[f32]) -> u32 {
-        let o = self.0.len() as u32;
+        let o = self.1 + self.0.len() as u32;
         self.0.extend_from_slice(x);
         o
     }
     fn zeros(&mut self, n: usize) -> u32 {
-        let o = self.0.len() as u32;
+        let o = self.1 + self.0.len() as u32;
         self.0.resize(self.0.len() + n, 0.0);
         o
     }
@@ -159,16 +162,64 @@ fn gemm_launch(label: &'static str, mut jobs: Vec<Job>) -> Launch {
     Launch { label, kernel: Kernel::GemmJobs, jobs, items: tiles }
 }
 
-/// Offsets of the fusion block's weights in the arena, in `WEIGHT_NAMES` order.
+/// Offsets of a block's weights in the arena, in its weight-name order.
 fn put_weights<'a>(arena: &mut Arena, tensors: impl IntoIterator<Item = &'a [f32]>) -> Vec<u32> {
     tensors.into_iter().map(|t| arena.put(t)).collect()
+}
+
+/// Where a round's weights sit at the start of the arena.
+#[derive(Clone, Debug)]
+pub(crate) struct WeightOffsets {
+    /// Fusion block, `GatedCrossAttnProblem::weight_shapes` order.
+    fo: Vec<u32>,
+    /// Language layer, `BertLayerProblem::weight_shapes` order, and its attention-output
+    /// weight transposed (empty / 0 for `gated_cross_attn`).
+    bo: Vec<u32>,
+    wo_t: u32,
+    /// Elements the weights take.
+    pub len: u32,
+}
+
+/// The weights of a round (the language layer's with `lang`) as the head of an arena.
+fn weights(p: &GatedCrossAttnProblem, fw: &GatedCrossAttnWeights, lang: Option<(&BertLayerProblem, &BertLayerWeights)>) -> (Arena, WeightOffsets) {
+    let mut a = Arena::default();
+    let fo = put_weights(&mut a, fw.tensors(p).into_iter().map(|(_, _, d)| d));
+    let (mut bo, mut wo_t) = (Vec::new(), 0);
+    if let Some((lp, bw)) = lang {
+        bo = put_weights(&mut a, bw.tensors(lp).into_iter().map(|(_, _, d)| d));
+        // the row kernel reads this weight column-contiguous: stored transposed
+        wo_t = a.put(&transpose(bw.attn_out.weight, lp.hidden, lp.hidden));
+    }
+    let len = a.0.len() as u32;
+    (a, WeightOffsets { fo, bo, wo_t, len })
+}
+
+/// A `sparse_fusion` round's weights for a resident round: the arena's head, uploaded once.
+pub(crate) fn sparse_fusion_weights(p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> (Vec<f32>, WeightOffsets) {
+    let (a, w) = weights(&p.fusion, fw, Some((&p.lang, bw)));
+    (a.0, w)
+}
+
+/// The rest of a resident round's arena after its weights `w`: inputs (zeros, to be filled on
+/// the device: the image rows at `Round::v_in`, positions at `pos_in`, language at `l_in`),
+/// intermediates, and the launches. Every label valid (no mask).
+pub(crate) fn sparse_fusion_layout(backend: &str, p: &SparseFusionProblem, w: &WeightOffsets) -> Result<Round> {
+    check_round(backend, p)?;
+    let f = &p.fusion;
+    let (nv, nl) = (f.batch * f.nv * f.v_dim, f.batch * f.t * f.l_dim);
+    let r = fusion_round(Arena(Vec::new(), w.len), w, f, Input::Zeros(nv, nv, nl));
+    Ok(lang_layer(r, &p.lang, w, None))
 }
 
 pub(crate) struct Round {
     pub arena: Arena,
     params: FusionParams,
     pub launches: Vec<Launch>,
-    /// (offset, len) of the fused image rows and of the language output.
+    /// Offsets of the image rows, positions and language inputs.
+    pub v_in: u32,
+    pub pos_in: u32,
+    pub l_in: u32,
+    /// (offset, len) of the fused image rows (in place over `v_in`) and of the language output.
     pub v_out: (u32, usize),
     pub l_out: (u32, usize),
 }
@@ -187,9 +238,9 @@ impl Round {
         p
     }
 
-    /// Size of the arena buffer (every offset fits 32 bits when it fits a device buffer).
+    /// Size of the arena buffer, weights included (every offset fits 32 bits when it fits a device buffer).
     pub(crate) fn arena_bytes(&self) -> u64 {
-        (self.arena.0.len() * 4) as u64
+        (self.arena.1 as u64 + self.arena.0.len() as u64) * 4
     }
 }
 
@@ -203,15 +254,25 @@ fn check_limits(op: &'static str, backend: &str, p: &GatedCrossAttnProblem) -> R
 /// Launches 1–3: the fusion block on `v`, `pos` (image rows, tokens = Nv), `l`.
 pub(crate) fn gated_cross_attn(backend: &str, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<Round> {
     check_limits(crate::problem::gated_cross_attn::OP, backend, p)?;
-    Ok(fusion_round(p, v, pos, l, w))
+    let (a, wo) = weights(p, w, None);
+    Ok(fusion_round(a, &wo, p, Input::Host(v, pos, l)))
 }
 
-fn fusion_round(p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Round {
+/// A round's image rows, positions and language tokens: host values, or that many zeros.
+enum Input<'a> {
+    Host(&'a [f32], &'a [f32], &'a [f32]),
+    Zeros(usize, usize, usize),
+}
+
+/// Launches 1–3 in arena `a`, which holds (or, resident, follows) the weights at `w`.
+fn fusion_round(mut a: Arena, w: &WeightOffsets, p: &GatedCrossAttnProblem, input: Input) -> Round {
     let (rv, rl) = ((p.batch * p.nv) as u32, (p.batch * p.t) as u32);
     let (cv, cl, e) = (p.v_dim as u32, p.l_dim as u32, p.embed as u32);
-    let mut a = Arena::default();
-    let (ov, opos, ol) = (a.put(v), a.put(pos), a.put(l));
-    let wo = put_weights(&mut a, w.tensors(p).into_iter().map(|(_, _, d)| d));
+    let (ov, opos, ol) = match input {
+        Input::Host(v, pos, l) => (a.put(v), a.put(pos), a.put(l)),
+        Input::Zeros(v, pos, l) => (a.zeros(v), a.zeros(pos), a.zeros(l)),
+    };
+    let wo = &w.fo;
     // WEIGHT_NAMES order: 0/1 ln_v, 2/3 ln_l, 4/5 v_proj, 6/7 l_proj, 8/9 values_v, 10/11 values_l,
     // 12/13 out_v, 14/15 out_l, 16 gamma_v, 17 gamma_l
     let mut off = [0u32; 32];
@@ -264,7 +325,7 @@ fn fusion_round(p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w:
         jobs: [Job::default(); 4],
     };
     let l_out = (off[O_LNEW], (rl * cl) as usize);
-    Round { arena: a, params, launches: vec![project, attend, output], v_out: (ov, (rv * cv) as usize), l_out }
+    Round { arena: a, params, launches: vec![project, attend, output], v_in: ov, pos_in: opos, l_in: ol, v_out: (ov, (rv * cv) as usize), l_out }
 }
 
 
@@ -280,22 +341,32 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 
-/// Launches 1–8 of one round over the last level of `memory`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sparse_fusion(backend: &str, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Round> {
+fn check_round(backend: &str, p: &SparseFusionProblem) -> Result<()> {
     const OP: &str = crate::problem::sparse_fusion::OP;
-    let f = &p.fusion;
     let lp = &p.lang;
-    check_limits(OP, backend, f)?;
+    check_limits(OP, backend, &p.fusion)?;
     if lp.hidden > MAX_LANG_WIDTH || lp.head_dim() > MAX_HEAD_DIM || lp.t > MAX_KEYS {
         return Err(Error::Unsupported { op: OP, backend: backend.into(), reason: format!("the language layer kernel holds rows of ≤ {MAX_LANG_WIDTH} and ≤ {MAX_KEYS} labels; got width {}, T = {}", lp.hidden, lp.t) });
     }
-    let mut r = fusion_round(f, &p.gather_level(memory), &p.gather_level(pos), lang, fw);
+    Ok(())
+}
+
+/// Launches 1–8 of one round over the last level of `memory`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sparse_fusion(backend: &str, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Round> {
+    check_round(backend, p)?;
+    let (a, w) = weights(&p.fusion, fw, Some((&p.lang, bw)));
+    let r = fusion_round(a, &w, &p.fusion, Input::Host(&p.gather_level(memory), &p.gather_level(pos), lang));
+    Ok(lang_layer(r, &p.lang, &w, mask))
+}
+
+/// Launches 4–8 (the language layer) after a fusion round `r`.
+fn lang_layer(mut r: Round, lp: &BertLayerProblem, w: &WeightOffsets, mask: Option<&[f32]>) -> Round {
     let (rl, h, ffn) = ((lp.batch * lp.t) as u32, lp.hidden as u32, lp.ffn as u32);
     let a = &mut r.arena;
     // BERT_WEIGHT_NAMES order: 0/1 query, 2/3 key, 4/5 value, 6/7 attn out, 8/9 attn norm,
     // 10/11 intermediate, 12/13 output, 14/15 output norm
-    let bo = put_weights(a, bw.tensors(lp).into_iter().map(|(_, _, d)| d));
+    let bo = &w.bo;
     let mut off = r.params.off;
     off[O_LQ] = a.zeros((rl * h) as usize);
     off[O_LK] = a.zeros((rl * h) as usize);
@@ -304,8 +375,7 @@ pub(crate) fn sparse_fusion(backend: &str, p: &SparseFusionProblem, memory: &[f3
     off[O_INTER] = a.zeros((rl * ffn) as usize);
     off[O_LOUT] = a.zeros((rl * h) as usize);
     off[O_MASK] = a.put(mask.unwrap_or(&[0.0]));
-    // the row kernel reads this weight column-contiguous: upload it transposed
-    off[O_WO] = a.put(&transpose(bw.attn_out.weight, lp.hidden, lp.hidden));
+    off[O_WO] = w.wo_t;
     off[O_INTER2] = a.zeros((rl * h) as usize);
     (off[O_BO], off[O_N1W], off[O_N1B]) = (bo[7], bo[8], bo[9]);
     (off[O_N2W], off[O_N2B]) = (bo[14], bo[15]);
@@ -325,6 +395,5 @@ pub(crate) fn sparse_fusion(backend: &str, p: &SparseFusionProblem, memory: &[f3
     r.launches.push(gemm_launch("FFN down+res", vec![Job { a: off[O_INTER], w: bo[12], bias: bo[13], out: off[O_INTER2], res: off[O_A], k: ffn, flags: F_RESID, ..base }]));
     r.launches.push(Launch { label: "final LN", kernel: Kernel::NormRows, jobs: vec![], items: rl as usize });
     r.l_out = (off[O_LOUT], (rl * h) as usize);
-    Ok(r)
+    r
 }
-

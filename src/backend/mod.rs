@@ -7,12 +7,16 @@ pub mod compose;
 pub(crate) mod fusion_plan;
 pub mod cpu;
 pub mod reference;
+pub mod tensor;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 #[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
 pub mod cubecl;
 
+pub use tensor::Tensor;
+
 use crate::error::{Error, Result};
+use crate::problem::gemm::check_len;
 use crate::problem::{
     AttentionProblem, Conv2dProblem, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, BertLayerWeights, SparseFusionProblem,
 };
@@ -256,6 +260,170 @@ pub trait Backend {
     fn sparse_fusion_valid(&self, _p: &SparseFusionProblem, _memory: &mut [f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
     }
+
+    // Resident ops: the same ops on [`Tensor`]s, so that a graph keeps its weights and
+    // activations where the backend computes. Host backends keep the defaults (host tensors,
+    // shared without copies, run through the host-to-host ops); GPU backends override them to
+    // record work on their device without waiting.
+
+    /// Instance id of this backend's device tensors; 0 where it computes on host tensors.
+    fn owner_id(&self) -> u64 {
+        0
+    }
+    /// Bytes copied from the host to the device so far, where the backend counts them.
+    fn uploaded_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// `t` where this backend computes: host backends share the host tensor (no copy), GPU
+    /// backends upload it (the graph binds its weights once per backend).
+    fn bind(&self, what: &str, t: &Tensor) -> Result<Tensor> {
+        host(self.kind(), what, t)?;
+        Ok(t.clone())
+    }
+    /// The values of `t`, waiting for the work that writes it.
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        Ok(host(self.kind(), "tensor", t)?.to_vec())
+    }
+
+    /// Elements `start .. start + len` of `t` as a new tensor.
+    fn slice_t(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        if start.checked_add(len).is_none_or(|end| end > t.len()) {
+            return Err(Error::limit("slice", "range", format!("{start}..+{len} of a {}-element tensor", t.len())));
+        }
+        self.slice_t_valid(t, start, len)
+    }
+    /// [`Backend::slice_t`] after the range was checked.
+    fn slice_t_valid(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        Ok(Tensor::host(host(self.kind(), "tensor", t)?[start..start + len].to_vec()))
+    }
+    /// Writes `src` over `dst` from element `at` on.
+    fn write_t(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+        if at.checked_add(src.len()).is_none_or(|end| end > dst.len()) {
+            return Err(Error::limit("write", "range", format!("{at}..+{} of a {}-element tensor", src.len(), dst.len())));
+        }
+        self.write_t_valid(dst, at, src)
+    }
+    /// [`Backend::write_t`] after the range was checked.
+    fn write_t_valid(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+        let k = self.kind();
+        let src = host(k, "src", src)?;
+        dst.as_host_mut().ok_or_else(|| foreign(k, "dst"))?[at..at + src.len()].copy_from_slice(src);
+        Ok(())
+    }
+
+    /// [`Backend::gemm`] on tensors, plus an optional `residual [M,N]` added after the activation.
+    fn gemm_t(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+        const OP: &str = crate::problem::gemm::OP;
+        p.validate()?;
+        check_len(OP, "x", &[p.m, p.k], x.len())?;
+        check_len(OP, "weight", &[p.n, p.k], weight.len())?;
+        if p.bias != bias.is_some() {
+            return Err(Error::limit(OP, "bias", format!("the problem {} a bias", if p.bias { "has" } else { "has no" })));
+        }
+        if let Some(b) = bias {
+            check_len(OP, "bias", &[p.n], b.len())?;
+        }
+        if let Some(r) = residual {
+            check_len(OP, "residual", &[p.m, p.n], r.len())?;
+        }
+        self.gemm_t_valid(p, x, weight, bias, residual)
+    }
+    /// [`Backend::gemm_t`] after the lengths were checked.
+    fn gemm_t_valid(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+        let k = self.kind();
+        let b = bias.map(|b| host(k, "bias", b)).transpose()?;
+        let mut y = self.gemm_valid(p, host(k, "x", x)?, host(k, "weight", weight)?, b)?;
+        if let Some(r) = residual {
+            y.iter_mut().zip(host(k, "residual", r)?).for_each(|(y, r)| *y += r);
+        }
+        Ok(Tensor::host(y))
+    }
+
+    /// Elementwise `a + b` (equal lengths).
+    fn add_t(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        check_len("add", "b", &[a.len()], b.len())?;
+        self.add_t_valid(a, b)
+    }
+    /// [`Backend::add_t`] after the lengths were checked.
+    fn add_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let k = self.kind();
+        Ok(Tensor::host(host(k, "a", a)?.iter().zip(host(k, "b", b)?).map(|(a, b)| a + b).collect()))
+    }
+
+    /// [`Backend::layer_norm`] on tensors.
+    fn layer_norm_t(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        const OP: &str = crate::problem::layer_norm::OP;
+        check_len(OP, "x", &[p.rows, p.width], x.len())?;
+        check_len(OP, "gamma", &[p.width], gamma.len())?;
+        check_len(OP, "beta", &[p.width], beta.len())?;
+        self.layer_norm_t_valid(p, x, gamma, beta)
+    }
+    /// [`Backend::layer_norm_t`] after the lengths were checked.
+    fn layer_norm_t_valid(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        let k = self.kind();
+        Ok(Tensor::host(self.layer_norm(p, host(k, "x", x)?, host(k, "gamma", gamma)?, host(k, "beta", beta)?)?))
+    }
+
+    /// [`Backend::ms_deform_attn`] on tensors, fused form, f32: `value`, `reference`,
+    /// `sampling_offsets`, `attention_logits` as in [`MsDeformAttnInput::Fused`].
+    fn ms_deform_attn_t(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        const OP: &str = crate::problem::ms_deform_attn::OP;
+        pr.validate()?;
+        let crate::problem::Form::Fused(kind) = pr.form else {
+            return Err(Error::limit(OP, "form", "tensors run the fused form (reference, offsets, logits)"));
+        };
+        for (what, shape, t) in [("value", pr.value_shape(), value), ("reference", pr.reference_shape(kind), reference), ("sampling_offsets", pr.locations_shape(), offsets), ("attention_logits", pr.logits_shape(), logits)] {
+            check_len(OP, what, &shape, t.len())?;
+        }
+        self.ms_deform_attn_t_valid(pr, value, reference, offsets, logits)
+    }
+    /// [`Backend::ms_deform_attn_t`] after the lengths were checked.
+    fn ms_deform_attn_t_valid(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        let k = self.kind();
+        let input = MsDeformAttnInput::Fused { value: host(k, "value", value)?, reference: host(k, "reference", reference)?, sampling_offsets: host(k, "sampling_offsets", offsets)?, attention_logits: host(k, "attention_logits", logits)? };
+        Ok(Tensor::host(self.ms_deform_attn_valid(pr, &input, DType::F32)?))
+    }
+
+    /// The weights of one `sparse_fusion` round laid out for this backend's fused kernels and
+    /// uploaded once (`p` gives the widths; its token counts do not matter). `None` where the
+    /// backend reads the weights from the host structs ([`Backend::sparse_fusion_t`] takes both).
+    fn bind_sparse_fusion(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Option<Tensor>> {
+        let _ = (p, fw, bw);
+        Ok(None)
+    }
+    /// [`Backend::sparse_fusion`] on tensors (every label valid): fuses `memory`'s last level in
+    /// place and returns the new language state. `bound`: this round's
+    /// [`Backend::bind_sparse_fusion`] (without it a GPU backend uploads the weights for this call).
+    #[allow(clippy::too_many_arguments)]
+    fn sparse_fusion_t(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
+        const OP: &str = crate::problem::sparse_fusion::OP;
+        p.validate()?;
+        let (b, c) = (p.fusion.batch, p.fusion.v_dim);
+        check_len(OP, "memory", &[b, p.tokens, c], memory.len())?;
+        check_len(OP, "pos", &[b, p.tokens, c], pos.len())?;
+        check_len(OP, "lang", &[b, p.fusion.t, p.fusion.l_dim], lang.len())?;
+        for (name, shape, got) in fw.tensors(&p.fusion).into_iter().chain(bw.tensors(&p.lang)) {
+            check_len(OP, name, &shape, got.len())?;
+        }
+        self.sparse_fusion_t_valid(p, memory, pos, lang, fw, bw, bound)
+    }
+    /// [`Backend::sparse_fusion_t`] after the lengths were checked.
+    #[allow(clippy::too_many_arguments)]
+    fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, _bound: Option<&Tensor>) -> Result<Tensor> {
+        let k = self.kind();
+        let (pos, lang) = (host(k, "pos", pos)?, host(k, "lang", lang)?);
+        let memory = memory.as_host_mut().ok_or_else(|| foreign(k, "memory"))?;
+        Ok(Tensor::host(self.sparse_fusion_valid(p, memory, pos, lang, None, fw, bw)?))
+    }
+}
+
+/// The host values of `t`, for a backend that computes on host tensors.
+fn host<'t>(kind: BackendKind, what: &str, t: &'t Tensor) -> Result<&'t [f32]> {
+    t.as_host().ok_or_else(|| foreign(kind, what))
+}
+
+fn foreign(kind: BackendKind, what: &str) -> Error {
+    Error::Device { backend: kind.name().into(), reason: format!("tensor `{what}` is a device tensor of another backend; download it first") }
 }
 
 fn unsupported(kind: BackendKind, op: &'static str) -> Error {

@@ -5,16 +5,20 @@
 //! Batch 1, unpadded (valid ratios 1).
 
 use super::front::Tokens;
-use crate::backend::Backend;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{Backend, Tensor};
 use crate::error::Result;
-use crate::problem::{Activation, BertLayerProblem, DType, Form, GatedCrossAttnProblem, Gate, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
+use crate::problem::{Activation, BertLayerProblem, Form, GatedCrossAttnProblem, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
 
 const D: usize = 256;
 const HEADS: usize = 8;
 const POINTS: usize = 4;
 const LN_EPS: f32 = 1e-5;
-/// Token rows per FFN block.
+/// Token rows per FFN block on host tensors (bounds the host memory of the hidden layer) and on
+/// device tensors (keeps the hidden layer's buffer under 128 MB).
 const FFN_ROWS: usize = 2048;
+const DEVICE_FFN_ROWS: usize = 16384;
 
 /// Names of an encoder layer's tensors after `transformer.encoder.layers.{i}.`, in load order.
 const LAYER_NAMES: [&str; 16] = [
@@ -42,9 +46,20 @@ pub struct Encoder {
     ffn: usize,
     fusion_interval: usize,
     gate: Gate,
-    layers: Vec<Vec<Vec<f32>>>,
+    layers: Vec<Vec<Tensor>>,
     /// (VLFuse weights, RoBERTa-layer weights) per round.
     rounds: Vec<(OwnedWeights, OwnedWeights)>,
+    /// The weights as the backend last used holds them: bound once per backend instance, so a
+    /// GPU backend uploads them once, not per image.
+    bound: Mutex<Option<Arc<Bound>>>,
+}
+
+/// Weights on one backend instance.
+struct Bound {
+    owner: u64,
+    layers: Vec<Vec<Tensor>>,
+    /// Each round's weights in the backend's fused-kernel layout, where it has one.
+    rounds: Vec<Option<Tensor>>,
 }
 
 impl Encoder {
@@ -55,7 +70,7 @@ impl Encoder {
         let shapes: [Vec<usize>; 16] = [vec![2 * taps, D], vec![2 * taps], vec![taps, D], vec![taps], vec![D, D], vec![D], vec![D, D], vec![D], vec![D], vec![D], vec![ffn, D], vec![ffn], vec![D, ffn], vec![D], vec![D], vec![D]];
         let mut ls = Vec::with_capacity(layers);
         for i in 0..layers {
-            ls.push(LAYER_NAMES.iter().zip(&shapes).map(|(n, s)| get(&format!("transformer.encoder.layers.{i}.{n}"), s)).collect::<Result<Vec<_>>>()?);
+            ls.push(LAYER_NAMES.iter().zip(&shapes).map(|(n, s)| get(&format!("transformer.encoder.layers.{i}.{n}"), s).map(Tensor::host)).collect::<Result<Vec<_>>>()?);
         }
         let mut rounds = Vec::new();
         for r in 0..layers / fusion_interval {
@@ -71,15 +86,36 @@ impl Encoder {
             }
             rounds.push((fw, bw));
         }
-        Ok(Encoder { levels, ffn, fusion_interval, gate, layers: ls, rounds })
+        Ok(Encoder { levels, ffn, fusion_interval, gate, layers: ls, rounds, bound: Mutex::new(None) })
+    }
+
+    /// The weights on `be`, bound on first use by this backend instance (host backends share
+    /// the loaded tensors; GPU backends upload them here, once).
+    fn bind(&self, be: &dyn Backend) -> Result<Arc<Bound>> {
+        let mut slot = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = slot.as_ref().filter(|b| b.owner == be.owner_id()) {
+            return Ok(b.clone());
+        }
+        *slot = None; // another backend's buffers go before this one's are made
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            layers.push(l.iter().zip(LAYER_NAMES).map(|(t, n)| be.bind(&format!("transformer.encoder.layers.{i}.{n}"), t)).collect::<Result<Vec<_>>>()?);
+        }
+        let p = SparseFusionProblem::rlipv2(1, 1, 0, 1);
+        let rounds = self.rounds.iter().map(|(fw, bw)| be.bind_sparse_fusion(&p, &fw.as_fusion(), &bw.as_bert())).collect::<Result<Vec<_>>>()?;
+        let b = Arc::new(Bound { owner: be.owner_id(), layers, rounds });
+        *slot = Some(b.clone());
+        Ok(b)
     }
 
     /// `(memory [S, 256], the language state after each round [T, 768])` for tokens and the label
-    /// embeddings `lang [T, 768]`. The memory is built in `tokens.src`'s buffer, which is taken.
+    /// embeddings `lang [T, 768]`. The memory is built in `tokens.src`'s buffer, which is taken
+    /// with `tokens.pos`.
     pub fn forward(&self, be: &dyn Backend, tokens: &mut Tokens, lang: &[f32]) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
         let s = tokens.src.len() / D;
         let t = lang.len() / 768;
         let last = *tokens.level_start.last().unwrap_or(&0);
+        let bound = self.bind(be)?;
         // reference points: each token's own centre, the same for every level (valid ratios 1)
         let mut reference = Vec::with_capacity(s * self.levels * 2);
         for &(h, w) in &tokens.shapes {
@@ -92,50 +128,60 @@ impl Encoder {
                 }
             }
         }
+        let reference = Tensor::on(be, "reference points", reference)?;
         let msda = MsDeformAttnProblem::new(1, s, HEADS, D / HEADS, POINTS, &tokens.shapes, Form::Fused(RefKind::Points));
-        let mut x = std::mem::take(&mut tokens.src);
-        let mut lang = lang.to_vec();
+        let mut x = Tensor::on(be, "tokens", std::mem::take(&mut tokens.src))?;
+        let pos = Tensor::on(be, "positions", std::mem::take(&mut tokens.pos))?;
+        let mut lang = Tensor::on(be, "labels", lang.to_vec())?;
         let mut states = Vec::new();
-        for (i, w) in self.layers.iter().enumerate() {
+        for (i, w) in bound.layers.iter().enumerate() {
             if i % self.fusion_interval == 0 {
-                let (fw, bw) = &self.rounds[i / self.fusion_interval];
+                let r = i / self.fusion_interval;
+                let (fw, bw) = &self.rounds[r];
                 let mut p = SparseFusionProblem::rlipv2(1, s, last, t);
                 p.fusion.gate = self.gate;
-                lang = be.sparse_fusion(&p, &mut x, &tokens.pos, &lang, None, &fw.as_fusion(), &bw.as_bert())?;
-                states.push(lang.clone());
+                lang = be.sparse_fusion_t(&p, &mut x, &pos, &lang, &fw.as_fusion(), &bw.as_bert(), bound.rounds[r].as_ref())?;
+                states.push(be.download(&lang)?);
             }
-            x = self.layer(be, w, &x, &tokens.pos, &reference, &msda)?;
+            x = self.layer(be, w, &x, &pos, &reference, &msda)?;
         }
-        Ok((x, states))
+        Ok((x.into_vec(be)?, states))
     }
 
-    fn layer(&self, be: &dyn Backend, w: &[Vec<f32>], x: &[f32], pos: &[f32], reference: &[f32], msda: &MsDeformAttnProblem) -> Result<Vec<f32>> {
+    fn layer(&self, be: &dyn Backend, w: &[Tensor], x: &Tensor, pos: &Tensor, reference: &Tensor, msda: &MsDeformAttnProblem) -> Result<Tensor> {
         let s = x.len() / D;
         let taps = HEADS * self.levels * POINTS;
-        let lin = |inp: &[f32], k: usize, n: usize, wi: usize, act: Activation| be.gemm(&GemmProblem::linear(s, k, n).with_act(act), inp, &w[wi], Some(&w[wi + 1]));
-        // each [S, ·] buffer is dropped as soon as it is consumed: at 800×1066 one is 18 MB
-        let query: Vec<f32> = x.iter().zip(pos).map(|(a, b)| a + b).collect();
-        let offsets = lin(&query, D, 2 * taps, 0, Activation::None)?;
-        let logits = lin(&query, D, taps, 2, Activation::None)?;
+        let lin = |inp: &Tensor, k: usize, n: usize, wi: usize, res: Option<&Tensor>| be.gemm_t(&GemmProblem::linear(s, k, n), inp, &w[wi], Some(&w[wi + 1]), res);
+        // each [S, ·] tensor is dropped as soon as it is consumed: at 800×1066 one is 18 MB
+        let query = be.add_t(x, pos)?;
+        let offsets = lin(&query, D, 2 * taps, 0, None)?;
+        let logits = lin(&query, D, taps, 2, None)?;
         drop(query);
-        let value = lin(x, D, D, 4, Activation::None)?;
-        let input = MsDeformAttnInput::Fused { value: &value, reference, sampling_offsets: &offsets, attention_logits: &logits };
-        let sampled = be.ms_deform_attn(msda, &input, DType::F32)?;
+        let value = lin(x, D, D, 4, None)?;
+        let sampled = be.ms_deform_attn_t(msda, &value, reference, &offsets, &logits)?;
         drop((value, offsets, logits));
-        let mut res = lin(&sampled, D, D, 6, Activation::None)?;
+        let res = lin(&sampled, D, D, 6, Some(x))?;
         drop(sampled);
-        res.iter_mut().zip(x).for_each(|(r, a)| *r += a);
         let ln = LayerNormProblem { rows: s, width: D, eps: LN_EPS };
-        let x = be.layer_norm(&ln, &res, &w[8], &w[9])?;
+        let x = be.layer_norm_t(&ln, &res, &w[8], &w[9])?;
         drop(res);
-        // FFN in row blocks: the [S, FFN] hidden would be 146 MB at 800×1066
-        let mut res = Vec::with_capacity(x.len());
-        for rows in x.chunks(FFN_ROWS * D) {
-            let r = rows.len() / D;
-            let h = be.gemm(&GemmProblem::linear(r, D, self.ffn).with_act(Activation::Relu), rows, &w[10], Some(&w[11]))?;
-            let y = be.gemm(&GemmProblem::linear(r, self.ffn, D), &h, &w[12], Some(&w[13]))?;
-            res.extend(rows.iter().zip(&y).map(|(a, b)| a + b));
+        // the FFN in row blocks: the [S, FFN] hidden would be 146 MB at 800×1066 (host memory;
+        // over many devices' 128 MB binding limit)
+        let block = if x.as_host().is_some() { FFN_ROWS } else { DEVICE_FFN_ROWS };
+        let mut res = x.clone();
+        for r0 in (0..s).step_by(block) {
+            let r = block.min(s - r0);
+            let rows = if r == s { x.clone() } else { be.slice_t(&x, r0 * D, r * D)? };
+            let h = be.gemm_t(&GemmProblem::linear(r, D, self.ffn).with_act(Activation::Relu), &rows, &w[10], Some(&w[11]), None)?;
+            let y = be.gemm_t(&GemmProblem::linear(r, self.ffn, D), &h, &w[12], Some(&w[13]), Some(&rows))?;
+            drop((rows, h));
+            if r == s {
+                res = y;
+            } else {
+                be.write_t(&mut res, r0 * D, &y)?;
+            }
         }
-        be.layer_norm(&ln, &res, &w[14], &w[15])
+        drop(x);
+        be.layer_norm_t(&ln, &res, &w[14], &w[15])
     }
 }

@@ -4,8 +4,10 @@
 
 use wgpu::util::DeviceExt;
 
+use super::resident::TENSOR_USAGE;
 use super::{device_err, Prepared, WgpuBackend};
-use crate::backend::fusion_plan::{self, Kernel, Round};
+use crate::backend::fusion_plan::{self, Kernel, Round, WeightOffsets};
+use crate::backend::Tensor;
 use crate::error::Result;
 use crate::problem::{BertLayerWeights, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem};
 
@@ -22,6 +24,13 @@ impl WgpuBackend {
     fn prepare_round(&self, op: &'static str, r: Round) -> Result<PreparedRound<'_>> {
         self.check_size(op, "arena (inputs, weights and intermediates)", r.arena_bytes())?;
         let arena = self.buffer(op, "arena", bytemuck::cast_slice(&r.arena.0), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)?;
+        let recorded = self.bind_round(op, &r, &arena)?;
+        let labels = r.launches.iter().map(|l| l.label).collect();
+        Ok(PreparedRound { be: self, op, arena, recorded, labels, v_out: r.v_out, l_out: r.l_out })
+    }
+
+    /// Every launch of `r` on `arena`: pipeline, bind group, workgroups.
+    fn bind_round(&self, op: &'static str, r: &Round, arena: &wgpu::Buffer) -> Result<Vec<Recorded>> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut recorded = Vec::new();
         for (i, l) in r.launches.iter().enumerate() {
@@ -43,13 +52,14 @@ impl WgpuBackend {
             });
             recorded.push((pipeline, bind, (gx, gy)));
         }
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(device_err(format!("{op}: {e}")));
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(device_err(format!("{op}: {e}"))),
+            None => Ok(recorded),
         }
-        let labels = r.launches.iter().map(|l| l.label).collect();
-        Ok(PreparedRound { be: self, op, arena, recorded, labels, v_out: r.v_out, l_out: r.l_out })
     }
 }
+
+type Recorded = (wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32));
 
 /// A round resident on the device: its arena (inputs, weights, intermediates) and its launches.
 /// Running it again re-fuses the already fused image rows in place, which costs the same work,
@@ -58,7 +68,7 @@ pub(super) struct PreparedRound<'a> {
     be: &'a WgpuBackend,
     op: &'static str,
     arena: wgpu::Buffer,
-    recorded: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))>,
+    recorded: Vec<Recorded>,
     labels: Vec<&'static str>,
     v_out: (u32, usize),
     l_out: (u32, usize),
@@ -135,3 +145,86 @@ pub(super) fn prepare_sparse_fusion<'a>(be: &'a WgpuBackend, p: &SparseFusionPro
     be.prepare_round(SF_OP, fusion_plan::sparse_fusion("wgpu", p, memory, pos, lang, mask, fw, bw)?)
 }
 
+
+/// A `sparse_fusion` round's weights on the device (the arena's head, uploaded once) and the
+/// last arena built on them, reused while the token counts stay the same.
+pub(super) struct BoundRound {
+    weights: wgpu::Buffer,
+    offsets: WeightOffsets,
+    arena: std::sync::Mutex<Option<wgpu::Buffer>>,
+}
+
+impl WgpuBackend {
+    /// Uploads one round's weights in the fused kernels' layout.
+    pub(super) fn bind_round_weights(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Tensor> {
+        let (host, offsets) = fusion_plan::sparse_fusion_weights(p, fw, bw);
+        let weights = self.buffer(SF_OP, "round weights", bytemuck::cast_slice(&host), TENSOR_USAGE)?;
+        Ok(Tensor::device(self.id, host.len(), BoundRound { weights, offsets, arena: Default::default() }))
+    }
+
+    /// One round on device tensors: the last level's rows, positions and language state are
+    /// copied into the arena after the bound weights, the 8 launches run, the fused rows are
+    /// copied back over `memory`'s last level and the language output into a new tensor; one
+    /// submission, no wait.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sparse_fusion_tensor(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
+        let made;
+        let bound = match bound {
+            Some(t) => t,
+            None => {
+                made = self.bind_round_weights(p, fw, bw)?;
+                &made
+            }
+        };
+        let br = bound.buffer::<BoundRound>(self.id, "wgpu", "round weights")?;
+        let r = fusion_plan::sparse_fusion_layout("wgpu", p, &br.offsets)?;
+        let bytes = r.arena_bytes();
+        self.check_size(SF_OP, "arena (inputs, weights and intermediates)", bytes)?;
+        if memory.as_host().is_some() {
+            *memory = self.bind_tensor("memory", memory)?;
+        }
+        let mem = self.resident(SF_OP, "memory", memory)?;
+        let (posb, langb) = (self.resident(SF_OP, "pos", pos)?, self.resident(SF_OP, "lang", lang)?);
+        let mut cached = br.arena.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = cached.as_ref().is_none_or(|a| a.size() != bytes);
+        if fresh {
+            *cached = Some(self.empty(SF_OP, "arena", bytes, TENSOR_USAGE)?);
+        }
+        let arena = cached.clone().expect("set above");
+        drop(cached);
+        let recorded = self.bind_round(SF_OP, &r, &arena)?;
+        let l_len = r.l_out.1;
+        let out = self.empty(SF_OP, "language output", (l_len.max(1) * 4) as u64, TENSOR_USAGE)?;
+        let f = &p.fusion;
+        let rows = (f.nv * f.v_dim * 4) as u64;
+        let wbytes = br.offsets.len as u64 * 4;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(SF_OP) });
+        if fresh {
+            enc.copy_buffer_to_buffer(&br.weights, 0, &arena, 0, wbytes);
+        }
+        enc.clear_buffer(&arena, wbytes, None);
+        for b in 0..f.batch {
+            let at = p.level(b).start as u64 * 4;
+            let dst = |o: u32| o as u64 * 4 + b as u64 * rows;
+            enc.copy_buffer_to_buffer(&mem, at, &arena, dst(r.v_in), rows);
+            enc.copy_buffer_to_buffer(&posb, at, &arena, dst(r.pos_in), rows);
+        }
+        enc.copy_buffer_to_buffer(&langb, 0, &arena, r.l_in as u64 * 4, (lang.len() * 4) as u64);
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(SF_OP), timestamp_writes: None });
+            for (pipeline, bind, groups) in &recorded {
+                self.dispatch(&mut pass, pipeline, bind, *groups);
+            }
+        }
+        for b in 0..f.batch {
+            enc.copy_buffer_to_buffer(&arena, r.v_out.0 as u64 * 4 + b as u64 * rows, &mem, p.level(b).start as u64 * 4, rows);
+        }
+        enc.copy_buffer_to_buffer(&arena, r.l_out.0 as u64 * 4, &out, 0, (l_len * 4) as u64);
+        self.queue.submit([enc.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(device_err(format!("{SF_OP}: {e}")));
+        }
+        Ok(Tensor::device(self.id, l_len, out))
+    }
+}

@@ -3,13 +3,14 @@
 //! `pack2x16float`/`unpack2x16float`, so it needs no optional device feature.
 
 mod fusion;
+mod resident;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, BackendKind, Prepared};
+use super::{Backend, BackendKind, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
 use crate::problem::{
@@ -32,6 +33,10 @@ pub struct WgpuBackend {
     msda_pipelines: std::sync::Mutex<std::collections::HashMap<(&'static str, bool, u32, usize, usize), wgpu::ComputePipeline>>,
     /// Compute dispatches recorded so far (every kernel launch of this backend).
     dispatches: AtomicU64,
+    /// Bytes copied from the host into device buffers so far.
+    uploaded: AtomicU64,
+    /// Owner id of this instance's device tensors.
+    id: u64,
 }
 
 /// Mirrors `Dims` in `shaders/dense.wgsl`.
@@ -76,6 +81,17 @@ struct MsdaParams {
 }
 
 const WORKGROUP: u32 = 128;
+
+/// Pipeline-cache key of a `dense.wgsl` entry point.
+fn dense_key(entry: &str) -> &'static str {
+    match entry {
+        "gemm" => "dense.gemm",
+        "layer_norm" => "dense.layer_norm",
+        "softmax" => "dense.softmax",
+        "add" => "dense.add",
+        _ => "dense.attention",
+    }
+}
 
 fn unavailable(reason: impl Into<String>) -> Error {
     Error::BackendUnavailable { backend: "wgpu".into(), reason: reason.into() }
@@ -142,7 +158,7 @@ impl WgpuBackend {
         };
         let dense = compile("dense.wgsl", crate::shaders::DENSE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
-        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, pipelines: Default::default(), msda_pipelines: Default::default(), dispatches: AtomicU64::new(0) })
+        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, pipelines: Default::default(), msda_pipelines: Default::default(), dispatches: AtomicU64::new(0), uploaded: AtomicU64::new(0), id: crate::backend::tensor::new_owner_id() })
     }
 
     /// The pipeline of `entry` in `module`, cached under `key`.
@@ -186,15 +202,8 @@ impl WgpuBackend {
         if groups.0 > max || groups.1 > max {
             return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
         }
-        let key = match entry {
-            "gemm" => "dense.gemm",
-            "layer_norm" => "dense.layer_norm",
-            "softmax" => "dense.softmax",
-            _ => "dense.attention",
-        };
-        let pipeline = self.pipeline(&self.dense, key, entry)?;
+        let key = dense_key(entry);
         let storage = wgpu::BufferUsages::STORAGE;
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("dims"), contents: bytemuck::bytes_of(&dims), usage: wgpu::BufferUsages::UNIFORM });
         let mut bufs = Vec::new();
         for (what, data) in inputs {
             let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
@@ -202,9 +211,18 @@ impl WgpuBackend {
         }
         let out_bytes = (out_len.max(1) * 4) as u64;
         let out = self.empty(op, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
+        let (pipeline, bind) = self.bind_dense(key, entry, dims, &bufs.iter().collect::<Vec<_>>(), &out)?;
+        Ok(WgpuRun { be: self, label: entry, pipeline, bind, out, out_bytes, groups, dtype: DType::F32 })
+    }
+
+    /// The pipeline of `dense.wgsl`'s `entry` (cached under `key`) bound to `dims`, `inputs` at
+    /// bindings 1.. and `out` at binding 5.
+    fn bind_dense(&self, key: &'static str, entry: &'static str, dims: DenseDims, inputs: &[&wgpu::Buffer], out: &wgpu::Buffer) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup)> {
+        let pipeline = self.pipeline(&self.dense, key, entry)?;
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("dims"), contents: bytemuck::bytes_of(&dims), usage: wgpu::BufferUsages::UNIFORM });
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-        for (i, buf) in bufs.iter().enumerate() {
+        for (i, buf) in inputs.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: buf.as_entire_binding() });
         }
         entries.push(wgpu::BindGroupEntry { binding: 5, resource: out.as_entire_binding() });
@@ -212,7 +230,7 @@ impl WgpuBackend {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(format!("{entry}: {e}")));
         }
-        Ok(WgpuRun { be: self, label: entry, pipeline, bind, out, out_bytes, groups, dtype: DType::F32 })
+        Ok((pipeline, bind))
     }
 
     /// Reads `bytes` of `buf` from byte `offset` (both multiples of 4) as f32.
@@ -247,6 +265,7 @@ impl WgpuBackend {
     /// A buffer holding `contents` for `op` (size checked against the adapter first).
     fn buffer(&self, op: &'static str, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
         self.check_size(op, what, contents.len() as u64)?;
+        self.uploaded.fetch_add(contents.len() as u64, Ordering::Relaxed);
         self.oom_checked(what, contents.len() as u64, || self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage }))
     }
 
@@ -322,6 +341,43 @@ impl Backend for WgpuBackend {
     }
     fn dispatch_count(&self) -> Option<u64> {
         Some(self.dispatches.load(Ordering::Relaxed))
+    }
+
+    fn owner_id(&self) -> u64 {
+        self.id
+    }
+    fn uploaded_bytes(&self) -> Option<u64> {
+        Some(self.uploaded())
+    }
+    fn bind(&self, what: &str, t: &Tensor) -> Result<Tensor> {
+        self.bind_tensor(what, t)
+    }
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.download_tensor(t)
+    }
+    fn gemm_t_valid(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+        self.gemm_tensor(p, x, weight, bias, residual)
+    }
+    fn add_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.add_tensor(a, b)
+    }
+    fn layer_norm_t_valid(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        self.layer_norm_tensor(p, x, gamma, beta)
+    }
+    fn ms_deform_attn_t_valid(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        self.ms_deform_attn_tensor(pr, value, reference, offsets, logits)
+    }
+    fn slice_t_valid(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        self.slice_tensor(t, start, len)
+    }
+    fn write_t_valid(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+        self.write_tensor(dst, at, src)
+    }
+    fn bind_sparse_fusion(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Option<Tensor>> {
+        self.bind_round_weights(p, fw, bw).map(Some)
+    }
+    fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
+        self.sparse_fusion_tensor(p, memory, pos, lang, fw, bw, bound)
     }
 
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
@@ -515,7 +571,7 @@ impl WgpuBackend {
         };
         let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags: bias.is_some() as u32 | (act << 1), ..Default::default() };
         let groups = (p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32);
-        self.prepare_dense(crate::problem::gemm::OP, "gemm", dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[]))], p.m * p.n, groups)
+        self.prepare_dense(crate::problem::gemm::OP, "gemm", dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[])), ("residual", &[])], p.m * p.n, groups)
     }
 }
 

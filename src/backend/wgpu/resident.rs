@@ -1,0 +1,151 @@
+//! Resident ops of the wgpu backend: [`Tensor`]s are device buffers of this instance, each op
+//! records its dispatch and submits it without waiting; only [`WgpuBackend::download_tensor`]
+//! waits. Host tensors given to an op are uploaded for that call.
+
+use std::sync::atomic::Ordering;
+
+use super::{DenseDims, MsDeformAttnBuffers, WgpuBackend};
+use crate::backend::Tensor;
+use crate::error::{Error, Result};
+use crate::problem::{Activation, DType, GemmProblem, LayerNormProblem, MsDeformAttnProblem};
+
+/// Usage of every tensor buffer: bound to kernels, copied in and out.
+pub(super) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
+impl WgpuBackend {
+    /// The device buffer of `t`: this instance's own, or `t`'s host values uploaded now.
+    pub(super) fn resident(&self, op: &'static str, what: &str, t: &Tensor) -> Result<wgpu::Buffer> {
+        match t.as_host() {
+            Some(v) => self.buffer(op, what, bytemuck::cast_slice(if v.is_empty() { &[0f32] } else { v }), TENSOR_USAGE),
+            None => t.buffer::<wgpu::Buffer>(self.id, "wgpu", what).cloned(),
+        }
+    }
+
+    /// `t` as a device tensor of this instance (uploaded if it is a host tensor).
+    pub(super) fn bind_tensor(&self, what: &str, t: &Tensor) -> Result<Tensor> {
+        if t.as_host().is_none() {
+            t.buffer::<wgpu::Buffer>(self.id, "wgpu", what)?;
+            return Ok(t.clone());
+        }
+        Ok(Tensor::device(self.id, t.len(), self.resident("bind", what, t)?))
+    }
+
+    /// The values of `t`, after the work that writes it has finished.
+    pub(super) fn download_tensor(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if let Some(v) = t.as_host() {
+            return Ok(v.to_vec());
+        }
+        if t.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read_f32(t.buffer::<wgpu::Buffer>(self.id, "wgpu", "tensor")?, 0, (t.len() * 4) as u64)
+    }
+
+    /// A fresh device tensor of `len` elements for `op`'s output.
+    fn output(&self, op: &'static str, len: usize) -> Result<(wgpu::Buffer, Tensor)> {
+        let buf = self.empty(op, "output", (len.max(1) * 4) as u64, TENSOR_USAGE)?;
+        Ok((buf.clone(), Tensor::device(self.id, len, buf)))
+    }
+
+    /// Records one dispatch of `pipeline` and submits it (no wait).
+    fn submit(&self, label: &str, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32)) -> Result<()> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+            self.dispatch(&mut pass, pipeline, bind, groups);
+        }
+        self.queue.submit([enc.finish()]);
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(super::device_err(format!("{label}: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// One `dense.wgsl` entry point on tensors (`None`: an unused binding's placeholder).
+    fn dense_t(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, Option<&Tensor>)], out_len: usize, groups: (u32, u32)) -> Result<Tensor> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.0 > max || groups.1 > max {
+            return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
+        }
+        let mut bufs = Vec::with_capacity(inputs.len());
+        for (what, t) in inputs {
+            bufs.push(match t {
+                Some(t) => self.resident(op, what, t)?,
+                None => self.buffer(op, what, bytemuck::cast_slice(&[0f32]), wgpu::BufferUsages::STORAGE)?,
+            });
+        }
+        let (out, tensor) = self.output(op, out_len)?;
+        let (pipeline, bind) = self.bind_dense(super::dense_key(entry), entry, dims, &bufs.iter().collect::<Vec<_>>(), &out)?;
+        self.submit(entry, &pipeline, &bind, groups)?;
+        Ok(tensor)
+    }
+
+    pub(super) fn gemm_tensor(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+        let act = match p.act {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Gelu => 2,
+        };
+        let flags = bias.is_some() as u32 | (act << 1) | ((residual.is_some() as u32) << 3);
+        let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags, ..Default::default() };
+        let groups = (p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32);
+        self.dense_t(crate::problem::gemm::OP, "gemm", dims, &[("x", Some(x)), ("weight", Some(weight)), ("bias", bias), ("residual", residual)], p.m * p.n, groups)
+    }
+
+    pub(super) fn add_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let (gx, gy, grid_x) = self.row_grid(a.len().div_ceil(256));
+        let dims = DenseDims { m: a.len() as u32, grid_x, ..Default::default() };
+        self.dense_t("add", "add", dims, &[("a", Some(a)), ("b", Some(b))], a.len(), (gx, gy))
+    }
+
+    pub(super) fn layer_norm_tensor(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        let (gx, gy, grid_x) = self.row_grid(p.rows);
+        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
+        self.dense_t(crate::problem::layer_norm::OP, "layer_norm", dims, &[("x", Some(x)), ("gamma", Some(gamma)), ("beta", Some(beta))], x.len(), (gx, gy))
+    }
+
+    pub(super) fn ms_deform_attn_tensor(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        use crate::problem::ms_deform_attn::OP;
+        let value = self.resident(OP, "value", value)?;
+        let reference = self.resident(OP, "reference", reference)?;
+        let sampling = self.resident(OP, "sampling_offsets", offsets)?;
+        let attention = self.resident(OP, "attention_logits", logits)?;
+        let (output, tensor) = self.output(OP, pr.output_len())?;
+        let bufs = MsDeformAttnBuffers { value: &value, sampling: &sampling, attention: &attention, reference: Some(&reference), output: &output };
+        let (pipeline, bind, groups) = self.msda_bind(pr, DType::F32, &bufs)?;
+        self.submit("ms_deform_attn", &pipeline, &bind, groups)?;
+        Ok(tensor)
+    }
+
+    pub(super) fn slice_tensor(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        let src = self.resident("slice", "tensor", t)?;
+        let (dst, tensor) = self.output("slice", len)?;
+        self.copy(&src, start, &dst, 0, len);
+        Ok(tensor)
+    }
+
+    pub(super) fn write_tensor(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+        if dst.as_host().is_some() {
+            *dst = self.bind_tensor("dst", dst)?;
+        }
+        let d = self.resident("write", "dst", dst)?;
+        let s = self.resident("write", "src", src)?;
+        self.copy(&s, 0, &d, at, src.len());
+        Ok(())
+    }
+
+    /// Queues a copy of `len` elements (no wait).
+    fn copy(&self, src: &wgpu::Buffer, from: usize, dst: &wgpu::Buffer, to: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copy") });
+        enc.copy_buffer_to_buffer(src, from as u64 * 4, dst, to as u64 * 4, len as u64 * 4);
+        self.queue.submit([enc.finish()]);
+    }
+
+    pub(super) fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+}

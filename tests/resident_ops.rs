@@ -1,0 +1,167 @@
+//! Resident ops ([`Tensor`] in, `Tensor` out: what the graph chains without host round trips) on
+//! every backend against the f64 oracle, on seeded cases with odd sizes; tensors bound to one
+//! backend instance refused by another; and the encoder's weights uploaded once per backend.
+
+mod common;
+
+use common::{assert_close_flat, formula_lang, formula_weight, front_tokens, open_or_skip, Tolerance};
+use rlipv2::backend::{Backend, BackendKind, Tensor};
+use rlipv2::graph::encoder::Encoder;
+use rlipv2::graph::front::ImageFront;
+use rlipv2::problem::{Activation, BertLayerProblem, DType, Form, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
+use rlipv2::reference::{self as oracle, lift};
+use rlipv2::seeded::{MsDeformAttnData, Rng};
+
+const TOL: Tolerance = Tolerance { floor: 1e-5, k: 8.0, rtol: 1e-5 };
+
+fn on(be: &dyn Backend, v: &[f32]) -> Tensor {
+    be.bind("test input", &Tensor::host(v.to_vec())).unwrap()
+}
+
+fn dense_case(be: &dyn Backend) {
+    for (i, &(m, k, n, act)) in [(1usize, 1usize, 1usize, Activation::None), (67, 19, 45, Activation::Relu), (130, 256, 96, Activation::Gelu)].iter().enumerate() {
+        let mut rng = Rng::new(40 + i as u64);
+        let (x, w, b, r) = (rng.fill(m * k, -2.0, 2.0), rng.fill(n * k, -0.5, 0.5), rng.fill(n, -0.5, 0.5), rng.fill(m * n, -1.0, 1.0));
+        let p = GemmProblem::linear(m, k, n).with_act(act);
+        let y = be.gemm_t(&p, &on(be, &x), &on(be, &w), Some(&on(be, &b)), Some(&on(be, &r))).unwrap();
+        let y = be.download(&y).unwrap();
+        let add = |mut y: Vec<f64>| -> Vec<f64> {
+            y.iter_mut().zip(&r).for_each(|(y, r)| *y += *r as f64);
+            y
+        };
+        let o64 = add(oracle::gemm::gemm::<f64>(&p, &lift(&x), &w, Some(&b)));
+        let o32: Vec<f32> = oracle::gemm::gemm::<f32>(&p, &x, &w, Some(&b)).iter().zip(&r).map(|(y, r)| y + r).collect();
+        assert_close_flat(&format!("{}/gemm_t {m}×{k}×{n} {act:?} + residual", be.kind()), &[m, n], &y, &o64, &o32, &TOL);
+
+        let sum = be.download(&be.add_t(&on(be, &r), &on(be, &r)).unwrap()).unwrap();
+        assert!(sum.iter().zip(&r).all(|(s, r)| *s == 2.0 * r), "{}: add_t", be.kind());
+
+        let ln = LayerNormProblem { rows: m, width: n, eps: 1e-5 };
+        let (g, beta) = (rng.fill(n, 0.8, 1.2), rng.fill(n, -0.1, 0.1));
+        let y = be.download(&be.layer_norm_t(&ln, &on(be, &r), &on(be, &g), &on(be, &beta)).unwrap()).unwrap();
+        let o64 = oracle::layer_norm::layer_norm::<f64>(&ln, &lift(&r), &g, &beta);
+        let o32 = oracle::layer_norm::layer_norm::<f32>(&ln, &r, &g, &beta);
+        assert_close_flat(&format!("{}/layer_norm_t {m}×{n}", be.kind()), &[m, n], &y, &o64, &o32, &TOL);
+
+        // a middle slice, written back at another place
+        let t = on(be, &r);
+        let (start, len) = (m * n / 3, m * n / 2);
+        let s = be.slice_t(&t, start, len).unwrap();
+        assert_eq!(be.download(&s).unwrap(), r[start..start + len], "{}: slice_t", be.kind());
+        let mut dst = on(be, &vec![0.0; m * n]);
+        be.write_t(&mut dst, m * n - len, &s).unwrap();
+        let got = be.download(&dst).unwrap();
+        assert!(got[..m * n - len].iter().all(|&v| v == 0.0) && got[m * n - len..] == r[start..start + len], "{}: write_t", be.kind());
+    }
+}
+
+fn msda_case(be: &dyn Backend) {
+    for (i, shapes) in [vec![(1usize, 1usize)], vec![(13, 17), (7, 9), (4, 5), (2, 3)]].into_iter().enumerate() {
+        let pr = MsDeformAttnProblem::new(1, 1 + shapes.iter().map(|(h, w)| h * w).sum::<usize>() / 2, 8, 32, 4, &shapes, Form::Fused(RefKind::Points));
+        let d = MsDeformAttnData::random(&pr, 60 + i as u64);
+        let rlipv2::problem::MsDeformAttnInput::Fused { value, reference, sampling_offsets, attention_logits } = d.input() else { unreachable!() };
+        let y = be.ms_deform_attn_t(&pr, &on(be, value), &on(be, reference), &on(be, sampling_offsets), &on(be, attention_logits)).unwrap();
+        let y = be.download(&y).unwrap();
+        let host = be.ms_deform_attn(&pr, &d.input(), DType::F32).unwrap();
+        let worst = y.iter().zip(&host).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        println!("{}/ms_deform_attn_t {:?}: max |resident − host| {worst:.1e}", be.kind(), shapes);
+        assert!(worst <= 1e-6, "{}: resident ms_deform_attn differs from the host call by {worst}", be.kind());
+    }
+}
+
+fn sparse_fusion_case(be: &dyn Backend) {
+    let p0 = SparseFusionProblem::rlipv2(1, 300, 27, 198);
+    let fw = OwnedWeights::seeded(p0.fusion.weight_shapes(), 710);
+    let bw = OwnedWeights::seeded(BertLayerProblem::roberta_base(1, 198).weight_shapes(), 810);
+    let bound = be.bind_sparse_fusion(&p0, &fw.as_fusion(), &bw.as_bert()).unwrap();
+    // the same bound weights for two token counts (the arena is re-laid) and once unbound
+    for (i, &(tokens, start, t, use_bound)) in [(300usize, 27usize, 198usize, true), (41, 40, 117, true), (300, 27, 198, true), (20, 3, 1, false)].iter().enumerate() {
+        let p = SparseFusionProblem::rlipv2(1, tokens, start, t);
+        let mut rng = Rng::new(910 + i as u64);
+        let (memory, pos, lang) = (rng.fill(tokens * 256, -2.0, 2.0), rng.fill(tokens * 256, -1.0, 1.0), rng.fill(t * 768, -1.0, 1.0));
+        let mut mem = on(be, &memory);
+        let out = be.sparse_fusion_t(&p, &mut mem, &on(be, &pos), &on(be, &lang), &fw.as_fusion(), &bw.as_bert(), if use_bound { bound.as_ref() } else { None }).unwrap();
+        let (out, mem) = (be.download(&out).unwrap(), be.download(&mem).unwrap());
+        let mut m64 = lift::<f64>(&memory);
+        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(&p, &mut m64, &lift(&pos), &lift(&lang), None, &fw.as_fusion(), &bw.as_bert());
+        let mut m32 = memory.clone();
+        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(&p, &mut m32, &pos, &lang, None, &fw.as_fusion(), &bw.as_bert());
+        let label = format!("{}/sparse_fusion_t S{tokens} start{start} T{t} bound {use_bound}", be.kind());
+        assert_close_flat(&format!("{label} lang"), &[t, 768], &out, &o64, &o32, &TOL);
+        assert_close_flat(&format!("{label} memory"), &[tokens, 256], &mem, &m64, &m32, &TOL);
+    }
+}
+
+fn refusals(be: &dyn Backend) {
+    let x = on(be, &[1.0; 6]);
+    let err = be.gemm_t(&GemmProblem::linear(2, 3, 2), &x, &on(be, &[1.0; 5]), Some(&on(be, &[0.0; 2])), None).unwrap_err().to_string();
+    assert!(err.contains("weight"), "{}: {err}", be.kind());
+    assert!(be.slice_t(&x, 4, 3).is_err() && be.write_t(&mut on(be, &[0.0; 2]), 1, &x).is_err());
+    // a device tensor of another instance of the same backend is refused, not read
+    if be.owner_id() != 0 {
+        let other = rlipv2::backend::open(be.kind()).unwrap();
+        let foreign = on(other.as_ref(), &[1.0; 6]);
+        let err = be.add_t(&x, &foreign).unwrap_err().to_string();
+        assert!(err.contains("another backend"), "{}: {err}", be.kind());
+        let cpu = rlipv2::backend::open(BackendKind::Cpu).unwrap();
+        let err = cpu.add_t(&foreign, &foreign).unwrap_err().to_string();
+        assert!(err.contains("device tensor"), "cpu given a {} tensor: {err}", be.kind());
+    }
+}
+
+/// The second image through the encoder uploads its activations only: the weights stay bound.
+fn weights_once(be: &dyn Backend) {
+    let Some(before) = be.uploaded_bytes() else {
+        println!("{}: host tensors, nothing is uploaded", be.kind());
+        return;
+    };
+    let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
+    let front = ImageFront::load(get).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
+    let lang = formula_lang(7);
+    let mut uploads = Vec::new();
+    for _ in 0..2 {
+        let Some(mut tokens) = front_tokens(be, &front, "resident", 64, 96) else { return };
+        let activations = (tokens.src.len() * 2 + tokens.src.len() / 256 * 4 * 2 + lang.len()) * 4;
+        let start = be.uploaded_bytes().unwrap();
+        enc.forward(be, &mut tokens, &lang).unwrap();
+        uploads.push((be.uploaded_bytes().unwrap() - start, activations));
+    }
+    let weights = (6 * (256 * 256 + 128 * 256 + 2 * 256 * 256 + 2 * 2048 * 256) + 3 * (3 * 2048 * 256 + 3 * 2048 * 768 + 4 * 768 * 768 + 2 * 768 * 3072)) * 4; // matrices only
+    println!("{}: encoder uploads {} B first, {} B second (activations {} B; weights ≥ {weights} B); before {before} B", be.kind(), uploads[0].0, uploads[1].0, uploads[1].1);
+    assert!(uploads[0].0 >= weights as u64, "{}: the first image should bind the weights", be.kind());
+    // activations plus the 4-byte placeholders of absent bindings
+    assert!(uploads[1].0 <= uploads[1].1 as u64 + 4096, "{}: the second image uploaded {} B, its activations are {} B", be.kind(), uploads[1].0, uploads[1].1);
+}
+
+macro_rules! backend_tests {
+    ($($name:ident: $kind:expr, $case:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            if let Some(be) = open_or_skip($kind) {
+                $case(be.as_ref());
+            }
+        }
+    )*};
+}
+
+backend_tests! {
+    dense_reference: BackendKind::Reference, dense_case;
+    dense_cpu: BackendKind::Cpu, dense_case;
+    dense_wgpu: BackendKind::Wgpu, dense_case;
+    dense_cubecl_wgpu: BackendKind::CubeclWgpu, dense_case;
+    dense_cubecl_cuda: BackendKind::CubeclCuda, dense_case;
+    msda_cpu: BackendKind::Cpu, msda_case;
+    msda_wgpu: BackendKind::Wgpu, msda_case;
+    msda_cubecl_wgpu: BackendKind::CubeclWgpu, msda_case;
+    msda_cubecl_cuda: BackendKind::CubeclCuda, msda_case;
+    sparse_fusion_cpu: BackendKind::Cpu, sparse_fusion_case;
+    sparse_fusion_wgpu: BackendKind::Wgpu, sparse_fusion_case;
+    sparse_fusion_cubecl_wgpu: BackendKind::CubeclWgpu, sparse_fusion_case;
+    sparse_fusion_cubecl_cuda: BackendKind::CubeclCuda, sparse_fusion_case;
+    refusals_cpu: BackendKind::Cpu, refusals;
+    refusals_wgpu: BackendKind::Wgpu, refusals;
+    refusals_cubecl_wgpu: BackendKind::CubeclWgpu, refusals;
+    weights_once_wgpu: BackendKind::Wgpu, weights_once;
+    weights_once_cubecl_wgpu: BackendKind::CubeclWgpu, weights_once;
+}
