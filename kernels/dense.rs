@@ -50,11 +50,11 @@ pub(crate) fn slab_fma(xs: &SharedMemory<V4>, ws: &SharedMemory<V4>, ty: usize, 
     }
 }
 
-/// `y [M,N] = act(x [M,K]·Wᵀ + b)`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
+/// `y [M,N] = act(x [M,K]·Wᵀ + b) [+ res [M,N]]`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
 /// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block (see `slab_fma`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32) {
+pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32, #[comptime] has_res: bool) {
     let mut xs = SharedMemory::<V4>::new(256usize);
     let mut ws = SharedMemory::<V4>::new(256usize);
     let lid = UNIT_POS as usize;
@@ -109,6 +109,9 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, y: &mut Array<f32
                 }
                 if comptime![act == 2] {
                     v = v * 0.5f32 * (1.0f32 + Erf::erf(v * FRAC_1_SQRT_2));
+                }
+                if comptime![has_res] {
+                    v += res[row * n + col];
                 }
                 y[row * n + col] = v;
             }
@@ -258,6 +261,16 @@ pub fn add(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32) {
         terminate!();
     }
     out[i] = a[i] + b[i];
+}
+
+/// `dst[dst_at + i] = src[src_at + i]` for `i < n` (row copies between device tensors).
+#[cube(launch_unchecked)]
+pub fn copy(src: &Array<f32>, dst: &mut Array<f32>, src_at: u32, dst_at: u32, n: u32) {
+    let i = flat_pos();
+    if i >= n as usize {
+        terminate!();
+    }
+    dst[dst_at as usize + i] = src[src_at as usize + i];
 }
 
 /// Gated residual `out = x + g·d` over `n` elements of rows `width` wide:

@@ -38,17 +38,7 @@ impl<R: Runtime> CubeclBackend<R> {
             return Err(Error::Unsupported { op, backend: self.kind.name().into(), reason: format!("the round's arena (inputs, weights and intermediates) needs {bytes} bytes, but the device allocates at most {max} bytes per buffer") });
         }
         let arena = catch("upload", self.kind, || self.client.create_from_slice(bytemuck::cast_slice(&r.arena.0)))?;
-        let mut launches = Vec::new();
-        for (i, l) in r.launches.iter().enumerate() {
-            let cubes = self.row_cubes(l.items);
-            let grid_x = match cubes {
-                CubeCount::Static(x, _, _) => x,
-                _ => unreachable!("row_cubes is static"),
-            };
-            let params = r.params(i, grid_x);
-            let h = catch("upload", self.kind, || self.client.create_from_slice(bytemuck::bytes_of(&params)))?;
-            launches.push((l.kernel, h, cubes));
-        }
+        let launches = self.round_params(&r)?;
         let labels = r.launches.iter().map(|l| l.label).collect();
         Ok(CubeclRound { be: self, op, arena: (arena, r.arena.0.len()), launches, labels, v_out: r.v_out, l_out: r.l_out })
     }
@@ -77,25 +67,45 @@ impl<R: Runtime> CubeclRound<'_, R> {
 
 impl<R: Runtime> CubeclRound<'_, R> {
     fn launch(&self, i: usize) -> Result<()> {
-        let be = self.be;
         let (kernel, params, cubes) = &self.launches[i];
-        {
-            let arena = unsafe { ArrayArg::from_raw_parts(self.arena.0.clone(), self.arena.1) };
-            let p = unsafe { ArrayArg::from_raw_parts(params.clone(), size_of::<FusionParams>() / 4) };
-            let (client, cubes, dim) = (&be.client, cubes.clone(), CubeDim::new_1d(256));
-            // SAFETY: every offset in the parameter block lies inside the arena (the plan
-            // allocated each region), and every kernel bounds-checks its cube index.
-            catch("launch", be.kind, || unsafe {
-                match kernel {
-                    Kernel::GemmJobs => k::gemm_jobs::launch_unchecked::<R>(client, cubes, dim, arena, p),
-                    Kernel::Attend => k::attend::launch_unchecked::<R>(client, cubes, dim, arena, p),
-                    Kernel::LangAttend => k::lang_attend::launch_unchecked::<R>(client, cubes, dim, arena, p),
-                    Kernel::NormRows => k::norm_rows::launch_unchecked::<R>(client, cubes, dim, arena, p),
-                }
-            })?;
-            be.count_launch();
-        }
+        self.be.launch_round_kernel(*kernel, &self.arena, params, cubes.clone())
+    }
+}
+
+impl<R: Runtime> CubeclBackend<R> {
+    /// Enqueues one kernel of a round on `arena` (handle, f32 length) with parameter block `params`.
+    pub(super) fn launch_round_kernel(&self, kernel: Kernel, arena: &(Handle, usize), params: &Handle, cubes: CubeCount) -> Result<()> {
+        let arena = unsafe { ArrayArg::from_raw_parts(arena.0.clone(), arena.1) };
+        let p = unsafe { ArrayArg::from_raw_parts(params.clone(), size_of::<FusionParams>() / 4) };
+        let (client, dim) = (&self.client, CubeDim::new_1d(256));
+        // SAFETY: every offset in the parameter block lies inside the arena (the plan
+        // allocated each region), and every kernel bounds-checks its cube index.
+        catch("launch", self.kind, || unsafe {
+            match kernel {
+                Kernel::GemmJobs => k::gemm_jobs::launch_unchecked::<R>(client, cubes, dim, arena, p),
+                Kernel::Attend => k::attend::launch_unchecked::<R>(client, cubes, dim, arena, p),
+                Kernel::LangAttend => k::lang_attend::launch_unchecked::<R>(client, cubes, dim, arena, p),
+                Kernel::NormRows => k::norm_rows::launch_unchecked::<R>(client, cubes, dim, arena, p),
+            }
+        })?;
+        self.count_launch();
         Ok(())
+    }
+
+    /// Parameter blocks and grids of every launch of `r`.
+    pub(super) fn round_params(&self, r: &Round) -> Result<Vec<(Kernel, Handle, CubeCount)>> {
+        let mut launches = Vec::new();
+        for (i, l) in r.launches.iter().enumerate() {
+            let cubes = self.row_cubes(l.items);
+            let grid_x = match cubes {
+                CubeCount::Static(x, _, _) => x,
+                _ => unreachable!("row_cubes is static"),
+            };
+            let params = r.params(i, grid_x);
+            let h = catch("upload", self.kind, || self.client.create_from_slice(bytemuck::bytes_of(&params)))?;
+            launches.push((l.kernel, h, cubes));
+        }
+        Ok(launches)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod fusion;
 mod msda;
+mod resident;
 mod unfused;
 
 pub use msda::{launch_ms_deform_attn, MsDeformAttnHandles};
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::{Backend, BackendKind, Prepared};
+use super::{Backend, BackendKind, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::dense;
 use crate::problem::ms_deform_attn::OP;
@@ -41,6 +42,10 @@ pub struct CubeclBackend<R: Runtime> {
     device: String,
     /// Kernel launches so far (see [`Backend::dispatch_count`]).
     launches: AtomicU64,
+    /// Bytes copied from the host into device buffers so far (parameter blocks aside).
+    uploaded: AtomicU64,
+    /// Owner id of this instance's device tensors.
+    id: u64,
     _r: PhantomData<R>,
 }
 
@@ -78,7 +83,7 @@ impl CubeclBackend<cubecl::wgpu::WgpuRuntime> {
         });
         let name = setup.clone().map_err(|reason| Error::BackendUnavailable { backend: kind.name().into(), reason })?;
         let client = catch("client", kind, || WgpuRuntime::client(&device))?;
-        Ok(CubeclBackend { client, kind, device: name, launches: AtomicU64::new(0), _r: PhantomData })
+        Ok(CubeclBackend { client, kind, device: name, launches: AtomicU64::new(0), uploaded: AtomicU64::new(0), id: crate::backend::tensor::new_owner_id(), _r: PhantomData })
     }
 }
 
@@ -94,7 +99,7 @@ impl CubeclBackend<cubecl::cuda::CudaRuntime> {
         let device = CudaDevice { index: 0 };
         let client = catch("CUDA client", kind, || CudaRuntime::client(&device))?;
         catch("CUDA sync", kind, || pollster::block_on(client.sync()))?.map_err(|e| Error::BackendUnavailable { backend: kind.name().into(), reason: format!("{e:?}") })?;
-        Ok(CubeclBackend { client, kind, device: "CUDA device 0".into(), launches: AtomicU64::new(0), _r: PhantomData })
+        Ok(CubeclBackend { client, kind, device: "CUDA device 0".into(), launches: AtomicU64::new(0), uploaded: AtomicU64::new(0), id: crate::backend::tensor::new_owner_id(), _r: PhantomData })
     }
 }
 
@@ -117,6 +122,7 @@ impl<R: Runtime> CubeclBackend<R> {
                 reason: format!("tensor `{what}` needs {} bytes, but the device allocates at most {max} bytes per buffer; split the batch or queries", bytes.len()),
             });
         }
+        self.uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(self.client.create_from_slice(bytes))
     }
 }
@@ -204,7 +210,7 @@ impl<R: Runtime> Prepared for GemmRun<'_, R> {
         let cubes = CubeCount::Static(p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32, 1);
         // SAFETY: array lengths match the validated problem; the kernel bounds-checks rows/columns.
         catch("launch", self.be.kind, || unsafe {
-            dense::gemm::launch_unchecked::<R>(&self.be.client, cubes, CubeDim::new_1d(256), arg(&self.x), arg(&self.w), arg(&self.b), arg(&self.out), p.m as u32, p.k as u32, p.n as u32, self.has_bias, self.act)
+            dense::gemm::launch_unchecked::<R>(&self.be.client, cubes, CubeDim::new_1d(256), arg(&self.x), arg(&self.w), arg(&self.b), arg(&self.b), arg(&self.out), p.m as u32, p.k as u32, p.n as u32, self.has_bias, self.act, false)
         })?;
         self.be.count_launch();
         Ok(())
@@ -255,6 +261,43 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
     }
     fn dispatch_count(&self) -> Option<u64> {
         Some(self.launches.load(Ordering::Relaxed))
+    }
+
+    fn owner_id(&self) -> u64 {
+        self.id
+    }
+    fn uploaded_bytes(&self) -> Option<u64> {
+        Some(self.uploaded())
+    }
+    fn bind(&self, what: &str, t: &Tensor) -> Result<Tensor> {
+        self.bind_tensor(what, t)
+    }
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.download_tensor(t)
+    }
+    fn gemm_t_valid(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+        self.gemm_tensor(p, x, weight, bias, residual)
+    }
+    fn add_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.add_tensor(a, b)
+    }
+    fn layer_norm_t_valid(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        self.layer_norm_tensor(p, x, gamma, beta)
+    }
+    fn ms_deform_attn_t_valid(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        self.ms_deform_attn_tensor(pr, value, reference, offsets, logits)
+    }
+    fn slice_t_valid(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        self.slice_tensor(t, start, len)
+    }
+    fn write_t_valid(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+        self.write_tensor(dst, at, src)
+    }
+    fn bind_sparse_fusion(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Option<Tensor>> {
+        self.bind_round_weights(p, fw, bw).map(Some)
+    }
+    fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
+        self.sparse_fusion_tensor(p, memory, pos, lang, fw, bw, bound)
     }
 
     fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {

@@ -67,7 +67,7 @@ impl<'a, R: Runtime> Builder<'a, R> {
             Activation::Gelu => 2,
         };
         let cubes = CubeCount::Static(n.div_ceil(64) as u32, rows.div_ceil(64) as u32, 1);
-        self.launches.push(("gemm", Box::new(move || unsafe { dense::gemm::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), x.arg(), w.arg(), b.arg(), out.arg(), rows as u32, k as u32, n as u32, true, act) })));
+        self.launches.push(("gemm", Box::new(move || unsafe { dense::gemm::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), x.arg(), w.arg(), b.arg(), b.arg(), out.arg(), rows as u32, k as u32, n as u32, true, act, false) })));
         Ok(y)
     }
 
