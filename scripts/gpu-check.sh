@@ -18,7 +18,7 @@ if [ "${1:-}" = "--stage" ]; then
   for ex in wgpu_own_device cubecl_generic; do
     [ -f target/release/examples/$ex ] && cp target/release/examples/$ex .gpu-bin/
   done
-  for name in ms_deform_attn_backends fusion_backends conv2d image_front encoder detect_graph text_encoder; do
+  for name in ms_deform_attn_backends fusion_backends conv2d image_front encoder detect_graph text_encoder resident_ops; do
     t=$(ls -t target/release/deps/$name-* | grep -v '\.d$' | head -1)
     cp "$t" .gpu-bin/$name
   done
@@ -73,8 +73,8 @@ fi
 
 if [[ " $sections " == *" graph "* ]]; then
 echo "== graph fidelity tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
-for t in conv2d text_encoder image_front encoder detect_graph; do
-  RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/$t --show-output 2>&1 | grep -E "diff|SKIP|panicked|test result" | tee -a "$OUT/log.txt"
+for t in conv2d text_encoder image_front encoder resident_ops detect_graph; do
+  RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/$t --show-output 2>&1 | grep -E "diff|uploads|SKIP|panicked|test result" | tee -a "$OUT/log.txt"
 done
 echo "== detect end to end (fixture weights, 800x1066 after resize)" | tee -a "$OUT/log.txt"
 work=$(mktemp -d)
