@@ -2,6 +2,7 @@
 //! cases that include the real RLIPv2 sizes (Nv = 273, T = 198) and odd ones (Nv = 1, T = 1,
 //! T = 117, B = 2). A backend that opens but lacks an op prints `SKIP <backend>/<op>: <why>`.
 
+#[macro_use]
 mod common;
 
 use common::{assert_close_flat, open_or_skip, Tolerance};
@@ -145,17 +146,6 @@ fn sparse_fusion_case(be: &dyn Backend) {
         check(&format!("{label} lang"), &[batch, t, 768], &out, o64, o32);
         check(&format!("{label} memory"), &[batch, tokens, 256], &mem, m64, m32);
     }
-}
-
-macro_rules! backend_tests {
-    ($($name:ident: $kind:expr, $case:ident;)*) => {$(
-        #[test]
-        fn $name() {
-            if let Some(be) = open_or_skip($kind) {
-                $case(be.as_ref());
-            }
-        }
-    )*};
 }
 
 backend_tests! {

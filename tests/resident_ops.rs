@@ -2,9 +2,10 @@
 //! every backend against the f64 oracle, on seeded cases with odd sizes; tensors bound to one
 //! backend instance refused by another; and the encoder's weights uploaded once per backend.
 
+#[macro_use]
 mod common;
 
-use common::{assert_close_flat, formula_lang, formula_weight, front_tokens, open_or_skip, Tolerance};
+use common::{assert_close_flat, formula_lang, formula_weight, front_tokens, Tolerance};
 use rlipv2::backend::{Backend, BackendKind, Tensor};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
@@ -132,17 +133,6 @@ fn weights_once(be: &dyn Backend) {
     assert!(uploads[0].0 >= weights as u64, "{}: the first image should bind the weights", be.kind());
     // activations plus the 4-byte placeholders of absent bindings
     assert!(uploads[1].0 <= uploads[1].1 as u64 + 4096, "{}: the second image uploaded {} B, its activations are {} B", be.kind(), uploads[1].0, uploads[1].1);
-}
-
-macro_rules! backend_tests {
-    ($($name:ident: $kind:expr, $case:ident;)*) => {$(
-        #[test]
-        fn $name() {
-            if let Some(be) = open_or_skip($kind) {
-                $case(be.as_ref());
-            }
-        }
-    )*};
 }
 
 backend_tests! {

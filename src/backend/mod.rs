@@ -2,6 +2,50 @@
 //! `wgpu` (raw WGSL from `shaders/`) and `cubecl` (kernels from `kernels/`, on its wgpu and CUDA
 //! runtimes). Public entry points validate; backends' `prepare_valid` assumes valid input.
 
+/// The resident-op methods of a GPU backend ([`Backend::owner_id`] … [`Backend::sparse_fusion_t`]),
+/// delegated to its inherent `*_tensor` methods and its `id` / `uploaded()`.
+#[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
+macro_rules! resident_ops {
+    () => {
+        fn owner_id(&self) -> u64 {
+            self.id
+        }
+        fn uploaded_bytes(&self) -> Option<u64> {
+            Some(self.uploaded())
+        }
+        fn bind(&self, what: &str, t: &Tensor) -> Result<Tensor> {
+            self.bind_tensor(what, t)
+        }
+        fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+            self.download_tensor(t)
+        }
+        fn gemm_t_valid(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+            self.gemm_tensor(p, x, weight, bias, residual)
+        }
+        fn add_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+            self.add_tensor(a, b)
+        }
+        fn layer_norm_t_valid(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+            self.layer_norm_tensor(p, x, gamma, beta)
+        }
+        fn ms_deform_attn_t_valid(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+            self.ms_deform_attn_tensor(pr, value, reference, offsets, logits)
+        }
+        fn slice_t_valid(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+            self.slice_tensor(t, start, len)
+        }
+        fn write_t_valid(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+            self.write_tensor(dst, at, src)
+        }
+        fn bind_sparse_fusion(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Option<Tensor>> {
+            self.bind_round_weights(p, fw, bw).map(Some)
+        }
+        fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
+            self.sparse_fusion_tensor(p, memory, pos, lang, fw, bw, bound)
+        }
+    };
+}
+
 pub mod compose;
 #[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
 pub(crate) mod fusion_plan;

@@ -8,6 +8,20 @@ use rlipv2::seeded::{MsDeformAttnData, Rng};
 use rlipv2::problem::{DType, Form, MsDeformAttnProblem, RefKind};
 use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
 
+/// One `#[test]` per `name: BackendKind, case_fn;` line: opens the backend (or SKIPs, see
+/// [`open_or_skip`]) and runs the case on it. Needs `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! backend_tests {
+    ($($name:ident: $kind:expr, $case:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            if let Some(be) = common::open_or_skip($kind) {
+                $case(be.as_ref());
+            }
+        }
+    )*};
+}
+
 /// Opens `kind`, or prints `SKIP <backend>: <why>` and returns None. A backend named in
 /// `RLIPV2_REQUIRE_BACKENDS` (comma-separated) must open: its absence fails the test.
 pub fn open_or_skip(kind: BackendKind) -> Option<Box<dyn Backend>> {

@@ -263,42 +263,7 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         Some(self.launches.load(Ordering::Relaxed))
     }
 
-    fn owner_id(&self) -> u64 {
-        self.id
-    }
-    fn uploaded_bytes(&self) -> Option<u64> {
-        Some(self.uploaded())
-    }
-    fn bind(&self, what: &str, t: &Tensor) -> Result<Tensor> {
-        self.bind_tensor(what, t)
-    }
-    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
-        self.download_tensor(t)
-    }
-    fn gemm_t_valid(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
-        self.gemm_tensor(p, x, weight, bias, residual)
-    }
-    fn add_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.add_tensor(a, b)
-    }
-    fn layer_norm_t_valid(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
-        self.layer_norm_tensor(p, x, gamma, beta)
-    }
-    fn ms_deform_attn_t_valid(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
-        self.ms_deform_attn_tensor(pr, value, reference, offsets, logits)
-    }
-    fn slice_t_valid(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-        self.slice_tensor(t, start, len)
-    }
-    fn write_t_valid(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
-        self.write_tensor(dst, at, src)
-    }
-    fn bind_sparse_fusion(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Option<Tensor>> {
-        self.bind_round_weights(p, fw, bw).map(Some)
-    }
-    fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
-        self.sparse_fusion_tensor(p, memory, pos, lang, fw, bw, bound)
-    }
+    resident_ops!();
 
     fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
         fusion::gated_cross_attn(self, p, v, pos, l, w)
