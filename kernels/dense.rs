@@ -249,7 +249,7 @@ pub fn attention(q: &Array<f32>, k: &Array<f32>, v: &Array<f32>, mask: &Array<f3
 
 /// Flat index of this unit in a 2-D grid of 256-unit cubes.
 #[cube]
-fn flat_pos() -> usize {
+pub(crate) fn flat_pos() -> usize {
     (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize * 256 + UNIT_POS as usize
 }
 

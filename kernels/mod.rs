@@ -2,5 +2,6 @@
 //! (CUDA runtime). Mounted into the crate from `src/lib.rs`; launchers live in `src/backend/cubecl.rs`.
 
 pub mod dense;
+pub mod image;
 pub mod ms_deform_attn;
 pub mod sparse_fusion;

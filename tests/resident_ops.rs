@@ -9,7 +9,8 @@ use common::{assert_close_flat, formula_lang, formula_weight, front_tokens, Tole
 use rlipv2::backend::{Backend, BackendKind, Tensor};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
-use rlipv2::problem::{Activation, BertLayerProblem, DType, Form, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
+use rlipv2::backend::image::{self, GroupNormShape};
+use rlipv2::problem::{Activation, BertLayerProblem, Conv2dProblem, DType, Form, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
 use rlipv2::reference::{self as oracle, lift};
 use rlipv2::seeded::{MsDeformAttnData, Rng};
 
@@ -53,6 +54,61 @@ fn dense_case(be: &dyn Backend) {
         be.write_t(&mut dst, m * n - len, &s).unwrap();
         let got = be.download(&dst).unwrap();
         assert!(got[..m * n - len].iter().all(|&v| v == 0.0) && got[m * n - len..] == r[start..start + len], "{}: write_t", be.kind());
+    }
+}
+
+fn image_case(be: &dyn Backend) {
+    // (batch, in_c, h, w, out_c, k, stride, act, residual): the stem's 7×7/s2, odd sizes, 1×1, 3×3/s2
+    let cases = [(1usize, 3usize, 37usize, 29usize, 8usize, 7usize, 2usize, Activation::Relu, false), (2, 5, 9, 11, 70, 3, 1, Activation::Relu, true), (1, 64, 12, 10, 3, 1, 1, Activation::None, true), (1, 16, 7, 7, 33, 3, 2, Activation::None, false)];
+    for (i, &(batch, in_c, h, w, out_c, k, stride, act, res)) in cases.iter().enumerate() {
+        let p = Conv2dProblem { batch, in_c, h, w, out_c, kh: k, kw: k, stride, pad: k / 2, act };
+        let mut rng = Rng::new(70 + i as u64);
+        let x = rng.fill(batch * in_c * h * w, -1.0, 1.0);
+        let wt = rng.fill(out_c * in_c * k * k, -0.3, 0.3);
+        let b = rng.fill(out_c, -0.2, 0.2);
+        let r = rng.fill(batch * out_c * p.out_h() * p.out_w(), -1.0, 1.0);
+        let y = be.conv2d_t(&p, &on(be, &x), &on(be, &wt), &on(be, &b), res.then(|| on(be, &r))).unwrap();
+        let y = be.download(&y).unwrap();
+        let o64 = oracle::conv2d::conv2d::<f64>(&p, &lift(&x), &wt, &b, res.then(|| lift(&r)).as_deref());
+        let o32 = oracle::conv2d::conv2d::<f32>(&p, &x, &wt, &b, res.then_some(r.as_slice()));
+        assert_close_flat(&format!("{}/conv2d_t {p:?}", be.kind()), &p.output_shape(), &y, &o64, &o32, &TOL);
+
+        let planes = batch * in_c;
+        let pooled = be.download(&be.max_pool_t(&on(be, &x), planes, h, w).unwrap()).unwrap();
+        assert_eq!(pooled, image::max_pool_3x3_s2(&x, planes, h, w), "{}: max_pool_t {planes}×{h}×{w}", be.kind());
+    }
+    for (i, &(batch, channels, plane, groups)) in [(1usize, 256usize, 35usize, 32usize), (2, 64, 1, 32), (1, 8, 300, 2)].iter().enumerate() {
+        let s = GroupNormShape { batch, channels, plane, groups, eps: 1e-5 };
+        let mut rng = Rng::new(80 + i as u64);
+        let (x, g, b) = (rng.fill(batch * channels * plane, -3.0, 5.0), rng.fill(channels, 0.5, 1.5), rng.fill(channels, -0.5, 0.5));
+        let y = be.download(&be.group_norm_t(&s, on(be, &x), &on(be, &g), &on(be, &b)).unwrap()).unwrap();
+        let mut want = x.clone();
+        image::group_norm(&mut want, &s, &g, &b);
+        // f32 statistics on the device: an input rounding of ulp(max |x|) moves the output by it
+        // times rstd·γ, large for a group of nearly equal values (a 2-value group here)
+        let per = channels / groups * plane;
+        let mut worst = 0f64;
+        for (gi, (yg, wg)) in y.chunks(per).zip(want.chunks(per)).enumerate() {
+            let xg = &x[gi * per..(gi + 1) * per];
+            let mean = xg.iter().map(|&v| v as f64).sum::<f64>() / per as f64;
+            let rstd = 1.0 / (xg.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / per as f64 + 1e-5).sqrt();
+            let scale = xg.iter().fold(0f64, |m, &v| m.max((v as f64).abs())) * rstd * 1.5; // γ ≤ 1.5
+            let tol = 1e-5 + 8.0 * f32::EPSILON as f64 * scale;
+            let d = yg.iter().zip(wg).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0f64, f64::max);
+            assert!(d <= tol, "{}: group_norm_t group {gi} differs by {d} (tolerance {tol})", be.kind());
+            worst = worst.max(d / tol);
+        }
+        println!("{}/group_norm_t {s:?}: worst |diff| / tolerance vs the f64-statistics host {worst:.2}", be.kind());
+
+        // the level flattened into rows 3.. of a token buffer
+        let level = &x[..channels * plane];
+        let mut tokens = be.empty_t((plane + 5) * channels).unwrap();
+        be.to_tokens_t(&mut tokens, 3, &on(be, level), channels, plane).unwrap();
+        let got = be.download(&tokens).unwrap();
+        let mut want = vec![0.0; (plane + 5) * channels];
+        image::to_tokens(&mut want, 3, level, channels, plane);
+        assert_eq!(got[3 * channels..(3 + plane) * channels], want[3 * channels..(3 + plane) * channels], "{}: to_tokens_t", be.kind());
+        assert!(be.to_tokens_t(&mut tokens, 6, &on(be, level), channels, plane).is_err(), "rows past the end are refused");
     }
 }
 
@@ -123,7 +179,8 @@ fn weights_once(be: &dyn Backend) {
     let mut uploads = Vec::new();
     for _ in 0..2 {
         let Some(mut tokens) = front_tokens(be, &front, "resident", 64, 96) else { return };
-        let activations = (tokens.src.len() * 2 + tokens.src.len() / 256 * 4 * 2 + lang.len()) * 4;
+        // the tokens and positions are on the device already: the reference points and the labels
+        let activations = (tokens.src.len() / 256 * 4 * 2 + lang.len()) * 4;
         let start = be.uploaded_bytes().unwrap();
         enc.forward(be, &mut tokens, &lang).unwrap();
         uploads.push((be.uploaded_bytes().unwrap() - start, activations));
@@ -141,6 +198,10 @@ backend_tests! {
     dense_wgpu: BackendKind::Wgpu, dense_case;
     dense_cubecl_wgpu: BackendKind::CubeclWgpu, dense_case;
     dense_cubecl_cuda: BackendKind::CubeclCuda, dense_case;
+    image_cpu: BackendKind::Cpu, image_case;
+    image_wgpu: BackendKind::Wgpu, image_case;
+    image_cubecl_wgpu: BackendKind::CubeclWgpu, image_case;
+    image_cubecl_cuda: BackendKind::CubeclCuda, image_case;
     msda_cpu: BackendKind::Cpu, msda_case;
     msda_wgpu: BackendKind::Wgpu, msda_case;
     msda_cubecl_wgpu: BackendKind::CubeclWgpu, msda_case;

@@ -43,6 +43,21 @@ macro_rules! resident_ops {
         fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
             self.sparse_fusion_tensor(p, memory, pos, lang, fw, bw, bound)
         }
+        fn empty_t(&self, len: usize) -> Result<Tensor> {
+            self.empty_tensor(len)
+        }
+        fn conv2d_t_valid(&self, p: &crate::problem::Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
+            self.conv2d_tensor(p, x, weight, bias, residual)
+        }
+        fn max_pool_t_valid(&self, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
+            self.max_pool_tensor(x, planes, h, w)
+        }
+        fn group_norm_t_valid(&self, s: &crate::backend::image::GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+            self.group_norm_tensor(s, x, gamma, beta)
+        }
+        fn to_tokens_t_valid(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
+            self.to_tokens_tensor(tokens, row0, level, c, plane)
+        }
     };
 }
 
@@ -50,6 +65,7 @@ pub mod compose;
 #[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
 pub(crate) mod fusion_plan;
 pub mod cpu;
+pub mod image;
 pub mod reference;
 pub mod tensor;
 #[cfg(feature = "wgpu")]
@@ -329,6 +345,11 @@ pub trait Backend {
         Ok(host(self.kind(), "tensor", t)?.to_vec())
     }
 
+    /// A tensor of `len` elements whose values the caller writes before reading them (zeros on
+    /// the host backends).
+    fn empty_t(&self, len: usize) -> Result<Tensor> {
+        Ok(Tensor::host(vec![0.0; len]))
+    }
     /// Elements `start .. start + len` of `t` as a new tensor.
     fn slice_t(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
         if start.checked_add(len).is_none_or(|end| end > t.len()) {
@@ -352,6 +373,75 @@ pub trait Backend {
         let k = self.kind();
         let src = host(k, "src", src)?;
         dst.as_host_mut().ok_or_else(|| foreign(k, "dst"))?[at..at + src.len()].copy_from_slice(src);
+        Ok(())
+    }
+
+    /// [`Backend::conv2d`] on tensors. `residual` is consumed: a host backend accumulates the
+    /// output into its buffer (no third feature map).
+    fn conv2d_t(&self, p: &Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
+        const OP: &str = crate::problem::conv2d::OP;
+        p.validate()?;
+        check_len(OP, "x", &p.input_shape(), x.len())?;
+        check_len(OP, "weight", &p.weight_shape(), weight.len())?;
+        check_len(OP, "bias", &[p.out_c], bias.len())?;
+        if let Some(r) = &residual {
+            check_len(OP, "residual", &p.output_shape(), r.len())?;
+        }
+        self.conv2d_t_valid(p, x, weight, bias, residual)
+    }
+    /// [`Backend::conv2d_t`] after the lengths were checked.
+    fn conv2d_t_valid(&self, p: &Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
+        let k = self.kind();
+        let (x, w, b) = (host(k, "x", x)?, host(k, "weight", weight)?, host(k, "bias", bias)?);
+        match residual {
+            Some(r) => {
+                let mut acc = r.into_host().map_err(|_| foreign(k, "residual"))?;
+                self.conv2d_accumulate_valid(p, x, w, b, &mut acc)?;
+                Ok(Tensor::host(acc))
+            }
+            None => Ok(Tensor::host(self.conv2d_valid(p, x, w, b, None)?)),
+        }
+    }
+
+    /// 3×3 max pooling, stride 2, padding 1, of `planes` planes `h × w` (see [`image::pool_out`]).
+    fn max_pool_t(&self, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
+        if h == 0 || w == 0 {
+            return Err(Error::limit("max_pool", "x", "empty planes"));
+        }
+        check_len("max_pool", "x", &[planes, h, w], x.len())?;
+        self.max_pool_t_valid(x, planes, h, w)
+    }
+    /// [`Backend::max_pool_t`] after the lengths were checked.
+    fn max_pool_t_valid(&self, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
+        Ok(Tensor::host(image::max_pool_3x3_s2(host(self.kind(), "x", x)?, planes, h, w)))
+    }
+
+    /// GroupNorm of `x [B, C, plane]` with per-channel `gamma`, `beta`.
+    fn group_norm_t(&self, s: &image::GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        s.check(x.len(), gamma.len(), beta.len())?;
+        self.group_norm_t_valid(s, x, gamma, beta)
+    }
+    /// [`Backend::group_norm_t`] after the lengths were checked; host backends normalize in place.
+    fn group_norm_t_valid(&self, s: &image::GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        let k = self.kind();
+        let mut v = x.into_host().map_err(|_| foreign(k, "x"))?;
+        image::group_norm(&mut v, s, host(k, "gamma", gamma)?, host(k, "beta", beta)?);
+        Ok(Tensor::host(v))
+    }
+
+    /// Writes `level [C, plane]` transposed into rows `row0 ..` of `tokens [S, C]`.
+    fn to_tokens_t(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
+        check_len("to_tokens", "level", &[c, plane], level.len())?;
+        if c == 0 || tokens.len() % c != 0 || row0 + plane > tokens.len() / c {
+            return Err(Error::limit("to_tokens", "tokens", format!("rows {row0}..{} of a {}-element tensor {c} wide", row0 + plane, tokens.len())));
+        }
+        self.to_tokens_t_valid(tokens, row0, level, c, plane)
+    }
+    /// [`Backend::to_tokens_t`] after the lengths were checked.
+    fn to_tokens_t_valid(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
+        let k = self.kind();
+        let level = host(k, "level", level)?;
+        image::to_tokens(tokens.as_host_mut().ok_or_else(|| foreign(k, "tokens"))?, row0, level, c, plane);
         Ok(())
     }
 

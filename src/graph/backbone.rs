@@ -2,7 +2,8 @@
 //! layer's first block), every FrozenBatchNorm folded into the conv before it
 //! (`W' = W·s`, `b' = b − rm·s`, `s = w·rsqrt(rv + 1e-5)`), returning C3, C4, C5.
 
-use crate::backend::Backend;
+use super::bind::Binding;
+use crate::backend::{Backend, Tensor};
 use crate::error::Result;
 use crate::problem::{Activation, Conv2dProblem};
 
@@ -24,6 +25,30 @@ pub struct Feature {
     pub data: Vec<f32>,
 }
 
+/// A feature map `[C, H, W]` (batch 1) where a backend computes.
+#[derive(Clone, Debug)]
+pub struct Map {
+    /// Channels.
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// `[C,H,W]` values.
+    pub t: Tensor,
+}
+
+impl Map {
+    /// `f` put on `be`.
+    pub fn on(be: &dyn Backend, f: &Feature) -> Result<Self> {
+        Ok(Map { c: f.c, h: f.h, w: f.w, t: Tensor::on(be, "image", f.data.clone())? })
+    }
+    /// Read back from `be`.
+    pub fn to_feature(self, be: &dyn Backend) -> Result<Feature> {
+        Ok(Feature { c: self.c, h: self.h, w: self.w, data: self.t.into_vec(be)? })
+    }
+}
+
 /// A convolution with its BatchNorm folded in.
 struct ConvBn {
     out_c: usize,
@@ -31,8 +56,8 @@ struct ConvBn {
     k: usize,
     stride: usize,
     pad: usize,
-    weight: Vec<f32>,
-    bias: Vec<f32>,
+    weight: Tensor,
+    bias: Tensor,
 }
 
 type Get<'g> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'g;
@@ -49,22 +74,18 @@ impl ConvBn {
             weight[o * per..(o + 1) * per].iter_mut().for_each(|x| *x *= s);
             bias[o] = b[o] - rm[o] * s;
         }
-        Ok(ConvBn { out_c, in_c, k, stride, pad: k / 2, weight, bias })
+        Ok(ConvBn { out_c, in_c, k, stride, pad: k / 2, weight: Tensor::host(weight), bias: Tensor::host(bias) })
     }
 
-    fn problem(&self, x: &Feature, act: Activation) -> Conv2dProblem {
+    fn problem(&self, x: &Map, act: Activation) -> Conv2dProblem {
         Conv2dProblem { batch: 1, in_c: self.in_c, h: x.h, w: x.w, out_c: self.out_c, kh: self.k, kw: self.k, stride: self.stride, pad: self.pad, act }
     }
 
-    fn run(&self, be: &dyn Backend, x: &Feature, act: Activation) -> Result<Feature> {
+    /// `act(conv(x) [+ residual])`; the residual is consumed (host backends write into it).
+    fn run(&self, be: &dyn Backend, w: &(Tensor, Tensor), x: &Map, act: Activation, residual: Option<Map>) -> Result<Map> {
         let p = self.problem(x, act);
-        let data = be.conv2d(&p, &x.data, &self.weight, &self.bias, None)?;
-        Ok(Feature { c: self.out_c, h: p.out_h(), w: p.out_w(), data })
-    }
-
-    /// `acc ← act(conv(x) + acc)` in `acc`'s buffer (the residual has the output's shape).
-    fn run_into(&self, be: &dyn Backend, x: &Feature, act: Activation, acc: &mut Feature) -> Result<()> {
-        be.conv2d_accumulate(&self.problem(x, act), &x.data, &self.weight, &self.bias, &mut acc.data)
+        let t = be.conv2d_t(&p, &x.t, &w.0, &w.1, residual.map(|r| r.t))?;
+        Ok(Map { c: self.out_c, h: p.out_h(), w: p.out_w(), t })
     }
 }
 
@@ -79,6 +100,8 @@ struct Bottleneck {
 pub struct ResNet50 {
     stem: ConvBn,
     layers: Vec<Vec<Bottleneck>>,
+    /// Every conv's (weight, bias) on the backend last used, in [`ResNet50::convs`] order.
+    bound: Binding<Vec<(Tensor, Tensor)>>,
 }
 
 impl ResNet50 {
@@ -104,26 +127,43 @@ impl ResNet50 {
             }
             layers.push(layer);
         }
-        Ok(ResNet50 { stem, layers })
+        Ok(ResNet50 { stem, layers, bound: Binding::default() })
     }
 
-    /// `[C3, C4, C5]` (strides 8, 16, 32) of a normalized `[3, H, W]` image.
+    /// Every conv: the stem, then per block conv1, conv2, conv3 and the downsample where present.
+    fn convs(&self) -> impl Iterator<Item = &ConvBn> {
+        std::iter::once(&self.stem).chain(self.layers.iter().flatten().flat_map(|b| [Some(&b.conv1), Some(&b.conv2), Some(&b.conv3), b.downsample.as_ref()].into_iter().flatten()))
+    }
+
+    /// `[C3, C4, C5]` (strides 8, 16, 32) of a normalized `[3, H, W]` image, read back to the host.
     pub fn forward(&self, be: &dyn Backend, image: &Feature) -> Result<Vec<Feature>> {
-        let stem = self.stem.run(be, image, Activation::Relu)?;
-        let mut x = max_pool_3x3_s2(&stem);
+        self.forward_t(be, Map::on(be, image)?)?.into_iter().map(|m| m.to_feature(be)).collect()
+    }
+
+    /// [`ResNet50::forward`] on the backend: the image and every feature map stay where `be`
+    /// computes; the weights are bound to `be` on first use.
+    pub fn forward_t(&self, be: &dyn Backend, image: Map) -> Result<Vec<Map>> {
+        let bound = self.bound.get(be, || self.convs().map(|c| Ok((be.bind("backbone weight", &c.weight)?, be.bind("backbone bias", &c.bias)?))).collect())?;
+        let mut w = bound.iter();
+        let mut next = || w.next().expect("one bound pair per conv");
+        let stem = self.stem.run(be, next(), &image, Activation::Relu, None)?;
+        drop(image);
+        let (oh, ow) = crate::backend::image::pool_out(stem.h, stem.w);
+        let mut x = Map { c: stem.c, h: oh, w: ow, t: be.max_pool_t(&stem.t, stem.c, stem.h, stem.w)? };
         drop(stem); // 52 MB at 800×1066: not kept through the stride-4 stage
         let mut out = Vec::new();
         for (li, layer) in self.layers.iter().enumerate() {
             for b in layer {
+                let (w1, w2, w3) = (next(), next(), next());
                 // live at once: the block input, conv2's output and (first block) the 4×-wide
                 // downsample, made last; conv3 accumulates into the residual's own buffer
-                let y1 = b.conv1.run(be, &x, Activation::Relu)?;
-                let y = b.conv2.run(be, &y1, Activation::Relu)?;
+                let y1 = b.conv1.run(be, w1, &x, Activation::Relu, None)?;
+                let y = b.conv2.run(be, w2, &y1, Activation::Relu, None)?;
                 drop(y1);
                 if let Some(d) = &b.downsample {
-                    x = d.run(be, &x, Activation::None)?;
+                    x = d.run(be, next(), &x, Activation::None, None)?;
                 }
-                b.conv3.run_into(be, &y, Activation::Relu, &mut x)?;
+                x = b.conv3.run(be, w3, &y, Activation::Relu, Some(x))?;
                 drop(y);
             }
             if li >= 1 {
@@ -136,28 +176,6 @@ impl ResNet50 {
 
 /// 3×3 max pooling, stride 2, padding 1 (padding never wins).
 pub fn max_pool_3x3_s2(x: &Feature) -> Feature {
-    let (oh, ow) = ((x.h + 2 - 3) / 2 + 1, (x.w + 2 - 3) / 2 + 1);
-    let mut data = vec![0f32; x.c * oh * ow];
-    for c in 0..x.c {
-        let plane = &x.data[c * x.h * x.w..(c + 1) * x.h * x.w];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut m = f32::NEG_INFINITY;
-                for ky in 0..3 {
-                    let iy = (oy * 2 + ky) as isize - 1;
-                    if iy < 0 || iy >= x.h as isize {
-                        continue;
-                    }
-                    for kx in 0..3 {
-                        let ix = (ox * 2 + kx) as isize - 1;
-                        if ix >= 0 && ix < x.w as isize {
-                            m = m.max(plane[iy as usize * x.w + ix as usize]);
-                        }
-                    }
-                }
-                data[(c * oh + oy) * ow + ox] = m;
-            }
-        }
-    }
-    Feature { c: x.c, h: oh, w: ow, data }
+    let (oh, ow) = crate::backend::image::pool_out(x.h, x.w);
+    Feature { c: x.c, h: oh, w: ow, data: crate::backend::image::max_pool_3x3_s2(&x.data, x.c, x.h, x.w) }
 }

@@ -5,8 +5,7 @@
 //! Batch 1, unpadded (valid ratios 1).
 
 use super::front::Tokens;
-use std::sync::{Arc, Mutex};
-
+use super::bind::{take_on, Binding};
 use crate::backend::{Backend, Tensor};
 use crate::error::Result;
 use crate::problem::{Activation, BertLayerProblem, Form, GatedCrossAttnProblem, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
@@ -51,12 +50,11 @@ pub struct Encoder {
     rounds: Vec<(OwnedWeights, OwnedWeights)>,
     /// The weights as the backend last used holds them: bound once per backend instance, so a
     /// GPU backend uploads them once, not per image.
-    bound: Mutex<Option<Arc<Bound>>>,
+    bound: Binding<Bound>,
 }
 
 /// Weights on one backend instance.
 struct Bound {
-    owner: u64,
     layers: Vec<Vec<Tensor>>,
     /// Each round's weights in the backend's fused-kernel layout, where it has one.
     rounds: Vec<Option<Tensor>>,
@@ -86,36 +84,28 @@ impl Encoder {
             }
             rounds.push((fw, bw));
         }
-        Ok(Encoder { levels, ffn, fusion_interval, gate, layers: ls, rounds, bound: Mutex::new(None) })
+        Ok(Encoder { levels, ffn, fusion_interval, gate, layers: ls, rounds, bound: Binding::default() })
     }
 
-    /// The weights on `be`, bound on first use by this backend instance (host backends share
-    /// the loaded tensors; GPU backends upload them here, once).
-    fn bind(&self, be: &dyn Backend) -> Result<Arc<Bound>> {
-        let mut slot = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = slot.as_ref().filter(|b| b.owner == be.owner_id()) {
-            return Ok(b.clone());
-        }
-        *slot = None; // another backend's buffers go before this one's are made
+    /// Binds the weights to `be` (host backends share the loaded tensors; GPU backends upload them).
+    fn bind(&self, be: &dyn Backend) -> Result<Bound> {
         let mut layers = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
             layers.push(l.iter().zip(LAYER_NAMES).map(|(t, n)| be.bind(&format!("transformer.encoder.layers.{i}.{n}"), t)).collect::<Result<Vec<_>>>()?);
         }
         let p = SparseFusionProblem::rlipv2(1, 1, 0, 1);
         let rounds = self.rounds.iter().map(|(fw, bw)| be.bind_sparse_fusion(&p, &fw.as_fusion(), &bw.as_bert())).collect::<Result<Vec<_>>>()?;
-        let b = Arc::new(Bound { owner: be.owner_id(), layers, rounds });
-        *slot = Some(b.clone());
-        Ok(b)
+        Ok(Bound { layers, rounds })
     }
 
     /// `(memory [S, 256], the language state after each round [T, 768])` for tokens and the label
-    /// embeddings `lang [T, 768]`. The memory is built in `tokens.src`'s buffer, which is taken
-    /// with `tokens.pos`.
+    /// embeddings `lang [T, 768]`. The memory is built from `tokens.src`, which is taken with
+    /// `tokens.pos`.
     pub fn forward(&self, be: &dyn Backend, tokens: &mut Tokens, lang: &[f32]) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
         let s = tokens.src.len() / D;
         let t = lang.len() / 768;
         let last = *tokens.level_start.last().unwrap_or(&0);
-        let bound = self.bind(be)?;
+        let bound = self.bound.get(be, || self.bind(be))?;
         // reference points: each token's own centre, the same for every level (valid ratios 1)
         let mut reference = Vec::with_capacity(s * self.levels * 2);
         for &(h, w) in &tokens.shapes {
@@ -130,8 +120,8 @@ impl Encoder {
         }
         let reference = Tensor::on(be, "reference points", reference)?;
         let msda = MsDeformAttnProblem::new(1, s, HEADS, D / HEADS, POINTS, &tokens.shapes, Form::Fused(RefKind::Points));
-        let mut x = Tensor::on(be, "tokens", std::mem::take(&mut tokens.src))?;
-        let pos = Tensor::on(be, "positions", std::mem::take(&mut tokens.pos))?;
+        let mut x = take_on(be, "tokens", &mut tokens.src)?;
+        let pos = take_on(be, "positions", &mut tokens.pos)?;
         let mut lang = Tensor::on(be, "labels", lang.to_vec())?;
         let mut states = Vec::new();
         for (i, w) in bound.layers.iter().enumerate() {

@@ -4,21 +4,23 @@
 //! level-major and row-major into the encoder's `src` and `pos` tokens `[S, 256]`. Batch 1,
 //! unpadded (the mask is all false).
 
-use super::backbone::{Feature, ResNet50};
-use crate::backend::Backend;
+use super::backbone::{Feature, Map, ResNet50};
+use super::bind::Binding;
+use crate::backend::image::GroupNormShape;
+use crate::backend::{Backend, Tensor};
 use crate::error::Result;
 use crate::problem::{Activation, Conv2dProblem};
 
 const GN_GROUPS: usize = 32;
-const GN_EPS: f64 = 1e-5;
+const GN_EPS: f32 = 1e-5;
 const D: usize = 256;
 
-/// The encoder's input tokens.
+/// The encoder's input tokens, where the backend that made them computes.
 pub struct Tokens {
     /// `[S, 256]`
-    pub src: Vec<f32>,
+    pub src: Tensor,
     /// `[S, 256]` positions + level embedding
-    pub pos: Vec<f32>,
+    pub pos: Tensor,
     /// `(H_l, W_l)` per level.
     pub shapes: Vec<(usize, usize)>,
     /// Start of each level in the flattened token axis.
@@ -29,10 +31,8 @@ struct Projection {
     in_c: usize,
     k: usize,
     stride: usize,
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    gn_weight: Vec<f32>,
-    gn_bias: Vec<f32>,
+    /// conv weight, conv bias, GroupNorm weight, GroupNorm bias
+    tensors: [Tensor; 4],
 }
 
 /// Backbone, input projections with GroupNorm, sine positions and level embeddings.
@@ -40,6 +40,11 @@ pub struct ImageFront {
     backbone: ResNet50,
     projections: Vec<Projection>,
     level_embed: Vec<f32>,
+    /// The projections' tensors on the backend last used.
+    bound: Binding<Vec<[Tensor; 4]>>,
+    /// The positions of the last level shapes on the backend last used (they depend on the
+    /// shapes only, so images of one size share them).
+    positions: std::sync::Mutex<Option<(u64, Vec<(usize, usize)>, Tensor)>>,
 }
 
 impl ImageFront {
@@ -52,68 +57,82 @@ impl ImageFront {
                 in_c,
                 k,
                 stride,
-                weight: get(&format!("input_proj.{l}.0.weight"), &[D, in_c, k, k])?,
-                bias: get(&format!("input_proj.{l}.0.bias"), &[D])?,
-                gn_weight: get(&format!("input_proj.{l}.1.weight"), &[D])?,
-                gn_bias: get(&format!("input_proj.{l}.1.bias"), &[D])?,
+                tensors: [
+                    Tensor::host(get(&format!("input_proj.{l}.0.weight"), &[D, in_c, k, k])?),
+                    Tensor::host(get(&format!("input_proj.{l}.0.bias"), &[D])?),
+                    Tensor::host(get(&format!("input_proj.{l}.1.weight"), &[D])?),
+                    Tensor::host(get(&format!("input_proj.{l}.1.bias"), &[D])?),
+                ],
             });
         }
         let level_embed = get("transformer.level_embed", &[projections.len(), D])?;
-        Ok(ImageFront { backbone, projections, level_embed })
+        Ok(ImageFront { backbone, projections, level_embed, bound: Binding::default(), positions: Default::default() })
     }
 
-    /// Image `[3,H,W]` (normalized) → encoder tokens, positions and level table.
+    /// Image `[3,H,W]` (normalized) → encoder tokens, positions and level table, kept where
+    /// `be` computes (weights bound to `be` on first use).
     pub fn forward(&self, be: &dyn Backend, image: &Feature) -> Result<Tokens> {
-        let mut feats = self.backbone.forward(be, image)?;
+        let mut feats = self.backbone.forward_t(be, Map::on(be, image)?)?;
+        let bound = self.bound.get(be, || self.projections.iter().map(|p| Ok([0, 1, 2, 3].map(|i| be.bind("input projection", &p.tensors[i])).into_iter().collect::<Result<Vec<_>>>()?.try_into().expect("four"))).collect())?;
         let mut levels = Vec::new();
         let last = feats.len() - 1;
-        for (l, p) in self.projections.iter().enumerate() {
+        for (l, (p, w)) in self.projections.iter().zip(bound.iter()).enumerate() {
             let x = &feats[l.min(last)]; // the extra level projects C5
             let cp = Conv2dProblem { batch: 1, in_c: p.in_c, h: x.h, w: x.w, out_c: D, kh: p.k, kw: p.k, stride: p.stride, pad: p.k / 2, act: Activation::None };
-            let mut y = Feature { c: D, h: cp.out_h(), w: cp.out_w(), data: be.conv2d(&cp, &x.data, &p.weight, &p.bias, None)? };
-            group_norm(&mut y, &p.gn_weight, &p.gn_bias);
-            levels.push(y);
+            let y = be.conv2d_t(&cp, &x.t, &w[0], &w[1], None)?;
+            let plane = cp.out_h() * cp.out_w();
+            let y = be.group_norm_t(&GroupNormShape { batch: 1, channels: D, plane, groups: GN_GROUPS, eps: GN_EPS }, y, &w[2], &w[3])?;
+            levels.push(Map { c: D, h: cp.out_h(), w: cp.out_w(), t: y });
             if l < last {
-                feats[l].data = Vec::new(); // C3, C4 are read once: free them before the tokens exist
+                feats[l].t = Tensor::host(Vec::new()); // C3, C4 are read once: free them before the tokens exist
             }
         }
         drop(feats);
         let shapes: Vec<(usize, usize)> = levels.iter().map(|f| (f.h, f.w)).collect();
         let level_start: Vec<usize> = shapes.iter().scan(0, |acc, &(h, w)| Some(std::mem::replace(acc, *acc + h * w))).collect();
         let s: usize = shapes.iter().map(|(h, w)| h * w).sum();
-        let (mut src, mut pos) = (vec![0f32; s * D], vec![0f32; s * D]);
-        // token-major rows; positions computed per pixel (no [256, h, w] table beside the tokens)
+        let mut src = be.empty_t(s * D)?;
+        for (l, f) in levels.into_iter().enumerate() {
+            be.to_tokens_t(&mut src, level_start[l], &f.t, D, f.h * f.w)?;
+        }
+        let pos = self.positions(be, &shapes, &level_start)?;
+        Ok(Tokens { src, pos, shapes, level_start })
+    }
+
+    /// Sine positions + level embeddings `[S, 256]` for these level shapes, on `be` (made once per
+    /// shapes and backend instance).
+    fn positions(&self, be: &dyn Backend, shapes: &[(usize, usize)], level_start: &[usize]) -> Result<Tensor> {
+        let mut slot = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((owner, s, t)) = slot.as_ref() {
+            if *owner == be.owner_id() && s == shapes {
+                return Ok(t.clone());
+            }
+        }
+        *slot = None;
+        let s: usize = shapes.iter().map(|(h, w)| h * w).sum();
+        let mut pos = vec![0f32; s * D];
+        // token-major rows; computed per pixel (no [256, h, w] table beside the tokens)
         let dim_t = sine_dims();
         let mut px = [0f32; D];
-        for (l, f) in levels.into_iter().enumerate() {
-            let plane = f.h * f.w;
-            for t in 0..plane {
+        for (l, &(h, w)) in shapes.iter().enumerate() {
+            for t in 0..h * w {
                 let row = (level_start[l] + t) * D;
-                sine_at(t / f.w, t % f.w, f.h, f.w, &dim_t, &mut px);
+                sine_at(t / w, t % w, h, w, &dim_t, &mut px);
                 for c in 0..D {
-                    src[row + c] = f.data[c * plane + t];
                     pos[row + c] = px[c] + self.level_embed[l * D + c];
                 }
             }
         }
-        Ok(Tokens { src, pos, shapes, level_start })
+        let t = Tensor::on(be, "positions", pos)?;
+        *slot = Some((be.owner_id(), shapes.to_vec(), t.clone()));
+        Ok(t)
     }
 }
 
 /// GroupNorm(32 groups, eps 1e-5) in place on `[C, H, W]`, statistics accumulated in f64.
 pub fn group_norm(x: &mut Feature, weight: &[f32], bias: &[f32]) {
-    let per = x.c / GN_GROUPS * x.h * x.w;
-    for g in 0..GN_GROUPS {
-        let chunk = &mut x.data[g * per..(g + 1) * per];
-        let mean = chunk.iter().map(|&v| v as f64).sum::<f64>() / per as f64;
-        let var = chunk.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / per as f64;
-        let rstd = 1.0 / (var + GN_EPS).sqrt();
-        let plane = x.h * x.w;
-        for (i, v) in chunk.iter_mut().enumerate() {
-            let c = g * (x.c / GN_GROUPS) + i / plane;
-            *v = ((*v as f64 - mean) * rstd) as f32 * weight[c] + bias[c];
-        }
-    }
+    let s = GroupNormShape { batch: 1, channels: x.c, plane: x.h * x.w, groups: GN_GROUPS, eps: GN_EPS };
+    crate::backend::image::group_norm(&mut x.data, &s, weight, bias);
 }
 
 /// The R50 sine position encoding `[256, h, w]` of an unpadded level: 128 y features then 128 x

@@ -3,6 +3,7 @@
 //! positions), the ALIF encoder and the decoders with their heads.
 
 pub mod backbone;
+mod bind;
 pub mod decoder;
 pub mod encoder;
 pub mod front;

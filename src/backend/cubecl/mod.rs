@@ -6,6 +6,7 @@
 //! `catch_unwind`; sizes are checked against the device limits before any allocation.
 
 mod fusion;
+mod image;
 mod msda;
 mod resident;
 mod unfused;
@@ -250,7 +251,7 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
             ("subgroups", if props.features.plane.is_empty() { "no plane ops (the kernels do not need them)".into() } else { format!("{:?}", props.features.plane) }),
             ("ms_deform_attn", format!("kernels/ms_deform_attn.rs, P unrolled, {vector}")),
             ("ALIF ops", "kernels/sparse_fusion.rs: gated_cross_attn 3 launches, sparse_fusion 8".into()),
-            ("conv2d", "host im2col bands + the cubecl GEMM".into()),
+            ("conv2d", "kernels/image.rs implicit GEMM on resident tensors (the graph); host im2col bands + the cubecl GEMM host to host".into()),
         ]
     }
     fn supports(&self, dtype: DType) -> Result<()> {

@@ -19,14 +19,14 @@ const SF_OP: &str = crate::problem::sparse_fusion::OP;
 /// A handle and the f32 elements it holds.
 type Buf = (Handle, usize);
 
-fn arg<R: Runtime>(b: &Buf) -> ArrayArg<R> {
+pub(super) fn arg<R: Runtime>(b: &Buf) -> ArrayArg<R> {
     // SAFETY: every `Buf` is built with the element count its handle holds.
     unsafe { ArrayArg::from_raw_parts(b.0.clone(), b.1.max(1)) }
 }
 
 impl<R: Runtime> CubeclBackend<R> {
     /// The handle of `t`: this instance's own, or `t`'s host values uploaded now.
-    fn resident(&self, op: &'static str, what: &str, t: &Tensor) -> Result<Buf> {
+    pub(super) fn resident(&self, op: &'static str, what: &str, t: &Tensor) -> Result<Buf> {
         match t.as_host() {
             Some(v) => {
                 let v: &[f32] = if v.is_empty() { &[0.0] } else { v };

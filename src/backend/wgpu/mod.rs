@@ -3,6 +3,7 @@
 //! `pack2x16float`/`unpack2x16float`, so it needs no optional device feature.
 
 mod fusion;
+mod image;
 mod resident;
 
 use std::borrow::Cow;
@@ -27,6 +28,7 @@ pub struct WgpuBackend {
     module: wgpu::ShaderModule,
     dense: wgpu::ShaderModule,
     fusion: wgpu::ShaderModule,
+    image: wgpu::ShaderModule,
     /// Pipelines of `dense.wgsl` and `sparse_fusion.wgsl` by "file.entry", built on first use.
     pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
     /// `ms_deform_attn.wgsl` pipelines by (entry, f16, reference width, L, P).
@@ -158,7 +160,8 @@ impl WgpuBackend {
         };
         let dense = compile("dense.wgsl", crate::shaders::DENSE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
-        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, pipelines: Default::default(), msda_pipelines: Default::default(), dispatches: AtomicU64::new(0), uploaded: AtomicU64::new(0), id: crate::backend::tensor::new_owner_id() })
+        let image = compile("image.wgsl", crate::shaders::IMAGE, true)?;
+        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, image, pipelines: Default::default(), msda_pipelines: Default::default(), dispatches: AtomicU64::new(0), uploaded: AtomicU64::new(0), id: crate::backend::tensor::new_owner_id() })
     }
 
     /// The pipeline of `entry` in `module`, cached under `key`.
@@ -330,7 +333,7 @@ impl Backend for WgpuBackend {
             }),
             ("ms_deform_attn", "shaders/ms_deform_attn.wgsl (official and fused forms; f16 via pack2x16float)".into()),
             ("ALIF ops", "shaders/sparse_fusion.wgsl: gated_cross_attn 3 launches, sparse_fusion 8".into()),
-            ("conv2d", "host im2col bands + the dense.wgsl GEMM".into()),
+            ("conv2d", "image.wgsl implicit GEMM on resident tensors (the graph); host im2col bands + the dense.wgsl GEMM host to host".into()),
         ]
     }
     fn supports(&self, dtype: DType) -> Result<()> {

@@ -1,0 +1,171 @@
+// image.wgsl — the image front on the device (f32, NCHW): conv2d as an implicit GEMM, 3×3/s2
+// max pooling, GroupNorm, and the flatten of a level into the encoder's token rows.
+//
+// Bindings (group 0), each entry point uses a subset:
+//   0 p     uniform             P
+//   1 x     storage, read       conv, max_pool, group_norm: x [B,C,H,W] | to_tokens: level [C,H·W]
+//   2 w     storage, read       conv: weight [Co, Ci·Kh·Kw] | group_norm: gamma [C]
+//   3 c     storage, read       conv: bias [Co] | group_norm: beta [C]
+//   4 r     storage, read       conv: residual [B,Co,Ho,Wo]
+//   5 out   storage, read_write conv, max_pool: [B,C,Ho,Wo] | group_norm: [B,C,H,W] | to_tokens: tokens [S,C]
+//
+// Dispatch:
+//   conv        one 256-wide workgroup per 64×64 tile of y[b] = W · cols(x[b]) ([Co, Ho·Wo]),
+//               (x, y, z) = (pixel tile, channel tile, image); each invocation a 4×4 block; the
+//               columns are gathered from x while staging, never stored.
+//   max_pool, to_tokens   one invocation per output element, 2-D numbering of 256-wide workgroups.
+//   group_norm  one 256-wide workgroup per (image, group): mean, then variance about it, then
+//               the normalized values (biased variance, eps in P).
+// Math: conv y = act(W·cols + b [+ residual]), act = ReLU when flags bit 0 is set (identity
+// otherwise), residual added when bit 3 is set — a bottleneck adds its identity before the ReLU.
+
+struct P {
+    in_c: u32, h: u32, w: u32, out_c: u32,
+    kh: u32, kw: u32, stride: u32, pad: u32,
+    out_h: u32, out_w: u32, flags: u32, grid_x: u32,
+    groups: u32, row0: u32, total: u32, eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> c: array<f32>;
+@group(0) @binding(4) var<storage, read> r: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+const TM: u32 = 64u;
+const TK: u32 = 16u;
+const WG: u32 = 256u;
+var<workgroup> as4: array<vec4<f32>, 256>;     // [k][channel / 4]
+var<workgroup> bs4: array<vec4<f32>, 256>;     // [k][pixel / 4]
+
+// Column k of output pixel n of image b: x[b, ci, oy·s + ky − pad, ox·s + kx − pad] or 0.
+fn col(b: u32, n: u32, k: u32) -> f32 {
+    let kk = p.kh * p.kw;
+    let ci = k / kk;
+    let ky = (k / p.kw) % p.kh;
+    let kx = k % p.kw;
+    let iy = i32((n / p.out_w) * p.stride + ky) - i32(p.pad);
+    let ix = i32((n % p.out_w) * p.stride + kx) - i32(p.pad);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) { return 0.0; }
+    return x[((b * p.in_c + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+}
+
+@compute @workgroup_size(256)
+fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let b = wid.z;
+    let m = p.out_c;
+    let n = p.out_h * p.out_w;
+    let k = p.in_c * p.kh * p.kw;
+    let row0 = wid.y * TM;
+    let col0 = wid.x * TM;
+    let ty = lid / 16u;
+    let tx = lid % 16u;
+    var acc: array<vec4<f32>, 4>;
+    let kk = lid % TK;
+    let q4 = lid / TK;
+    for (var k0 = 0u; k0 < k; k0 += TK) {
+        let kc = k0 + kk;
+        var av = vec4(0.0);
+        var bv = vec4(0.0);
+        for (var q = 0u; q < 4u; q++) {
+            let i = q4 * 4u + q;
+            if (row0 + i < m && kc < k) { av[q] = w[(row0 + i) * k + kc]; }
+            if (col0 + i < n && kc < k) { bv[q] = col(b, col0 + i, kc); }
+        }
+        as4[kk * 16u + q4] = av;
+        bs4[kk * 16u + q4] = bv;
+        workgroupBarrier();
+        for (var s = 0u; s < TK; s++) {
+            let a = as4[s * 16u + ty];
+            let bb = bs4[s * 16u + tx];
+            acc[0] = fma(vec4(a.x), bb, acc[0]);
+            acc[1] = fma(vec4(a.y), bb, acc[1]);
+            acc[2] = fma(vec4(a.z), bb, acc[2]);
+            acc[3] = fma(vec4(a.w), bb, acc[3]);
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let row = row0 + ty * 4u + i;
+            let px = col0 + tx * 4u + j;
+            if (row < m && px < n) {
+                let at = (b * m + row) * n + px;
+                var y = acc[i][j] + c[row];
+                if ((p.flags & 8u) != 0u) { y += r[at]; }
+                if ((p.flags & 1u) != 0u) { y = max(y, 0.0); }
+                out[at] = y;
+            }
+        }
+    }
+}
+
+fn flat(wid: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * p.grid_x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(256)
+fn max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let i = flat(wid, lid3.x);
+    if (i >= p.total) { return; }
+    let ox = i % p.out_w;
+    let oy = (i / p.out_w) % p.out_h;
+    let plane = i / (p.out_w * p.out_h);          // b·C + c
+    var m = -3.4e38;
+    for (var ky = 0u; ky < 3u; ky++) {
+        let iy = i32(oy * 2u + ky) - 1;
+        if (iy < 0 || iy >= i32(p.h)) { continue; }
+        for (var kx = 0u; kx < 3u; kx++) {
+            let ix = i32(ox * 2u + kx) - 1;
+            if (ix >= 0 && ix < i32(p.w)) { m = max(m, x[(plane * p.h + u32(iy)) * p.w + u32(ix)]); }
+        }
+    }
+    out[i] = m;
+}
+
+var<workgroup> red: array<f32, 256>;
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] += red[lid + s]; }
+        workgroupBarrier();
+    }
+    let t = red[0];
+    workgroupBarrier();
+    return t;
+}
+
+@compute @workgroup_size(256)
+fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let g = wid.x;                                 // group
+    let b = wid.y;                                 // image
+    let plane = p.h * p.w;
+    let per_c = p.in_c / p.groups;
+    let n = per_c * plane;
+    let base = (b * p.in_c + g * per_c) * plane;
+    var s = 0.0;
+    for (var i = lid; i < n; i += WG) { s += x[base + i]; }
+    let mean = reduce_sum(s, lid) / f32(n);
+    var q = 0.0;
+    for (var i = lid; i < n; i += WG) { let d = x[base + i] - mean; q += d * d; }
+    let rstd = inverseSqrt(reduce_sum(q, lid) / f32(n) + p.eps);
+    for (var i = lid; i < n; i += WG) {
+        let ch = g * per_c + i / plane;
+        out[base + i] = (x[base + i] - mean) * rstd * w[ch] + c[ch];
+    }
+}
+
+@compute @workgroup_size(256)
+fn to_tokens(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let i = flat(wid, lid3.x);                     // t·C + ch over the level
+    if (i >= p.total) { return; }
+    let plane = p.h * p.w;
+    let ch = i % p.in_c;
+    let t = i / p.in_c;
+    out[(p.row0 + t) * p.in_c + ch] = x[ch * plane + t];
+}
