@@ -134,7 +134,7 @@ impl Detector {
         let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
         let mut tokens = profile.time("backbone + projections", || self.front.forward(be, &image))?;
         drop(image);
-        let (memory, states) = profile.time("encoder + fusion", || self.encoder.forward(be, &mut tokens, &labels.lang))?;
+        let (memory, states) = profile.time("encoder + fusion", || self.encoder.forward_t(be, &mut tokens, &labels.lang))?;
         let objects = labels.set.objects.len() + 1;
         let lang = states.last().expect("at least one fusion round");
         let out = profile.time("decoders + heads", || self.decoders.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, lang, objects))?;

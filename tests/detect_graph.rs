@@ -30,7 +30,8 @@ fn check(kind: BackendKind) {
     for c in g["cases"].as_array().unwrap() {
         let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
         let Some(mut tokens) = front_tokens(be.as_ref(), &front, "detect graph", h, w) else { return };
-        let (memory, states) = enc.forward(be.as_ref(), &mut tokens, &lang).unwrap();
+        // the memory stays where the backend computes, as in `detect`
+        let (memory, states) = enc.forward_t(be.as_ref(), &mut tokens, &lang).unwrap();
         let out = dec.forward(be.as_ref(), &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), objects).unwrap();
         let mut report = Vec::new();
         for (name, got, tol) in [("pred_sub_logits", &out.sub_logits, 1e-3), ("pred_obj_logits", &out.obj_logits, 1e-3), ("pred_verb_logits", &out.verb_logits, 1e-3), ("pred_sub_boxes", &out.sub_boxes, 1e-4), ("pred_obj_boxes", &out.obj_boxes, 1e-4)] {

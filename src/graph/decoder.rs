@@ -3,9 +3,10 @@
 //! Np pair queries anchored at the mean of each pair's boxes, then boxes and logits for the last
 //! decoder layer against the last round's language. Batch 1, unpadded.
 
-use crate::backend::Backend;
+use super::bind::Binding;
+use crate::backend::{Backend, Tensor};
 use crate::error::Result;
-use crate::problem::{Activation, AttentionProblem, DType, Form, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+use crate::problem::{Activation, AttentionProblem, Form, GemmProblem, LayerNormProblem, MsDeformAttnProblem, RefKind};
 
 const D: usize = 256;
 const HEADS: usize = 8;
@@ -16,20 +17,30 @@ pub const BIAS_C: f32 = -4.595_12;
 
 type Get<'g> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'g;
 
-/// A linear layer `[out, in]` + bias.
+/// A linear layer `[out, in]` + bias; its tensors bound to the backend on first use.
 struct Lin {
     inp: usize,
     out: usize,
-    w: Vec<f32>,
-    b: Vec<f32>,
+    w: Tensor,
+    b: Tensor,
+    bound: Binding<(Tensor, Tensor)>,
 }
 
 impl Lin {
     fn load(get: &mut Get, name: &str, out: usize, inp: usize) -> Result<Self> {
-        Ok(Lin { inp, out, w: get(&format!("{name}.weight"), &[out, inp])?, b: get(&format!("{name}.bias"), &[out])? })
+        Ok(Lin::new(inp, out, get(&format!("{name}.weight"), &[out, inp])?, get(&format!("{name}.bias"), &[out])?))
     }
+    fn new(inp: usize, out: usize, w: Vec<f32>, b: Vec<f32>) -> Self {
+        Lin { inp, out, w: Tensor::host(w), b: Tensor::host(b), bound: Binding::default() }
+    }
+    /// `x [n, in]` (host) → `[n, out]` (host); only `x` and the result cross to and from a GPU.
     fn run(&self, be: &dyn Backend, x: &[f32], act: Activation) -> Result<Vec<f32>> {
-        be.gemm(&GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act), x, &self.w, Some(&self.b))
+        self.run_t(be, &Tensor::on(be, "decoder activations", x.to_vec())?, act)?.into_vec(be)
+    }
+    /// The same on a tensor where `be` computes.
+    fn run_t(&self, be: &dyn Backend, x: &Tensor, act: Activation) -> Result<Tensor> {
+        let wb = self.bound.get(be, || Ok((be.bind("decoder weight", &self.w)?, be.bind("decoder bias", &self.b)?)))?;
+        be.gemm_t(&GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act), x, &wb.0, Some(&wb.1), None)
     }
 }
 
@@ -49,14 +60,17 @@ impl Mlp {
     }
 }
 
-struct Norm(Vec<f32>, Vec<f32>);
+/// A LayerNorm over 256 channels; its tensors bound to the backend on first use.
+struct Norm(Tensor, Tensor, Binding<(Tensor, Tensor)>);
 
 impl Norm {
     fn load(get: &mut Get, name: &str) -> Result<Self> {
-        Ok(Norm(get(&format!("{name}.weight"), &[D])?, get(&format!("{name}.bias"), &[D])?))
+        Ok(Norm(Tensor::host(get(&format!("{name}.weight"), &[D])?), Tensor::host(get(&format!("{name}.bias"), &[D])?), Binding::default()))
     }
     fn run(&self, be: &dyn Backend, x: &[f32], eps: f32) -> Result<Vec<f32>> {
-        be.layer_norm(&LayerNormProblem { rows: x.len() / D, width: D, eps }, x, &self.0, &self.1)
+        let gb = self.2.get(be, || Ok((be.bind("decoder norm weight", &self.0)?, be.bind("decoder norm bias", &self.1)?)))?;
+        let x = Tensor::on(be, "decoder activations", x.to_vec())?;
+        be.layer_norm_t(&LayerNormProblem { rows: x.len() / D, width: D, eps }, &x, &gb.0, &gb.1)?.into_vec(be)
     }
 }
 
@@ -66,7 +80,8 @@ struct DecoderLayer {
     value_proj: Lin,
     output_proj: Lin,
     norm1: Norm,
-    in_proj: Lin,
+    /// nn.MultiheadAttention's in_proj split into its q, k, v rows.
+    in_proj: [Lin; 3],
     out_proj: Lin,
     norm2: Norm,
     linear1: Lin,
@@ -123,7 +138,10 @@ impl Decoder {
                 value_proj: Lin::load(get, &format!("{p}.cross_attn.value_proj"), D, D)?,
                 output_proj: Lin::load(get, &format!("{p}.cross_attn.output_proj"), D, D)?,
                 norm1: Norm::load(get, &format!("{p}.norm1"))?,
-                in_proj: Lin { inp: D, out: 3 * D, w: get(&format!("{p}.self_attn.in_proj_weight"), &[3 * D, D])?, b: get(&format!("{p}.self_attn.in_proj_bias"), &[3 * D])? },
+                in_proj: {
+                    let (w, b) = (get(&format!("{p}.self_attn.in_proj_weight"), &[3 * D, D])?, get(&format!("{p}.self_attn.in_proj_bias"), &[3 * D])?);
+                    [0, 1, 2].map(|i| Lin::new(D, D, w[i * D * D..(i + 1) * D * D].to_vec(), b[i * D..(i + 1) * D].to_vec()))
+                },
                 out_proj: Lin::load(get, &format!("{p}.self_attn.out_proj"), D, D)?,
                 norm2: Norm::load(get, &format!("{p}.norm2"))?,
                 linear1: Lin::load(get, &format!("{p}.linear1"), ffn, D)?,
@@ -142,9 +160,8 @@ impl DecoderLayer {
         let n = x.len() / D;
         // nn.MultiheadAttention: rows of in_proj are q | k | v; q = k = x + qpos, v = x
         let qk_in = add(x, qpos);
-        let w = &self.in_proj;
-        let proj = |inp: &[f32], part: usize| be.gemm(&GemmProblem::linear(n, D, D), inp, &w.w[part * D * D..(part + 1) * D * D], Some(&w.b[part * D..(part + 1) * D]));
-        let (q, k, v) = (proj(&qk_in, 0)?, proj(&qk_in, 1)?, proj(x, 2)?);
+        let [wq, wk, wv] = &self.in_proj;
+        let (q, k, v) = (wq.run(be, &qk_in, Activation::None)?, wk.run(be, &qk_in, Activation::None)?, wv.run(be, x, Activation::None)?);
         let ap = AttentionProblem { batch: 1, heads: HEADS, q_len: n, k_len: n, head_dim: D / HEADS, scale: ((D / HEADS) as f32).powf(-0.5) };
         let sa = self.out_proj.run(be, &be.attention(&ap, &q, &k, &v, None)?, Activation::None)?;
         let x = self.norm2.run(be, &add(x, &sa), LN_EPS)?;
@@ -152,13 +169,15 @@ impl DecoderLayer {
         let query = add(&x, qpos);
         let offsets = self.sampling_offsets.run(be, &query, Activation::None)?;
         let logits = self.attention_weights.run(be, &query, Activation::None)?;
-        let value = self.value_proj.run(be, memory.data, Activation::None)?;
+        // the memory and its value projection stay where `be` computes; only the queries' inputs
+        // and the sampled features cross
+        let value = self.value_proj.run_t(be, memory.data, Activation::None)?;
         let reference: Vec<f32> = refs.chunks_exact(4).flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied()).collect();
         let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, memory.shapes, Form::Fused(RefKind::Boxes));
-        let mut prepared = be.prepare_ms_deform_attn(&p, &MsDeformAttnInput::Fused { value: &value, reference: &reference, sampling_offsets: &offsets, attention_logits: &logits }, DType::F32)?;
-        prepared.run()?;
-        let ca = self.output_proj.run(be, &prepared.output()?, Activation::None)?;
-        drop(prepared);
+        let on = |what: &str, v: Vec<f32>| Tensor::on(be, what, v);
+        let sampled = be.ms_deform_attn_t(&p, &value, &on("reference boxes", reference)?, &on("sampling offsets", offsets)?, &on("attention logits", logits)?)?;
+        drop(value);
+        let ca = self.output_proj.run(be, &sampled.into_vec(be)?, Activation::None)?;
         let x = self.norm1.run(be, &add(&x, &ca), LN_EPS)?;
         let h = self.linear1.run(be, &x, Activation::Relu)?;
         let y = self.linear2.run(be, &h, Activation::None)?;
@@ -168,8 +187,8 @@ impl DecoderLayer {
 
 /// The encoder memory the decoders attend to.
 pub struct Memory<'a> {
-    /// `[S, 256]`
-    pub data: &'a [f32],
+    /// `[S, 256]`, where the backend computes (a host tensor on the host backends)
+    pub data: &'a Tensor,
     /// `(H, W)` of each level.
     pub shapes: &'a [(usize, usize)],
 }

@@ -102,6 +102,12 @@ impl Encoder {
     /// embeddings `lang [T, 768]`. The memory is built from `tokens.src`, which is taken with
     /// `tokens.pos`.
     pub fn forward(&self, be: &dyn Backend, tokens: &mut Tokens, lang: &[f32]) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
+        let (memory, states) = self.forward_t(be, tokens, lang)?;
+        Ok((memory.into_vec(be)?, states))
+    }
+
+    /// [`Encoder::forward`] with the memory left where `be` computes.
+    pub fn forward_t(&self, be: &dyn Backend, tokens: &mut Tokens, lang: &[f32]) -> Result<(Tensor, Vec<Vec<f32>>)> {
         let s = tokens.src.len() / D;
         let t = lang.len() / 768;
         let last = *tokens.level_start.last().unwrap_or(&0);
@@ -135,7 +141,7 @@ impl Encoder {
             }
             x = self.layer(be, w, &x, &pos, &reference, &msda)?;
         }
-        Ok((x.into_vec(be)?, states))
+        Ok((x, states))
     }
 
     fn layer(&self, be: &dyn Backend, w: &[Tensor], x: &Tensor, pos: &Tensor, reference: &Tensor, msda: &MsDeformAttnProblem) -> Result<Tensor> {
