@@ -105,7 +105,10 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>,
                     v += bias[col];
                 }
                 if comptime![act == 1] {
-                    v = max(v, 0.0f32);
+                    // NaN stays NaN, as torch.relu keeps it
+                    if v < 0.0f32 {
+                        v = 0.0f32;
+                    }
                 }
                 if comptime![act == 2] {
                     v = v * 0.5f32 * (1.0f32 + Erf::erf(v * FRAC_1_SQRT_2));

@@ -85,7 +85,10 @@ pub fn conv(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f32>
                     v += res[at];
                 }
                 if comptime![relu] {
-                    v = max(v, 0.0f32);
+                    // NaN stays NaN, as torch.relu keeps it
+                    if v < 0.0f32 {
+                        v = 0.0f32;
+                    }
                 }
                 y[at] = v;
             }

@@ -51,7 +51,7 @@ fn erf_approx(x: f32) -> f32 {
 }
 
 fn activate(x: f32, act: u32) -> f32 {
-    if (act == 1u) { return max(x, 0.0); }
+    if (act == 1u) { return select(x, 0.0, x < 0.0); }   // NaN stays NaN, as torch.relu keeps it
     if (act == 2u) { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); }
     return x;
 }

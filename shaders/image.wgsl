@@ -95,7 +95,7 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 let at = (b * m + row) * n + px;
                 var y = acc[i][j] + c[row];
                 if ((p.flags & 8u) != 0u) { y += r[at]; }
-                if ((p.flags & 1u) != 0u) { y = max(y, 0.0); }
+                if ((p.flags & 1u) != 0u && y < 0.0) { y = 0.0; }   // NaN stays NaN, as torch.relu keeps it
                 out[at] = y;
             }
         }

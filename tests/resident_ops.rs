@@ -112,6 +112,21 @@ fn image_case(be: &dyn Backend) {
     }
 }
 
+/// ReLU keeps NaN (torch.relu does): gemm and conv, resident and host to host.
+fn relu_keeps_nan(be: &dyn Backend) {
+    let x = [f32::NAN, 1.0, -2.0, 3.0];
+    let p = GemmProblem::linear(2, 2, 1).with_act(Activation::Relu);
+    let (w, b) = ([1.0f32, 1.0], [0.0f32]);
+    let host = be.gemm(&p, &x, &w, Some(&b)).unwrap();
+    let res = be.download(&be.gemm_t(&p, &on(be, &x), &on(be, &w), Some(&on(be, &b)), None).unwrap()).unwrap();
+    for y in [host, res] {
+        assert!(y[0].is_nan() && y[1] == 1.0, "{}: relu(gemm) of [NaN, 1 | -2, 3] gave {y:?}", be.kind());
+    }
+    let cp = Conv2dProblem { batch: 1, in_c: 1, h: 2, w: 2, out_c: 1, kh: 1, kw: 1, stride: 1, pad: 0, act: Activation::Relu };
+    let y = be.download(&be.conv2d_t(&cp, &on(be, &x), &on(be, &[1.0]), &on(be, &[0.0]), None).unwrap()).unwrap();
+    assert!(y[0].is_nan() && y[1..] == [1.0, 0.0, 3.0], "{}: relu(conv) gave {y:?}", be.kind());
+}
+
 fn msda_case(be: &dyn Backend) {
     for (i, shapes) in [vec![(1usize, 1usize)], vec![(13, 17), (7, 9), (4, 5), (2, 3)]].into_iter().enumerate() {
         let pr = MsDeformAttnProblem::new(1, 1 + shapes.iter().map(|(h, w)| h * w).sum::<usize>() / 2, 8, 32, 4, &shapes, Form::Fused(RefKind::Points));
@@ -154,6 +169,13 @@ fn refusals(be: &dyn Backend) {
     let err = be.gemm_t(&GemmProblem::linear(2, 3, 2), &x, &on(be, &[1.0; 5]), Some(&on(be, &[0.0; 2])), None).unwrap_err().to_string();
     assert!(err.contains("weight"), "{}: {err}", be.kind());
     assert!(be.slice_t(&x, 4, 3).is_err() && be.write_t(&mut on(be, &[0.0; 2]), 1, &x).is_err());
+    assert!(be.empty_t(usize::MAX).is_err(), "{}: an impossible allocation is an error", be.kind());
+    let cp = Conv2dProblem { batch: 1, in_c: 2, h: 3, w: 1, out_c: 1, kh: 1, kw: 1, stride: 1, pad: 0, act: Activation::None };
+    let err = be.conv2d_t(&cp, &x, &on(be, &[1.0; 2]), &on(be, &[0.0; 1]), Some(on(be, &[0.0; 2]))).unwrap_err().to_string();
+    assert!(err.contains("residual"), "{}: {err}", be.kind());
+    let gn = GroupNormShape { batch: 1, channels: 3, plane: 2, groups: 2, eps: 1e-5 };
+    assert!(be.group_norm_t(&gn, x.clone(), &on(be, &[1.0; 3]), &on(be, &[0.0; 3])).is_err(), "3 channels do not split into 2 groups");
+    assert!(be.max_pool_t(&x, 2, 2, 2).is_err() && be.to_tokens_t(&mut on(be, &[0.0; 4]), 1, &x, 2, 3).is_err());
     // a device tensor of another instance of the same backend is refused, not read
     if be.owner_id() != 0 {
         let other = rlipv2::backend::open(be.kind()).unwrap();
@@ -210,6 +232,11 @@ backend_tests! {
     sparse_fusion_wgpu: BackendKind::Wgpu, sparse_fusion_case;
     sparse_fusion_cubecl_wgpu: BackendKind::CubeclWgpu, sparse_fusion_case;
     sparse_fusion_cubecl_cuda: BackendKind::CubeclCuda, sparse_fusion_case;
+    relu_nan_reference: BackendKind::Reference, relu_keeps_nan;
+    relu_nan_cpu: BackendKind::Cpu, relu_keeps_nan;
+    relu_nan_wgpu: BackendKind::Wgpu, relu_keeps_nan;
+    relu_nan_cubecl_wgpu: BackendKind::CubeclWgpu, relu_keeps_nan;
+    relu_nan_cubecl_cuda: BackendKind::CubeclCuda, relu_keeps_nan;
     refusals_cpu: BackendKind::Cpu, refusals;
     refusals_wgpu: BackendKind::Wgpu, refusals;
     refusals_cubecl_wgpu: BackendKind::CubeclWgpu, refusals;

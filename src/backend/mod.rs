@@ -43,7 +43,7 @@ macro_rules! resident_ops {
         fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
             self.sparse_fusion_tensor(p, memory, pos, lang, fw, bw, bound)
         }
-        fn empty_t(&self, len: usize) -> Result<Tensor> {
+        fn empty_t_valid(&self, len: usize) -> Result<Tensor> {
             self.empty_tensor(len)
         }
         fn conv2d_t_valid(&self, p: &crate::problem::Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
@@ -348,6 +348,13 @@ pub trait Backend {
     /// A tensor of `len` elements whose values the caller writes before reading them (zeros on
     /// the host backends).
     fn empty_t(&self, len: usize) -> Result<Tensor> {
+        if len > crate::problem::ms_deform_attn::MAX_ELEMENTS {
+            return Err(Error::limit("empty", "len", format!("{len} elements, more than {}", crate::problem::ms_deform_attn::MAX_ELEMENTS)));
+        }
+        self.empty_t_valid(len)
+    }
+    /// [`Backend::empty_t`] after the length was checked.
+    fn empty_t_valid(&self, len: usize) -> Result<Tensor> {
         Ok(Tensor::host(vec![0.0; len]))
     }
     /// Elements `start .. start + len` of `t` as a new tensor.

@@ -99,6 +99,15 @@ fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
+/// max(x, 0) keeping NaN, as torch.relu does.
+fn relu(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -301,11 +310,11 @@ impl Decoders {
         for k in 0..16 {
             let a = self.mbf[0][k].run(be, hs_s, Activation::None)?;
             let s = self.mbf[1][k].run(be, hs_o, Activation::None)?;
-            let h: Vec<f32> = a.iter().zip(&s).map(|(x, y)| (x * y).max(0.0)).collect();
+            let h: Vec<f32> = a.iter().zip(&s).map(|(x, y)| relu(x * y)).collect();
             let z = self.mbf[2][k].run(be, &h, Activation::None)?;
             mbf.iter_mut().zip(&z).for_each(|(m, v)| *m += v);
         }
-        let verb_x: Vec<f32> = (0..np * D).map(|i| mbf[i].max(0.0) + self.verb_tgt[i] + self.verb_tgt[np * D + i]).collect();
+        let verb_x: Vec<f32> = (0..np * D).map(|i| relu(mbf[i]) + self.verb_tgt[i] + self.verb_tgt[np * D + i]).collect();
         let nl = self.ho.layers.len();
         let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, memory)?.x;
         // heads (last layer): boxes from the last ho layer's refinement of its input boxes

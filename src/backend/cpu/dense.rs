@@ -80,7 +80,8 @@ pub(crate) fn linear(rows: usize, k: usize, n: usize, x: &[f32], weight: &[f32],
 pub(crate) fn activate(x: f32, act: Activation) -> f32 {
     match act {
         Activation::None => x,
-        Activation::Relu => x.max(0.0),
+        // NaN stays NaN, as torch.relu keeps it (f32::max would return 0)
+        Activation::Relu => if x < 0.0 { 0.0 } else { x },
         Activation::Gelu => x * 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
     }
 }
