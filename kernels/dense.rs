@@ -266,6 +266,16 @@ pub fn add(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32) {
     out[i] = a[i] + b[i];
 }
 
+/// `out = a · b` over `n` elements.
+#[cube(launch_unchecked)]
+pub fn mul(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32) {
+    let i = flat_pos();
+    if i >= n as usize {
+        terminate!();
+    }
+    out[i] = a[i] * b[i];
+}
+
 /// `dst[dst_at + i] = src[src_at + i]` for `i < n` (row copies between device tensors).
 #[cube(launch_unchecked)]
 pub fn copy(src: &Array<f32>, dst: &mut Array<f32>, src_at: u32, dst_at: u32, n: u32) {

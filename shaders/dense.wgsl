@@ -17,7 +17,8 @@
 //              is staged, scores for all Lk keys kept in workgroup memory (Lk ≤ 2048, Dh ≤ 256),
 //              max and sum reduced in workgroup memory, then each invocation sums P·V for its
 //              channels.
-//   add        one 256-wide workgroup per 256 elements, same 2-D numbering of workgroups.
+//   add        one 256-wide workgroup per 256 elements, same 2-D numbering of workgroups;
+//              flags 1 multiplies instead (mul).
 // Math: gemm y = act(x·Wᵀ + b) [+ residual], act ∈ {none, ReLU, GELU(erf)}; layer_norm biased variance;
 // softmax and attention subtract the row max.
 
@@ -193,5 +194,5 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 @compute @workgroup_size(256)
 fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let i = (wid.y * dims.grid_x + wid.x) * WG + lid3.x;
-    if (i < dims.m) { out[i] = a[i] + b[i]; }
+    if (i < dims.m) { out[i] = select(a[i] + b[i], a[i] * b[i], dims.flags == 1u); }
 }

@@ -7,6 +7,7 @@ mod common;
 
 use common::{assert_close_flat, formula_lang, formula_weight, front_tokens, Tolerance};
 use rlipv2::backend::{Backend, BackendKind, Tensor};
+use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
 use rlipv2::backend::image::{self, GroupNormShape};
@@ -37,6 +38,8 @@ fn dense_case(be: &dyn Backend) {
 
         let sum = be.download(&be.add_t(&on(be, &r), &on(be, &r)).unwrap()).unwrap();
         assert!(sum.iter().zip(&r).all(|(s, r)| *s == 2.0 * r), "{}: add_t", be.kind());
+        let sq = be.download(&be.mul_t(&on(be, &r), &on(be, &r)).unwrap()).unwrap();
+        assert!(sq.iter().zip(&r).all(|(s, r)| *s == r * r), "{}: mul_t", be.kind());
 
         let ln = LayerNormProblem { rows: m, width: n, eps: 1e-5 };
         let (g, beta) = (rng.fill(n, 0.8, 1.2), rng.fill(n, -0.1, 0.1));
@@ -127,6 +130,20 @@ fn relu_keeps_nan(be: &dyn Backend) {
     assert!(y[0].is_nan() && y[1..] == [1.0, 0.0, 3.0], "{}: relu(conv) gave {y:?}", be.kind());
 }
 
+fn attention_case(be: &dyn Backend) {
+    use rlipv2::problem::AttentionProblem;
+    for (i, &(batch, heads, q_len, k_len, dh)) in [(1usize, 8usize, 128usize, 128usize, 32usize), (2, 3, 1, 5, 7), (1, 1, 9, 1, 64)].iter().enumerate() {
+        let p = AttentionProblem { batch, heads, q_len, k_len, head_dim: dh, scale: (dh as f32).powf(-0.5) };
+        let mut rng = Rng::new(90 + i as u64);
+        let w = heads * dh;
+        let (q, k, v) = (rng.fill(batch * q_len * w, -1.0, 1.0), rng.fill(batch * k_len * w, -1.0, 1.0), rng.fill(batch * k_len * w, -1.0, 1.0));
+        let y = be.download(&be.attention_t(&p, &on(be, &q), &on(be, &k), &on(be, &v)).unwrap()).unwrap();
+        let o64 = oracle::attention::attention::<f64>(&p, &lift(&q), &lift(&k), &lift(&v), None);
+        let o32 = oracle::attention::attention::<f32>(&p, &q, &k, &v, None);
+        assert_close_flat(&format!("{}/attention_t {p:?}", be.kind()), &[batch, q_len, w], &y, &o64, &o32, &TOL);
+    }
+}
+
 fn msda_case(be: &dyn Backend) {
     for (i, shapes) in [vec![(1usize, 1usize)], vec![(13, 17), (7, 9), (4, 5), (2, 3)]].into_iter().enumerate() {
         let pr = MsDeformAttnProblem::new(1, 1 + shapes.iter().map(|(h, w)| h * w).sum::<usize>() / 2, 8, 32, 4, &shapes, Form::Fused(RefKind::Points));
@@ -214,6 +231,36 @@ fn weights_once(be: &dyn Backend) {
     assert!(uploads[1].0 <= uploads[1].1 as u64 + 4096, "{}: the second image uploaded {} B, its activations are {} B", be.kind(), uploads[1].0, uploads[1].1);
 }
 
+/// The whole image graph (front, encoder, decoders and heads) three times: after the first image
+/// every image uploads the same bytes (its own data — the image, reference points, labels and the
+/// decoders' per-query inputs), and the first uploads the weights on top.
+fn graph_weights_once(be: &dyn Backend) {
+    let Some(_) = be.uploaded_bytes() else {
+        println!("{}: host tensors, nothing is uploaded", be.kind());
+        return;
+    };
+    let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
+    let front = ImageFront::load(get).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
+    let dec = Decoders::load(128, 3, 4, 2048, get).unwrap();
+    let lang = formula_lang(10);
+    let mut uploads = Vec::new();
+    for _ in 0..3 {
+        let start = be.uploaded_bytes().unwrap();
+        let Some(mut tokens) = front_tokens(be, &front, "graph", 64, 96) else { return };
+        let a = be.uploaded_bytes().unwrap();
+        let (memory, states) = enc.forward_t(be, &mut tokens, &lang).unwrap();
+        let b = be.uploaded_bytes().unwrap();
+        dec.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), 6).unwrap();
+        println!("front {} encoder {} decoders {}", a - start, b - a, be.uploaded_bytes().unwrap() - b);
+        uploads.push(be.uploaded_bytes().unwrap() - start);
+    }
+    println!("{}: whole graph uploads {} B for the first image, then {} B and {} B", be.kind(), uploads[0], uploads[1], uploads[2]);
+    assert_eq!(uploads[1], uploads[2], "{}: every image after the first uploads the same", be.kind());
+    // front ≈ 94 MB, encoder 199 MB, decoders ≈ 48 MB of weights (matrices of the formula model)
+    assert!(uploads[0] - uploads[1] > 300_000_000, "{}: only the first image binds the weights ({uploads:?})", be.kind());
+}
+
 backend_tests! {
     dense_reference: BackendKind::Reference, dense_case;
     dense_cpu: BackendKind::Cpu, dense_case;
@@ -224,6 +271,10 @@ backend_tests! {
     image_wgpu: BackendKind::Wgpu, image_case;
     image_cubecl_wgpu: BackendKind::CubeclWgpu, image_case;
     image_cubecl_cuda: BackendKind::CubeclCuda, image_case;
+    attention_cpu: BackendKind::Cpu, attention_case;
+    attention_wgpu: BackendKind::Wgpu, attention_case;
+    attention_cubecl_wgpu: BackendKind::CubeclWgpu, attention_case;
+    attention_cubecl_cuda: BackendKind::CubeclCuda, attention_case;
     msda_cpu: BackendKind::Cpu, msda_case;
     msda_wgpu: BackendKind::Wgpu, msda_case;
     msda_cubecl_wgpu: BackendKind::CubeclWgpu, msda_case;
@@ -242,4 +293,6 @@ backend_tests! {
     refusals_cubecl_wgpu: BackendKind::CubeclWgpu, refusals;
     weights_once_wgpu: BackendKind::Wgpu, weights_once;
     weights_once_cubecl_wgpu: BackendKind::CubeclWgpu, weights_once;
+    graph_weights_once_wgpu: BackendKind::Wgpu, graph_weights_once;
+    graph_weights_once_cubecl_wgpu: BackendKind::CubeclWgpu, graph_weights_once;
 }

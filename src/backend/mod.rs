@@ -58,6 +58,12 @@ macro_rules! resident_ops {
         fn to_tokens_t_valid(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
             self.to_tokens_tensor(tokens, row0, level, c, plane)
         }
+        fn mul_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+            self.mul_tensor(a, b)
+        }
+        fn attention_t_valid(&self, p: &crate::problem::AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+            self.attention_tensor(p, q, k, v)
+        }
     };
 }
 
@@ -489,6 +495,35 @@ pub trait Backend {
     fn add_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let k = self.kind();
         Ok(Tensor::host(host(k, "a", a)?.iter().zip(host(k, "b", b)?).map(|(a, b)| a + b).collect()))
+    }
+
+    /// Elementwise `a · b` (equal lengths).
+    fn mul_t(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        check_len("mul", "b", &[a.len()], b.len())?;
+        self.mul_t_valid(a, b)
+    }
+    /// [`Backend::mul_t`] after the lengths were checked.
+    fn mul_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let k = self.kind();
+        Ok(Tensor::host(host(k, "a", a)?.iter().zip(host(k, "b", b)?).map(|(a, b)| a * b).collect()))
+    }
+
+    /// [`Backend::attention`] on tensors, no mask.
+    fn attention_t(&self, p: &AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        const OP: &str = crate::problem::attention::OP;
+        if [p.batch, p.heads, p.q_len, p.k_len, p.head_dim].contains(&0) {
+            return Err(Error::limit(OP, "B, H, Lq, Lk, Dh", format!("all must be ≥ 1: {p:?}")));
+        }
+        let w = p.heads * p.head_dim;
+        check_len(OP, "q", &[p.batch, p.q_len, w], q.len())?;
+        check_len(OP, "k", &[p.batch, p.k_len, w], k.len())?;
+        check_len(OP, "v", &[p.batch, p.k_len, w], v.len())?;
+        self.attention_t_valid(p, q, k, v)
+    }
+    /// [`Backend::attention_t`] after the lengths were checked.
+    fn attention_t_valid(&self, p: &AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let kind = self.kind();
+        Ok(Tensor::host(self.attention_valid(p, host(kind, "q", q)?, host(kind, "k", k)?, host(kind, "v", v)?, None)?))
     }
 
     /// [`Backend::layer_norm`] on tensors.

@@ -39,8 +39,12 @@ impl Lin {
     }
     /// The same on a tensor where `be` computes.
     fn run_t(&self, be: &dyn Backend, x: &Tensor, act: Activation) -> Result<Tensor> {
+        self.run_res(be, x, act, None)
+    }
+    /// `act(x·Wᵀ + b) + residual` on tensors.
+    fn run_res(&self, be: &dyn Backend, x: &Tensor, act: Activation, residual: Option<&Tensor>) -> Result<Tensor> {
         let wb = self.bound.get(be, || Ok((be.bind("decoder weight", &self.w)?, be.bind("decoder bias", &self.b)?)))?;
-        be.gemm_t(&GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act), x, &wb.0, Some(&wb.1), None)
+        be.gemm_t(&GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act), x, &wb.0, Some(&wb.1), residual)
     }
 }
 
@@ -52,9 +56,12 @@ impl Mlp {
         (0..dims.len() - 1).map(|i| Lin::load(get, &format!("{name}.layers.{i}"), dims[i + 1], dims[i])).collect::<Result<Vec<_>>>().map(Mlp)
     }
     fn run(&self, be: &dyn Backend, x: &[f32]) -> Result<Vec<f32>> {
-        let mut y = x.to_vec();
+        self.run_t(be, &Tensor::on(be, "decoder activations", x.to_vec())?)?.into_vec(be)
+    }
+    fn run_t(&self, be: &dyn Backend, x: &Tensor) -> Result<Tensor> {
+        let mut y = x.clone();
         for (i, l) in self.0.iter().enumerate() {
-            y = l.run(be, &y, if i + 1 < self.0.len() { Activation::Relu } else { Activation::None })?;
+            y = l.run_t(be, &y, if i + 1 < self.0.len() { Activation::Relu } else { Activation::None })?;
         }
         Ok(y)
     }
@@ -68,9 +75,11 @@ impl Norm {
         Ok(Norm(Tensor::host(get(&format!("{name}.weight"), &[D])?), Tensor::host(get(&format!("{name}.bias"), &[D])?), Binding::default()))
     }
     fn run(&self, be: &dyn Backend, x: &[f32], eps: f32) -> Result<Vec<f32>> {
+        self.run_t(be, &Tensor::on(be, "decoder activations", x.to_vec())?, eps)?.into_vec(be)
+    }
+    fn run_t(&self, be: &dyn Backend, x: &Tensor, eps: f32) -> Result<Tensor> {
         let gb = self.2.get(be, || Ok((be.bind("decoder norm weight", &self.0)?, be.bind("decoder norm bias", &self.1)?)))?;
-        let x = Tensor::on(be, "decoder activations", x.to_vec())?;
-        be.layer_norm_t(&LayerNormProblem { rows: x.len() / D, width: D, eps }, &x, &gb.0, &gb.1)?.into_vec(be)
+        be.layer_norm_t(&LayerNormProblem { rows: x.len() / D, width: D, eps }, x, &gb.0, &gb.1)
     }
 }
 
@@ -93,10 +102,6 @@ struct Decoder {
     layers: Vec<DecoderLayer>,
     query_scale: Mlp,
     ref_point_head: Mlp,
-}
-
-fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
 /// max(x, 0) keeping NaN, as torch.relu does.
@@ -164,33 +169,31 @@ impl Decoder {
 
 impl DecoderLayer {
     /// Self-attention over all queries, deformable cross-attention into `memory` at the boxes
-    /// `refs [n, 4]`, FFN; post-norm.
-    fn run(&self, be: &dyn Backend, x: &[f32], qpos: &[f32], refs: &[f32], memory: &Memory) -> Result<Vec<f32>> {
+    /// `refs [n, 4]`, FFN; post-norm. `x` and `qpos` stay where `be` computes; only the boxes cross.
+    fn run(&self, be: &dyn Backend, x: &Tensor, qpos: &Tensor, refs: &[f32], memory: &Memory) -> Result<Tensor> {
         let n = x.len() / D;
         // nn.MultiheadAttention: rows of in_proj are q | k | v; q = k = x + qpos, v = x
-        let qk_in = add(x, qpos);
+        let qk_in = be.add_t(x, qpos)?;
         let [wq, wk, wv] = &self.in_proj;
-        let (q, k, v) = (wq.run(be, &qk_in, Activation::None)?, wk.run(be, &qk_in, Activation::None)?, wv.run(be, x, Activation::None)?);
+        let (q, k, v) = (wq.run_t(be, &qk_in, Activation::None)?, wk.run_t(be, &qk_in, Activation::None)?, wv.run_t(be, x, Activation::None)?);
+        drop(qk_in);
         let ap = AttentionProblem { batch: 1, heads: HEADS, q_len: n, k_len: n, head_dim: D / HEADS, scale: ((D / HEADS) as f32).powf(-0.5) };
-        let sa = self.out_proj.run(be, &be.attention(&ap, &q, &k, &v, None)?, Activation::None)?;
-        let x = self.norm2.run(be, &add(x, &sa), LN_EPS)?;
-        // deformable cross-attention with 4-D reference boxes (the same box at every level)
-        let query = add(&x, qpos);
-        let offsets = self.sampling_offsets.run(be, &query, Activation::None)?;
-        let logits = self.attention_weights.run(be, &query, Activation::None)?;
-        // the memory and its value projection stay where `be` computes; only the queries' inputs
-        // and the sampled features cross
+        let sa = be.attention_t(&ap, &q, &k, &v)?;
+        let x = self.norm2.run_t(be, &self.out_proj.run_res(be, &sa, Activation::None, Some(x))?, LN_EPS)?;
+        // deformable cross-attention with 4-D reference boxes (the same box at every level), on
+        // the memory where it lives
+        let query = be.add_t(&x, qpos)?;
+        let offsets = self.sampling_offsets.run_t(be, &query, Activation::None)?;
+        let logits = self.attention_weights.run_t(be, &query, Activation::None)?;
+        drop(query);
         let value = self.value_proj.run_t(be, memory.data, Activation::None)?;
         let reference: Vec<f32> = refs.chunks_exact(4).flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied()).collect();
         let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, memory.shapes, Form::Fused(RefKind::Boxes));
-        let on = |what: &str, v: Vec<f32>| Tensor::on(be, what, v);
-        let sampled = be.ms_deform_attn_t(&p, &value, &on("reference boxes", reference)?, &on("sampling offsets", offsets)?, &on("attention logits", logits)?)?;
-        drop(value);
-        let ca = self.output_proj.run(be, &sampled.into_vec(be)?, Activation::None)?;
-        let x = self.norm1.run(be, &add(&x, &ca), LN_EPS)?;
-        let h = self.linear1.run(be, &x, Activation::Relu)?;
-        let y = self.linear2.run(be, &h, Activation::None)?;
-        self.norm3.run(be, &add(&x, &y), LN_EPS)
+        let sampled = be.ms_deform_attn_t(&p, &value, &Tensor::on(be, "reference boxes", reference)?, &offsets, &logits)?;
+        drop((value, offsets, logits));
+        let x = self.norm1.run_t(be, &self.output_proj.run_res(be, &sampled, Activation::None, Some(&x))?, LN_EPS)?;
+        let h = self.linear1.run_t(be, &x, Activation::Relu)?;
+        self.norm3.run_t(be, &self.linear2.run_res(be, &h, Activation::None, Some(&x))?, LN_EPS)
     }
 }
 
@@ -220,7 +223,7 @@ pub struct Outputs {
 /// One decoder pass: the last layer's features, its refined boxes, and the boxes it started from
 /// (which the heads refine again, as hoi.py does).
 struct Decoded {
-    x: Vec<f32>,
+    x: Tensor,
     sub: Vec<f32>,
     obj: Vec<f32>,
     sub_before: Vec<f32>,
@@ -279,17 +282,19 @@ impl Decoders {
     /// decoder (refs the mean of each pair, refinements from the verb features). Returns the last
     /// layer's features and boxes (see [`Decoded`]).
     #[allow(clippy::too_many_arguments)]
-    fn decode(&self, be: &dyn Backend, dec: &Decoder, bbox_base: usize, mut x: Vec<f32>, mut sub: Vec<f32>, mut obj: Vec<f32>, parse: bool, memory: &Memory) -> Result<Decoded> {
+    fn decode(&self, be: &dyn Backend, dec: &Decoder, bbox_base: usize, x: Vec<f32>, mut sub: Vec<f32>, mut obj: Vec<f32>, parse: bool, memory: &Memory) -> Result<Decoded> {
         let np = sub.len() / 4;
         let (mut before_sub, mut before_obj) = (sub.clone(), obj.clone());
+        // the queries stay where `be` computes; the boxes (np × 4) are refined on the host
+        let mut x = Tensor::on(be, "queries", x)?;
         for (k, layer) in dec.layers.iter().enumerate() {
             let refs: Vec<f32> = if parse { [sub.as_slice(), obj.as_slice()].concat() } else { sub.iter().zip(&obj).map(|(a, b)| 0.5 * (a + b)).collect() };
-            let raw = dec.ref_point_head.run(be, &sine4(&refs))?;
-            let qpos = if k == 0 { raw } else { dec.query_scale.run(be, &x)?.iter().zip(&raw).map(|(a, b)| a * b).collect() };
+            let raw = dec.ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&refs))?)?;
+            let qpos = if k == 0 { raw } else { be.mul_t(&dec.query_scale.run_t(be, &x)?, &raw)? };
             x = layer.run(be, &x, &qpos, &refs, memory)?;
-            let (xs, xo) = if parse { (&x[..np * D], &x[np * D..]) } else { (&x[..], &x[..]) };
-            let ds = self.sub_bbox[bbox_base + k].run(be, xs)?;
-            let d_o = self.obj_bbox[bbox_base + k].run(be, xo)?;
+            let (xs, xo) = if parse { (be.slice_t(&x, 0, np * D)?, be.slice_t(&x, np * D, np * D)?) } else { (x.clone(), x.clone()) };
+            let ds = self.sub_bbox[bbox_base + k].run_t(be, &xs)?.into_vec(be)?;
+            let d_o = self.obj_bbox[bbox_base + k].run_t(be, &xo)?.into_vec(be)?;
             before_sub = sub.clone();
             before_obj = obj.clone();
             sub = sub.iter().zip(&ds).map(|(r, d)| sigmoid(d + inverse_sigmoid(*r))).collect();
@@ -304,6 +309,7 @@ impl Decoders {
         let np = self.num_queries / 2;
         let refs: Vec<f32> = self.refpoint.iter().map(|&v| sigmoid(v)).collect();
         let Decoded { x: hs, sub, obj, sub_before, obj_before } = self.decode(be, &self.ho, 0, self.tgt.clone(), refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
+        let hs = hs.into_vec(be)?;
         // verb queries: MBF(h_s, h_o) + verb_tgt[:Np] + verb_tgt[Np:]
         let (hs_s, hs_o) = (&hs[..np * D], &hs[np * D..]);
         let mut mbf = vec![0f32; np * D];
@@ -316,7 +322,7 @@ impl Decoders {
         }
         let verb_x: Vec<f32> = (0..np * D).map(|i| relu(mbf[i]) + self.verb_tgt[i] + self.verb_tgt[np * D + i]).collect();
         let nl = self.ho.layers.len();
-        let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, memory)?.x;
+        let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, memory)?.x.into_vec(be)?;
         // heads (last layer): boxes from the last ho layer's refinement of its input boxes
         let last = nl - 1;
         let sub_boxes: Vec<f32> = self.sub_bbox[last].run(be, hs_s)?.iter().zip(&sub_before).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect();

@@ -120,6 +120,30 @@ impl<R: Runtime> CubeclBackend<R> {
         Ok(self.tensor(y))
     }
 
+    pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let (a, b) = (self.resident("mul", "a", a)?, self.resident("mul", "b", b)?);
+        let y = self.out("mul", a.1)?;
+        let cubes = self.row_cubes(a.1.div_ceil(256));
+        // SAFETY: equal lengths checked by `mul_t`; the kernel stops at n.
+        self.enqueue(|| unsafe { dense::mul::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&a), arg(&b), arg(&y), a.1 as u32) })?;
+        Ok(self.tensor(y))
+    }
+
+    pub(super) fn attention_tensor(&self, p: &crate::problem::AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        const OP: &str = crate::problem::attention::OP;
+        if p.k_len > super::ATTENTION_MAX_KEYS || p.head_dim > super::ATTENTION_MAX_HEAD_DIM {
+            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head", p.k_len, p.head_dim, super::ATTENTION_MAX_KEYS, super::ATTENTION_MAX_HEAD_DIM) });
+        }
+        let (qb, kb, vb) = (self.resident(OP, "q", q)?, self.resident(OP, "k", k)?, self.resident(OP, "v", v)?);
+        let y = self.out(OP, qb.1)?;
+        let cubes = self.row_cubes(p.batch * p.heads * p.q_len);
+        // SAFETY: lengths checked by `attention_t`; one cube per (b, h, query row), extra cubes terminate.
+        self.enqueue(|| unsafe {
+            dense::attention::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&qb), arg(&kb), arg(&vb), arg(&qb), arg(&y), p.batch as u32, p.heads as u32, p.q_len as u32, p.k_len as u32, p.head_dim as u32, p.scale, false)
+        })?;
+        Ok(self.tensor(y))
+    }
+
     pub(super) fn layer_norm_tensor(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
         const OP: &str = crate::problem::layer_norm::OP;
         let (x, g, b) = (self.resident(OP, "x", x)?, self.resident(OP, "gamma", gamma)?, self.resident(OP, "beta", beta)?);

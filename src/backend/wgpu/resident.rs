@@ -94,9 +94,28 @@ impl WgpuBackend {
     }
 
     pub(super) fn add_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.elementwise("add", 0, a, b)
+    }
+
+    pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.elementwise("mul", 1, a, b)
+    }
+
+    /// `dense.wgsl`'s `add` entry: flags 0 adds, 1 multiplies.
+    fn elementwise(&self, op: &'static str, flags: u32, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let (gx, gy, grid_x) = self.row_grid(a.len().div_ceil(256));
-        let dims = DenseDims { m: a.len() as u32, grid_x, ..Default::default() };
-        self.dense_t("add", "add", dims, &[("a", Some(a)), ("b", Some(b))], a.len(), (gx, gy))
+        let dims = DenseDims { m: a.len() as u32, flags, grid_x, ..Default::default() };
+        self.dense_t(op, "add", dims, &[("a", Some(a)), ("b", Some(b))], a.len(), (gx, gy))
+    }
+
+    pub(super) fn attention_tensor(&self, p: &crate::problem::AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        const OP: &str = crate::problem::attention::OP;
+        if p.k_len > super::ATTENTION_MAX_KEYS || p.head_dim > super::ATTENTION_MAX_HEAD_DIM {
+            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head", p.k_len, p.head_dim, super::ATTENTION_MAX_KEYS, super::ATTENTION_MAX_HEAD_DIM) });
+        }
+        let (gx, gy, grid_x) = self.row_grid(p.batch * p.heads * p.q_len);
+        let dims = DenseDims { scale: p.scale, batch: p.batch as u32, heads: p.heads as u32, q_len: p.q_len as u32, k_len: p.k_len as u32, head_dim: p.head_dim as u32, has_mask: 0, grid_x, ..Default::default() };
+        self.dense_t(OP, "attention", dims, &[("q", Some(q)), ("k", Some(k)), ("v", Some(v)), ("mask", None)], q.len(), (gx, gy))
     }
 
     pub(super) fn layer_norm_tensor(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
