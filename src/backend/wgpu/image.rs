@@ -1,9 +1,6 @@
 //! The image front's ops on the wgpu backend (`shaders/image.wgsl`), on resident tensors: conv2d
 //! as an implicit GEMM (no column buffer), max pooling, GroupNorm, flatten into token rows.
 
-use wgpu::util::DeviceExt;
-
-use super::resident::TENSOR_USAGE;
 use super::WgpuBackend;
 use crate::backend::image::{pool_out, GroupNormShape};
 use crate::backend::Tensor;
@@ -33,57 +30,19 @@ struct ImageParams {
 }
 
 impl WgpuBackend {
-    /// One `image.wgsl` entry point: `inputs` at bindings 1.. (`None`: a placeholder), `out` at 5.
+    /// One `image.wgsl` entry point on tensors, writing `out`.
     fn image_op(&self, op: &'static str, entry: &'static str, params: ImageParams, inputs: &[(&str, Option<&Tensor>)], out: &wgpu::Buffer, groups: (u32, u32, u32)) -> Result<()> {
-        let max = self.limits.max_compute_workgroups_per_dimension;
-        if groups.0 > max || groups.1 > max || groups.2 > max {
-            return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
-        }
-        let mut bufs = Vec::with_capacity(inputs.len());
-        for (what, t) in inputs {
-            bufs.push(match t {
-                Some(t) => self.resident(op, what, t)?,
-                None => self.buffer(op, what, bytemuck::cast_slice(&[0f32]), wgpu::BufferUsages::STORAGE)?,
-            });
-        }
         let key = match entry {
             "conv" => "image.conv",
             "max_pool" => "image.max_pool",
             "group_norm" => "image.group_norm",
             _ => "image.to_tokens",
         };
-        let pipeline = self.pipeline(&self.image, key, entry)?;
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("image params"), contents: bytemuck::bytes_of(&params), usage: wgpu::BufferUsages::UNIFORM });
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-        for (i, b) in bufs.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: b.as_entire_binding() });
-        }
-        entries.push(wgpu::BindGroupEntry { binding: 5, resource: out.as_entire_binding() });
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-            self.dispatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.queue.submit([enc.finish()]);
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(super::device_err(format!("{entry}: {e}"))),
-            None => Ok(()),
-        }
-    }
-
-    /// A fresh `len`-element tensor buffer for `op`.
-    fn fresh(&self, op: &'static str, len: usize) -> Result<(wgpu::Buffer, Tensor)> {
-        let buf = self.empty(op, "output", (len.max(1) * 4) as u64, TENSOR_USAGE)?;
-        Ok((buf.clone(), Tensor::device(self.id, len, buf)))
+        self.run_entry(op, &self.image, key, entry, bytemuck::bytes_of(&params), inputs, out, groups)
     }
 
     pub(super) fn empty_tensor(&self, len: usize) -> Result<Tensor> {
-        Ok(self.fresh("empty", len)?.1)
+        Ok(self.output("empty", len)?.1)
     }
 
     pub(super) fn conv2d_tensor(&self, p: &Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
@@ -108,7 +67,7 @@ impl WgpuBackend {
             flags: relu | ((residual.is_some() as u32) << 3),
             ..Default::default()
         };
-        let (out, t) = self.fresh(OP, p.batch * p.out_c * oh * ow)?;
+        let (out, t) = self.output(OP, p.batch * p.out_c * oh * ow)?;
         let groups = ((oh * ow).div_ceil(64) as u32, p.out_c.div_ceil(64) as u32, p.batch as u32);
         self.image_op(OP, "conv", params, &[("x", Some(x)), ("weight", Some(weight)), ("bias", Some(bias)), ("residual", residual.as_ref())], &out, groups)?;
         Ok(t)
@@ -119,14 +78,14 @@ impl WgpuBackend {
         let total = planes * oh * ow;
         let (gx, gy, grid_x) = self.row_grid(total.div_ceil(256));
         let params = ImageParams { h: h as u32, w: w as u32, out_h: oh as u32, out_w: ow as u32, grid_x, total: total as u32, ..Default::default() };
-        let (out, t) = self.fresh("max_pool", total)?;
+        let (out, t) = self.output("max_pool", total)?;
         self.image_op("max_pool", "max_pool", params, &[("x", Some(x))], &out, (gx, gy, 1))?;
         Ok(t)
     }
 
     pub(super) fn group_norm_tensor(&self, s: &GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
         let params = ImageParams { in_c: s.channels as u32, h: 1, w: s.plane as u32, groups: s.groups as u32, eps: s.eps, ..Default::default() };
-        let (out, t) = self.fresh("group_norm", x.len())?;
+        let (out, t) = self.output("group_norm", x.len())?;
         self.image_op("group_norm", "group_norm", params, &[("x", Some(&x)), ("gamma", Some(gamma)), ("beta", Some(beta))], &out, (s.groups as u32, s.batch as u32, 1))?;
         Ok(t)
     }

@@ -184,9 +184,14 @@ impl WgpuBackend {
 
     /// Records one dispatch in `pass` and counts it.
     fn dispatch(&self, pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32)) {
+        self.dispatch3(pass, pipeline, bind, (groups.0, groups.1, 1));
+    }
+
+    /// [`Self::dispatch`] on a 3-D grid.
+    fn dispatch3(&self, pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32, u32)) {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(groups.0, groups.1, 1);
+        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         self.dispatches.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -214,15 +219,16 @@ impl WgpuBackend {
         }
         let out_bytes = (out_len.max(1) * 4) as u64;
         let out = self.empty(op, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
-        let (pipeline, bind) = self.bind_dense(key, entry, dims, &bufs.iter().collect::<Vec<_>>(), &out)?;
+        let (pipeline, bind) = self.bind_module(&self.dense, key, entry, bytemuck::bytes_of(&dims), &bufs.iter().collect::<Vec<_>>(), &out)?;
         Ok(WgpuRun { be: self, label: entry, pipeline, bind, out, out_bytes, groups, dtype: DType::F32 })
     }
 
-    /// The pipeline of `dense.wgsl`'s `entry` (cached under `key`) bound to `dims`, `inputs` at
-    /// bindings 1.. and `out` at binding 5.
-    fn bind_dense(&self, key: &'static str, entry: &'static str, dims: DenseDims, inputs: &[&wgpu::Buffer], out: &wgpu::Buffer) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup)> {
-        let pipeline = self.pipeline(&self.dense, key, entry)?;
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("dims"), contents: bytemuck::bytes_of(&dims), usage: wgpu::BufferUsages::UNIFORM });
+    /// The pipeline of `entry` in `module` (cached under `key`) bound to the uniform `params` at
+    /// binding 0, `inputs` at bindings 1.. and `out` at binding 5 (the layout of `dense.wgsl` and
+    /// `image.wgsl`).
+    fn bind_module(&self, module: &wgpu::ShaderModule, key: &'static str, entry: &'static str, params: &[u8], inputs: &[&wgpu::Buffer], out: &wgpu::Buffer) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup)> {
+        let pipeline = self.pipeline(module, key, entry)?;
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: params, usage: wgpu::BufferUsages::UNIFORM });
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         for (i, buf) in inputs.iter().enumerate() {

@@ -42,18 +42,18 @@ impl WgpuBackend {
     }
 
     /// A fresh device tensor of `len` elements for `op`'s output.
-    fn output(&self, op: &'static str, len: usize) -> Result<(wgpu::Buffer, Tensor)> {
+    pub(super) fn output(&self, op: &'static str, len: usize) -> Result<(wgpu::Buffer, Tensor)> {
         let buf = self.empty(op, "output", (len.max(1) * 4) as u64, TENSOR_USAGE)?;
         Ok((buf.clone(), Tensor::device(self.id, len, buf)))
     }
 
     /// Records one dispatch of `pipeline` and submits it (no wait).
-    fn submit(&self, label: &str, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32)) -> Result<()> {
+    fn submit(&self, label: &str, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32, u32)) -> Result<()> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
-            self.dispatch(&mut pass, pipeline, bind, groups);
+            self.dispatch3(&mut pass, pipeline, bind, groups);
         }
         self.queue.submit([enc.finish()]);
         match pollster::block_on(scope.pop()) {
@@ -62,10 +62,13 @@ impl WgpuBackend {
         }
     }
 
-    /// One `dense.wgsl` entry point on tensors (`None`: an unused binding's placeholder).
-    fn dense_t(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, Option<&Tensor>)], out_len: usize, groups: (u32, u32)) -> Result<Tensor> {
+    /// One entry point of `dense.wgsl` or `image.wgsl` (`module`, pipeline key `key`) on tensors,
+    /// writing `out`: `inputs` at bindings 1.. (`None`: an unused binding's placeholder), submitted
+    /// without waiting.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_entry(&self, op: &'static str, module: &wgpu::ShaderModule, key: &'static str, entry: &'static str, params: &[u8], inputs: &[(&str, Option<&Tensor>)], out: &wgpu::Buffer, groups: (u32, u32, u32)) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
-        if groups.0 > max || groups.1 > max {
+        if groups.0 > max || groups.1 > max || groups.2 > max {
             return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
         }
         let mut bufs = Vec::with_capacity(inputs.len());
@@ -75,9 +78,14 @@ impl WgpuBackend {
                 None => self.buffer(op, what, bytemuck::cast_slice(&[0f32]), wgpu::BufferUsages::STORAGE)?,
             });
         }
+        let (pipeline, bind) = self.bind_module(module, key, entry, params, &bufs.iter().collect::<Vec<_>>(), out)?;
+        self.submit(entry, &pipeline, &bind, groups)
+    }
+
+    /// One `dense.wgsl` entry point on tensors into a fresh `out_len` output.
+    fn dense_t(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, Option<&Tensor>)], out_len: usize, groups: (u32, u32)) -> Result<Tensor> {
         let (out, tensor) = self.output(op, out_len)?;
-        let (pipeline, bind) = self.bind_dense(super::dense_key(entry), entry, dims, &bufs.iter().collect::<Vec<_>>(), &out)?;
-        self.submit(entry, &pipeline, &bind, groups)?;
+        self.run_entry(op, &self.dense, super::dense_key(entry), entry, bytemuck::bytes_of(&dims), inputs, &out, (groups.0, groups.1, 1))?;
         Ok(tensor)
     }
 
@@ -133,7 +141,7 @@ impl WgpuBackend {
         let (output, tensor) = self.output(OP, pr.output_len())?;
         let bufs = MsDeformAttnBuffers { value: &value, sampling: &sampling, attention: &attention, reference: Some(&reference), output: &output };
         let (pipeline, bind, groups) = self.msda_bind(pr, DType::F32, &bufs)?;
-        self.submit("ms_deform_attn", &pipeline, &bind, groups)?;
+        self.submit("ms_deform_attn", &pipeline, &bind, (groups.0, groups.1, 1))?;
         Ok(tensor)
     }
 
