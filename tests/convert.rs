@@ -90,8 +90,9 @@ fn official_format_checkpoint_converts() {
     let config: Config = serde_json::from_str(&info[rlipv2::convert::META_CONFIG]).unwrap();
     assert_eq!(config, fixture_config());
     assert!(info[rlipv2::convert::META_ARGS].contains("\"RLIP_ParSeDA_v2\": true"));
-    // tools/official_model.py fills tensor i (state-dict order) with 0.001·(i mod 97) − 0.05
-    // (an alias holds the value of the key it aliases: one storage, written once)
+    // tools/official_model.py fills tensor i (state-dict order) with 0.001·(i mod 97) − 0.05, a
+    // BatchNorm running_var with 0.5 + 0.001·(i mod 97) (an alias holds the value of the key it
+    // aliases: one storage, written once)
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SCHEMA)).unwrap();
     let lines: Vec<Vec<&str>> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(' ').collect()).collect();
     let index = |key: &str| lines.iter().position(|f| f[0] == key).unwrap();
@@ -102,7 +103,8 @@ fn official_format_checkpoint_converts() {
             assert!(name.contains("_bbox_embed.") && name.starts_with("transformer.") || name.ends_with("position_ids"), "{name} missing");
             continue;
         };
-        let want = (0.001 * (i % 97) as f64 - 0.05) as f32; // computed in f64, stored as f32, as torch does
+        // computed in f64, stored as f32, as torch does
+        let want = if name.ends_with("running_var") { (0.5 + 0.001 * (i % 97) as f64) as f32 } else { (0.001 * (i % 97) as f64 - 0.05) as f32 };
         let data: &[f32] = bytemuck::cast_slice(t.data());
         assert_eq!(data.len(), t.shape().iter().product::<usize>());
         assert!(data.iter().all(|&x| x == want), "{name}: expected every value {want}, got {:?}", &data[..2.min(data.len())]);

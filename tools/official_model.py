@@ -152,6 +152,8 @@ def small_pth(repo, out, queries):
         seen[v.data_ptr()] = k
         if v.dtype == torch.int64:
             small[k] = v.clone()
+        elif k.endswith("running_var"):  # a variance is positive: FrozenBN's rsqrt stays finite
+            small[k] = torch.tensor([0.5 + 0.001 * (i % 97)], dtype=v.dtype).expand(v.shape)
         else:
             small[k] = torch.tensor([0.001 * (i % 97) - 0.05], dtype=v.dtype).expand(v.shape) if v.dim() else torch.tensor(0.5)
     optimizer = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2)}}, "param_groups": [{"lr": 1e-4, "params": [0]}]}
