@@ -256,24 +256,19 @@ pub(crate) fn flat_pos() -> usize {
     (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize * 256 + UNIT_POS as usize
 }
 
-/// `out = a + b` over `n` elements (the op-by-op round's residual adds).
+/// `out = a + b` (or `a · b` when `mul`) over `n` elements (the op-by-op round's residual adds,
+/// the graph's positions and query scaling).
 #[cube(launch_unchecked)]
-pub fn add(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32) {
+pub fn add(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32, #[comptime] mul: bool) {
     let i = flat_pos();
     if i >= n as usize {
         terminate!();
     }
-    out[i] = a[i] + b[i];
-}
-
-/// `out = a · b` over `n` elements.
-#[cube(launch_unchecked)]
-pub fn mul(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32) {
-    let i = flat_pos();
-    if i >= n as usize {
-        terminate!();
+    if comptime![mul] {
+        out[i] = a[i] * b[i];
+    } else {
+        out[i] = a[i] + b[i];
     }
-    out[i] = a[i] * b[i];
 }
 
 /// `dst[dst_at + i] = src[src_at + i]` for `i < n` (row copies between device tensors).

@@ -112,20 +112,20 @@ impl<R: Runtime> CubeclBackend<R> {
     }
 
     pub(super) fn add_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let (a, b) = (self.resident("add", "a", a)?, self.resident("add", "b", b)?);
-        let y = self.out("add", a.1)?;
-        let cubes = self.row_cubes(a.1.div_ceil(256));
-        // SAFETY: equal lengths checked by `add_t`; the kernel stops at n.
-        self.enqueue(|| unsafe { dense::add::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&a), arg(&b), arg(&y), a.1 as u32) })?;
-        Ok(self.tensor(y))
+        self.elementwise("add", a, b, false)
     }
 
     pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let (a, b) = (self.resident("mul", "a", a)?, self.resident("mul", "b", b)?);
-        let y = self.out("mul", a.1)?;
+        self.elementwise("mul", a, b, true)
+    }
+
+    /// `a + b`, or `a · b` when `mul` (one kernel, `dense::add`).
+    fn elementwise(&self, op: &'static str, a: &Tensor, b: &Tensor, mul: bool) -> Result<Tensor> {
+        let (a, b) = (self.resident(op, "a", a)?, self.resident(op, "b", b)?);
+        let y = self.out(op, a.1)?;
         let cubes = self.row_cubes(a.1.div_ceil(256));
-        // SAFETY: equal lengths checked by `mul_t`; the kernel stops at n.
-        self.enqueue(|| unsafe { dense::mul::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&a), arg(&b), arg(&y), a.1 as u32) })?;
+        // SAFETY: equal lengths checked by `add_t` / `mul_t`; the kernel stops at n.
+        self.enqueue(|| unsafe { dense::add::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&a), arg(&b), arg(&y), a.1 as u32, mul) })?;
         Ok(self.tensor(y))
     }
 

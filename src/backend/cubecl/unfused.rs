@@ -94,7 +94,7 @@ impl<'a, R: Runtime> Builder<'a, R> {
         let y = self.empty(a.1)?;
         let (be, a, b, out) = (self.be, a.clone(), b.clone(), y.clone());
         let cubes = be.row_cubes(a.1.div_ceil(256));
-        self.launches.push(("add", Box::new(move || unsafe { dense::add::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), a.arg(), b.arg(), out.arg(), a.1 as u32) })));
+        self.launches.push(("add", Box::new(move || unsafe { dense::add::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), a.arg(), b.arg(), out.arg(), a.1 as u32, false) })));
         Ok(y)
     }
 
