@@ -41,7 +41,8 @@ macro_rules! resident_ops {
             self.bind_round_weights(p, fw, bw).map(Some)
         }
         fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
-            self.sparse_fusion_tensor(p, memory, pos, lang, fw, bw, bound)
+            let _ = (fw, bw); // already laid out in `bound` (see `Backend::sparse_fusion_t`)
+            self.sparse_fusion_tensor(p, memory, pos, lang, bound)
         }
         fn empty_t_valid(&self, len: usize) -> Result<Tensor> {
             self.empty_tensor(len)
@@ -379,6 +380,7 @@ pub trait Backend {
         if at.checked_add(src.len()).is_none_or(|end| end > dst.len()) {
             return Err(Error::limit("write", "range", format!("{at}..+{} of a {}-element tensor", src.len(), dst.len())));
         }
+        self.make_resident("dst", dst)?;
         self.write_t_valid(dst, at, src)
     }
     /// [`Backend::write_t`] after the range was checked.
@@ -448,6 +450,7 @@ pub trait Backend {
         if c == 0 || tokens.len() % c != 0 || row0 + plane > tokens.len() / c {
             return Err(Error::limit("to_tokens", "tokens", format!("rows {row0}..{} of a {}-element tensor {c} wide", row0 + plane, tokens.len())));
         }
+        self.make_resident("tokens", tokens)?;
         self.to_tokens_t_valid(tokens, row0, level, c, plane)
     }
     /// [`Backend::to_tokens_t`] after the lengths were checked.
@@ -569,7 +572,7 @@ pub trait Backend {
     }
     /// [`Backend::sparse_fusion`] on tensors (every label valid): fuses `memory`'s last level in
     /// place and returns the new language state. `bound`: this round's
-    /// [`Backend::bind_sparse_fusion`] (without it a GPU backend uploads the weights for this call).
+    /// [`Backend::bind_sparse_fusion`] (without it the weights are bound for this call only).
     #[allow(clippy::too_many_arguments)]
     fn sparse_fusion_t(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
         const OP: &str = crate::problem::sparse_fusion::OP;
@@ -581,7 +584,25 @@ pub trait Backend {
         for (name, shape, got) in fw.tensors(&p.fusion).into_iter().chain(bw.tensors(&p.lang)) {
             check_len(OP, name, &shape, got.len())?;
         }
+        self.make_resident("memory", memory)?;
+        let made;
+        let bound = match bound {
+            Some(b) => Some(b),
+            None => {
+                made = self.bind_sparse_fusion(p, fw, bw)?;
+                made.as_ref()
+            }
+        };
         self.sparse_fusion_t_valid(p, memory, pos, lang, fw, bw, bound)
+    }
+
+    /// Replaces a tensor that an op writes in place by its copy on this backend when it lives
+    /// elsewhere (a host tensor given to a GPU backend); a host backend refuses a device tensor.
+    fn make_resident(&self, what: &str, t: &mut Tensor) -> Result<()> {
+        if t.owner() != self.owner_id() {
+            *t = self.bind(what, t)?;
+        }
+        Ok(())
     }
     /// [`Backend::sparse_fusion_t`] after the lengths were checked.
     #[allow(clippy::too_many_arguments)]

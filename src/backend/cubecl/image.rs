@@ -69,9 +69,6 @@ impl<R: Runtime> CubeclBackend<R> {
     }
 
     pub(super) fn to_tokens_tensor(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
-        if tokens.as_host().is_some() {
-            *tokens = self.bind_tensor("tokens", tokens)?;
-        }
         let (tb, lb) = (self.resident("to_tokens", "tokens", tokens)?, self.resident("to_tokens", "level", level)?);
         let total = c * plane;
         let cubes = self.row_cubes(total.div_ceil(256));

@@ -177,9 +177,6 @@ impl<R: Runtime> CubeclBackend<R> {
     }
 
     pub(super) fn write_tensor(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
-        if dst.as_host().is_some() {
-            *dst = self.bind_tensor("dst", dst)?;
-        }
         let (d, s) = (self.resident("write", "dst", dst)?, self.resident("write", "src", src)?);
         self.copy(&s, 0, &d, at, s.1.min(src.len()))
     }
@@ -193,25 +190,14 @@ impl<R: Runtime> CubeclBackend<R> {
     /// One round on device tensors, as the wgpu backend's: rows, positions and language copied
     /// into the arena after the bound weights, the 8 launches, the fused rows copied back over
     /// `memory`'s last level and the language output into a new tensor; no sync.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn sparse_fusion_tensor(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
-        let made;
-        let bound = match bound {
-            Some(t) => t,
-            None => {
-                made = self.bind_round_weights(p, fw, bw)?;
-                &made
-            }
-        };
+    pub(super) fn sparse_fusion_tensor(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, bound: Option<&Tensor>) -> Result<Tensor> {
+        let bound = bound.ok_or_else(|| Error::Device { backend: self.kind.name().into(), reason: "sparse_fusion: the round's weights are not bound".into() })?;
         let br = bound.buffer::<BoundRound>(self.id, self.kind.name(), "round weights")?;
         let r = fusion_plan::sparse_fusion_layout(self.kind.name(), p, &br.offsets)?;
         let bytes = r.arena_bytes();
         let max = self.client.properties().memory.max_page_size;
         if bytes > max {
             return Err(Error::Unsupported { op: SF_OP, backend: self.kind.name().into(), reason: format!("the round's arena (inputs, weights and intermediates) needs {bytes} bytes, but the device allocates at most {max} bytes per buffer") });
-        }
-        if memory.as_host().is_some() {
-            *memory = self.bind_tensor("memory", memory)?;
         }
         let mem = self.resident(SF_OP, "memory", memory)?;
         let (posb, langb) = (self.resident(SF_OP, "pos", pos)?, self.resident(SF_OP, "lang", lang)?);

@@ -166,23 +166,12 @@ impl WgpuBackend {
     /// copied into the arena after the bound weights, the 8 launches run, the fused rows are
     /// copied back over `memory`'s last level and the language output into a new tensor; one
     /// submission, no wait.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn sparse_fusion_tensor(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
-        let made;
-        let bound = match bound {
-            Some(t) => t,
-            None => {
-                made = self.bind_round_weights(p, fw, bw)?;
-                &made
-            }
-        };
+    pub(super) fn sparse_fusion_tensor(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, bound: Option<&Tensor>) -> Result<Tensor> {
+        let bound = bound.ok_or_else(|| device_err("sparse_fusion: the round's weights are not bound"))?;
         let br = bound.buffer::<BoundRound>(self.id, "wgpu", "round weights")?;
         let r = fusion_plan::sparse_fusion_layout("wgpu", p, &br.offsets)?;
         let bytes = r.arena_bytes();
         self.check_size(SF_OP, "arena (inputs, weights and intermediates)", bytes)?;
-        if memory.as_host().is_some() {
-            *memory = self.bind_tensor("memory", memory)?;
-        }
         let mem = self.resident(SF_OP, "memory", memory)?;
         let (posb, langb) = (self.resident(SF_OP, "pos", pos)?, self.resident(SF_OP, "lang", lang)?);
         let mut cached = br.arena.lock().unwrap_or_else(|e| e.into_inner());

@@ -91,9 +91,6 @@ impl WgpuBackend {
     }
 
     pub(super) fn to_tokens_tensor(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
-        if tokens.as_host().is_some() {
-            *tokens = self.bind_tensor("tokens", tokens)?;
-        }
         let out = self.resident("to_tokens", "tokens", tokens)?;
         let total = c * plane;
         let (gx, gy, grid_x) = self.row_grid(total.div_ceil(256));

@@ -153,9 +153,6 @@ impl WgpuBackend {
     }
 
     pub(super) fn write_tensor(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
-        if dst.as_host().is_some() {
-            *dst = self.bind_tensor("dst", dst)?;
-        }
         let d = self.resident("write", "dst", dst)?;
         let s = self.resident("write", "src", src)?;
         self.copy(&s, 0, &d, at, src.len());
