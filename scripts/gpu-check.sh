@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # GPU check for a lent CUDA machine (which has no Rust toolchain). Build here first:
 #   cargo build --release --features cuda && cargo test --release --features cuda --no-run
-#   scripts/gpu-check.sh --stage      # copies the binaries to .gpu-bin/ (git-ignored), stripped
+#   OFFICIAL_REPO=/tmp/off scripts/gpu-check.sh --stage   # binaries to .gpu-bin/ (git-ignored), stripped;
+#                                     # the official Python tree to .official/repo (for `e2e`)
 # then run on the device with carry [.gpu-bin.tar.xz, .gl, .official]:
-#   bash scripts/gpu-check.sh [msda] [fusion] [graph] [suite]   # msda fusion graph when none is named
+#   bash scripts/gpu-check.sh [msda] [fusion] [graph] [e2e] [suite]   # msda fusion graph when none is named
+# `e2e` (carry .official/repo: the official Python tree) times `rlipv2 detect` at 800x1066 on every
+# backend and the official model in fp32 on the same card (tools/official_time.py).
 # `suite` runs `rlipv2 bench suite` on every backend (bench.json/md/svg under $OUT/suite) and the
 # examples (stage them with `cargo build --release --features cuda --examples` first).
 # It runs the backend tests with cubecl-cuda, wgpu and cubecl-wgpu required, the side-by-side
@@ -23,6 +26,11 @@ if [ "${1:-}" = "--stage" ]; then
     cp "$t" .gpu-bin/$name
   done
   strip .gpu-bin/*
+  # the official Python tree for `e2e` (OFFICIAL_REPO: see tools/official_tree.sh); its figures stay
+  if [ -n "${OFFICIAL_REPO:-}" ]; then
+    rm -rf .official/repo && mkdir -p .official && cp -r "$OFFICIAL_REPO" .official/repo && rm -rf .official/repo/assets
+    find .official/repo -name __pycache__ -prune -exec rm -rf {} +
+  fi
   # carry is limited to 64 MiB: ship the binaries compressed
   tar -cJf .gpu-bin.tar.xz .gpu-bin
   du -sh .gpu-bin .gpu-bin.tar.xz
@@ -50,6 +58,26 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 echo "== backends" | tee "$OUT/log.txt"
 .gpu-bin/rlipv2 backends 2>&1 | tee -a "$OUT/log.txt"
 
+# The full-size fixture model (every tensor of RLIP_ParSeDA_v2 R50, q128) converted with baked label
+# embeddings, through a byte-level tokenizer.json written here: convert_fixture DIR → DIR/m.safetensors
+convert_fixture() {
+local work=$1
+python3 - "$work/tok.json" <<'PY'
+import json, sys
+vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{chr(b): 4 + b - 33 for b in range(33, 127)}, "\u0120": 98}
+sp = lambda i, s: {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": True, "special": True}
+json.dump({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [sp(0, "<s>"), sp(1, "<pad>"), sp(2, "</s>"), sp(3, "<unk>")], "normalizer": None,
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+           "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0], "trim_offsets": True, "add_prefix_space": False},
+           "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+           "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": False, "vocab": vocab, "merges": []}}, open(sys.argv[1], "w"))
+PY
+.gpu-bin/rlipv2 convert tests/fixtures/official_format_r50_parseda_v2_q128.pth "$work/m.safetensors" --tokenizer "$work/tok.json" 2>&1 | tail -2 | tee -a "$OUT/log.txt"
+}
+
+# the official CUDA op's source: in the official tree, or staged alone (older runs)
+msda_src=.official/repo/models/ops/src
+[ -d "$msda_src" ] || msda_src=.official/ops/src
 sections="${*:-msda fusion graph}"
 if [[ " $sections " == *" msda "* ]]; then
 echo "== tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
@@ -61,7 +89,7 @@ for form in official fused-boxes; do
 done
 
 echo "== official CUDA op and grid_sample on the same card" | tee -a "$OUT/log.txt"
-PYTHONUNBUFFERED=1 timeout 300 python3 tools/msda_cuda_official_bench.py .official/ops/src 2>&1 | tail -25 | tee -a "$OUT/log.txt"
+PYTHONUNBUFFERED=1 timeout 300 python3 tools/msda_cuda_official_bench.py "$msda_src" 2>&1 | tail -25 | tee -a "$OUT/log.txt"
 fi
 
 if [[ " $sections " == *" fusion "* ]]; then
@@ -78,23 +106,28 @@ for t in conv2d text_encoder image_front encoder resident_ops detect_graph; do
 done
 echo "== detect end to end (fixture weights, 800x1066 after resize)" | tee -a "$OUT/log.txt"
 work=$(mktemp -d)
-python3 - "$work/tok.json" <<'PY'
-import json, sys
-vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{chr(b): 4 + b - 33 for b in range(33, 127)}, "\u0120": 98}
-sp = lambda i, s: {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": True, "special": True}
-json.dump({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [sp(0, "<s>"), sp(1, "<pad>"), sp(2, "</s>"), sp(3, "<unk>")], "normalizer": None,
-           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-           "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0], "trim_offsets": True, "add_prefix_space": False},
-           "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
-           "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": False, "vocab": vocab, "merges": []}}, open(sys.argv[1], "w"))
-PY
-.gpu-bin/rlipv2 convert tests/fixtures/official_format_r50_parseda_v2_q128.pth "$work/m.safetensors" --tokenizer "$work/tok.json" 2>&1 | tail -2 | tee -a "$OUT/log.txt"
+convert_fixture "$work"
 for be in cpu cubecl-cuda wgpu; do
   echo "-- detect --backend $be" | tee -a "$OUT/log.txt"
   for i in 1 2; do
     timeout 240 .gpu-bin/rlipv2 detect --weights "$work/m.safetensors" tests/fixtures/images/rgb_64x48.png --backend $be --out "$work/out-$be" --profile 2>&1 | grep -E "backend:|ms$|error" | tee -a "$OUT/log.txt"
   done
 done
+rm -rf "$work"
+fi
+
+if [[ " $sections " == *" e2e "* ]]; then
+echo "== end to end at 800x1066 on this card: official PyTorch fp32 vs rlipv2 detect (#5 GPU target)" | tee -a "$OUT/log.txt"
+work=$(mktemp -d)
+convert_fixture "$work"
+# three images that the official size rule maps to 800x1066: the first pays binding and compiles
+for i in 1 2 3; do cp tests/fixtures/images/rgb_64x48.png "$work/img$i.png"; done
+for be in cubecl-cuda wgpu cubecl-wgpu cpu; do
+  echo "-- rlipv2 detect --backend $be (images 1..3)" | tee -a "$OUT/log.txt"
+  timeout 150 .gpu-bin/rlipv2 detect --weights "$work/m.safetensors" "$work"/img{1,2,3}.png --backend $be --out "$work/out-$be" --profile 2>&1 | grep -E "backend:|image|total|ms$|MB|error" | tee -a "$OUT/log.txt"
+done
+echo "-- official model (tools/official_time.py; MSDA op built from .official/repo/models/ops/src)" | tee -a "$OUT/log.txt"
+PYTHONUNBUFFERED=1 timeout 300 python3 tools/official_time.py .official/repo 5 --cuda --msda-src "$msda_src" 2>&1 | tail -15 | tee -a "$OUT/log.txt"
 rm -rf "$work"
 fi
 

@@ -21,7 +21,7 @@ import types
 
 # Imported by the official training/data code but not needed to build the model: any module
 # under these names becomes an inert stub package.
-STUBBED = {"MultiScaleDeformableAttention", "cv2", "submitit", "wandb", "panopticapi", "lvis", "matplotlib", "seaborn", "skimage", "sklearn", "pandas", "PIL_stub"}
+STUBBED = {"MultiScaleDeformableAttention", "pycocotools", "cv2", "submitit", "wandb", "panopticapi", "lvis", "matplotlib", "seaborn", "skimage", "sklearn", "pandas", "PIL_stub"}
 
 
 class _Stub(types.ModuleType):
@@ -76,8 +76,41 @@ def official_args(repo, queries):
     return parser.parse_args(flags)
 
 
+def patch_transformers_5():
+    """The official code imports transformers 4.5.1's pruning and chunking helpers from
+    `modeling_utils`; later releases moved them to `pytorch_utils` or dropped them (pruning is never
+    used at inference). Lets the same tools run on a GPU image with a newer transformers."""
+    import transformers.modeling_utils as mu
+    try:
+        import transformers.pytorch_utils as pu
+    except ImportError:
+        pu = None
+
+    def dropped(*_a, **_k):
+        raise NotImplementedError("head pruning is not part of inference")
+
+    for name in ("find_pruneable_heads_and_indices", "prune_linear_layer", "apply_chunking_to_forward"):
+        if not hasattr(mu, name):
+            setattr(mu, name, getattr(pu, name, dropped))
+
+    # the official language-side RobertaLayer (models/modeling_roberta.py) calls 4.5.1's
+    # encoder-case mask helper: (1 - mask) · -10000 in the model's dtype
+    from transformers.models.roberta.modeling_roberta import RobertaPreTrainedModel
+
+    def get_extended_attention_mask(self, attention_mask, input_shape, device=None):
+        if attention_mask.dim() not in (2, 3):
+            raise ValueError(f"attention_mask of shape {tuple(attention_mask.shape)} for input {tuple(input_shape)}")
+        ext = attention_mask[:, None, :, :] if attention_mask.dim() == 3 else attention_mask[:, None, None, :]
+        return (1.0 - ext.to(dtype=self.dtype)) * -10000.0
+
+    if not hasattr(RobertaPreTrainedModel, "get_extended_attention_mask"):
+        RobertaPreTrainedModel.get_extended_attention_mask = get_extended_attention_mask
+
+
 def patch_offline():
     import transformers
+
+    patch_transformers_5()
 
     class StubTokenizer:
         pass
@@ -95,8 +128,9 @@ def patch_offline():
     torch.load = lambda f, *a, **k: torchvision.models.resnet50().state_dict() if isinstance(f, str) and f.startswith("/mnt") else real_load(f, *a, **k)
 
 
-def patch_msda():
-    """The official CUDA op → its grid_sample twin from the same file (ms_deform_attn_core_pytorch)."""
+def patch_msda(op=None):
+    """The official CUDA op: `op` (the built extension module, forward only) if given, else its
+    grid_sample twin from the same file (ms_deform_attn_core_pytorch)."""
     import importlib
 
     from models.ops.functions.ms_deform_attn_func import ms_deform_attn_core_pytorch
@@ -104,6 +138,8 @@ def patch_msda():
     class Twin:
         @staticmethod
         def apply(value, shapes, level_start_index, locations, weights, im2col_step):
+            if op is not None:
+                return op.ms_deform_attn_forward(value, shapes, level_start_index, locations, weights, im2col_step)
             return ms_deform_attn_core_pytorch(value, shapes, locations, weights)
 
     for mod in ("models.ops.modules.ms_deform_attn", "models.dab_deformable.ops.modules.ms_deform_attn"):
@@ -113,11 +149,11 @@ def patch_msda():
             pass
 
 
-def build(repo, queries):
+def build(repo, queries, msda_op=None):
     patch_offline()
     args = official_args(repo, queries)
     args.device = "cpu"
-    patch_msda()
+    patch_msda(msda_op)
     from models import build_model
 
     model, _, _ = build_model(args)

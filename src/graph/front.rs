@@ -42,7 +42,7 @@ pub struct ImageFront {
     level_embed: Vec<f32>,
     /// The projections' tensors on the backend last used.
     bound: Binding<Vec<[Tensor; 4]>>,
-    /// The positions of the last level shapes on the backend last used (they depend on the
+    /// The positions of the last level shapes on the GPU backend last used (they depend on the
     /// shapes only, so images of one size share them).
     positions: std::sync::Mutex<Option<(u64, Vec<(usize, usize)>, Tensor)>>,
 }
@@ -99,8 +99,9 @@ impl ImageFront {
         Ok(Tokens { src, pos, shapes, level_start })
     }
 
-    /// Sine positions + level embeddings `[S, 256]` for these level shapes, on `be` (made once per
-    /// shapes and backend instance).
+    /// Sine positions + level embeddings `[S, 256]` for these level shapes, on `be` (kept for the
+    /// next image of the same shapes on a GPU backend, where it saves an upload; a host backend
+    /// makes them per image rather than hold 18 MB at 800×1066 between images).
     fn positions(&self, be: &dyn Backend, shapes: &[(usize, usize)], level_start: &[usize]) -> Result<Tensor> {
         let mut slot = self.positions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((owner, s, t)) = slot.as_ref() {
@@ -124,7 +125,9 @@ impl ImageFront {
             }
         }
         let t = Tensor::on(be, "positions", pos)?;
-        *slot = Some((be.owner_id(), shapes.to_vec(), t.clone()));
+        if be.owner_id() != 0 {
+            *slot = Some((be.owner_id(), shapes.to_vec(), t.clone()));
+        }
         Ok(t)
     }
 }
