@@ -557,6 +557,7 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
         let img = io::image::load_rgb(f)?;
         let mut prof = Profile::default();
         let uploaded = be.uploaded_bytes();
+        let (launched, submitted) = (be.dispatch_count(), be.submission_count());
         let dets = det.detect(be.as_ref(), &img, &labels, &post, &mut prof)?;
         let kept: Vec<serde_json::Value> = dets
             .iter()
@@ -584,6 +585,9 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
             println!("  {:<24} {:>9.1} ms", "total", total * 1e3);
             if let (Some(a), Some(b)) = (uploaded, be.uploaded_bytes()) {
                 println!("  host → device copies: {:.1} MB (weights are bound on the first image)", (b - a) as f64 / 1e6);
+            }
+            if let (Some(a), Some(b), Some(c), Some(d)) = (launched, be.dispatch_count(), submitted, be.submission_count()) {
+                println!("  kernel launches: {} in {} queue submissions", b - a, d - c);
             }
         }
     }

@@ -205,6 +205,42 @@ fn refusals(be: &dyn Backend) {
     }
 }
 
+/// A long chain of small dependent ops (adds, slices, in-place writes) gives exactly the host's
+/// values, so work recorded in batches keeps its order; where the backend counts queue
+/// submissions, they are one per 32 commands, not one per op.
+fn op_chain(be: &dyn Backend) {
+    let n = 1000;
+    let mut host: Vec<f32> = (0..n).map(|i| (i % 37) as f32 / 8.0).collect();
+    let half = on(be, &vec![0.5; n]);
+    let mut t = on(be, &host);
+    let (launches, submits) = (be.dispatch_count(), be.submission_count());
+    let start = std::time::Instant::now();
+    let mut commands = 0;
+    for i in 0..200 {
+        t = be.add_t(&t, &half).unwrap();
+        host.iter_mut().for_each(|v| *v += 0.5);
+        commands += 1;
+        if i % 10 == 9 {
+            let s = be.slice_t(&t, i, 10).unwrap();
+            be.write_t(&mut t, 500 + i, &s).unwrap();
+            host.copy_within(i..i + 10, 500 + i);
+            commands += 2;
+        }
+    }
+    let got = be.download(&t).unwrap();
+    let per_op = start.elapsed().as_secs_f64() / commands as f64;
+    assert_eq!(got, host, "{}: chain of {commands} recorded ops", be.kind());
+    let counts = match (launches, be.dispatch_count(), submits, be.submission_count()) {
+        (Some(a), Some(b), Some(c), Some(d)) => {
+            // the download's copy joins the last batch
+            assert!(d - c <= (commands + 1usize).div_ceil(32) as u64, "{}: {} submissions for {commands} commands", be.kind(), d - c);
+            format!("; {} launches in {} submissions", b - a, d - c)
+        }
+        _ => String::new(),
+    };
+    println!("{}: {commands} chained ops, {:.1} µs per op including the final download{counts}", be.kind(), per_op * 1e6);
+}
+
 /// The second image through the encoder uploads its activations only: the weights stay bound.
 fn weights_once(be: &dyn Backend) {
     let Some(before) = be.uploaded_bytes() else {
@@ -288,6 +324,10 @@ backend_tests! {
     relu_nan_wgpu: BackendKind::Wgpu, relu_keeps_nan;
     relu_nan_cubecl_wgpu: BackendKind::CubeclWgpu, relu_keeps_nan;
     relu_nan_cubecl_cuda: BackendKind::CubeclCuda, relu_keeps_nan;
+    op_chain_cpu: BackendKind::Cpu, op_chain;
+    op_chain_wgpu: BackendKind::Wgpu, op_chain;
+    op_chain_cubecl_wgpu: BackendKind::CubeclWgpu, op_chain;
+    op_chain_cubecl_cuda: BackendKind::CubeclCuda, op_chain;
     refusals_cpu: BackendKind::Cpu, refusals;
     refusals_wgpu: BackendKind::Wgpu, refusals;
     refusals_cubecl_wgpu: BackendKind::CubeclWgpu, refusals;

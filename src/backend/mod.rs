@@ -171,6 +171,10 @@ pub trait Backend {
     fn dispatch_count(&self) -> Option<u64> {
         None
     }
+    /// Command batches submitted to the device queue so far, where the backend counts them.
+    fn submission_count(&self) -> Option<u64> {
+        None
+    }
     /// Whether this backend can run `ms_deform_attn` in `dtype`.
     fn supports(&self, dtype: DType) -> Result<()>;
 

@@ -83,22 +83,15 @@ impl PreparedRound<'_> {
 }
 
 impl PreparedRound<'_> {
-    /// Records launches `range` in one compute pass and submits it.
+    /// Records launches `range` in one compute pass after the work already recorded.
     fn submit(&self, range: std::ops::Range<usize>) -> Result<()> {
         let be = self.be;
-        let scope = be.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut enc = be.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(self.op) });
-        {
+        be.record(self.op, |enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.op), timestamp_writes: None });
             for (pipeline, bind, groups) in &self.recorded[range] {
                 be.dispatch(&mut pass, pipeline, bind, *groups);
             }
-        }
-        be.queue.submit([enc.finish()]);
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(device_err(format!("{}: {e}", self.op))),
-            None => Ok(()),
-        }
+        })
     }
 }
 
@@ -116,8 +109,7 @@ impl Prepared for PreparedRound<'_> {
     }
 
     fn wait(&mut self) -> Result<()> {
-        self.be.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(crate::backend::gpu_timeout()) }).map_err(super::poll_err)?;
-        Ok(())
+        self.be.wait_idle()
     }
 
     /// The language output of the last run.
@@ -164,8 +156,8 @@ impl WgpuBackend {
 
     /// One round on device tensors: the last level's rows, positions and language state are
     /// copied into the arena after the bound weights, the 8 launches run, the fused rows are
-    /// copied back over `memory`'s last level and the language output into a new tensor; one
-    /// submission, no wait.
+    /// copied back over `memory`'s last level and the language output into a new tensor; recorded
+    /// as one batch command, no wait.
     pub(super) fn sparse_fusion_tensor(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, bound: Option<&Tensor>) -> Result<Tensor> {
         let bound = bound.ok_or_else(|| device_err("sparse_fusion: the round's weights are not bound"))?;
         let br = bound.buffer::<BoundRound>(self.id, "wgpu", "round weights")?;
@@ -187,33 +179,29 @@ impl WgpuBackend {
         let f = &p.fusion;
         let rows = (f.nv * f.v_dim * 4) as u64;
         let wbytes = br.offsets.len as u64 * 4;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(SF_OP) });
-        if fresh {
-            enc.copy_buffer_to_buffer(&br.weights, 0, &arena, 0, wbytes);
-        }
-        enc.clear_buffer(&arena, wbytes, None);
-        for b in 0..f.batch {
-            let at = p.level(b).start as u64 * 4;
-            let dst = |o: u32| o as u64 * 4 + b as u64 * rows;
-            enc.copy_buffer_to_buffer(&mem, at, &arena, dst(r.v_in), rows);
-            enc.copy_buffer_to_buffer(&posb, at, &arena, dst(r.pos_in), rows);
-        }
-        enc.copy_buffer_to_buffer(&langb, 0, &arena, r.l_in as u64 * 4, (lang.len() * 4) as u64);
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(SF_OP), timestamp_writes: None });
-            for (pipeline, bind, groups) in &recorded {
-                self.dispatch(&mut pass, pipeline, bind, *groups);
+        self.record(SF_OP, |enc| {
+            if fresh {
+                enc.copy_buffer_to_buffer(&br.weights, 0, &arena, 0, wbytes);
             }
-        }
-        for b in 0..f.batch {
-            enc.copy_buffer_to_buffer(&arena, r.v_out.0 as u64 * 4 + b as u64 * rows, &mem, p.level(b).start as u64 * 4, rows);
-        }
-        enc.copy_buffer_to_buffer(&arena, r.l_out.0 as u64 * 4, &out, 0, (l_len * 4) as u64);
-        self.queue.submit([enc.finish()]);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(device_err(format!("{SF_OP}: {e}")));
-        }
+            enc.clear_buffer(&arena, wbytes, None);
+            for b in 0..f.batch {
+                let at = p.level(b).start as u64 * 4;
+                let dst = |o: u32| o as u64 * 4 + b as u64 * rows;
+                enc.copy_buffer_to_buffer(&mem, at, &arena, dst(r.v_in), rows);
+                enc.copy_buffer_to_buffer(&posb, at, &arena, dst(r.pos_in), rows);
+            }
+            enc.copy_buffer_to_buffer(&langb, 0, &arena, r.l_in as u64 * 4, (lang.len() * 4) as u64);
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(SF_OP), timestamp_writes: None });
+                for (pipeline, bind, groups) in &recorded {
+                    self.dispatch(&mut pass, pipeline, bind, *groups);
+                }
+            }
+            for b in 0..f.batch {
+                enc.copy_buffer_to_buffer(&arena, r.v_out.0 as u64 * 4 + b as u64 * rows, &mem, p.level(b).start as u64 * 4, rows);
+            }
+            enc.copy_buffer_to_buffer(&arena, r.l_out.0 as u64 * 4, &out, 0, (l_len * 4) as u64);
+        })?;
         Ok(Tensor::device(self.id, l_len, out))
     }
 }

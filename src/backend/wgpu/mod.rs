@@ -37,9 +37,28 @@ pub struct WgpuBackend {
     dispatches: AtomicU64,
     /// Bytes copied from the host into device buffers so far.
     uploaded: AtomicU64,
+    /// Command buffers submitted to the queue so far.
+    submissions: AtomicU64,
+    /// Resident work recorded but not yet submitted (see [`WgpuBackend::record`]).
+    pending: std::sync::Mutex<Pending>,
     /// Owner id of this instance's device tensors.
     id: u64,
 }
+
+/// Resident ops append their passes and copies to one command encoder, submitted every
+/// [`FLUSH_EVERY`] commands and before anything waits or reads back: a graph pays a queue
+/// submission (and its driver round trip) per batch instead of per op, and the device still gets
+/// work while the host records the rest.
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Labels of the commands in `encoder`, for an error found when it is finished.
+    labels: Vec<&'static str>,
+}
+
+/// Commands per submitted batch: enough to amortise a submission, few enough that the device
+/// starts on the first ops of a stage while the host records its last.
+const FLUSH_EVERY: usize = 32;
 
 /// Mirrors `Dims` in `shaders/dense.wgsl`.
 #[repr(C)]
@@ -161,7 +180,7 @@ impl WgpuBackend {
         let dense = compile("dense.wgsl", crate::shaders::DENSE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
         let image = compile("image.wgsl", crate::shaders::IMAGE, true)?;
-        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, image, pipelines: Default::default(), msda_pipelines: Default::default(), dispatches: AtomicU64::new(0), uploaded: AtomicU64::new(0), id: crate::backend::tensor::new_owner_id() })
+        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, image, pipelines: Default::default(), msda_pipelines: Default::default(), dispatches: AtomicU64::new(0), uploaded: AtomicU64::new(0), submissions: AtomicU64::new(0), pending: Default::default(), id: crate::backend::tensor::new_owner_id() })
     }
 
     /// The pipeline of `entry` in `module`, cached under `key`.
@@ -242,6 +261,47 @@ impl WgpuBackend {
         Ok((pipeline, bind))
     }
 
+    /// Records `commands` (a compute pass or copies, labelled `label`) after the resident work
+    /// already recorded; submits the batch when it holds [`FLUSH_EVERY`] commands.
+    fn record(&self, label: &'static str, commands: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
+        let mut pending = self.pending.lock().map_err(|_| device_err("command recorder poisoned"))?;
+        let enc = pending.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("rlipv2 batch") }));
+        commands(enc);
+        pending.labels.push(label);
+        if pending.labels.len() >= FLUSH_EVERY {
+            self.submit_pending(&mut pending)?;
+        }
+        Ok(())
+    }
+
+    /// Submits the recorded work (if any); the index to wait for.
+    fn flush(&self) -> Result<Option<wgpu::SubmissionIndex>> {
+        let mut pending = self.pending.lock().map_err(|_| device_err("command recorder poisoned"))?;
+        self.submit_pending(&mut pending)
+    }
+
+    fn submit_pending(&self, pending: &mut Pending) -> Result<Option<wgpu::SubmissionIndex>> {
+        let Some(enc) = pending.encoder.take() else {
+            return Ok(None);
+        };
+        let labels = std::mem::take(&mut pending.labels);
+        // encoding errors (a bad binding, a copy out of range) surface when the encoder is finished
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let idx = self.queue.submit([enc.finish()]);
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(device_err(format!("batch of {} ({}): {e}", labels.len(), labels.join(", ")))),
+            None => Ok(Some(idx)),
+        }
+    }
+
+    /// Submits the recorded work and waits for the device to finish everything submitted.
+    fn wait_idle(&self) -> Result<()> {
+        self.flush()?;
+        self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) }).map_err(poll_err)?;
+        Ok(())
+    }
+
     /// Reads `bytes` of `buf` from byte `offset` (both multiples of 4) as f32.
     fn read_f32(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<f32>> {
         self.read_bytes(buf, offset, bytes).map(|b| bytemuck::pod_collect_to_vec(&b))
@@ -250,14 +310,13 @@ impl WgpuBackend {
     /// Copies `bytes` of `buf` from byte `offset` to the host.
     fn read_bytes(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let staging = self.oom_checked("readback", bytes, || self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false }))?;
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes);
-        let idx = self.queue.submit([enc.finish()]);
+        self.record("readback", |enc| enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes))?;
+        let idx = self.flush()?;
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.device.poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: Some(super::gpu_timeout()) }).map_err(poll_err)?;
+        self.device.poll(wgpu::PollType::Wait { submission_index: idx, timeout: Some(super::gpu_timeout()) }).map_err(poll_err)?;
         rx.recv().map_err(device_err)?.map_err(device_err)?;
         let data = staging.slice(..).get_mapped_range().to_vec();
         staging.unmap();
@@ -350,6 +409,9 @@ impl Backend for WgpuBackend {
     }
     fn dispatch_count(&self) -> Option<u64> {
         Some(self.dispatches.load(Ordering::Relaxed))
+    }
+    fn submission_count(&self) -> Option<u64> {
+        Some(self.submissions.load(Ordering::Relaxed))
     }
 
     resident_ops!();
@@ -551,23 +613,15 @@ impl WgpuBackend {
 
 impl Prepared for WgpuRun<'_> {
     fn enqueue(&mut self) -> Result<()> {
-        let dev = &self.be.device;
-        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(self.label) });
-        {
+        let be = self.be;
+        be.record(self.label, |enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.label), timestamp_writes: None });
-            self.be.dispatch(&mut pass, &self.pipeline, &self.bind, self.groups);
-        }
-        self.be.queue.submit([enc.finish()]);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(device_err(e));
-        }
-        Ok(())
+            be.dispatch(&mut pass, &self.pipeline, &self.bind, self.groups);
+        })
     }
 
     fn wait(&mut self) -> Result<()> {
-        self.be.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) }).map_err(poll_err)?;
-        Ok(())
+        self.be.wait_idle()
     }
 
     fn output(&mut self) -> Result<Vec<f32>> {

@@ -1,6 +1,6 @@
 //! Resident ops of the wgpu backend: [`Tensor`]s are device buffers of this instance, each op
-//! records its dispatch and submits it without waiting; only [`WgpuBackend::download_tensor`]
-//! waits. Host tensors given to an op are uploaded for that call.
+//! records its dispatch after the work already recorded (submitted in batches, never waited
+//! for); only [`WgpuBackend::download_tensor`] waits. Host tensors given to an op are uploaded for that call.
 
 use std::sync::atomic::Ordering;
 
@@ -47,19 +47,12 @@ impl WgpuBackend {
         Ok((buf.clone(), Tensor::device(self.id, len, buf)))
     }
 
-    /// Records one dispatch of `pipeline` and submits it (no wait).
-    fn submit(&self, label: &str, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32, u32)) -> Result<()> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
-        {
+    /// Records one dispatch of `pipeline` after the work already recorded (no wait).
+    fn submit(&self, label: &'static str, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32, u32)) -> Result<()> {
+        self.record(label, |enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
             self.dispatch3(&mut pass, pipeline, bind, groups);
-        }
-        self.queue.submit([enc.finish()]);
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(super::device_err(format!("{label}: {e}"))),
-            None => Ok(()),
-        }
+        })
     }
 
     /// One entry point of `dense.wgsl` or `image.wgsl` (`module`, pipeline key `key`) on tensors,
@@ -148,25 +141,22 @@ impl WgpuBackend {
     pub(super) fn slice_tensor(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
         let src = self.resident("slice", "tensor", t)?;
         let (dst, tensor) = self.output("slice", len)?;
-        self.copy(&src, start, &dst, 0, len);
+        self.copy(&src, start, &dst, 0, len)?;
         Ok(tensor)
     }
 
     pub(super) fn write_tensor(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
         let d = self.resident("write", "dst", dst)?;
         let s = self.resident("write", "src", src)?;
-        self.copy(&s, 0, &d, at, src.len());
-        Ok(())
+        self.copy(&s, 0, &d, at, src.len())
     }
 
-    /// Queues a copy of `len` elements (no wait).
-    fn copy(&self, src: &wgpu::Buffer, from: usize, dst: &wgpu::Buffer, to: usize, len: usize) {
+    /// Records a copy of `len` elements after the work already recorded (no wait).
+    fn copy(&self, src: &wgpu::Buffer, from: usize, dst: &wgpu::Buffer, to: usize, len: usize) -> Result<()> {
         if len == 0 {
-            return;
+            return Ok(());
         }
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copy") });
-        enc.copy_buffer_to_buffer(src, from as u64 * 4, dst, to as u64 * 4, len as u64 * 4);
-        self.queue.submit([enc.finish()]);
+        self.record("copy", |enc| enc.copy_buffer_to_buffer(src, from as u64 * 4, dst, to as u64 * 4, len as u64 * 4))
     }
 
     pub(super) fn uploaded(&self) -> u64 {
