@@ -34,6 +34,21 @@ pub(crate) fn reduce_cube(shared: &mut SharedMemory<f32>, v: f32, #[comptime] is
 /// A 4-wide f32 vector: the GEMM tiles stage K slabs as vec4s.
 pub(crate) type V4 = Vector<f32, Const<4>>;
 
+/// The epilogue activation: 0 none, 1 ReLU (NaN stays NaN, as torch.relu keeps it), 2 exact-erf GELU.
+#[cube]
+pub(crate) fn activate(x: f32, #[comptime] act: u32) -> f32 {
+    let mut v = x;
+    if comptime![act == 1] {
+        if v < 0.0f32 {
+            v = 0.0f32;
+        }
+    }
+    if comptime![act == 2] {
+        v = v * 0.5f32 * (1.0f32 + Erf::erf(v * FRAC_1_SQRT_2));
+    }
+    v
+}
+
 /// The 64×64 GEMM tile's inner loop over one staged 16-deep slab: `xs`, `ws` hold
 /// [16 k][16 row (column) quads]; the unit at (ty, tx) accumulates rows ty·4 + i (acc[i]) and
 /// columns tx·4 .. tx·4 + 4. Two vec4 reads per 16 FMAs (on a software adapter every divergent
@@ -104,15 +119,7 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>,
                 if comptime![has_bias] {
                     v += bias[col];
                 }
-                if comptime![act == 1] {
-                    // NaN stays NaN, as torch.relu keeps it
-                    if v < 0.0f32 {
-                        v = 0.0f32;
-                    }
-                }
-                if comptime![act == 2] {
-                    v = v * 0.5f32 * (1.0f32 + Erf::erf(v * FRAC_1_SQRT_2));
-                }
+                v = activate(v, act);
                 if comptime![has_res] {
                     v += res[row * n + col];
                 }
@@ -256,16 +263,16 @@ pub(crate) fn flat_pos() -> usize {
     (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize * 256 + UNIT_POS as usize
 }
 
-/// `out = a + b` (or `a · b` when `mul`) over `n` elements (the op-by-op round's residual adds,
-/// the graph's positions and query scaling).
+/// `out = a + b` (or `act(a · b)` when `mul`) over `n` elements (the op-by-op round's residual
+/// adds, the graph's positions, query scaling and MBF's gate).
 #[cube(launch_unchecked)]
-pub fn add(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32, #[comptime] mul: bool) {
+pub fn add(a: &Array<f32>, b: &Array<f32>, out: &mut Array<f32>, n: u32, #[comptime] mul: bool, #[comptime] act: u32) {
     let i = flat_pos();
     if i >= n as usize {
         terminate!();
     }
     if comptime![mul] {
-        out[i] = a[i] * b[i];
+        out[i] = activate(a[i] * b[i], act);
     } else {
         out[i] = a[i] + b[i];
     }

@@ -18,7 +18,7 @@
 //              max and sum reduced in workgroup memory, then each invocation sums P·V for its
 //              channels.
 //   add        one 256-wide workgroup per 256 elements, same 2-D numbering of workgroups;
-//              flags 1 multiplies instead (mul).
+//              flags bit 0 multiplies instead (mul), bits 1-2 the activation as gemm's.
 // Math: gemm y = act(x·Wᵀ + b) [+ residual], act ∈ {none, ReLU, GELU(erf)}; layer_norm biased variance;
 // softmax and attention subtract the row max.
 
@@ -194,5 +194,5 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 @compute @workgroup_size(256)
 fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let i = (wid.y * dims.grid_x + wid.x) * WG + lid3.x;
-    if (i < dims.m) { out[i] = select(a[i] + b[i], a[i] * b[i], dims.flags == 1u); }
+    if (i < dims.m) { out[i] = activate(select(a[i] + b[i], a[i] * b[i], (dims.flags & 1u) != 0u), (dims.flags >> 1u) & 3u); }
 }

@@ -38,8 +38,11 @@ fn dense_case(be: &dyn Backend) {
 
         let sum = be.download(&be.add_t(&on(be, &r), &on(be, &r)).unwrap()).unwrap();
         assert!(sum.iter().zip(&r).all(|(s, r)| *s == 2.0 * r), "{}: add_t", be.kind());
-        let sq = be.download(&be.mul_t(&on(be, &r), &on(be, &r)).unwrap()).unwrap();
+        let sq = be.download(&be.mul_t(&on(be, &r), &on(be, &r), Activation::None).unwrap()).unwrap();
         assert!(sq.iter().zip(&r).all(|(s, r)| *s == r * r), "{}: mul_t", be.kind());
+        let rev: Vec<f32> = r.iter().rev().copied().collect();
+        let gate = be.download(&be.mul_t(&on(be, &r), &on(be, &rev), Activation::Relu).unwrap()).unwrap();
+        assert!(gate.iter().zip(r.iter().zip(&rev)).all(|(g, (a, b))| *g == (a * b).max(0.0)), "{}: mul_t with ReLU", be.kind());
 
         let ln = LayerNormProblem { rows: m, width: n, eps: 1e-5 };
         let (g, beta) = (rng.fill(n, 0.8, 1.2), rng.fill(n, -0.1, 0.1));

@@ -59,8 +59,8 @@ macro_rules! resident_ops {
         fn to_tokens_t_valid(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
             self.to_tokens_tensor(tokens, row0, level, c, plane)
         }
-        fn mul_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-            self.mul_tensor(a, b)
+        fn mul_t_valid(&self, a: &Tensor, b: &Tensor, act: crate::problem::Activation) -> Result<Tensor> {
+            self.mul_tensor(a, b, act)
         }
         fn attention_t_valid(&self, p: &crate::problem::AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
             self.attention_tensor(p, q, k, v)
@@ -504,15 +504,15 @@ pub trait Backend {
         Ok(Tensor::host(host(k, "a", a)?.iter().zip(host(k, "b", b)?).map(|(a, b)| a + b).collect()))
     }
 
-    /// Elementwise `a · b` (equal lengths).
-    fn mul_t(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    /// Elementwise `act(a · b)` (equal lengths).
+    fn mul_t(&self, a: &Tensor, b: &Tensor, act: crate::problem::Activation) -> Result<Tensor> {
         check_len("mul", "b", &[a.len()], b.len())?;
-        self.mul_t_valid(a, b)
+        self.mul_t_valid(a, b, act)
     }
     /// [`Backend::mul_t`] after the lengths were checked.
-    fn mul_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    fn mul_t_valid(&self, a: &Tensor, b: &Tensor, act: crate::problem::Activation) -> Result<Tensor> {
         let k = self.kind();
-        Ok(Tensor::host(host(k, "a", a)?.iter().zip(host(k, "b", b)?).map(|(a, b)| a * b).collect()))
+        Ok(Tensor::host(host(k, "a", a)?.iter().zip(host(k, "b", b)?).map(|(a, b)| act.apply(a * b)).collect()))
     }
 
     /// [`Backend::attention`] on tensors, no mask.

@@ -33,11 +33,7 @@ impl Lin {
     fn new(inp: usize, out: usize, w: Vec<f32>, b: Vec<f32>) -> Self {
         Lin { inp, out, w: Tensor::host(w), b: Tensor::host(b), bound: Binding::default() }
     }
-    /// `x [n, in]` (host) → `[n, out]` (host); only `x` and the result cross to and from a GPU.
-    fn run(&self, be: &dyn Backend, x: &[f32], act: Activation) -> Result<Vec<f32>> {
-        self.run_t(be, &Tensor::on(be, "decoder activations", x.to_vec())?, act)?.into_vec(be)
-    }
-    /// The same on a tensor where `be` computes.
+    /// `act(x [n, in]·Wᵀ + b)` where `be` computes.
     fn run_t(&self, be: &dyn Backend, x: &Tensor, act: Activation) -> Result<Tensor> {
         self.run_res(be, x, act, None)
     }
@@ -55,9 +51,6 @@ impl Mlp {
     fn load(get: &mut Get, name: &str, dims: &[usize]) -> Result<Self> {
         (0..dims.len() - 1).map(|i| Lin::load(get, &format!("{name}.layers.{i}"), dims[i + 1], dims[i])).collect::<Result<Vec<_>>>().map(Mlp)
     }
-    fn run(&self, be: &dyn Backend, x: &[f32]) -> Result<Vec<f32>> {
-        self.run_t(be, &Tensor::on(be, "decoder activations", x.to_vec())?)?.into_vec(be)
-    }
     fn run_t(&self, be: &dyn Backend, x: &Tensor) -> Result<Tensor> {
         let mut y = x.clone();
         for (i, l) in self.0.iter().enumerate() {
@@ -74,12 +67,53 @@ impl Norm {
     fn load(get: &mut Get, name: &str) -> Result<Self> {
         Ok(Norm(Tensor::host(get(&format!("{name}.weight"), &[D])?), Tensor::host(get(&format!("{name}.bias"), &[D])?), Binding::default()))
     }
-    fn run(&self, be: &dyn Backend, x: &[f32], eps: f32) -> Result<Vec<f32>> {
-        self.run_t(be, &Tensor::on(be, "decoder activations", x.to_vec())?, eps)?.into_vec(be)
-    }
     fn run_t(&self, be: &dyn Backend, x: &Tensor, eps: f32) -> Result<Tensor> {
         let gb = self.2.get(be, || Ok((be.bind("decoder norm weight", &self.0)?, be.bind("decoder norm bias", &self.1)?)))?;
         be.layer_norm_t(&LayerNormProblem { rows: x.len() / D, width: D, eps }, x, &gb.0, &gb.1)
+    }
+}
+
+/// MBF (`MultiBranchFusion(256, 256, 256, 16)`): `relu(Σ_k fc_3.k(relu(fc_1.k(h_s) · fc_2.k(h_o))))`.
+/// Its 16 branches run as three 256-wide layers: fc_1 and fc_2 stacked over the branches'
+/// outputs, fc_3 side by side over their inputs (its biases summed), so the sum over branches is
+/// part of one GEMM's dot products.
+struct Mbf {
+    fc_1: Lin,
+    fc_2: Lin,
+    fc_3: Lin,
+}
+
+impl Mbf {
+    const BRANCHES: usize = 16;
+    const WIDTH: usize = D / Mbf::BRANCHES;
+
+    fn load(get: &mut Get) -> Result<Self> {
+        let (b, w) = (Mbf::BRANCHES, Mbf::WIDTH);
+        let name = |which: usize, k: usize, what: &str| format!("transformer.verb_tgt_generator.fc_{which}.{k}.{what}");
+        let stacked = |get: &mut Get, which: usize| -> Result<Lin> {
+            let (mut wt, mut bias) = (Vec::with_capacity(D * D), Vec::with_capacity(D));
+            for k in 0..b {
+                wt.extend(get(&name(which, k, "weight"), &[w, D])?);
+                bias.extend(get(&name(which, k, "bias"), &[w])?);
+            }
+            Ok(Lin::new(D, D, wt, bias))
+        };
+        let (fc_1, fc_2) = (stacked(get, 1)?, stacked(get, 2)?);
+        let (mut wt, mut bias) = (vec![0f32; D * D], vec![0f32; D]);
+        for k in 0..b {
+            let wk = get(&name(3, k, "weight"), &[D, w])?;
+            for o in 0..D {
+                wt[o * D + k * w..o * D + (k + 1) * w].copy_from_slice(&wk[o * w..(o + 1) * w]);
+            }
+            bias.iter_mut().zip(get(&name(3, k, "bias"), &[D])?).for_each(|(s, v)| *s += v);
+        }
+        Ok(Mbf { fc_1, fc_2, fc_3: Lin::new(D, D, wt, bias) })
+    }
+
+    /// The verb decoder's queries: `MBF(h_s, h_o) + tgt` (`tgt` = the two halves of verb_tgt summed).
+    fn run(&self, be: &dyn Backend, h_s: &Tensor, h_o: &Tensor, tgt: &Tensor) -> Result<Tensor> {
+        let gate = be.mul_t(&self.fc_1.run_t(be, h_s, Activation::None)?, &self.fc_2.run_t(be, h_o, Activation::None)?, Activation::Relu)?;
+        self.fc_3.run_res(be, &gate, Activation::Relu, Some(tgt))
     }
 }
 
@@ -102,15 +136,6 @@ struct Decoder {
     layers: Vec<DecoderLayer>,
     query_scale: Mlp,
     ref_point_head: Mlp,
-}
-
-/// max(x, 0) keeping NaN, as torch.relu does.
-fn relu(x: f32) -> f32 {
-    if x < 0.0 {
-        0.0
-    } else {
-        x
-    }
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -237,9 +262,13 @@ pub struct Decoders {
     verb: Decoder,
     sub_bbox: Vec<Mlp>,
     obj_bbox: Vec<Mlp>,
-    mbf: [Vec<Lin>; 3],
-    tgt: Vec<f32>,
-    verb_tgt: Vec<f32>,
+    mbf: Mbf,
+    /// The ho-decoder's initial queries `tgt_embed [N, 256]`.
+    tgt: Tensor,
+    /// `verb_tgt[:Np] + verb_tgt[Np:]`, added to MBF's output.
+    verb_tgt: Tensor,
+    /// Bound on first use: tgt, verb_tgt and the two head biases repeated over the Np query rows.
+    query_bias: Binding<(Tensor, Tensor, (Tensor, Tensor))>,
     refpoint: Vec<f32>,
     resizer: Lin,
     resizer_norm: Norm,
@@ -257,8 +286,10 @@ impl Decoders {
         let bbox = |get: &mut Get, side: &str| (0..2 * dec_layers).map(|i| Mlp::load(get, &format!("{side}_bbox_embed.{i}"), &[D, D, D, 4])).collect::<Result<Vec<_>>>();
         let sub_bbox = bbox(get, "sub")?;
         let obj_bbox = bbox(get, "obj")?;
-        let fc = |get: &mut Get, which: usize, out: usize, inp: usize| (0..16).map(|k| Lin::load(get, &format!("transformer.verb_tgt_generator.fc_{which}.{k}"), out, inp)).collect::<Result<Vec<_>>>();
-        let mbf = [fc(get, 1, 16, D)?, fc(get, 2, 16, D)?, fc(get, 3, D, 16)?];
+        let mbf = Mbf::load(get)?;
+        let np = num_queries / 2;
+        let verb_tgt = get("verb_tgt_embed.weight", &[num_queries, D])?;
+        let verb_tgt = (0..np * D).map(|i| verb_tgt[i] + verb_tgt[np * D + i]).collect();
         Ok(Decoders {
             num_queries,
             ho,
@@ -266,8 +297,9 @@ impl Decoders {
             sub_bbox,
             obj_bbox,
             mbf,
-            tgt: get("tgt_embed.weight", &[num_queries, D])?,
-            verb_tgt: get("verb_tgt_embed.weight", &[num_queries, D])?,
+            tgt: Tensor::host(get("tgt_embed.weight", &[num_queries, D])?),
+            verb_tgt: Tensor::host(verb_tgt),
+            query_bias: Binding::default(),
             refpoint: get("refpoint_embed.weight", &[num_queries, 4])?,
             resizer: Lin::load(get, "transformer.resizer.fc", D, 768)?,
             resizer_norm: Norm::load(get, "transformer.resizer.layer_norm")?,
@@ -282,15 +314,14 @@ impl Decoders {
     /// decoder (refs the mean of each pair, refinements from the verb features). Returns the last
     /// layer's features and boxes (see [`Decoded`]).
     #[allow(clippy::too_many_arguments)]
-    fn decode(&self, be: &dyn Backend, dec: &Decoder, bbox_base: usize, x: Vec<f32>, mut sub: Vec<f32>, mut obj: Vec<f32>, parse: bool, memory: &Memory) -> Result<Decoded> {
+    fn decode(&self, be: &dyn Backend, dec: &Decoder, bbox_base: usize, mut x: Tensor, mut sub: Vec<f32>, mut obj: Vec<f32>, parse: bool, memory: &Memory) -> Result<Decoded> {
         let np = sub.len() / 4;
         let (mut before_sub, mut before_obj) = (sub.clone(), obj.clone());
         // the queries stay where `be` computes; the boxes (np × 4) are refined on the host
-        let mut x = Tensor::on(be, "queries", x)?;
         for (k, layer) in dec.layers.iter().enumerate() {
             let refs: Vec<f32> = if parse { [sub.as_slice(), obj.as_slice()].concat() } else { sub.iter().zip(&obj).map(|(a, b)| 0.5 * (a + b)).collect() };
             let raw = dec.ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&refs))?)?;
-            let qpos = if k == 0 { raw } else { be.mul_t(&dec.query_scale.run_t(be, &x)?, &raw)? };
+            let qpos = if k == 0 { raw } else { be.mul_t(&dec.query_scale.run_t(be, &x)?, &raw, Activation::None)? };
             x = layer.run(be, &x, &qpos, &refs, memory)?;
             let (xs, xo) = if parse { (be.slice_t(&x, 0, np * D)?, be.slice_t(&x, np * D, np * D)?) } else { (x.clone(), x.clone()) };
             let ds = self.sub_bbox[bbox_base + k].run_t(be, &xs)?.into_vec(be)?;
@@ -304,49 +335,51 @@ impl Decoders {
     }
 
     /// Both decoders and the heads, against `lang [T, 768]` (the last fusion round's language),
-    /// with `objects` object texts (incl. `no objects`) first, then the verb texts.
+    /// with `objects` object texts (incl. `no objects`) first, then the verb texts. Everything
+    /// stays where `be` computes except the boxes (refined on the host) and the text rows'
+    /// L2 normalisation; the results are downloaded at the end.
     pub fn forward(&self, be: &dyn Backend, memory: &Memory, lang: &[f32], objects: usize) -> Result<Outputs> {
         let np = self.num_queries / 2;
         let refs: Vec<f32> = self.refpoint.iter().map(|&v| sigmoid(v)).collect();
-        let Decoded { x: hs, sub, obj, sub_before, obj_before } = self.decode(be, &self.ho, 0, self.tgt.clone(), refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
-        let hs = hs.into_vec(be)?;
-        // verb queries: MBF(h_s, h_o) + verb_tgt[:Np] + verb_tgt[Np:]
-        let (hs_s, hs_o) = (&hs[..np * D], &hs[np * D..]);
-        let mut mbf = vec![0f32; np * D];
-        for k in 0..16 {
-            let a = self.mbf[0][k].run(be, hs_s, Activation::None)?;
-            let s = self.mbf[1][k].run(be, hs_o, Activation::None)?;
-            let h: Vec<f32> = a.iter().zip(&s).map(|(x, y)| relu(x * y)).collect();
-            let z = self.mbf[2][k].run(be, &h, Activation::None)?;
-            mbf.iter_mut().zip(&z).for_each(|(m, v)| *m += v);
-        }
-        let verb_x: Vec<f32> = (0..np * D).map(|i| relu(mbf[i]) + self.verb_tgt[i] + self.verb_tgt[np * D + i]).collect();
+        let (tgt, verb_tgt, query_bias) = self.bound(be)?;
+        let Decoded { x: hs, sub, obj, sub_before, obj_before } = self.decode(be, &self.ho, 0, tgt, refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
+        let (hs_s, hs_o) = (be.slice_t(&hs, 0, np * D)?, be.slice_t(&hs, np * D, np * D)?);
+        let verb_x = self.mbf.run(be, &hs_s, &hs_o, &verb_tgt)?;
         let nl = self.ho.layers.len();
-        let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, memory)?.x.into_vec(be)?;
+        let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, memory)?.x;
         // heads (last layer): boxes from the last ho layer's refinement of its input boxes
         let last = nl - 1;
-        let sub_boxes: Vec<f32> = self.sub_bbox[last].run(be, hs_s)?.iter().zip(&sub_before).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect();
-        let obj_boxes: Vec<f32> = self.obj_bbox[last].run(be, hs_o)?.iter().zip(&obj_before).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect();
+        let refine = |d: Vec<f32>, r: &[f32]| -> Vec<f32> { d.iter().zip(r).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect() };
+        let sub_boxes = refine(self.sub_bbox[last].run_t(be, &hs_s)?.into_vec(be)?, &sub_before);
+        let obj_boxes = refine(self.obj_bbox[last].run_t(be, &hs_o)?.into_vec(be)?, &obj_before);
         // text: resizer (LayerNorm eps 1e-12), L2 normalize, /2, projection
-        let resized = self.resizer_norm.run(be, &self.resizer.run(be, lang, Activation::None)?, 1e-12)?;
+        let resized = self.resizer_norm.run_t(be, &self.resizer.run_t(be, &Tensor::on(be, "language", lang.to_vec())?, Activation::None)?, 1e-12)?.into_vec(be)?;
         let normed: Vec<f32> = resized.chunks_exact(D).flat_map(|r| {
             let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             r.iter().map(move |v| v / norm / 2.0)
         }).collect();
-        let text = self.projection_text.run(be, &normed, Activation::None)?;
-        let (obj_text, verb_text) = text.split_at(objects * D);
-        let logits = |q: &[f32], bias: &[f32], keys: &[f32], rows: usize| -> Result<Vec<f32>> {
-            let qb: Vec<f32> = q.chunks_exact(D).flat_map(|r| r.iter().zip(bias).map(|(a, b)| a + b)).collect();
-            let k = keys.len() / D;
-            let y = be.gemm(&GemmProblem { m: rows, k: D, n: k, bias: false, act: Activation::None }, &qb, keys, None)?;
-            Ok(y.into_iter().map(|v| v + BIAS_C).collect())
+        let text = self.projection_text.run_t(be, &Tensor::on(be, "text rows", normed)?, Activation::None)?;
+        let verbs = text.len() / D - objects;
+        let (obj_text, verb_text) = (be.slice_t(&text, 0, objects * D)?, be.slice_t(&text, objects * D, verbs * D)?);
+        // (q + bias)·textᵀ + c, the text rows as the GEMM's weight
+        let logits = |q: &Tensor, bias: &Tensor, keys: &Tensor, n: usize| -> Result<Tensor> {
+            let c = Tensor::on(be, "logit constant", vec![BIAS_C; n])?;
+            be.gemm_t(&GemmProblem::linear(np, D, n), &be.add_t(q, bias)?, keys, Some(&c), None)
         };
-        Ok(Outputs {
-            sub_logits: logits(hs_s, &self.bias_obj_a, obj_text, np)?,
-            obj_logits: logits(hs_o, &self.bias_obj_a, obj_text, np)?,
-            verb_logits: logits(&hv, &self.bias_pred_a, verb_text, np)?,
-            sub_boxes,
-            obj_boxes,
-        })
+        let sub_logits = logits(&hs_s, &query_bias.0, &obj_text, objects)?;
+        let obj_logits = logits(&hs_o, &query_bias.0, &obj_text, objects)?;
+        let verb_logits = logits(&hv, &query_bias.1, &verb_text, verbs)?;
+        Ok(Outputs { sub_logits: sub_logits.into_vec(be)?, obj_logits: obj_logits.into_vec(be)?, verb_logits: verb_logits.into_vec(be)?, sub_boxes, obj_boxes })
+    }
+
+    /// The decoders' own tensors on `be`: initial queries, the verb queries' summed embedding and
+    /// the two head biases repeated per query row.
+    fn bound(&self, be: &dyn Backend) -> Result<(Tensor, Tensor, (Tensor, Tensor))> {
+        let np = self.num_queries / 2;
+        let b = self.query_bias.get(be, || {
+            let rows = |bias: &[f32]| Tensor::host(bias.iter().copied().cycle().take(np * D).collect());
+            Ok((be.bind("tgt_embed", &self.tgt)?, be.bind("verb_tgt_embed", &self.verb_tgt)?, (be.bind("bias_obj_a", &rows(&self.bias_obj_a))?, be.bind("bias_pred_a", &rows(&self.bias_pred_a))?)))
+        })?;
+        Ok((b.0.clone(), b.1.clone(), b.2.clone()))
     }
 }

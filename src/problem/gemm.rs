@@ -18,6 +18,28 @@ pub enum Activation {
     Gelu,
 }
 
+impl Activation {
+    /// The activation on the host, in f32 (the oracle has its own, generic one).
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            // NaN stays NaN, as torch.relu keeps it (f32::max would return 0)
+            Activation::Relu => if x < 0.0 { 0.0 } else { x },
+            Activation::Gelu => x * 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+        }
+    }
+
+    /// The kernels' epilogue code: 0 none, 1 ReLU, 2 GELU.
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Gelu => 2,
+        }
+    }
+}
+
 /// `y [M,N] = act(x [M,K] · Wᵀ + b)` with `W [N,K]` as PyTorch stores a Linear.
 ///
 /// ```

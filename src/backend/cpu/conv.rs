@@ -5,7 +5,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::dense::{activate, matmul_into, View};
+use super::dense::{matmul_into, View};
 use crate::problem::conv2d::Conv2dProblem;
 
 const MAX_COLUMN_FLOATS: usize = 2 << 20;
@@ -57,7 +57,7 @@ pub(crate) fn conv2d_into(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[
     y.par_chunks_mut(plane).enumerate().for_each(|(bo, out)| {
         let b = bias[bo % p.out_c];
         for v in out.iter_mut() {
-            *v = activate(*v + b, p.act);
+            *v = p.act.apply(*v + b);
         }
     });
 }

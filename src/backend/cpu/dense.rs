@@ -69,21 +69,11 @@ pub(crate) fn linear(rows: usize, k: usize, n: usize, x: &[f32], weight: &[f32],
     if bias.is_some() || act != Activation::None {
         y.par_chunks_mut(n).for_each(|row| {
             for (j, o) in row.iter_mut().enumerate() {
-                *o = activate(*o + bias.map_or(0.0, |b| b[j]), act);
+                *o = act.apply(*o + bias.map_or(0.0, |b| b[j]));
             }
         });
     }
     y
-}
-
-#[inline]
-pub(crate) fn activate(x: f32, act: Activation) -> f32 {
-    match act {
-        Activation::None => x,
-        // NaN stays NaN, as torch.relu keeps it (f32::max would return 0)
-        Activation::Relu => if x < 0.0 { 0.0 } else { x },
-        Activation::Gelu => x * 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
-    }
 }
 
 pub(crate) fn layer_norm(p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Vec<f32> {

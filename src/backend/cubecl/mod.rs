@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::kernels::dense;
 use crate::problem::ms_deform_attn::OP;
 use crate::problem::{
-    Activation, AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
+    AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
     SparseFusionProblem,
 };
 
@@ -183,11 +183,7 @@ impl<R: Runtime> CubeclBackend<R> {
             let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
             Ok((self.upload(what, bytemuck::cast_slice(data)).map_err(|e| retag(e, OP))?, data.len()))
         };
-        let act = match p.act {
-            Activation::None => 0,
-            Activation::Relu => 1,
-            Activation::Gelu => 2,
-        };
+        let act = p.act.code();
         Ok(GemmRun { be: self, x: up("x", x)?, w: up("weight", weight)?, b: up("bias", bias.unwrap_or(&[]))?, out: (self.f32_out(OP, p.m * p.n)?, p.m * p.n), p: *p, has_bias: bias.is_some(), act })
     }
 }

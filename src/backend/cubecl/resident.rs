@@ -97,11 +97,7 @@ impl<R: Runtime> CubeclBackend<R> {
             Some(r) => self.resident(OP, "residual", r)?,
             None => x.clone(),
         };
-        let act = match p.act {
-            Activation::None => 0,
-            Activation::Relu => 1,
-            Activation::Gelu => 2,
-        };
+        let act = p.act.code();
         let y = self.out(OP, p.m * p.n)?;
         let cubes = CubeCount::Static(p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32, 1);
         // SAFETY: lengths checked by `gemm_t`; the kernel bounds-checks rows and columns.
@@ -112,20 +108,20 @@ impl<R: Runtime> CubeclBackend<R> {
     }
 
     pub(super) fn add_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.elementwise("add", a, b, false)
+        self.elementwise("add", a, b, false, Activation::None)
     }
 
-    pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.elementwise("mul", a, b, true)
+    pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
+        self.elementwise("mul", a, b, true, act)
     }
 
-    /// `a + b`, or `a · b` when `mul` (one kernel, `dense::add`).
-    fn elementwise(&self, op: &'static str, a: &Tensor, b: &Tensor, mul: bool) -> Result<Tensor> {
+    /// `a + b`, or `act(a · b)` when `mul` (one kernel, `dense::add`).
+    fn elementwise(&self, op: &'static str, a: &Tensor, b: &Tensor, mul: bool, act: Activation) -> Result<Tensor> {
         let (a, b) = (self.resident(op, "a", a)?, self.resident(op, "b", b)?);
         let y = self.out(op, a.1)?;
         let cubes = self.row_cubes(a.1.div_ceil(256));
         // SAFETY: equal lengths checked by `add_t` / `mul_t`; the kernel stops at n.
-        self.enqueue(|| unsafe { dense::add::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&a), arg(&b), arg(&y), a.1 as u32, mul) })?;
+        self.enqueue(|| unsafe { dense::add::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&a), arg(&b), arg(&y), a.1 as u32, mul, act.code()) })?;
         Ok(self.tensor(y))
     }
 

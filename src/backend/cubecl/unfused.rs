@@ -61,11 +61,7 @@ impl<'a, R: Runtime> Builder<'a, R> {
     fn linear(&mut self, x: &Buf, lin: &Linear, rows: usize, k: usize, n: usize, act: Activation) -> Result<Buf> {
         let (w, b, y) = (self.upload("weight", lin.weight)?, self.upload("bias", lin.bias)?, self.empty(rows * n)?);
         let (be, x, out) = (self.be, x.clone(), y.clone());
-        let act = match act {
-            Activation::None => 0,
-            Activation::Relu => 1,
-            Activation::Gelu => 2,
-        };
+        let act = act.code();
         let cubes = CubeCount::Static(n.div_ceil(64) as u32, rows.div_ceil(64) as u32, 1);
         self.launches.push(("gemm", Box::new(move || unsafe { dense::gemm::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), x.arg(), w.arg(), b.arg(), b.arg(), out.arg(), rows as u32, k as u32, n as u32, true, act, false) })));
         Ok(y)
@@ -94,7 +90,7 @@ impl<'a, R: Runtime> Builder<'a, R> {
         let y = self.empty(a.1)?;
         let (be, a, b, out) = (self.be, a.clone(), b.clone(), y.clone());
         let cubes = be.row_cubes(a.1.div_ceil(256));
-        self.launches.push(("add", Box::new(move || unsafe { dense::add::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), a.arg(), b.arg(), out.arg(), a.1 as u32, false) })));
+        self.launches.push(("add", Box::new(move || unsafe { dense::add::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), a.arg(), b.arg(), out.arg(), a.1 as u32, false, 0) })));
         Ok(y)
     }
 

@@ -15,7 +15,7 @@ use super::{Backend, BackendKind, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
 use crate::problem::{
-    Activation, AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
+    AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
     SparseFusionProblem,
 };
 
@@ -600,11 +600,7 @@ impl WgpuBackend {
 
 impl WgpuBackend {
     fn dense_gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<WgpuRun<'_>> {
-        let act = match p.act {
-            Activation::None => 0,
-            Activation::Relu => 1,
-            Activation::Gelu => 2,
-        };
+        let act = p.act.code();
         let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags: bias.is_some() as u32 | (act << 1), ..Default::default() };
         let groups = (p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32);
         self.prepare_dense(crate::problem::gemm::OP, "gemm", dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[])), ("residual", &[])], p.m * p.n, groups)

@@ -83,11 +83,7 @@ impl WgpuBackend {
     }
 
     pub(super) fn gemm_tensor(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
-        let act = match p.act {
-            Activation::None => 0,
-            Activation::Relu => 1,
-            Activation::Gelu => 2,
-        };
+        let act = p.act.code();
         let flags = bias.is_some() as u32 | (act << 1) | ((residual.is_some() as u32) << 3);
         let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags, ..Default::default() };
         let groups = (p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32);
@@ -98,11 +94,11 @@ impl WgpuBackend {
         self.elementwise("add", 0, a, b)
     }
 
-    pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.elementwise("mul", 1, a, b)
+    pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
+        self.elementwise("mul", 1 | (act.code() << 1), a, b)
     }
 
-    /// `dense.wgsl`'s `add` entry: flags 0 adds, 1 multiplies.
+    /// `dense.wgsl`'s `add` entry: flags bit 0 multiplies instead of adding, bits 1-2 the activation.
     fn elementwise(&self, op: &'static str, flags: u32, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let (gx, gy, grid_x) = self.row_grid(a.len().div_ceil(256));
         let dims = DenseDims { m: a.len() as u32, flags, grid_x, ..Default::default() };
