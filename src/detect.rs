@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 use crate::convert::{label_tensor, META_CONFIG};
 use crate::error::{Error, Result};
 use crate::graph::backbone::Feature;
@@ -128,13 +128,14 @@ impl Detector {
         Ok(Labels { set, lang })
     }
 
-    /// Detections in `img` (original-pixel boxes), best first.
+    /// Detections in `img` (original-pixel boxes), best first. The device finishes each stage's
+    /// work before the next starts, so that per-stage times are the stages' own.
     pub fn detect(&self, be: &dyn Backend, img: &RgbImage, labels: &Labels, post: &PostConfig, profile: &mut Profile) -> Result<Vec<Detection>> {
         let x = profile.time("preprocess", || Ok(preprocess(img)))?;
         let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
-        let mut tokens = profile.time("backbone + projections", || self.front.forward(be, &image))?;
+        let mut tokens = profile.time("backbone + projections", || settled(be, self.front.forward(be, &image), |t| &t.src))?;
         drop(image);
-        let (memory, states) = profile.time("encoder + fusion", || self.encoder.forward_t(be, &mut tokens, &labels.lang))?;
+        let (memory, states) = profile.time("encoder + fusion", || settled(be, self.encoder.forward_t(be, &mut tokens, &labels.lang), |r| &r.0))?;
         let objects = labels.set.objects.len() + 1;
         let lang = states.last().expect("at least one fusion round");
         let out = profile.time("decoders + heads", || self.decoders.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, lang, objects))?;
@@ -143,4 +144,16 @@ impl Detector {
             Ok(postprocess(&heads, &labels.set, (img.height, img.width), post))
         })
     }
+}
+
+/// `r` once the device has finished writing the tensor `of(r)` (its last element is read back): a
+/// GPU backend queues a stage's work without waiting, and its time would otherwise be counted in
+/// the stage that next reads something back.
+fn settled<T>(be: &dyn Backend, r: Result<T>, of: impl Fn(&T) -> &Tensor) -> Result<T> {
+    let r = r?;
+    let t = of(&r);
+    if !t.is_empty() {
+        be.download(&be.slice_t(t, t.len() - 1, 1)?)?;
+    }
+    Ok(r)
 }
