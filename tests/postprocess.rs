@@ -97,3 +97,26 @@ fn label_sets_are_the_official_texts() {
     assert_eq!(vcoco.objects.last().unwrap(), "missing objects");
     assert!(LabelSet::builtin("openimages").is_none());
 }
+
+/// A NaN box (a diverged model) gives a NaN overlap, which the official NMS treats as "not
+/// `<= threshold`": the candidate is dropped, and a kept NaN-box candidate drops every later
+/// candidate of its triplet class. So a NaN-box detection that survives is alone in its class.
+#[test]
+fn nan_boxes_are_suppressed_as_numpy_does() {
+    let labels = LabelSet::builtin("hico").unwrap();
+    let [obj, verb, sub, mut sb, ob] = inputs(100, &labels);
+    // pairs 0, 5, 10, … share object and verb; the best-scored of them gets a NaN subject box
+    let cfg = PostConfig { top_k: 100, nms: Some(OFFICIAL_NMS), zero_shot: false };
+    let out = HeadOutputs { obj_logits: &obj, verb_logits: &verb, sub_boxes: &sb, obj_boxes: &ob, sub_logits: Some(&sub) };
+    let clean = postprocess(&out, &labels, (480, 640), &cfg);
+    let first = clean.iter().find(|d| d.pair % 5 == 0).expect("a detection of the first cluster").clone();
+    let class = (first.object_label, first.verb);
+    let mates = clean.iter().filter(|d| (d.object_label, d.verb) == class).count();
+    assert!(mates > 1, "the test needs two kept detections of one class, got {mates}");
+    sb[first.pair * 4] = f32::NAN;
+    let out = HeadOutputs { obj_logits: &obj, verb_logits: &verb, sub_boxes: &sb, obj_boxes: &ob, sub_logits: Some(&sub) };
+    let got = postprocess(&out, &labels, (480, 640), &cfg);
+    let of_class: Vec<_> = got.iter().filter(|d| (d.object_label, d.verb) == class).collect();
+    assert!(of_class.iter().any(|d| d.subject_box.iter().any(|v| v.is_nan())), "the NaN-box detection ranks first in its class");
+    assert_eq!(of_class.len(), 1, "a kept NaN-box detection suppresses the rest of its class ({} kept)", of_class.len());
+}

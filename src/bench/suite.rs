@@ -162,11 +162,27 @@ pub fn count(o: &SuiteOptions) -> usize {
 }
 
 /// Inputs of one job, made once and shared by every backend.
+/// A cell's job with its inputs.
 enum Data {
-    Msda(MsDeformAttnData),
-    Gemm { x: Vec<f32>, w: Vec<f32>, b: Vec<f32> },
-    Fusion { memory: Vec<f32>, pos: Vec<f32>, lang: Vec<f32>, fw: OwnedWeights, bw: OwnedWeights },
+    Msda(MsDeformAttnProblem, MsDeformAttnData),
+    Gemm(GemmProblem, GemmData),
+    GatedCrossAttn(SparseFusionProblem, FusionData),
+    SparseFusion(SparseFusionProblem, FusionData),
     Detect(Box<DetectData>),
+}
+
+struct GemmData {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+struct FusionData {
+    memory: Vec<f32>,
+    pos: Vec<f32>,
+    lang: Vec<f32>,
+    fw: OwnedWeights,
+    bw: OwnedWeights,
 }
 
 struct DetectData {
@@ -175,18 +191,25 @@ struct DetectData {
     image: crate::model::preprocess::RgbImage,
 }
 
-fn data(job: &Job) -> Result<Data> {
-    let mut rng = Rng::new(11);
-    Ok(match job {
-        Job::Msda(pr) => Data::Msda(MsDeformAttnData::random(pr, 7)),
-        Job::Gemm(g) => Data::Gemm { x: rng.fill(g.m * g.k, -1.0, 1.0), w: rng.fill(g.n * g.k, -0.1, 0.1), b: rng.fill(g.n, -0.1, 0.1) },
-        Job::GatedCrossAttn(p) | Job::SparseFusion(p) => Data::Fusion {
+impl FusionData {
+    fn seeded(p: &SparseFusionProblem, rng: &mut Rng) -> Self {
+        FusionData {
             memory: rng.fill(p.tokens * 256, -1.0, 1.0),
             pos: rng.fill(p.tokens * 256, -1.0, 1.0),
             lang: rng.fill(p.fusion.t * 768, -1.0, 1.0),
             fw: OwnedWeights::seeded(p.fusion.weight_shapes(), 1),
             bw: OwnedWeights::seeded(BertLayerProblem::roberta_base(1, p.fusion.t).weight_shapes(), 2),
-        },
+        }
+    }
+}
+
+fn data(job: &Job) -> Result<Data> {
+    let mut rng = Rng::new(11);
+    Ok(match job {
+        Job::Msda(pr) => Data::Msda(pr.clone(), MsDeformAttnData::random(pr, 7)),
+        Job::Gemm(g) => Data::Gemm(*g, GemmData { x: rng.fill(g.m * g.k, -1.0, 1.0), w: rng.fill(g.n * g.k, -0.1, 0.1), b: rng.fill(g.n, -0.1, 0.1) }),
+        Job::GatedCrossAttn(p) => Data::GatedCrossAttn(p.clone(), FusionData::seeded(p, &mut rng)),
+        Job::SparseFusion(p) => Data::SparseFusion(p.clone(), FusionData::seeded(p, &mut rng)),
         Job::Detect(model, image) => {
             let file = crate::io::weights::WeightFile::open(model)?;
             let det = crate::detect::Detector::load(&file, model)?;
@@ -198,22 +221,22 @@ fn data(job: &Job) -> Result<Data> {
 }
 
 /// Times one cell; `Ok((timing, kind of timing, work units per second per median second))`.
-fn time_cell(be: &dyn Backend, job: &Job, data: &Data, dtype: DType, repeat: usize) -> Result<(Timing, &'static str, Option<(f64, &'static str)>)> {
-    match (job, data) {
-        (Job::Msda(pr), Data::Msda(d)) => {
+fn time_cell(be: &dyn Backend, data: &Data, dtype: DType, repeat: usize) -> Result<(Timing, &'static str, Option<(f64, &'static str)>)> {
+    match data {
+        Data::Msda(pr, d) => {
             let mut p = be.prepare_ms_deform_attn(pr, &d.input(), dtype)?;
             Ok((time_runs(p.as_mut(), repeat)?, "resident", Some((pr.bytes(dtype) as f64 / 1e9, "GB/s"))))
         }
-        (Job::Gemm(g), Data::Gemm { x, w, b }) => {
+        Data::Gemm(g, GemmData { x, w, b }) => {
             let (t, how) = resident_or_host(be.prepare_gemm(g, x, w, Some(b)), repeat, || be.gemm(g, x, w, Some(b)).map(|_| ()))?;
             Ok((t, how, Some((g.flops() as f64 / 1e9, "GFLOP/s"))))
         }
-        (Job::GatedCrossAttn(p), Data::Fusion { memory, pos, lang, fw, .. }) => {
+        Data::GatedCrossAttn(p, FusionData { memory, pos, lang, fw, .. }) => {
             let (v, vp) = (&memory[p.start * 256..], &pos[p.start * 256..]);
             let w = fw.as_fusion();
             Ok((time_host(repeat, || be.gated_cross_attn(&p.fusion, v, vp, lang, &w).map(|_| ()))?, "host-to-host", None))
         }
-        (Job::SparseFusion(p), Data::Fusion { memory, pos, lang, fw, bw }) => {
+        Data::SparseFusion(p, FusionData { memory, pos, lang, fw, bw }) => {
             let (fw, bw) = (fw.as_fusion(), bw.as_bert());
             let (t, how) = resident_or_host(be.prepare_sparse_fusion(p, memory, pos, lang, None, &fw, &bw), repeat, || {
                 let mut m = memory.clone();
@@ -221,12 +244,11 @@ fn time_cell(be: &dyn Backend, job: &Job, data: &Data, dtype: DType, repeat: usi
             })?;
             Ok((t, how, None))
         }
-        (Job::Detect(..), Data::Detect(d)) => {
+        Data::Detect(d) => {
             let post = crate::model::postprocess::PostConfig::default();
             let t = time_host(repeat.min(3), || d.det.detect(be, &d.image, &d.labels, &post, &mut Default::default()).map(|_| ()))?;
             Ok((t, "host-to-host", None))
         }
-        _ => Err(Error::Limit { op: "bench", what: "suite".into(), reason: "job and data disagree".into() }),
     }
 }
 
@@ -282,7 +304,7 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
                     Err(why) => rec.skipped = Some(why.clone()),
                     Ok(be) => {
                         rec.device = be.device();
-                        match data.as_ref().map_err(|e| e.clone()).and_then(|d| time_cell(be.as_ref(), &cell.job, d, dtype, o.repeat).map_err(|e| e.to_string())) {
+                        match data.as_ref().map_err(|e| e.clone()).and_then(|d| time_cell(be.as_ref(), d, dtype, o.repeat).map_err(|e| e.to_string())) {
                             Ok((t, timing, work)) => {
                                 rec.timing = timing.into();
                                 rec.median_ms = Some(t.median_s * 1e3);

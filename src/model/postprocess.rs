@@ -94,11 +94,19 @@ fn to_pixels(b: &[f32], width: f32, height: f32) -> [f32; 4] {
     [(cx - 0.5 * w) * width, (cy - 0.5 * h) * height, (cx + 0.5 * w) * width, (cy + 0.5 * h) * height]
 }
 
-/// IoU with the +1-pixel area convention of the official NMS.
+/// `np.maximum` / `np.minimum`: NaN wins (`f32::max` would return the other operand).
+fn np_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
+}
+fn np_min(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.min(b) }
+}
+
+/// IoU with the +1-pixel area convention of the official NMS (NaN for a NaN box, as numpy gives).
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let area = |x: &[f32; 4]| (x[2] - x[0] + 1.0) * (x[3] - x[1] + 1.0);
-    let w = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
+    let w = np_max(0.0, np_min(a[2], b[2]) - np_max(a[0], b[0]) + 1.0);
+    let h = np_max(0.0, np_min(a[3], b[3]) - np_max(a[1], b[1]) + 1.0);
     let inter = w * h;
     inter / (area(a) + area(b) - inter)
 }
@@ -141,7 +149,8 @@ pub fn postprocess(out: &HeadOutputs, labels: &LabelSet, (height, width): (usize
             let (a, b) = (&candidates[i], &candidates[j]);
             if keep[j] && a.object_label == b.object_label && a.verb == b.verb {
                 let ovr = iou(&a.subject_box, &b.subject_box).powf(nms.alpha) * iou(&a.object_box, &b.object_box).powf(nms.beta);
-                if ovr > nms.threshold {
+                // the official keeps `ovr <= threshold` only: a NaN overlap is dropped too
+                if ovr.is_nan() || ovr > nms.threshold {
                     keep[j] = false;
                 }
             }
