@@ -133,8 +133,7 @@ impl Detector {
     pub fn detect(&self, be: &dyn Backend, img: &RgbImage, labels: &Labels, post: &PostConfig, profile: &mut Profile) -> Result<Vec<Detection>> {
         let x = profile.time("preprocess", || Ok(preprocess(img)))?;
         let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
-        let mut tokens = profile.time("backbone + projections", || settled(be, self.front.forward(be, &image), |t| &t.src))?;
-        drop(image);
+        let mut tokens = profile.time("backbone + projections", || settled(be, self.front.forward(be, image), |t| &t.src))?;
         let (memory, states) = profile.time("encoder + fusion", || settled(be, self.encoder.forward_t(be, &mut tokens, &labels.lang), |r| &r.0))?;
         let objects = labels.set.objects.len() + 1;
         let lang = states.last().expect("at least one fusion round");

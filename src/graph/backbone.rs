@@ -39,9 +39,9 @@ pub struct Map {
 }
 
 impl Map {
-    /// `f` put on `be`.
-    pub fn on(be: &dyn Backend, f: &Feature) -> Result<Self> {
-        Ok(Map { c: f.c, h: f.h, w: f.w, t: Tensor::on(be, "image", f.data.clone())? })
+    /// `f` put on `be` (a host backend keeps its buffer).
+    pub fn take(be: &dyn Backend, f: Feature) -> Result<Self> {
+        Ok(Map { c: f.c, h: f.h, w: f.w, t: Tensor::on(be, "image", f.data)? })
     }
     /// Read back from `be`.
     pub fn to_feature(self, be: &dyn Backend) -> Result<Feature> {
@@ -137,7 +137,7 @@ impl ResNet50 {
 
     /// `[C3, C4, C5]` (strides 8, 16, 32) of a normalized `[3, H, W]` image, read back to the host.
     pub fn forward(&self, be: &dyn Backend, image: &Feature) -> Result<Vec<Feature>> {
-        self.forward_t(be, Map::on(be, image)?)?.into_iter().map(|m| m.to_feature(be)).collect()
+        self.forward_t(be, Map::take(be, image.clone())?)?.into_iter().map(|m| m.to_feature(be)).collect()
     }
 
     /// [`ResNet50::forward`] on the backend: the image and every feature map stay where `be`

@@ -70,9 +70,10 @@ impl ImageFront {
     }
 
     /// Image `[3,H,W]` (normalized) → encoder tokens, positions and level table, kept where
-    /// `be` computes (weights bound to `be` on first use).
-    pub fn forward(&self, be: &dyn Backend, image: &Feature) -> Result<Tokens> {
-        let mut feats = self.backbone.forward_t(be, Map::on(be, image)?)?;
+    /// `be` computes (weights bound to `be` on first use). The image is consumed: a host backend
+    /// computes on its buffer, a GPU backend uploads it.
+    pub fn forward(&self, be: &dyn Backend, image: Feature) -> Result<Tokens> {
+        let mut feats = self.backbone.forward_t(be, Map::take(be, image)?)?;
         let bound = self.bound.get(be, || self.projections.iter().map(|p| Ok([0, 1, 2, 3].map(|i| be.bind("input projection", &p.tensors[i])).into_iter().collect::<Result<Vec<_>>>()?.try_into().expect("four"))).collect())?;
         let mut levels = Vec::new();
         let last = feats.len() - 1;

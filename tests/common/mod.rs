@@ -300,7 +300,7 @@ pub fn formula_lang(t: usize) -> Vec<f32> {
 /// lacks one of its ops.
 #[allow(dead_code)]
 pub fn front_tokens(be: &dyn Backend, front: &rlipv2::graph::front::ImageFront, what: &str, h: usize, w: usize) -> Option<rlipv2::graph::front::Tokens> {
-    match front.forward(be, &formula_image(h, w)) {
+    match front.forward(be, formula_image(h, w)) {
         Ok(t) => Some(t),
         Err(e @ rlipv2::Error::Unsupported { .. }) => {
             println!("SKIP {}/{what}: {e}", be.kind());
