@@ -129,6 +129,87 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>,
     }
 }
 
+/// [`gemm`] for large products (see `backend::gemm_tile`): one 256-unit cube per 128×128 output
+/// tile, each unit an 8×8 block — rows ty·4 + i and 64 + ty·4 + i, columns tx·4 .. + 4 and
+/// 64 + tx·4 .. + 4 — with K in 8-deep slabs: four vec4 reads from shared memory per 64 FMAs.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm128(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32, #[comptime] has_res: bool) {
+    let mut xs = SharedMemory::<V4>::new(256usize); // [k (8)][row / 4 (32)]
+    let mut ws = SharedMemory::<V4>::new(256usize); // [k (8)][col / 4 (32)]
+    let lid = UNIT_POS as usize;
+    let (m, k, n) = (m as usize, k as usize, n as usize);
+    let row0 = CUBE_POS_Y as usize * 128;
+    let col0 = CUBE_POS_X as usize * 128;
+    let ty = lid / 16;
+    let tx = lid % 16;
+    // acc[2i + h]: block row i (i < 4: ty·4 + i, else 64 + ty·4 + i − 4), column half h
+    let mut acc = Array::<V4>::new(16usize);
+    #[unroll]
+    for i in 0..16usize {
+        acc[i] = V4::new(0.0f32);
+    }
+    // this unit stages k = k0 + kk of rows (and columns) q4·4 .. q4·4 + 4
+    let kk = lid % 8;
+    let q4 = lid / 8;
+    let mut k0 = 0usize;
+    while k0 < k {
+        let kx = k0 + kk;
+        let mut xv = V4::new(0.0f32);
+        let mut wv = V4::new(0.0f32);
+        #[unroll]
+        for q in 0..4usize {
+            let r = q4 * 4 + q;
+            if row0 + r < m && kx < k {
+                xv[q] = x[(row0 + r) * k + kx];
+            }
+            if col0 + r < n && kx < k {
+                wv[q] = w[(col0 + r) * k + kx];
+            }
+        }
+        xs[kk * 32 + q4] = xv;
+        ws[kk * 32 + q4] = wv;
+        sync_cube();
+        for s in 0..8usize {
+            let a0 = xs[s * 32 + ty];
+            let a1 = xs[s * 32 + 16 + ty];
+            let b0 = ws[s * 32 + tx];
+            let b1 = ws[s * 32 + 16 + tx];
+            #[unroll]
+            for i in 0..4usize {
+                acc[2 * i] += V4::new(a0[i]) * b0;
+                acc[2 * i + 1] += V4::new(a0[i]) * b1;
+                acc[8 + 2 * i] += V4::new(a1[i]) * b0;
+                acc[9 + 2 * i] += V4::new(a1[i]) * b1;
+            }
+        }
+        sync_cube();
+        k0 += 8;
+    }
+    #[unroll]
+    for i in 0..8usize {
+        let row = row0 + (i / 4) * 64 + ty * 4 + i % 4;
+        #[unroll]
+        for h in 0..2usize {
+            #[unroll]
+            for j in 0..4usize {
+                let col = col0 + h * 64 + tx * 4 + j;
+                if row < m && col < n {
+                    let mut v = acc[2 * i + h][j];
+                    if comptime![has_bias] {
+                        v += bias[col];
+                    }
+                    v = activate(v, act);
+                    if comptime![has_res] {
+                        v += res[row * n + col];
+                    }
+                    y[row * n + col] = v;
+                }
+            }
+        }
+    }
+}
+
 /// Row LayerNorm of `x [R,C]` with biased variance.
 #[cube(launch_unchecked)]
 pub fn layer_norm(x: &Array<f32>, gamma: &Array<f32>, beta: &Array<f32>, y: &mut Array<f32>, rows: u32, width: u32, eps: f32) {

@@ -735,6 +735,23 @@ pub fn gpu_timeout() -> std::time::Duration {
     std::time::Duration::from_secs_f64(s)
 }
 
+/// Output tile edge of the GPU GEMM kernels for `p`: 128 (each invocation an 8×8 block) where
+/// the product has rows and columns for such tiles (the encoder's and the backbone's), else 64
+/// (a 4×4 block; more workgroups for the decoders' 64–200-row products). `RLIPV2_GEMM_TILE=64`
+/// or `128` forces one, to time the two side by side on a device.
+pub fn gemm_tile(p: &GemmProblem) -> usize {
+    static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let forced = *FORCED.get_or_init(|| match std::env::var("RLIPV2_GEMM_TILE").ok()?.as_str() {
+        "64" => Some(64),
+        "128" => Some(128),
+        other => {
+            tracing::warn!("RLIPV2_GEMM_TILE={other} ignored (64 or 128)");
+            None
+        }
+    });
+    forced.unwrap_or(if p.m >= 256 && p.n >= 128 { 128 } else { 64 })
+}
+
 /// Names of CPU-emulated adapters (Mesa lavapipe/llvmpipe, SwiftShader, WARP).
 pub fn is_software_adapter(device: &str) -> bool {
     let d = device.to_ascii_lowercase();

@@ -50,6 +50,26 @@ pub struct CubeclBackend<R: Runtime> {
     _r: PhantomData<R>,
 }
 
+/// Enqueues `dense::gemm` or `dense::gemm128` (see [`crate::backend::gemm_tile`]) for `p`:
+/// `y = act(x·wᵀ + b) [+ r]`.
+///
+/// # Safety
+/// `x`, `w` and `y` hold m·k, n·k and m·n values; `b` n values when `has_bias`, `r` m·n when `has_res`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn launch_gemm<R: Runtime>(client: &ComputeClient<R>, p: &GemmProblem, x: ArrayArg<R>, w: ArrayArg<R>, b: ArrayArg<R>, r: ArrayArg<R>, y: ArrayArg<R>, has_bias: bool, has_res: bool) {
+    let tile = super::gemm_tile(p);
+    let cubes = CubeCount::Static(p.n.div_ceil(tile) as u32, p.m.div_ceil(tile) as u32, 1);
+    let (m, k, n, act) = (p.m as u32, p.k as u32, p.n as u32, p.act.code());
+    // SAFETY: the caller's lengths; both kernels bounds-check rows, columns and k
+    unsafe {
+        if tile == 128 {
+            dense::gemm128::launch_unchecked::<R>(client, cubes, CubeDim::new_1d(256), x, w, b, r, y, m, k, n, has_bias, act, has_res)
+        } else {
+            dense::gemm::launch_unchecked::<R>(client, cubes, CubeDim::new_1d(256), x, w, b, r, y, m, k, n, has_bias, act, has_res)
+        }
+    }
+}
+
 fn catch<T>(what: &str, backend: BackendKind, f: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
         let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "cubecl panicked".into());
@@ -183,8 +203,7 @@ impl<R: Runtime> CubeclBackend<R> {
             let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
             Ok((self.upload(what, bytemuck::cast_slice(data)).map_err(|e| retag(e, OP))?, data.len()))
         };
-        let act = p.act.code();
-        Ok(GemmRun { be: self, x: up("x", x)?, w: up("weight", weight)?, b: up("bias", bias.unwrap_or(&[]))?, out: (self.f32_out(OP, p.m * p.n)?, p.m * p.n), p: *p, has_bias: bias.is_some(), act })
+        Ok(GemmRun { be: self, x: up("x", x)?, w: up("weight", weight)?, b: up("bias", bias.unwrap_or(&[]))?, out: (self.f32_out(OP, p.m * p.n)?, p.m * p.n), p: *p, has_bias: bias.is_some() })
     }
 }
 
@@ -197,18 +216,13 @@ struct GemmRun<'a, R: Runtime> {
     out: (Handle, usize),
     p: GemmProblem,
     has_bias: bool,
-    act: u32,
 }
 
 impl<R: Runtime> Prepared for GemmRun<'_, R> {
     fn enqueue(&mut self) -> Result<()> {
         let arg = |h: &(Handle, usize)| unsafe { ArrayArg::from_raw_parts(h.0.clone(), h.1) };
-        let p = &self.p;
-        let cubes = CubeCount::Static(p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32, 1);
-        // SAFETY: array lengths match the validated problem; the kernel bounds-checks rows/columns.
-        catch("launch", self.be.kind, || unsafe {
-            dense::gemm::launch_unchecked::<R>(&self.be.client, cubes, CubeDim::new_1d(256), arg(&self.x), arg(&self.w), arg(&self.b), arg(&self.b), arg(&self.out), p.m as u32, p.k as u32, p.n as u32, self.has_bias, self.act, false)
-        })?;
+        // SAFETY: array lengths match the validated problem.
+        catch("launch", self.be.kind, || unsafe { launch_gemm(&self.be.client, &self.p, arg(&self.x), arg(&self.w), arg(&self.b), arg(&self.b), arg(&self.out), self.has_bias, false) })?;
         self.be.count_launch();
         Ok(())
     }

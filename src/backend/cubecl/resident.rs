@@ -97,12 +97,10 @@ impl<R: Runtime> CubeclBackend<R> {
             Some(r) => self.resident(OP, "residual", r)?,
             None => x.clone(),
         };
-        let act = p.act.code();
         let y = self.out(OP, p.m * p.n)?;
-        let cubes = CubeCount::Static(p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32, 1);
-        // SAFETY: lengths checked by `gemm_t`; the kernel bounds-checks rows and columns.
+        // SAFETY: lengths checked by `gemm_t`.
         self.enqueue(|| unsafe {
-            dense::gemm::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&x), arg(&w), arg(&b), arg(&r), arg(&y), p.m as u32, p.k as u32, p.n as u32, bias.is_some(), act, residual.is_some())
+            super::launch_gemm(&self.client, p, arg(&x), arg(&w), arg(&b), arg(&r), arg(&y), bias.is_some(), residual.is_some())
         })?;
         Ok(self.tensor(y))
     }

@@ -61,9 +61,8 @@ impl<'a, R: Runtime> Builder<'a, R> {
     fn linear(&mut self, x: &Buf, lin: &Linear, rows: usize, k: usize, n: usize, act: Activation) -> Result<Buf> {
         let (w, b, y) = (self.upload("weight", lin.weight)?, self.upload("bias", lin.bias)?, self.empty(rows * n)?);
         let (be, x, out) = (self.be, x.clone(), y.clone());
-        let act = act.code();
-        let cubes = CubeCount::Static(n.div_ceil(64) as u32, rows.div_ceil(64) as u32, 1);
-        self.launches.push(("gemm", Box::new(move || unsafe { dense::gemm::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), x.arg(), w.arg(), b.arg(), b.arg(), out.arg(), rows as u32, k as u32, n as u32, true, act, false) })));
+        let p = crate::problem::GemmProblem { m: rows, k, n, bias: true, act };
+        self.launches.push(("gemm", Box::new(move || unsafe { super::launch_gemm::<R>(&be.client, &p, x.arg(), w.arg(), b.arg(), b.arg(), out.arg(), true, false) })));
         Ok(y)
     }
 

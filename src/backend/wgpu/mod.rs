@@ -107,11 +107,18 @@ const WORKGROUP: u32 = 128;
 fn dense_key(entry: &str) -> &'static str {
     match entry {
         "gemm" => "dense.gemm",
+        "gemm128" => "dense.gemm128",
         "layer_norm" => "dense.layer_norm",
         "softmax" => "dense.softmax",
         "add" => "dense.add",
         _ => "dense.attention",
     }
+}
+
+/// The `dense.wgsl` GEMM entry for `p` and its workgroup grid (column tiles, row tiles).
+fn gemm_entry(p: &GemmProblem) -> (&'static str, (u32, u32)) {
+    let tile = super::gemm_tile(p);
+    (if tile == 128 { "gemm128" } else { "gemm" }, (p.n.div_ceil(tile) as u32, p.m.div_ceil(tile) as u32))
 }
 
 fn unavailable(reason: impl Into<String>) -> Error {
@@ -602,8 +609,8 @@ impl WgpuBackend {
     fn dense_gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<WgpuRun<'_>> {
         let act = p.act.code();
         let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags: bias.is_some() as u32 | (act << 1), ..Default::default() };
-        let groups = (p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32);
-        self.prepare_dense(crate::problem::gemm::OP, "gemm", dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[])), ("residual", &[])], p.m * p.n, groups)
+        let (entry, groups) = gemm_entry(p);
+        self.prepare_dense(crate::problem::gemm::OP, entry, dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[])), ("residual", &[])], p.m * p.n, groups)
     }
 }
 

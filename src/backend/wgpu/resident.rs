@@ -86,8 +86,8 @@ impl WgpuBackend {
         let act = p.act.code();
         let flags = bias.is_some() as u32 | (act << 1) | ((residual.is_some() as u32) << 3);
         let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags, ..Default::default() };
-        let groups = (p.n.div_ceil(64) as u32, p.m.div_ceil(64) as u32);
-        self.dense_t(crate::problem::gemm::OP, "gemm", dims, &[("x", Some(x)), ("weight", Some(weight)), ("bias", bias), ("residual", residual)], p.m * p.n, groups)
+        let (entry, groups) = super::gemm_entry(p);
+        self.dense_t(crate::problem::gemm::OP, entry, dims, &[("x", Some(x)), ("weight", Some(weight)), ("bias", bias), ("residual", residual)], p.m * p.n, groups)
     }
 
     pub(super) fn add_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
