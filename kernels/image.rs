@@ -76,21 +76,102 @@ pub fn conv(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f32>
     for i in 0..4usize {
         #[unroll]
         for j in 0..4usize {
-            let row = row0 + ty * 4 + i;
-            let px = col0 + tx * 4 + j;
-            if row < m && px < n {
-                let at = (b * m + row) * n + px;
-                let mut v = acc[i][j] + bias[row];
-                if comptime![has_res] {
-                    v += res[at];
-                }
-                if comptime![relu] {
-                    // NaN stays NaN, as torch.relu keeps it
-                    if v < 0.0f32 {
-                        v = 0.0f32;
-                    }
-                }
-                y[at] = v;
+            conv_out(acc[i][j], bias, res, y, (b * m + row0 + ty * 4 + i) * n, row0 + ty * 4 + i, col0 + tx * 4 + j, m, n, relu, has_res);
+        }
+    }
+}
+
+/// Writes output channel `row`, pixel `px` (at `base + px`): bias, the residual, then ReLU.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn conv_out(v: f32, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, base: usize, row: usize, px: usize, m: usize, n: usize, #[comptime] relu: bool, #[comptime] has_res: bool) {
+    if row < m && px < n {
+        let at = base + px;
+        let mut out = v + bias[row];
+        if comptime![has_res] {
+            out += res[at];
+        }
+        if comptime![relu] {
+            // NaN stays NaN, as torch.relu keeps it
+            if out < 0.0f32 {
+                out = 0.0f32;
+            }
+        }
+        y[at] = out;
+    }
+}
+
+/// [`conv`] for large outputs (see `backend::gemm_tile`): 128×128 tiles, each unit an 8×8 block
+/// as `dense::gemm128`, K in 8-deep slabs; the columns are staged with pixels along the units,
+/// so neighbouring units read neighbouring pixels of one input plane.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv128(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, in_c: u32, h: u32, w: u32, out_c: u32, kh: u32, kw: u32, stride: u32, pad: u32, out_h: u32, out_w: u32, #[comptime] relu: bool, #[comptime] has_res: bool) {
+    let mut xs = SharedMemory::<V4>::new(256usize); // [k (8)][channel / 4 (32)]
+    let mut ws = SharedMemory::<V4>::new(256usize); // [k (8)][pixel / 4 (32)]
+    let lid = UNIT_POS as usize;
+    let (h, w, kh, kw, stride, pad, out_w) = (h as usize, w as usize, kh as usize, kw as usize, stride as usize, pad as usize, out_w as usize);
+    let m = out_c as usize;
+    let n = out_h as usize * out_w;
+    let k = in_c as usize * kh * kw;
+    let b = CUBE_POS_Z as usize;
+    let xb = b * in_c as usize * h * w;
+    let row0 = CUBE_POS_Y as usize * 128;
+    let col0 = CUBE_POS_X as usize * 128;
+    let ty = lid / 16;
+    let tx = lid % 16;
+    let mut acc = Array::<V4>::new(16usize);
+    #[unroll]
+    for i in 0..16usize {
+        acc[i] = V4::new(0.0f32);
+    }
+    // weights: k = k0 + kk of channels q4·4 .. + 4; columns: k = k0 + kb of pixels p4·4 .. + 4
+    let kk = lid % 8;
+    let q4 = lid / 8;
+    let kb = lid / 32;
+    let p4 = lid % 32;
+    let mut k0 = 0usize;
+    while k0 < k {
+        let mut av = V4::new(0.0f32);
+        let mut bv = V4::new(0.0f32);
+        #[unroll]
+        for q in 0..4usize {
+            let i = q4 * 4 + q;
+            if row0 + i < m && k0 + kk < k {
+                av[q] = wt[(row0 + i) * k + k0 + kk];
+            }
+            let px = col0 + p4 * 4 + q;
+            if px < n && k0 + kb < k {
+                bv[q] = col(x, xb, px, k0 + kb, h, w, kh, kw, stride, pad, out_w);
+            }
+        }
+        xs[kk * 32 + q4] = av;
+        ws[kb * 32 + p4] = bv;
+        sync_cube();
+        for s in 0..8usize {
+            let a0 = xs[s * 32 + ty];
+            let a1 = xs[s * 32 + 16 + ty];
+            let b0 = ws[s * 32 + tx];
+            let b1 = ws[s * 32 + 16 + tx];
+            #[unroll]
+            for i in 0..4usize {
+                acc[2 * i] += V4::new(a0[i]) * b0;
+                acc[2 * i + 1] += V4::new(a0[i]) * b1;
+                acc[8 + 2 * i] += V4::new(a1[i]) * b0;
+                acc[9 + 2 * i] += V4::new(a1[i]) * b1;
+            }
+        }
+        sync_cube();
+        k0 += 8;
+    }
+    #[unroll]
+    for i in 0..8usize {
+        let row = row0 + (i / 4) * 64 + ty * 4 + i % 4;
+        #[unroll]
+        for hh in 0..2usize {
+            #[unroll]
+            for j in 0..4usize {
+                conv_out(acc[2 * i + hh][j], bias, res, y, (b * m + row) * n, row, col0 + hh * 64 + tx * 4 + j, m, n, relu, has_res);
             }
         }
     }

@@ -13,6 +13,7 @@
 //   conv        one 256-wide workgroup per 64×64 tile of y[b] = W · cols(x[b]) ([Co, Ho·Wo]),
 //               (x, y, z) = (pixel tile, channel tile, image); each invocation a 4×4 block; the
 //               columns are gathered from x while staging, never stored.
+//   conv128     the same with 128×128 tiles and an 8×8 block per invocation (large outputs).
 //   max_pool, to_tokens   one invocation per output element, 2-D numbering of 256-wide workgroups.
 //   group_norm  one 256-wide workgroup per (image, group): mean, then variance about it, then
 //               the normalized values (biased variance, eps in P).
@@ -89,15 +90,84 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
-            let row = row0 + ty * 4u + i;
-            let px = col0 + tx * 4u + j;
-            if (row < m && px < n) {
-                let at = (b * m + row) * n + px;
-                var y = acc[i][j] + c[row];
-                if ((p.flags & 8u) != 0u) { y += r[at]; }
-                if ((p.flags & 1u) != 0u && y < 0.0) { y = 0.0; }   // NaN stays NaN, as torch.relu keeps it
-                out[at] = y;
-            }
+            conv_out(acc[i][j], b, row0 + ty * 4u + i, col0 + tx * 4u + j);
+        }
+    }
+}
+
+// Output channel `row`, pixel `px` of image b: bias, the residual, then ReLU.
+fn conv_out(v: f32, b: u32, row: u32, px: u32) {
+    let n = p.out_h * p.out_w;
+    if (row < p.out_c && px < n) {
+        let at = (b * p.out_c + row) * n + px;
+        var y = v + c[row];
+        if ((p.flags & 8u) != 0u) { y += r[at]; }
+        if ((p.flags & 1u) != 0u && y < 0.0) { y = 0.0; }   // NaN stays NaN, as torch.relu keeps it
+        out[at] = y;
+    }
+}
+
+// `conv` for large outputs: 128×128 tiles, each invocation an 8×8 block (as dense.wgsl's
+// gemm128), K in 8-deep slabs. The columns are staged with pixels along the invocations, so
+// neighbouring invocations read neighbouring pixels of one input plane.
+@compute @workgroup_size(256)
+fn conv128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let b = wid.z;
+    let m = p.out_c;
+    let n = p.out_h * p.out_w;
+    let k = p.in_c * p.kh * p.kw;
+    let row0 = wid.y * 128u;
+    let col0 = wid.x * 128u;
+    let ty = lid / 16u;
+    let tx = lid % 16u;
+    var acc: array<vec4<f32>, 16>;                // acc[2i + h]: row i of the block, column half h
+    let kk = lid % 8u;                            // weights: k = k0 + kk of channels q4·4 .. + 4
+    let q4 = lid / 8u;
+    let kb = lid / 32u;                           // columns: k = k0 + kb of pixels p4·4 .. + 4
+    let p4 = lid % 32u;
+    for (var k0 = 0u; k0 < k; k0 += 8u) {
+        var av = vec4(0.0);
+        var bv = vec4(0.0);
+        for (var q = 0u; q < 4u; q++) {
+            let i = q4 * 4u + q;
+            if (row0 + i < m && k0 + kk < k) { av[q] = w[(row0 + i) * k + k0 + kk]; }
+            let px = col0 + p4 * 4u + q;
+            if (px < n && k0 + kb < k) { bv[q] = col(b, px, k0 + kb); }
+        }
+        as4[kk * 32u + q4] = av;
+        bs4[kb * 32u + p4] = bv;
+        workgroupBarrier();
+        for (var s = 0u; s < 8u; s++) {
+            let a0 = as4[s * 32u + ty];
+            let a1 = as4[s * 32u + 16u + ty];
+            let b0 = bs4[s * 32u + tx];
+            let b1 = bs4[s * 32u + 16u + tx];
+            // unrolled by hand: constant indices keep the 16 accumulators in registers
+            acc[0] = fma(vec4(a0.x), b0, acc[0]);
+            acc[1] = fma(vec4(a0.x), b1, acc[1]);
+            acc[8] = fma(vec4(a1.x), b0, acc[8]);
+            acc[9] = fma(vec4(a1.x), b1, acc[9]);
+            acc[2] = fma(vec4(a0.y), b0, acc[2]);
+            acc[3] = fma(vec4(a0.y), b1, acc[3]);
+            acc[10] = fma(vec4(a1.y), b0, acc[10]);
+            acc[11] = fma(vec4(a1.y), b1, acc[11]);
+            acc[4] = fma(vec4(a0.z), b0, acc[4]);
+            acc[5] = fma(vec4(a0.z), b1, acc[5]);
+            acc[12] = fma(vec4(a1.z), b0, acc[12]);
+            acc[13] = fma(vec4(a1.z), b1, acc[13]);
+            acc[6] = fma(vec4(a0.w), b0, acc[6]);
+            acc[7] = fma(vec4(a0.w), b1, acc[7]);
+            acc[14] = fma(vec4(a1.w), b0, acc[14]);
+            acc[15] = fma(vec4(a1.w), b1, acc[15]);
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 8u; i++) {
+        let row = row0 + (i / 4u) * 64u + ty * 4u + i % 4u;
+        for (var j = 0u; j < 4u; j++) {
+            conv_out(acc[2u * i][j], b, row, col0 + tx * 4u + j);
+            conv_out(acc[2u * i + 1u][j], b, row, col0 + 64u + tx * 4u + j);
         }
     }
 }

@@ -38,6 +38,9 @@ fn cases() -> Vec<(&'static str, Conv2dProblem, bool)> {
         ("1x1 s2 downsample", Conv2dProblem { stride: 2, ..base }, false),
         ("1x1 + residual + relu, B=2", Conv2dProblem { batch: 2, act: Activation::Relu, ..base }, true),
         ("3x3 + residual, odd", Conv2dProblem { in_c: 5, h: 7, w: 3, out_c: 3, kh: 3, kw: 3, pad: 1, act: Activation::Relu, ..base }, true),
+        // outputs large enough for the GPU backends' 128×128 tiles (backend::gemm_tile), partial tiles
+        ("3x3 + residual + relu, B=2, 128-tiles", Conv2dProblem { batch: 2, in_c: 19, h: 45, w: 61, out_c: 200, kh: 3, kw: 3, pad: 1, act: Activation::Relu, ..base }, true),
+        ("1x1 s2 downsample, 128-tiles", Conv2dProblem { in_c: 33, h: 90, w: 121, out_c: 260, stride: 2, ..base }, false),
         ("3x3 s2 p1, several column bands", Conv2dProblem { in_c: 64, h: 150, w: 200, out_c: 8, kh: 3, kw: 3, stride: 1, pad: 1, ..base }, false),
     ]
 }

@@ -23,7 +23,7 @@ fn on(be: &dyn Backend, v: &[f32]) -> Tensor {
 
 fn dense_case(be: &dyn Backend) {
     // the last two take the GPU backends' 128×128 tiles (backend::gemm_tile), with partial tiles and K % 8 ≠ 0
-    for (i, &(m, k, n, act)) in [(1usize, 1usize, 1usize, Activation::None), (67, 19, 45, Activation::Relu), (130, 256, 96, Activation::Gelu), (300, 37, 190, Activation::Relu), (513, 130, 129, Activation::Gelu)].iter().enumerate() {
+    for (i, &(m, k, n, act)) in [(1usize, 1usize, 1usize, Activation::None), (67, 19, 45, Activation::Relu), (130, 256, 96, Activation::Gelu), (520, 37, 1030, Activation::Relu), (1100, 130, 482, Activation::Gelu)].iter().enumerate() {
         let mut rng = Rng::new(40 + i as u64);
         let (x, w, b, r) = (rng.fill(m * k, -2.0, 2.0), rng.fill(n * k, -0.5, 0.5), rng.fill(n, -0.5, 0.5), rng.fill(m * n, -1.0, 1.0));
         let p = GemmProblem::linear(m, k, n).with_act(act);

@@ -50,6 +50,12 @@ macro_rules! resident_ops {
         fn conv2d_t_valid(&self, p: &crate::problem::Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
             self.conv2d_tensor(p, x, weight, bias, residual)
         }
+        /// Host to host through the device's conv kernel (inputs uploaded, the output read back).
+        fn conv2d_valid(&self, p: &crate::problem::Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+            let t = |v: &[f32]| Tensor::host(v.to_vec());
+            let y = self.conv2d_tensor(p, &t(x), &t(weight), &t(bias), residual.map(t))?;
+            self.download_tensor(&y)
+        }
         fn max_pool_t_valid(&self, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
             self.max_pool_tensor(x, planes, h, w)
         }
@@ -735,11 +741,12 @@ pub fn gpu_timeout() -> std::time::Duration {
     std::time::Duration::from_secs_f64(s)
 }
 
-/// Output tile edge of the GPU GEMM kernels for `p`: 128 (each invocation an 8×8 block) where
-/// the product has rows and columns for such tiles (the encoder's and the backbone's), else 64
-/// (a 4×4 block; more workgroups for the decoders' 64–200-row products). `RLIPV2_GEMM_TILE=64`
-/// or `128` forces one, to time the two side by side on a device.
-pub fn gemm_tile(p: &GemmProblem) -> usize {
+/// Output tile edge of the GPU GEMM and conv kernels for a `rows × cols` output: 128 (each
+/// invocation an 8×8 block) where the output holds at least 32 such tiles and both sides fill
+/// one (the encoder's products, most of the backbone), else 64 (a 4×4 block: more workgroups for
+/// the decoders' 64–200-row products). `RLIPV2_GEMM_TILE=64` or `128` forces one, to time the
+/// two side by side on a device.
+pub fn gemm_tile(rows: usize, cols: usize) -> usize {
     static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     let forced = *FORCED.get_or_init(|| match std::env::var("RLIPV2_GEMM_TILE").ok()?.as_str() {
         "64" => Some(64),
@@ -749,7 +756,7 @@ pub fn gemm_tile(p: &GemmProblem) -> usize {
             None
         }
     });
-    forced.unwrap_or(if p.m >= 256 && p.n >= 128 { 128 } else { 64 })
+    forced.unwrap_or(if rows.min(cols) >= 128 && rows * cols >= 32 * 128 * 128 { 128 } else { 64 })
 }
 
 /// Names of CPU-emulated adapters (Mesa lavapipe/llvmpipe, SwiftShader, WARP).

@@ -37,11 +37,17 @@ impl<R: Runtime> CubeclBackend<R> {
         let (oh, ow) = (p.out_h(), p.out_w());
         let len = p.batch * p.out_c * oh * ow;
         let y: (Handle, usize) = (self.f32_out(OP, len)?, len);
-        let cubes = CubeCount::Static((oh * ow).div_ceil(64) as u32, p.out_c.div_ceil(64) as u32, p.batch as u32);
+        let tile = crate::backend::gemm_tile(p.out_c, oh * ow);
+        let cubes = CubeCount::Static((oh * ow).div_ceil(tile) as u32, p.out_c.div_ceil(tile) as u32, p.batch as u32);
         let a = super::resident::arg::<R>;
-        // SAFETY: lengths checked by `conv2d_t`; the kernel bounds-checks channels, pixels and taps.
+        let (in_c, h, w, out_c, kh, kw, stride, pad, oh, ow) = (p.in_c as u32, p.h as u32, p.w as u32, p.out_c as u32, p.kh as u32, p.kw as u32, p.stride as u32, p.pad as u32, oh as u32, ow as u32);
+        // SAFETY: lengths checked by `conv2d_t`; the kernels bounds-check channels, pixels and taps.
         self.launch(|| unsafe {
-            k::conv::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), a(&xb), a(&wb), a(&bb), a(&rb), a(&y), p.in_c as u32, p.h as u32, p.w as u32, p.out_c as u32, p.kh as u32, p.kw as u32, p.stride as u32, p.pad as u32, oh as u32, ow as u32, relu, residual.is_some())
+            if tile == 128 {
+                k::conv128::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), a(&xb), a(&wb), a(&bb), a(&rb), a(&y), in_c, h, w, out_c, kh, kw, stride, pad, oh, ow, relu, residual.is_some())
+            } else {
+                k::conv::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), a(&xb), a(&wb), a(&bb), a(&rb), a(&y), in_c, h, w, out_c, kh, kw, stride, pad, oh, ow, relu, residual.is_some())
+            }
         })?;
         Ok(Tensor::device(self.id, len, y.0))
     }

@@ -57,7 +57,7 @@ pub struct CubeclBackend<R: Runtime> {
 /// `x`, `w` and `y` hold m·k, n·k and m·n values; `b` n values when `has_bias`, `r` m·n when `has_res`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn launch_gemm<R: Runtime>(client: &ComputeClient<R>, p: &GemmProblem, x: ArrayArg<R>, w: ArrayArg<R>, b: ArrayArg<R>, r: ArrayArg<R>, y: ArrayArg<R>, has_bias: bool, has_res: bool) {
-    let tile = super::gemm_tile(p);
+    let tile = super::gemm_tile(p.m, p.n);
     let cubes = CubeCount::Static(p.n.div_ceil(tile) as u32, p.m.div_ceil(tile) as u32, 1);
     let (m, k, n, act) = (p.m as u32, p.k as u32, p.n as u32, p.act.code());
     // SAFETY: the caller's lengths; both kernels bounds-check rows, columns and k

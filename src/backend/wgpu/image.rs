@@ -34,6 +34,7 @@ impl WgpuBackend {
     fn image_op(&self, op: &'static str, entry: &'static str, params: ImageParams, inputs: &[(&str, Option<&Tensor>)], out: &wgpu::Buffer, groups: (u32, u32, u32)) -> Result<()> {
         let key = match entry {
             "conv" => "image.conv",
+            "conv128" => "image.conv128",
             "max_pool" => "image.max_pool",
             "group_norm" => "image.group_norm",
             _ => "image.to_tokens",
@@ -68,8 +69,9 @@ impl WgpuBackend {
             ..Default::default()
         };
         let (out, t) = self.output(OP, p.batch * p.out_c * oh * ow)?;
-        let groups = ((oh * ow).div_ceil(64) as u32, p.out_c.div_ceil(64) as u32, p.batch as u32);
-        self.image_op(OP, "conv", params, &[("x", Some(x)), ("weight", Some(weight)), ("bias", Some(bias)), ("residual", residual.as_ref())], &out, groups)?;
+        let tile = crate::backend::gemm_tile(p.out_c, oh * ow);
+        let groups = ((oh * ow).div_ceil(tile) as u32, p.out_c.div_ceil(tile) as u32, p.batch as u32);
+        self.image_op(OP, if tile == 128 { "conv128" } else { "conv" }, params, &[("x", Some(x)), ("weight", Some(weight)), ("bias", Some(bias)), ("residual", residual.as_ref())], &out, groups)?;
         Ok(t)
     }
 

@@ -117,7 +117,7 @@ fn dense_key(entry: &str) -> &'static str {
 
 /// The `dense.wgsl` GEMM entry for `p` and its workgroup grid (column tiles, row tiles).
 fn gemm_entry(p: &GemmProblem) -> (&'static str, (u32, u32)) {
-    let tile = super::gemm_tile(p);
+    let tile = super::gemm_tile(p.m, p.n);
     (if tile == 128 { "gemm128" } else { "gemm" }, (p.n.div_ceil(tile) as u32, p.m.div_ceil(tile) as u32))
 }
 
