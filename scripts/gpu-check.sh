@@ -124,7 +124,12 @@ convert_fixture "$work"
 for i in 1 2 3; do cp tests/fixtures/images/rgb_64x48.png "$work/img$i.png"; done
 for be in cubecl-cuda wgpu cubecl-wgpu cpu; do
   echo "-- rlipv2 detect --backend $be (images 1..3)" | tee -a "$OUT/log.txt"
-  timeout 150 .gpu-bin/rlipv2 detect --weights "$work/m.safetensors" "$work"/img{1,2,3}.png --backend $be --out "$work/out-$be" --profile 2>&1 | grep -E "backend:|image|total|ms$|MB|error" | tee -a "$OUT/log.txt"
+  timeout 150 .gpu-bin/rlipv2 detect --weights "$work/m.safetensors" "$work"/img{1,2,3}.png --backend $be --out "$work/out-$be" --profile 2>&1 | grep -E "backend:|^\[|ms|error" | tee -a "$OUT/log.txt"
+done
+# the 64×64-tile GEMM/conv kernels everywhere (the default picks 128×128 for large products)
+for be in cubecl-cuda wgpu; do
+  echo "-- rlipv2 detect --backend $be, RLIPV2_GEMM_TILE=64 (images 1..3)" | tee -a "$OUT/log.txt"
+  RLIPV2_GEMM_TILE=64 timeout 150 .gpu-bin/rlipv2 detect --weights "$work/m.safetensors" "$work"/img{1,2,3}.png --backend $be --out "$work/out64-$be" --profile 2>&1 | grep -E "backend:|^\[|ms|error" | tee -a "$OUT/log.txt"
 done
 echo "-- official model (tools/official_time.py; MSDA op built from .official/repo/models/ops/src)" | tee -a "$OUT/log.txt"
 PYTHONUNBUFFERED=1 timeout 300 python3 tools/official_time.py .official/repo 5 --cuda --msda-src "$msda_src" 2>&1 | tail -15 | tee -a "$OUT/log.txt"
