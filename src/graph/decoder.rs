@@ -268,7 +268,7 @@ pub struct Decoders {
     /// `verb_tgt[:Np] + verb_tgt[Np:]`, added to MBF's output.
     verb_tgt: Tensor,
     /// Bound on first use: tgt, verb_tgt and the two head biases repeated over the Np query rows.
-    query_bias: Binding<(Tensor, Tensor, (Tensor, Tensor))>,
+    bound: Binding<(Tensor, Tensor, (Tensor, Tensor))>,
     refpoint: Vec<f32>,
     resizer: Lin,
     resizer_norm: Norm,
@@ -299,7 +299,7 @@ impl Decoders {
             mbf,
             tgt: Tensor::host(get("tgt_embed.weight", &[num_queries, D])?),
             verb_tgt: Tensor::host(verb_tgt),
-            query_bias: Binding::default(),
+            bound: Binding::default(),
             refpoint: get("refpoint_embed.weight", &[num_queries, 4])?,
             resizer: Lin::load(get, "transformer.resizer.fc", D, 768)?,
             resizer_norm: Norm::load(get, "transformer.resizer.layer_norm")?,
@@ -341,7 +341,7 @@ impl Decoders {
     pub fn forward(&self, be: &dyn Backend, memory: &Memory, lang: &[f32], objects: usize) -> Result<Outputs> {
         let np = self.num_queries / 2;
         let refs: Vec<f32> = self.refpoint.iter().map(|&v| sigmoid(v)).collect();
-        let (tgt, verb_tgt, query_bias) = self.bound(be)?;
+        let (tgt, verb_tgt, query_bias) = self.own_tensors(be)?;
         let Decoded { x: hs, sub, obj, sub_before, obj_before } = self.decode(be, &self.ho, 0, tgt, refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
         let (hs_s, hs_o) = (be.slice_t(&hs, 0, np * D)?, be.slice_t(&hs, np * D, np * D)?);
         let verb_x = self.mbf.run(be, &hs_s, &hs_o, &verb_tgt)?;
@@ -374,9 +374,9 @@ impl Decoders {
 
     /// The decoders' own tensors on `be`: initial queries, the verb queries' summed embedding and
     /// the two head biases repeated per query row.
-    fn bound(&self, be: &dyn Backend) -> Result<(Tensor, Tensor, (Tensor, Tensor))> {
+    fn own_tensors(&self, be: &dyn Backend) -> Result<(Tensor, Tensor, (Tensor, Tensor))> {
         let np = self.num_queries / 2;
-        let b = self.query_bias.get(be, || {
+        let b = self.bound.get(be, || {
             let rows = |bias: &[f32]| Tensor::host(bias.iter().copied().cycle().take(np * D).collect());
             Ok((be.bind("tgt_embed", &self.tgt)?, be.bind("verb_tgt_embed", &self.verb_tgt)?, (be.bind("bias_obj_a", &rows(&self.bias_obj_a))?, be.bind("bias_pred_a", &rows(&self.bias_pred_a))?)))
         })?;
