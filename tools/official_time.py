@@ -56,6 +56,8 @@ def main(repo, runs, cuda, msda_src):
             if i >= (2 if cuda else 0):
                 times.append(time.perf_counter() - t)
     where = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})" if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    if cuda:  # what "fp32" meant in this run
+        where += f", TF32 convolutions {torch.backends.cudnn.allow_tf32}, TF32 matmuls {torch.backends.cuda.matmul.allow_tf32}"
     row = {"torch": torch.__version__, "device": where, "msda": msda, "min_s": min(times), "runs_s": times}
     print(f"official PyTorch {torch.__version__} fp32 on {where}, MSDA {msda}, 800x1066, N=128, T=198: "
           f"min {min(times) * 1e3:.1f} ms, runs {[round(x * 1e3, 1) for x in times]} ms", flush=True)
