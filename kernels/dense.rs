@@ -129,7 +129,7 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>,
     }
 }
 
-/// [`gemm`] for large products (see `backend::gemm_tile`): one 256-unit cube per 128×128 output
+/// `gemm` for large products (see `backend::gemm_tile`): one 256-unit cube per 128×128 output
 /// tile, each unit an 8×8 block — rows ty·4 + i and 64 + ty·4 + i, columns tx·4 .. + 4 and
 /// 64 + tx·4 .. + 4 — with K in 8-deep slabs: four vec4 reads from shared memory per 64 FMAs.
 #[cube(launch_unchecked)]

@@ -101,7 +101,7 @@ fn conv_out(v: f32, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, bas
     }
 }
 
-/// [`conv`] for large outputs (see `backend::gemm_tile`): 128×128 tiles, each unit an 8×8 block
+/// `conv` for large outputs (see `backend::gemm_tile`): 128×128 tiles, each unit an 8×8 block
 /// as `dense::gemm128`, K in 8-deep slabs; the columns are staged with pixels along the units,
 /// so neighbouring units read neighbouring pixels of one input plane.
 #[cube(launch_unchecked)]
