@@ -65,6 +65,26 @@ pub(crate) fn slab_fma(xs: &SharedMemory<V4>, ws: &SharedMemory<V4>, ty: usize, 
     }
 }
 
+/// The 128×128 tile's inner loop over one staged 8-deep slab: `xs`, `ws` hold [8 k][32 row
+/// (column) quads]; the unit at (ty, tx) accumulates rows ty·4 + i and 64 + ty·4 + i (acc[2i + h]
+/// and acc[8 + 2i + h]) against column quads tx (h = 0) and 16 + tx (h = 1).
+#[cube]
+pub(crate) fn slab_fma8(xs: &SharedMemory<V4>, ws: &SharedMemory<V4>, ty: usize, tx: usize, acc: &mut Array<V4>) {
+    for s in 0..8usize {
+        let a0 = xs[s * 32 + ty];
+        let a1 = xs[s * 32 + 16 + ty];
+        let b0 = ws[s * 32 + tx];
+        let b1 = ws[s * 32 + 16 + tx];
+        #[unroll]
+        for i in 0..4usize {
+            acc[2 * i] += V4::new(a0[i]) * b0;
+            acc[2 * i + 1] += V4::new(a0[i]) * b1;
+            acc[8 + 2 * i] += V4::new(a1[i]) * b0;
+            acc[9 + 2 * i] += V4::new(a1[i]) * b1;
+        }
+    }
+}
+
 /// `y [M,N] = act(x [M,K]·Wᵀ + b) [+ res [M,N]]`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
 /// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block (see `slab_fma`).
 #[cube(launch_unchecked)]
@@ -170,19 +190,7 @@ pub fn gemm128(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f3
         xs[kk * 32 + q4] = xv;
         ws[kk * 32 + q4] = wv;
         sync_cube();
-        for s in 0..8usize {
-            let a0 = xs[s * 32 + ty];
-            let a1 = xs[s * 32 + 16 + ty];
-            let b0 = ws[s * 32 + tx];
-            let b1 = ws[s * 32 + 16 + tx];
-            #[unroll]
-            for i in 0..4usize {
-                acc[2 * i] += V4::new(a0[i]) * b0;
-                acc[2 * i + 1] += V4::new(a0[i]) * b1;
-                acc[8 + 2 * i] += V4::new(a1[i]) * b0;
-                acc[9 + 2 * i] += V4::new(a1[i]) * b1;
-            }
-        }
+        slab_fma8(&xs, &ws, ty, tx, &mut acc);
         sync_cube();
         k0 += 8;
     }

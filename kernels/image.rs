@@ -5,7 +5,7 @@
 
 use cubecl::prelude::*;
 
-use super::dense::{flat_pos, reduce_cube, slab_fma, V4};
+use super::dense::{flat_pos, reduce_cube, slab_fma, slab_fma8, V4};
 
 const WG: usize = 256;
 
@@ -148,19 +148,7 @@ pub fn conv128(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f
         xs[kk * 32 + q4] = av;
         ws[kb * 32 + p4] = bv;
         sync_cube();
-        for s in 0..8usize {
-            let a0 = xs[s * 32 + ty];
-            let a1 = xs[s * 32 + 16 + ty];
-            let b0 = ws[s * 32 + tx];
-            let b1 = ws[s * 32 + 16 + tx];
-            #[unroll]
-            for i in 0..4usize {
-                acc[2 * i] += V4::new(a0[i]) * b0;
-                acc[2 * i + 1] += V4::new(a0[i]) * b1;
-                acc[8 + 2 * i] += V4::new(a1[i]) * b0;
-                acc[9 + 2 * i] += V4::new(a1[i]) * b1;
-            }
-        }
+        slab_fma8(&xs, &ws, ty, tx, &mut acc);
         sync_cube();
         k0 += 8;
     }
