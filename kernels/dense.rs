@@ -85,6 +85,23 @@ pub(crate) fn slab_fma8(xs: &SharedMemory<V4>, ws: &SharedMemory<V4>, ty: usize,
     }
 }
 
+/// Writes output `(row, col)` of a GEMM tile: bias, activation, then the residual.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn gemm_out(v: f32, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, row: usize, col: usize, m: usize, n: usize, #[comptime] has_bias: bool, #[comptime] act: u32, #[comptime] has_res: bool) {
+    if row < m && col < n {
+        let mut out = v;
+        if comptime![has_bias] {
+            out += bias[col];
+        }
+        out = activate(out, act);
+        if comptime![has_res] {
+            out += res[row * n + col];
+        }
+        y[row * n + col] = out;
+    }
+}
+
 /// `y [M,N] = act(x [M,K]·Wᵀ + b) [+ res [M,N]]`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
 /// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block (see `slab_fma`).
 #[cube(launch_unchecked)]
@@ -132,19 +149,7 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>,
     for i in 0..4usize {
         #[unroll]
         for j in 0..4usize {
-            let row = row0 + ty * 4 + i;
-            let col = col0 + tx * 4 + j;
-            if row < m && col < n {
-                let mut v = acc[i][j];
-                if comptime![has_bias] {
-                    v += bias[col];
-                }
-                v = activate(v, act);
-                if comptime![has_res] {
-                    v += res[row * n + col];
-                }
-                y[row * n + col] = v;
-            }
+            gemm_out(acc[i][j], bias, res, y, row0 + ty * 4 + i, col0 + tx * 4 + j, m, n, has_bias, act, has_res);
         }
     }
 }
@@ -201,18 +206,7 @@ pub fn gemm128(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f3
         for h in 0..2usize {
             #[unroll]
             for j in 0..4usize {
-                let col = col0 + h * 64 + tx * 4 + j;
-                if row < m && col < n {
-                    let mut v = acc[2 * i + h][j];
-                    if comptime![has_bias] {
-                        v += bias[col];
-                    }
-                    v = activate(v, act);
-                    if comptime![has_res] {
-                        v += res[row * n + col];
-                    }
-                    y[row * n + col] = v;
-                }
+                gemm_out(acc[2 * i + h][j], bias, res, y, row, col0 + h * 64 + tx * 4 + j, m, n, has_bias, act, has_res);
             }
         }
     }
