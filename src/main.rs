@@ -557,7 +557,7 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
         let img = io::image::load_rgb(f)?;
         let mut prof = Profile::default();
         let uploaded = be.uploaded_bytes();
-        let (launched, submitted) = (be.dispatch_count(), be.submission_count());
+        let (launched, submitted, recycled) = (be.dispatch_count(), be.submission_count(), be.recycled_outputs());
         let dets = det.detect(be.as_ref(), &img, &labels, &post, &mut prof)?;
         let kept: Vec<serde_json::Value> = dets
             .iter()
@@ -588,6 +588,9 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
             }
             if let (Some(a), Some(b), Some(c), Some(d)) = (launched, be.dispatch_count(), submitted, be.submission_count()) {
                 println!("  kernel launches: {} in {} queue submissions", b - a, d - c);
+            }
+            if let (Some(a), Some(b)) = (recycled, be.recycled_outputs()) {
+                println!("  outputs in recycled device buffers: {}", b - a);
             }
         }
     }

@@ -217,7 +217,7 @@ fn op_chain(be: &dyn Backend) {
     let mut host: Vec<f32> = (0..n).map(|i| (i % 37) as f32 / 8.0).collect();
     let half = on(be, &vec![0.5; n]);
     let mut t = on(be, &host);
-    let (launches, submits) = (be.dispatch_count(), be.submission_count());
+    let (launches, submits, recycled) = (be.dispatch_count(), be.submission_count(), be.recycled_outputs());
     let start = std::time::Instant::now();
     let mut commands = 0;
     for i in 0..200 {
@@ -234,6 +234,12 @@ fn op_chain(be: &dyn Backend) {
     let got = be.download(&t).unwrap();
     let per_op = start.elapsed().as_secs_f64() / commands as f64;
     assert_eq!(got, host, "{}: chain of {commands} recorded ops", be.kind());
+    // each add's input is dropped as its output is made: from the second add on, outputs reuse
+    // the dropped buffers (where the backend recycles them)
+    let recycled = recycled.zip(be.recycled_outputs()).map(|(a, b)| b - a);
+    if let Some(r) = recycled {
+        assert!(r >= 190, "{}: {r} of 200 chained outputs took recycled buffers", be.kind());
+    }
     let counts = match (launches, be.dispatch_count(), submits, be.submission_count()) {
         (Some(a), Some(b), Some(c), Some(d)) => {
             // the download's copy joins the last batch
@@ -242,7 +248,8 @@ fn op_chain(be: &dyn Backend) {
         }
         _ => String::new(),
     };
-    println!("{}: {commands} chained ops, {:.1} µs per op including the final download{counts}", be.kind(), per_op * 1e6);
+    let recycled = recycled.map(|r| format!("; {r} outputs in recycled buffers")).unwrap_or_default();
+    println!("{}: {commands} chained ops, {:.1} µs per op including the final download{counts}{recycled}", be.kind(), per_op * 1e6);
 }
 
 /// The second image through the encoder uploads its activations only: the weights stay bound.
@@ -273,7 +280,9 @@ fn weights_once(be: &dyn Backend) {
 
 /// The whole image graph (front, encoder, decoders and heads) three times: after the first image
 /// every image uploads the same bytes (its own data — the image, reference points, labels and the
-/// decoders' per-query inputs), and the first uploads the weights on top.
+/// decoders' per-query inputs), and the first uploads the weights on top. The heads' outputs are
+/// the same bits every time: later images run on recycled device buffers (wgpu) holding the
+/// earlier images' values, which no kernel may read as if they were its own.
 fn graph_weights_once(be: &dyn Backend) {
     let Some(_) = be.uploaded_bytes() else {
         println!("{}: host tensors, nothing is uploaded", be.kind());
@@ -285,13 +294,19 @@ fn graph_weights_once(be: &dyn Backend) {
     let dec = Decoders::load(128, 3, 4, 2048, get).unwrap();
     let lang = formula_lang(10);
     let mut uploads = Vec::new();
-    for _ in 0..3 {
+    let mut first: Option<Vec<Vec<f32>>> = None;
+    for image in 0..3 {
         let start = be.uploaded_bytes().unwrap();
         let Some(mut tokens) = front_tokens(be, &front, "graph", 64, 96) else { return };
         let a = be.uploaded_bytes().unwrap();
         let (memory, states) = enc.forward_t(be, &mut tokens, &lang).unwrap();
         let b = be.uploaded_bytes().unwrap();
-        dec.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), 6).unwrap();
+        let out = dec.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), 6).unwrap();
+        let heads = vec![out.sub_logits, out.obj_logits, out.verb_logits, out.sub_boxes, out.obj_boxes];
+        match &first {
+            None => first = Some(heads),
+            Some(f) => assert!(f.iter().zip(&heads).all(|(a, b)| a.iter().map(|v| v.to_bits()).eq(b.iter().map(|v| v.to_bits()))), "{}: image {image} gives other head outputs than image 0", be.kind()),
+        }
         println!("front {} encoder {} decoders {}", a - start, b - a, be.uploaded_bytes().unwrap() - b);
         uploads.push(be.uploaded_bytes().unwrap() - start);
     }

@@ -181,6 +181,11 @@ pub trait Backend {
     fn submission_count(&self) -> Option<u64> {
         None
     }
+    /// Op outputs so far that took a dropped tensor's device buffer instead of a new allocation,
+    /// where the backend recycles buffers.
+    fn recycled_outputs(&self) -> Option<u64> {
+        None
+    }
     /// Whether this backend can run `ms_deform_attn` in `dtype`.
     fn supports(&self, dtype: DType) -> Result<()>;
 

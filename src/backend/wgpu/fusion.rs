@@ -175,7 +175,7 @@ impl WgpuBackend {
         drop(cached);
         let recorded = self.bind_round(SF_OP, &r, &arena)?;
         let l_len = r.l_out.1;
-        let out = self.empty(SF_OP, "language output", (l_len.max(1) * 4) as u64, TENSOR_USAGE)?;
+        let (out, out_tensor) = self.output(SF_OP, l_len)?;
         let f = &p.fusion;
         let rows = (f.nv * f.v_dim * 4) as u64;
         let wbytes = br.offsets.len as u64 * 4;
@@ -202,6 +202,6 @@ impl WgpuBackend {
             }
             enc.copy_buffer_to_buffer(&arena, r.l_out.0 as u64 * 4, &out, 0, (l_len * 4) as u64);
         })?;
-        Ok(Tensor::device(self.id, l_len, out))
+        Ok(out_tensor)
     }
 }

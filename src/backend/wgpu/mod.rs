@@ -4,6 +4,7 @@
 
 mod fusion;
 mod image;
+mod pool;
 mod resident;
 
 use std::borrow::Cow;
@@ -41,6 +42,10 @@ pub struct WgpuBackend {
     submissions: AtomicU64,
     /// Resident work recorded but not yet submitted (see [`WgpuBackend::record`]).
     pending: std::sync::Mutex<Pending>,
+    /// Buffers of dropped tensors, for the next outputs of their sizes.
+    pool: std::sync::Arc<pool::BufferPool>,
+    /// One zero bound wherever a kernel's optional input is absent.
+    placeholder: wgpu::Buffer,
     /// Owner id of this instance's device tensors.
     id: u64,
 }
@@ -187,7 +192,26 @@ impl WgpuBackend {
         let dense = compile("dense.wgsl", crate::shaders::DENSE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
         let image = compile("image.wgsl", crate::shaders::IMAGE, true)?;
-        Ok(WgpuBackend { device, queue, info, limits, module, dense, fusion, image, pipelines: Default::default(), msda_pipelines: Default::default(), dispatches: AtomicU64::new(0), uploaded: AtomicU64::new(0), submissions: AtomicU64::new(0), pending: Default::default(), id: crate::backend::tensor::new_owner_id() })
+        let placeholder = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("absent input"), contents: bytemuck::cast_slice(&[0f32]), usage: wgpu::BufferUsages::STORAGE });
+        Ok(WgpuBackend {
+            device,
+            queue,
+            info,
+            limits,
+            module,
+            dense,
+            fusion,
+            image,
+            pipelines: Default::default(),
+            msda_pipelines: Default::default(),
+            dispatches: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
+            submissions: AtomicU64::new(0),
+            pending: Default::default(),
+            pool: Default::default(),
+            placeholder,
+            id: crate::backend::tensor::new_owner_id(),
+        })
     }
 
     /// The pipeline of `entry` in `module`, cached under `key`.
@@ -419,6 +443,9 @@ impl Backend for WgpuBackend {
     }
     fn submission_count(&self) -> Option<u64> {
         Some(self.submissions.load(Ordering::Relaxed))
+    }
+    fn recycled_outputs(&self) -> Option<u64> {
+        Some(self.pool.reused())
     }
 
     resident_ops!();

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::pool::PooledBuffer;
 use super::{DenseDims, MsDeformAttnBuffers, WgpuBackend};
 use crate::backend::Tensor;
 use crate::error::{Error, Result};
@@ -17,17 +18,23 @@ impl WgpuBackend {
     pub(super) fn resident(&self, op: &'static str, what: &str, t: &Tensor) -> Result<wgpu::Buffer> {
         match t.as_host() {
             Some(v) => self.buffer(op, what, bytemuck::cast_slice(if v.is_empty() { &[0f32] } else { v }), TENSOR_USAGE),
-            None => t.buffer::<wgpu::Buffer>(self.id, "wgpu", what).cloned(),
+            None => Ok(self.tensor_buffer(t, what)?.clone()),
         }
+    }
+
+    /// The device buffer of this instance's tensor `t`.
+    fn tensor_buffer<'t>(&self, t: &'t Tensor, what: &str) -> Result<&'t wgpu::Buffer> {
+        Ok(&t.buffer::<PooledBuffer>(self.id, "wgpu", what)?.buf)
     }
 
     /// `t` as a device tensor of this instance (uploaded if it is a host tensor).
     pub(super) fn bind_tensor(&self, what: &str, t: &Tensor) -> Result<Tensor> {
         if t.as_host().is_none() {
-            t.buffer::<wgpu::Buffer>(self.id, "wgpu", what)?;
+            self.tensor_buffer(t, what)?;
             return Ok(t.clone());
         }
-        Ok(Tensor::device(self.id, t.len(), self.resident("bind", what, t)?))
+        // bound tensors (weights) are freed with their last handle, not pooled
+        Ok(Tensor::device(self.id, t.len(), PooledBuffer::new(self.resident("bind", what, t)?, None)))
     }
 
     /// The values of `t`, after the work that writes it has finished.
@@ -38,13 +45,18 @@ impl WgpuBackend {
         if t.is_empty() {
             return Ok(Vec::new());
         }
-        self.read_f32(t.buffer::<wgpu::Buffer>(self.id, "wgpu", "tensor")?, 0, (t.len() * 4) as u64)
+        self.read_f32(self.tensor_buffer(t, "tensor")?, 0, (t.len() * 4) as u64)
     }
 
-    /// A fresh device tensor of `len` elements for `op`'s output.
+    /// A device tensor of `len` elements for `op`'s output (its values undefined until written):
+    /// an idle buffer of that size from the pool, or a new one.
     pub(super) fn output(&self, op: &'static str, len: usize) -> Result<(wgpu::Buffer, Tensor)> {
-        let buf = self.empty(op, "output", (len.max(1) * 4) as u64, TENSOR_USAGE)?;
-        Ok((buf.clone(), Tensor::device(self.id, len, buf)))
+        let bytes = (len.max(1) * 4) as u64;
+        let buf = match self.pool.take(bytes) {
+            Some(buf) => buf,
+            None => self.empty(op, "output", bytes, TENSOR_USAGE)?,
+        };
+        Ok((buf.clone(), Tensor::device(self.id, len, PooledBuffer::new(buf, Some(&self.pool)))))
     }
 
     /// Records one dispatch of `pipeline` after the work already recorded (no wait).
@@ -68,7 +80,7 @@ impl WgpuBackend {
         for (what, t) in inputs {
             bufs.push(match t {
                 Some(t) => self.resident(op, what, t)?,
-                None => self.buffer(op, what, bytemuck::cast_slice(&[0f32]), wgpu::BufferUsages::STORAGE)?,
+                None => self.placeholder.clone(),
             });
         }
         let (pipeline, bind) = self.bind_module(module, key, entry, params, &bufs.iter().collect::<Vec<_>>(), out)?;
