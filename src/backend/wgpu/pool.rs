@@ -18,10 +18,15 @@ const MAX_IDLE_BYTES: u64 = 512 << 20;
 /// Idle tensor buffers by byte size.
 #[derive(Default)]
 pub(super) struct BufferPool {
-    idle: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
-    idle_bytes: AtomicU64,
+    idle: Mutex<Idle>,
     /// Outputs served from the pool so far.
     reused: AtomicU64,
+}
+
+#[derive(Default)]
+struct Idle {
+    by_size: HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes: u64,
 }
 
 /// A tensor's device buffer; returned to its pool when the tensor's last handle drops.
@@ -49,8 +54,8 @@ impl BufferPool {
     /// An idle buffer of exactly `bytes`, if one is kept.
     pub fn take(&self, bytes: u64) -> Option<wgpu::Buffer> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let buf = idle.get_mut(&bytes)?.pop()?;
-        self.idle_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        let buf = idle.by_size.get_mut(&bytes)?.pop()?;
+        idle.bytes -= bytes;
         self.reused.fetch_add(1, Ordering::Relaxed);
         Some(buf)
     }
@@ -58,11 +63,11 @@ impl BufferPool {
     fn put(&self, buf: wgpu::Buffer) {
         let bytes = buf.size();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if self.idle_bytes.load(Ordering::Relaxed) + bytes > MAX_IDLE_BYTES {
+        if idle.bytes + bytes > MAX_IDLE_BYTES {
             return;
         }
-        self.idle_bytes.fetch_add(bytes, Ordering::Relaxed);
-        idle.entry(bytes).or_default().push(buf);
+        idle.bytes += bytes;
+        idle.by_size.entry(bytes).or_default().push(buf);
     }
 
     /// Outputs served from the pool so far.
