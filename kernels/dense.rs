@@ -102,6 +102,28 @@ fn gemm_out(v: f32, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, row
     }
 }
 
+/// Stages one K column of a GEMM tile: x rows and W rows row0/col0 + q4·4 .. + 4 at `kx`, as
+/// one vec4 each into `xs[at]` and `ws[at]` (zeros outside the matrices); shared by gemm and
+/// gemm128, which differ in slab depth and so in `at`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn stage_quads(x: &Array<f32>, w: &Array<f32>, xs: &mut SharedMemory<V4>, ws: &mut SharedMemory<V4>, row0: usize, col0: usize, kx: usize, q4: usize, at: usize, m: usize, k: usize, n: usize) {
+    let mut xv = V4::new(0.0f32);
+    let mut wv = V4::new(0.0f32);
+    #[unroll]
+    for q in 0..4usize {
+        let r = q4 * 4 + q;
+        if row0 + r < m && kx < k {
+            xv[q] = x[(row0 + r) * k + kx];
+        }
+        if col0 + r < n && kx < k {
+            wv[q] = w[(col0 + r) * k + kx];
+        }
+    }
+    xs[at] = xv;
+    ws[at] = wv;
+}
+
 /// `y [M,N] = act(x [M,K]·Wᵀ + b) [+ res [M,N]]`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
 /// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block (see `slab_fma`).
 #[cube(launch_unchecked)]
@@ -125,21 +147,7 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>,
     let q4 = lid / 16;
     let mut k0 = 0usize;
     while k0 < k {
-        let kx = k0 + kk;
-        let mut xv = V4::new(0.0f32);
-        let mut wv = V4::new(0.0f32);
-        #[unroll]
-        for q in 0..4usize {
-            let r = q4 * 4 + q;
-            if row0 + r < m && kx < k {
-                xv[q] = x[(row0 + r) * k + kx];
-            }
-            if col0 + r < n && kx < k {
-                wv[q] = w[(col0 + r) * k + kx];
-            }
-        }
-        xs[kk * 16 + q4] = xv;
-        ws[kk * 16 + q4] = wv;
+        stage_quads(x, w, &mut xs, &mut ws, row0, col0, k0 + kk, q4, kk * 16 + q4, m, k, n);
         sync_cube();
         slab_fma(&xs, &ws, ty, tx, &mut acc);
         sync_cube();
@@ -179,21 +187,7 @@ pub fn gemm128(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f3
     let q4 = lid / 8;
     let mut k0 = 0usize;
     while k0 < k {
-        let kx = k0 + kk;
-        let mut xv = V4::new(0.0f32);
-        let mut wv = V4::new(0.0f32);
-        #[unroll]
-        for q in 0..4usize {
-            let r = q4 * 4 + q;
-            if row0 + r < m && kx < k {
-                xv[q] = x[(row0 + r) * k + kx];
-            }
-            if col0 + r < n && kx < k {
-                wv[q] = w[(col0 + r) * k + kx];
-            }
-        }
-        xs[kk * 32 + q4] = xv;
-        ws[kk * 32 + q4] = wv;
+        stage_quads(x, w, &mut xs, &mut ws, row0, col0, k0 + kk, q4, kk * 32 + q4, m, k, n);
         sync_cube();
         slab_fma8(&xs, &ws, ty, tx, &mut acc);
         sync_cube();
