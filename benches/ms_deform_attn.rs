@@ -10,11 +10,16 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rlipv2::backend::{self, BackendKind};
 use rlipv2::bench::case;
-use rlipv2::seeded::MsDeformAttnData;
 use rlipv2::problem::{DType, Form};
+use rlipv2::seeded::MsDeformAttnData;
 
 fn list(var: &str, default: &str) -> Vec<String> {
-    std::env::var(var).unwrap_or_else(|_| default.into()).split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    std::env::var(var)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {

@@ -16,9 +16,17 @@ fn run<R: Runtime>(client: &ComputeClient<R>) -> Result<f64, rlipv2::Error> {
     let pr = MsDeformAttnProblem::new(1, s, 8, 32, 4, &levels, Form::Fused(RefKind::Points));
     let data = rlipv2::seeded::MsDeformAttnData::random(&pr, 2);
     let up = |x: &[f32]| client.create_from_slice(bytemuck::cast_slice(x));
-    let h = MsDeformAttnHandles { value: up(&data.value), reference: Some(up(&data.a)), sampling: up(&data.b), attention: up(&data.c), output: client.empty(pr.output_len() * 4) };
+    let h = MsDeformAttnHandles {
+        value: up(&data.value),
+        reference: Some(up(&data.a)),
+        sampling: up(&data.b),
+        attention: up(&data.c),
+        output: client.empty(pr.output_len() * 4),
+    };
     launch_ms_deform_attn(client, &pr, DType::F32, &h)?;
-    let bytes = client.read_one(h.output.clone()).map_err(|e| rlipv2::Error::Device { backend: "cubecl".into(), reason: format!("{e:?}") })?;
+    let bytes = client
+        .read_one(h.output.clone())
+        .map_err(|e| rlipv2::Error::Device { backend: "cubecl".into(), reason: format!("{e:?}") })?;
     let got: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
     let want = rlipv2::reference::ms_deform_attn::ms_deform_attn::<f64>(&pr, &data.input());
     Ok(got.iter().zip(&want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max))

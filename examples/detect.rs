@@ -19,13 +19,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("backend: {why}");
     let file = rlipv2::io::weights::WeightFile::open(Path::new(model))?;
     let detector = Detector::load(&file, Path::new(model))?;
-    let labels = detector.labels(&file, Path::new(model), LabelSet::builtin("hico").expect("built in"), None, be.as_ref())?;
+    let labels =
+        detector.labels(&file, Path::new(model), LabelSet::builtin("hico").expect("built in"), None, be.as_ref())?;
     let img = rlipv2::io::image::load_rgb(Path::new(image))?;
     let mut profile = Profile::default();
     let detections = detector.detect(be.as_ref(), &img, &labels, &PostConfig::default(), &mut profile)?;
     for d in detections.iter().take(5) {
         let [x0, y0, x1, y1] = d.object_box;
-        println!("{:.3}  person {} {} at ({x0:.0},{y0:.0})–({x1:.0},{y1:.0})", d.score, labels.set.verbs[d.verb], labels.set.objects[d.object_label]);
+        println!(
+            "{:.3}  person {} {} at ({x0:.0},{y0:.0})–({x1:.0},{y1:.0})",
+            d.score, labels.set.verbs[d.verb], labels.set.objects[d.object_label]
+        );
     }
     let total: f64 = profile.stages.iter().map(|s| s.1).sum();
     println!("{} detections in {:.0} ms", detections.len(), total * 1e3);

@@ -88,7 +88,19 @@ pub(crate) fn slab_fma8(xs: &SharedMemory<V4>, ws: &SharedMemory<V4>, ty: usize,
 /// Writes output `(row, col)` of a GEMM tile: bias, activation, then the residual.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn gemm_out(v: f32, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, row: usize, col: usize, m: usize, n: usize, #[comptime] has_bias: bool, #[comptime] act: u32, #[comptime] has_res: bool) {
+fn gemm_out(
+    v: f32,
+    bias: &Array<f32>,
+    res: &Array<f32>,
+    y: &mut Array<f32>,
+    row: usize,
+    col: usize,
+    m: usize,
+    n: usize,
+    #[comptime] has_bias: bool,
+    #[comptime] act: u32,
+    #[comptime] has_res: bool,
+) {
     if row < m && col < n {
         let mut out = v;
         if comptime![has_bias] {
@@ -107,7 +119,20 @@ fn gemm_out(v: f32, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, row
 /// gemm128, which differ in slab depth and so in `at`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn stage_quads(x: &Array<f32>, w: &Array<f32>, xs: &mut SharedMemory<V4>, ws: &mut SharedMemory<V4>, row0: usize, col0: usize, kx: usize, q4: usize, at: usize, m: usize, k: usize, n: usize) {
+fn stage_quads(
+    x: &Array<f32>,
+    w: &Array<f32>,
+    xs: &mut SharedMemory<V4>,
+    ws: &mut SharedMemory<V4>,
+    row0: usize,
+    col0: usize,
+    kx: usize,
+    q4: usize,
+    at: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     let mut xv = V4::new(0.0f32);
     let mut wv = V4::new(0.0f32);
     #[unroll]
@@ -128,7 +153,19 @@ fn stage_quads(x: &Array<f32>, w: &Array<f32>, xs: &mut SharedMemory<V4>, ws: &m
 /// One 256-unit cube per 64×64 output tile, each unit a 4×4 register block (see `slab_fma`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32, #[comptime] has_res: bool) {
+pub fn gemm(
+    x: &Array<f32>,
+    w: &Array<f32>,
+    bias: &Array<f32>,
+    res: &Array<f32>,
+    y: &mut Array<f32>,
+    m: u32,
+    k: u32,
+    n: u32,
+    #[comptime] has_bias: bool,
+    #[comptime] act: u32,
+    #[comptime] has_res: bool,
+) {
     let mut xs = SharedMemory::<V4>::new(256usize);
     let mut ws = SharedMemory::<V4>::new(256usize);
     let lid = UNIT_POS as usize;
@@ -167,7 +204,19 @@ pub fn gemm(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>,
 /// 64 + tx·4 .. + 4 — with K in 8-deep slabs: four vec4 reads from shared memory per 64 FMAs.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn gemm128(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, m: u32, k: u32, n: u32, #[comptime] has_bias: bool, #[comptime] act: u32, #[comptime] has_res: bool) {
+pub fn gemm128(
+    x: &Array<f32>,
+    w: &Array<f32>,
+    bias: &Array<f32>,
+    res: &Array<f32>,
+    y: &mut Array<f32>,
+    m: u32,
+    k: u32,
+    n: u32,
+    #[comptime] has_bias: bool,
+    #[comptime] act: u32,
+    #[comptime] has_res: bool,
+) {
     let mut xs = SharedMemory::<V4>::new(256usize); // [k (8)][row / 4 (32)]
     let mut ws = SharedMemory::<V4>::new(256usize); // [k (8)][col / 4 (32)]
     let lid = UNIT_POS as usize;
@@ -200,7 +249,19 @@ pub fn gemm128(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f3
         for h in 0..2usize {
             #[unroll]
             for j in 0..4usize {
-                gemm_out(acc[2 * i + h][j], bias, res, y, row, col0 + h * 64 + tx * 4 + j, m, n, has_bias, act, has_res);
+                gemm_out(
+                    acc[2 * i + h][j],
+                    bias,
+                    res,
+                    y,
+                    row,
+                    col0 + h * 64 + tx * 4 + j,
+                    m,
+                    n,
+                    has_bias,
+                    act,
+                    has_res,
+                );
             }
         }
     }
@@ -208,7 +269,15 @@ pub fn gemm128(x: &Array<f32>, w: &Array<f32>, bias: &Array<f32>, res: &Array<f3
 
 /// Row LayerNorm of `x [R,C]` with biased variance.
 #[cube(launch_unchecked)]
-pub fn layer_norm(x: &Array<f32>, gamma: &Array<f32>, beta: &Array<f32>, y: &mut Array<f32>, rows: u32, width: u32, eps: f32) {
+pub fn layer_norm(
+    x: &Array<f32>,
+    gamma: &Array<f32>,
+    beta: &Array<f32>,
+    y: &mut Array<f32>,
+    rows: u32,
+    width: u32,
+    eps: f32,
+) {
     let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
     if row >= rows as usize {
         terminate!();
@@ -275,7 +344,20 @@ pub fn softmax(x: &Array<f32>, y: &mut Array<f32>, rows: u32, width: u32) {
 /// the query row (Dh ≤ 256) and all scores (Lk ≤ 2048) are staged in shared memory.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn attention(q: &Array<f32>, k: &Array<f32>, v: &Array<f32>, mask: &Array<f32>, out: &mut Array<f32>, batch: u32, heads: u32, q_len: u32, k_len: u32, head_dim: u32, scale: f32, #[comptime] has_mask: bool) {
+pub fn attention(
+    q: &Array<f32>,
+    k: &Array<f32>,
+    v: &Array<f32>,
+    mask: &Array<f32>,
+    out: &mut Array<f32>,
+    batch: u32,
+    heads: u32,
+    q_len: u32,
+    k_len: u32,
+    head_dim: u32,
+    scale: f32,
+    #[comptime] has_mask: bool,
+) {
     let item = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
     let (heads, q_len, k_len, dh) = (heads as usize, q_len as usize, k_len as usize, head_dim as usize);
     if item >= batch as usize * heads * q_len {
@@ -368,7 +450,15 @@ pub fn copy(src: &Array<f32>, dst: &mut Array<f32>, src_at: u32, dst_at: u32, n:
 /// Gated residual `out = x + g·d` over `n` elements of rows `width` wide:
 /// g = `gamma[0]` (gate 0, VXAc), `gamma[channel]` (gate 1, GLIP) or 1 (gate 2, XGating).
 #[cube(launch_unchecked)]
-pub fn gated_residual(x: &Array<f32>, d: &Array<f32>, gamma: &Array<f32>, out: &mut Array<f32>, n: u32, width: u32, #[comptime] gate: u32) {
+pub fn gated_residual(
+    x: &Array<f32>,
+    d: &Array<f32>,
+    gamma: &Array<f32>,
+    out: &mut Array<f32>,
+    n: u32,
+    width: u32,
+    #[comptime] gate: u32,
+) {
     let i = flat_pos();
     if i >= n as usize {
         terminate!();

@@ -12,7 +12,19 @@ const WG: usize = 256;
 /// Column `k` of output pixel `n`: `x[ci, oy·s + ky − pad, ox·s + kx − pad]` of image base `xb`, or 0.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn col(x: &Array<f32>, xb: usize, n: usize, k: usize, h: usize, w: usize, kh: usize, kw: usize, stride: usize, pad: usize, out_w: usize) -> f32 {
+fn col(
+    x: &Array<f32>,
+    xb: usize,
+    n: usize,
+    k: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    out_w: usize,
+) -> f32 {
     let ci = k / (kh * kw);
     let ky = (k / kw) % kh;
     let kx = k % kw;
@@ -29,11 +41,30 @@ fn col(x: &Array<f32>, xb: usize, n: usize, k: usize, h: usize, w: usize, kh: us
 /// channel tile, image).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn conv(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, in_c: u32, h: u32, w: u32, out_c: u32, kh: u32, kw: u32, stride: u32, pad: u32, out_h: u32, out_w: u32, #[comptime] relu: bool, #[comptime] has_res: bool) {
+pub fn conv(
+    x: &Array<f32>,
+    wt: &Array<f32>,
+    bias: &Array<f32>,
+    res: &Array<f32>,
+    y: &mut Array<f32>,
+    in_c: u32,
+    h: u32,
+    w: u32,
+    out_c: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    out_h: u32,
+    out_w: u32,
+    #[comptime] relu: bool,
+    #[comptime] has_res: bool,
+) {
     let mut xs = SharedMemory::<V4>::new(256usize);
     let mut ws = SharedMemory::<V4>::new(256usize);
     let lid = UNIT_POS as usize;
-    let (h, w, kh, kw, stride, pad, out_w) = (h as usize, w as usize, kh as usize, kw as usize, stride as usize, pad as usize, out_w as usize);
+    let (h, w, kh, kw, stride, pad, out_w) =
+        (h as usize, w as usize, kh as usize, kw as usize, stride as usize, pad as usize, out_w as usize);
     let m = out_c as usize;
     let n = out_h as usize * out_w;
     let k = in_c as usize * kh * kw;
@@ -76,7 +107,19 @@ pub fn conv(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f32>
     for i in 0..4usize {
         #[unroll]
         for j in 0..4usize {
-            conv_out(acc[i][j], bias, res, y, (b * m + row0 + ty * 4 + i) * n, row0 + ty * 4 + i, col0 + tx * 4 + j, m, n, relu, has_res);
+            conv_out(
+                acc[i][j],
+                bias,
+                res,
+                y,
+                (b * m + row0 + ty * 4 + i) * n,
+                row0 + ty * 4 + i,
+                col0 + tx * 4 + j,
+                m,
+                n,
+                relu,
+                has_res,
+            );
         }
     }
 }
@@ -84,7 +127,19 @@ pub fn conv(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f32>
 /// Writes output channel `row`, pixel `px` (at `base + px`): bias, the residual, then ReLU.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn conv_out(v: f32, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, base: usize, row: usize, px: usize, m: usize, n: usize, #[comptime] relu: bool, #[comptime] has_res: bool) {
+fn conv_out(
+    v: f32,
+    bias: &Array<f32>,
+    res: &Array<f32>,
+    y: &mut Array<f32>,
+    base: usize,
+    row: usize,
+    px: usize,
+    m: usize,
+    n: usize,
+    #[comptime] relu: bool,
+    #[comptime] has_res: bool,
+) {
     if row < m && px < n {
         let at = base + px;
         let mut out = v + bias[row];
@@ -106,11 +161,30 @@ fn conv_out(v: f32, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, bas
 /// so neighbouring units read neighbouring pixels of one input plane.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn conv128(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f32>, y: &mut Array<f32>, in_c: u32, h: u32, w: u32, out_c: u32, kh: u32, kw: u32, stride: u32, pad: u32, out_h: u32, out_w: u32, #[comptime] relu: bool, #[comptime] has_res: bool) {
+pub fn conv128(
+    x: &Array<f32>,
+    wt: &Array<f32>,
+    bias: &Array<f32>,
+    res: &Array<f32>,
+    y: &mut Array<f32>,
+    in_c: u32,
+    h: u32,
+    w: u32,
+    out_c: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    out_h: u32,
+    out_w: u32,
+    #[comptime] relu: bool,
+    #[comptime] has_res: bool,
+) {
     let mut xs = SharedMemory::<V4>::new(256usize); // [k (8)][channel / 4 (32)]
     let mut ws = SharedMemory::<V4>::new(256usize); // [k (8)][pixel / 4 (32)]
     let lid = UNIT_POS as usize;
-    let (h, w, kh, kw, stride, pad, out_w) = (h as usize, w as usize, kh as usize, kw as usize, stride as usize, pad as usize, out_w as usize);
+    let (h, w, kh, kw, stride, pad, out_w) =
+        (h as usize, w as usize, kh as usize, kw as usize, stride as usize, pad as usize, out_w as usize);
     let m = out_c as usize;
     let n = out_h as usize * out_w;
     let k = in_c as usize * kh * kw;
@@ -159,7 +233,19 @@ pub fn conv128(x: &Array<f32>, wt: &Array<f32>, bias: &Array<f32>, res: &Array<f
         for hh in 0..2usize {
             #[unroll]
             for j in 0..4usize {
-                conv_out(acc[2 * i + hh][j], bias, res, y, (b * m + row) * n, row, col0 + hh * 64 + tx * 4 + j, m, n, relu, has_res);
+                conv_out(
+                    acc[2 * i + hh][j],
+                    bias,
+                    res,
+                    y,
+                    (b * m + row) * n,
+                    row,
+                    col0 + hh * 64 + tx * 4 + j,
+                    m,
+                    n,
+                    relu,
+                    has_res,
+                );
             }
         }
     }
@@ -191,7 +277,16 @@ pub fn max_pool(x: &Array<f32>, y: &mut Array<f32>, h: u32, w: u32, out_h: u32, 
 
 /// GroupNorm of `x [B, C, plane]`: cube (x, y) = (group, image); biased variance.
 #[cube(launch_unchecked)]
-pub fn group_norm(x: &Array<f32>, gamma: &Array<f32>, beta: &Array<f32>, y: &mut Array<f32>, channels: u32, plane: u32, groups: u32, eps: f32) {
+pub fn group_norm(
+    x: &Array<f32>,
+    gamma: &Array<f32>,
+    beta: &Array<f32>,
+    y: &mut Array<f32>,
+    channels: u32,
+    plane: u32,
+    groups: u32,
+    eps: f32,
+) {
     let mut shared = SharedMemory::<f32>::new(256usize);
     let lid = UNIT_POS as usize;
     let g = CUBE_POS_X as usize;

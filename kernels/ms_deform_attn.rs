@@ -115,7 +115,8 @@ pub fn ms_deform_attn<F: Float, N: Size>(
                         let wy = select(dy == 0, 1.0f32 - fy, fy);
                         let wx = select(dx == 0, 1.0f32 - fx, fx);
                         let k = Vector::<f32, N>::new(a * wy * wx);
-                        let tok = b * tokens as usize + start + usize::cast_from(yy) * w as usize + usize::cast_from(xx);
+                        let tok =
+                            b * tokens as usize + start + usize::cast_from(yy) * w as usize + usize::cast_from(xx);
                         let v = (tok * heads + m) * vec_per_head + g * vpu;
                         acc_lo += Vector::<f32, N>::cast_from(value[v]) * k;
                         if comptime![pair] {

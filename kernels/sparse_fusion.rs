@@ -280,7 +280,8 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
                 }
                 if (flags & F_GATE) != 0 {
                     let r = arena[res + o_row * n + col];
-                    let ln = (r - arena[stat + 2 * row]) * arena[stat + 2 * row + 1] * arena[ln_w + col] + arena[ln_b + col];
+                    let ln =
+                        (r - arena[stat + 2 * row]) * arena[stat + 2 * row + 1] * arena[ln_w + col] + arena[ln_b + col];
                     let mut gv = 1.0f32;
                     if gate == 0 {
                         gv = arena[gamma];
@@ -332,7 +333,8 @@ fn reduce4(shared: &mut SharedMemory<V4>, v: V4, #[comptime] is_max: bool) -> V4
 #[cube(launch_unchecked)]
 pub fn attend(arena: &mut Array<f32>, p: &Array<u32>) {
     let item = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
-    let (batch, heads, nv, t, e, dh) = (word(p, P_BATCH), word(p, P_HEADS), word(p, P_NV), word(p, P_T), word(p, P_E), word(p, P_DH));
+    let (batch, heads, nv, t, e, dh) =
+        (word(p, P_BATCH), word(p, P_HEADS), word(p, P_NV), word(p, P_T), word(p, P_E), word(p, P_DH));
     let blocks_img = nv.div_ceil(AR);
     let blocks_txt = t.div_ceil(AR);
     let n_img = batch * heads * blocks_img;
@@ -420,7 +422,16 @@ pub fn attend(arena: &mut Array<f32>, p: &Array<u32>) {
 
 /// LayerNorm of `rowv[0..width]` with (w, b) into `arena[dst..]`.
 #[cube]
-fn norm_row(arena: &mut Array<f32>, rowv: &SharedMemory<f32>, red: &mut SharedMemory<f32>, width: usize, w: usize, b: usize, dst: usize, eps: f32) {
+fn norm_row(
+    arena: &mut Array<f32>,
+    rowv: &SharedMemory<f32>,
+    red: &mut SharedMemory<f32>,
+    width: usize,
+    w: usize,
+    b: usize,
+    dst: usize,
+    eps: f32,
+) {
     let lid = UNIT_POS as usize;
     let mut s = 0.0f32;
     let mut c = lid;
@@ -519,7 +530,16 @@ pub fn lang_attend(arena: &mut Array<f32>, p: &Array<u32>) {
     }
     sync_cube();
     let eps = f32::reinterpret(p[P_EPS]);
-    norm_row(arena, &rowv, &mut red, lh, word(p, P_OFF + O_N1W), word(p, P_OFF + O_N1B), word(p, P_OFF + O_A) + r * lh, eps);
+    norm_row(
+        arena,
+        &rowv,
+        &mut red,
+        lh,
+        word(p, P_OFF + O_N1W),
+        word(p, P_OFF + O_N1B),
+        word(p, P_OFF + O_A) + r * lh,
+        eps,
+    );
 }
 
 /// Launch 8: the language layer's last LayerNorm, one cube per label row.
@@ -541,5 +561,14 @@ pub fn norm_rows(arena: &mut Array<f32>, p: &Array<u32>) {
     }
     sync_cube();
     let eps = f32::reinterpret(p[P_EPS]);
-    norm_row(arena, &rowv, &mut red, lh, word(p, P_OFF + O_N2W), word(p, P_OFF + O_N2B), word(p, P_OFF + O_LOUT) + r * lh, eps);
+    norm_row(
+        arena,
+        &rowv,
+        &mut red,
+        lh,
+        word(p, P_OFF + O_N2W),
+        word(p, P_OFF + O_N2B),
+        word(p, P_OFF + O_LOUT) + r * lh,
+        eps,
+    );
 }

@@ -121,18 +121,38 @@ pub const BAKED_LABEL_SETS: [&str; 2] = ["hico", "vcoco"];
 /// Converts `src` to `dst`; with a RoBERTa `tokenizer.json`, also bakes the label embeddings of
 /// the built-in label sets (see [`label_tensor`]). `progress(done, total)` is called after each
 /// tensor is written.
-pub fn convert(src: &Path, dst: &Path, tokenizer: Option<&Path>, progress: &mut dyn FnMut(usize, usize)) -> Result<Report> {
+pub fn convert(
+    src: &Path,
+    dst: &Path,
+    tokenizer: Option<&Path>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report> {
     let fail = |reason: String| Error::Format { file: src.to_path_buf(), reason };
     let ck = Checkpoint::open(src)?;
-    let model = ck.root.get("model").ok_or_else(|| fail(format!("no `model` entry: the checkpoint's top level is a {} with keys {}", ck.root.kind(), ck.root.items().map(|i| i.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect::<Vec<_>>().join(", ")).unwrap_or_default())))?;
-    let args = ck.root.get("args").ok_or_else(|| fail("no `args` entry: the configuration cannot be read (official checkpoints save `args`, main.py:743-757)".into()))?;
+    let model = ck.root.get("model").ok_or_else(|| {
+        fail(format!(
+            "no `model` entry: the checkpoint's top level is a {} with keys {}",
+            ck.root.kind(),
+            ck.root
+                .items()
+                .map(|i| i.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        ))
+    })?;
+    let args = ck.root.get("args").ok_or_else(|| {
+        fail(
+            "no `args` entry: the configuration cannot be read (official checkpoints save `args`, main.py:743-757)"
+                .into(),
+        )
+    })?;
     let tensors = pth::state_dict(src, &model)?;
     let by_name: HashMap<&str, &TensorRef> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     if by_name.len() != tensors.len() {
         return Err(fail("the state dict repeats a key".into()));
     }
     let shape_of = |k: &str| by_name.get(k).map(|t| t.shape.iter().map(|&d| d as usize).collect::<Vec<usize>>());
-    let config = Config::from_checkpoint(&args, shape_of).map_err(|e| fail(format!("unsupported or incomplete configuration:\n{e}")))?;
+    let config = Config::from_checkpoint(&args, shape_of)
+        .map_err(|e| fail(format!("unsupported or incomplete configuration:\n{e}")))?;
 
     // drop aliases (checked to be the same data) and buffers
     let (mut aliases, mut buffers) = (0, 0);
@@ -140,7 +160,9 @@ pub fn convert(src: &Path, dst: &Path, tokenizer: Option<&Path>, progress: &mut 
     for (name, t) in &tensors {
         match schema::dropped(name, &config) {
             Some(Some(target)) => {
-                let Some(tt) = by_name.get(target.as_str()) else { return Err(fail(format!("`{name}` aliases `{target}`, which is missing"))) };
+                let Some(tt) = by_name.get(target.as_str()) else {
+                    return Err(fail(format!("`{name}` aliases `{target}`, which is missing")));
+                };
                 if !same_tensor(&ck, (name, t), (&target, tt))? {
                     return Err(fail(format!("`{name}` should alias `{target}` but holds different values")));
                 }
@@ -155,20 +177,33 @@ pub fn convert(src: &Path, dst: &Path, tokenizer: Option<&Path>, progress: &mut 
     let expected = schema::expected(&config);
     let want: HashMap<&str, &Vec<usize>> = expected.iter().map(|(k, s)| (k.as_str(), s)).collect();
     let have: HashSet<&str> = kept.iter().map(|(n, _)| *n).collect();
-    let mut problems: Vec<String> = expected.iter().filter(|(k, _)| !have.contains(k.as_str())).map(|(k, s)| format!("missing `{k}` {s:?}")).collect();
+    let mut problems: Vec<String> = expected
+        .iter()
+        .filter(|(k, _)| !have.contains(k.as_str()))
+        .map(|(k, s)| format!("missing `{k}` {s:?}"))
+        .collect();
     for (name, t) in &kept {
         let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         match want.get(name) {
             None => problems.push(format!("unexpected `{name}` {shape:?}")),
             Some(s) if **s != shape => problems.push(format!("`{name}` has shape {shape:?}, expected {s:?}")),
-            _ if t.storage.dtype != StorageDtype::F32 => problems.push(format!("`{name}` is {}, expected float32", t.storage.dtype.name())),
+            _ if t.storage.dtype != StorageDtype::F32 => {
+                problems.push(format!("`{name}` is {}, expected float32", t.storage.dtype.name()))
+            }
             _ => {}
         }
     }
     if !problems.is_empty() {
         let n = problems.len();
         problems.truncate(50);
-        return Err(fail(format!("{n} tensor(s) do not match the {} {} schema (num_queries {}):\n  {}{}", config.variant, config.backbone, config.num_queries, problems.join("\n  "), if n > 50 { "\n  …" } else { "" })));
+        return Err(fail(format!(
+            "{n} tensor(s) do not match the {} {} schema (num_queries {}):\n  {}{}",
+            config.variant,
+            config.backbone,
+            config.num_queries,
+            problems.join("\n  "),
+            if n > 50 { "\n  …" } else { "" }
+        )));
     }
     for (name, t) in &kept {
         ck.locate(name, t)?;
@@ -179,17 +214,38 @@ pub fn convert(src: &Path, dst: &Path, tokenizer: Option<&Path>, progress: &mut 
     };
 
     // write, lazily, to a temporary file; rename when every tensor was read
-    let shared = Shared { failed: RefCell::new(None), done: RefCell::new(0), total: kept.len() + baked.len(), progress: RefCell::new(progress) };
+    let shared = Shared {
+        failed: RefCell::new(None),
+        done: RefCell::new(0),
+        total: kept.len() + baked.len(),
+        progress: RefCell::new(progress),
+    };
     let mut lazies = Vec::with_capacity(kept.len() + baked.len());
     for (name, t) in &kept {
         let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         let len = shape.iter().product::<usize>() * t.storage.dtype.size();
-        lazies.push(Lazy { ck: &ck, shared: &shared, name: name.to_string(), source: Source::Checkpoint((*t).clone()), dtype: pth::safetensors_dtype(t.storage.dtype), shape, len });
+        lazies.push(Lazy {
+            ck: &ck,
+            shared: &shared,
+            name: name.to_string(),
+            source: Source::Checkpoint((*t).clone()),
+            dtype: pth::safetensors_dtype(t.storage.dtype),
+            shape,
+            len,
+        });
     }
     let label_sets: Vec<&str> = baked.iter().map(|(set, _, _)| *set).collect();
     for (set, rows, data) in baked {
         let bytes: Vec<u8> = bytemuck::cast_slice(&data).to_vec();
-        lazies.push(Lazy { ck: &ck, shared: &shared, name: label_tensor(set), len: bytes.len(), source: Source::Computed(bytes), dtype: safetensors::Dtype::F32, shape: vec![rows, data.len() / rows] });
+        lazies.push(Lazy {
+            ck: &ck,
+            shared: &shared,
+            name: label_tensor(set),
+            len: bytes.len(),
+            source: Source::Computed(bytes),
+            dtype: safetensors::Dtype::F32,
+            shape: vec![rows, data.len() / rows],
+        });
     }
     let bytes: u64 = lazies.iter().map(|l| l.len as u64).sum();
     let written_tensors = lazies.len();
@@ -214,16 +270,31 @@ pub fn convert(src: &Path, dst: &Path, tokenizer: Option<&Path>, progress: &mut 
         let _ = std::fs::remove_file(&tmp);
     }
     outcome?;
-    Ok(Report { config, tensors: written_tensors, bytes, dropped_aliases: aliases, dropped_buffers: buffers, label_sets: label_sets.iter().map(|s| s.to_string()).collect() })
+    Ok(Report {
+        config,
+        tensors: written_tensors,
+        bytes,
+        dropped_aliases: aliases,
+        dropped_buffers: buffers,
+        label_sets: label_sets.iter().map(|s| s.to_string()).collect(),
+    })
 }
 
 /// Runs the checkpoint's text encoder (cpu backend) on every built-in label set:
 /// `(set, T, [T·768] pooled)`.
-fn bake_labels(ck: &Checkpoint, by_name: &HashMap<&str, &TensorRef>, config: &Config, tokenizer: &Path) -> Result<Vec<(&'static str, usize, Vec<f32>)>> {
+fn bake_labels(
+    ck: &Checkpoint,
+    by_name: &HashMap<&str, &TensorRef>,
+    config: &Config,
+    tokenizer: &Path,
+) -> Result<Vec<(&'static str, usize, Vec<f32>)>> {
     use crate::graph::text::{self, TextEncoder};
     let enc = TextEncoder::load(config.text.clone(), |name, _shape| {
         let full = format!("{}{name}", text::PREFIX);
-        let t = by_name.get(full.as_str()).ok_or_else(|| Error::Format { file: ck.path().to_path_buf(), reason: format!("text encoder tensor `{full}` is missing") })?;
+        let t = by_name.get(full.as_str()).ok_or_else(|| Error::Format {
+            file: ck.path().to_path_buf(),
+            reason: format!("text encoder tensor `{full}` is missing"),
+        })?;
         Ok(bytemuck::pod_collect_to_vec(&ck.read(&full, t)?))
     })?;
     let cpu = crate::backend::open(crate::backend::BackendKind::Cpu)?;

@@ -85,12 +85,17 @@ fn cache_path(model: &Path, tokenizer: &Path, texts: &[String]) -> Option<std::p
 impl Detector {
     /// Reads the configuration from the file's metadata and loads the image-path weights.
     pub fn load(file: &WeightFile, path: &Path) -> Result<Self> {
-        let raw = file.metadata.get(META_CONFIG).ok_or_else(|| Error::Format { file: path.to_path_buf(), reason: format!("no `{META_CONFIG}` metadata: convert the checkpoint with `rlipv2 convert`") })?;
-        let config: Config = serde_json::from_str(raw).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("bad `{META_CONFIG}`: {e}") })?;
+        let raw = file.metadata.get(META_CONFIG).ok_or_else(|| Error::Format {
+            file: path.to_path_buf(),
+            reason: format!("no `{META_CONFIG}` metadata: convert the checkpoint with `rlipv2 convert`"),
+        })?;
+        let config: Config = serde_json::from_str(raw)
+            .map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("bad `{META_CONFIG}`: {e}") })?;
         let get = |n: &str, s: &[usize]| file.get(n, s);
         let c = &config;
         let front = ImageFront::load(get)?;
-        let encoder = Encoder::load(c.enc_layers, c.num_feature_levels, c.dim_feedforward, c.fusion_interval, c.gate(), get)?;
+        let encoder =
+            Encoder::load(c.enc_layers, c.num_feature_levels, c.dim_feedforward, c.fusion_interval, c.gate(), get)?;
         let decoders = Decoders::load(c.num_queries, c.dec_layers, c.num_feature_levels, c.dim_feedforward, get)?;
         Ok(Detector { config, front, encoder, decoders })
     }
@@ -98,7 +103,14 @@ impl Detector {
     /// Language tokens of `set`: baked in the file, or encoded with the file's text encoder and
     /// `tokenizer` (needed for custom sets and files converted without `--tokenizer`). Encoded
     /// sets are cached beside the model file (`<model>.labels/`), so a set is encoded once.
-    pub fn labels(&self, file: &WeightFile, model: &Path, set: LabelSet, tokenizer: Option<&Path>, be: &dyn Backend) -> Result<Labels> {
+    pub fn labels(
+        &self,
+        file: &WeightFile,
+        model: &Path,
+        set: LabelSet,
+        tokenizer: Option<&Path>,
+        be: &dyn Backend,
+    ) -> Result<Labels> {
         let texts = set.texts();
         let t = texts.len();
         let baked = label_tensor(&set.name);
@@ -119,7 +131,11 @@ impl Detector {
         if let Some(c) = cache {
             // a cache that cannot be written (read-only place) only costs the next run an encode
             let tmp = c.with_extension(format!("tmp-{}", std::process::id()));
-            let written = c.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| std::fs::write(&tmp, bytemuck::cast_slice(&lang))).and_then(|_| std::fs::rename(&tmp, &c));
+            let written = c
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| std::fs::write(&tmp, bytemuck::cast_slice(&lang)))
+                .and_then(|_| std::fs::rename(&tmp, &c));
             if let Err(e) = written {
                 let _ = std::fs::remove_file(&tmp);
                 eprintln!("labels: not cached ({}: {e})", c.display());
@@ -130,16 +146,34 @@ impl Detector {
 
     /// Detections in `img` (original-pixel boxes), best first. The device finishes each stage's
     /// work before the next starts, so that per-stage times are the stages' own.
-    pub fn detect(&self, be: &dyn Backend, img: &RgbImage, labels: &Labels, post: &PostConfig, profile: &mut Profile) -> Result<Vec<Detection>> {
+    pub fn detect(
+        &self,
+        be: &dyn Backend,
+        img: &RgbImage,
+        labels: &Labels,
+        post: &PostConfig,
+        profile: &mut Profile,
+    ) -> Result<Vec<Detection>> {
         let x = profile.time("preprocess", || Ok(preprocess(img)))?;
         let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
-        let mut tokens = profile.time("backbone + projections", || settled(be, self.front.forward(be, image), |t| &t.src))?;
-        let (memory, states) = profile.time("encoder + fusion", || settled(be, self.encoder.forward_t(be, &mut tokens, &labels.lang), |r| &r.0))?;
+        let mut tokens =
+            profile.time("backbone + projections", || settled(be, self.front.forward(be, image), |t| &t.src))?;
+        let (memory, states) = profile.time("encoder + fusion", || {
+            settled(be, self.encoder.forward_t(be, &mut tokens, &labels.lang), |r| &r.0)
+        })?;
         let objects = labels.set.objects.len() + 1;
         let lang = states.last().expect("at least one fusion round");
-        let out = profile.time("decoders + heads", || self.decoders.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, lang, objects))?;
+        let out = profile.time("decoders + heads", || {
+            self.decoders.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, lang, objects)
+        })?;
         profile.time("post-processing", || {
-            let heads = HeadOutputs { obj_logits: &out.obj_logits, verb_logits: &out.verb_logits, sub_boxes: &out.sub_boxes, obj_boxes: &out.obj_boxes, sub_logits: Some(&out.sub_logits) };
+            let heads = HeadOutputs {
+                obj_logits: &out.obj_logits,
+                verb_logits: &out.verb_logits,
+                sub_boxes: &out.sub_boxes,
+                obj_boxes: &out.obj_boxes,
+                sub_logits: Some(&out.sub_logits),
+            };
             Ok(postprocess(&heads, &labels.set, (img.height, img.width), post))
         })
     }

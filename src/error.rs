@@ -54,7 +54,12 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn shape(op: &'static str, what: impl Into<String>, expected: impl std::fmt::Debug, got: impl std::fmt::Debug) -> Self {
+    pub(crate) fn shape(
+        op: &'static str,
+        what: impl Into<String>,
+        expected: impl std::fmt::Debug,
+        got: impl std::fmt::Debug,
+    ) -> Self {
         Error::Shape { op, what: what.into(), expected: format!("{expected:?}"), got: format!("{got:?}") }
     }
     pub(crate) fn limit(op: &'static str, what: impl Into<String>, reason: impl Into<String>) -> Self {

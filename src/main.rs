@@ -279,8 +279,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // RUST_LOG=info shows the backend choice and each op's kernel variant; quiet (warnings) otherwise
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -292,7 +297,31 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Detect { weights, images, labels, tokenizer, backend, top_k, threshold, person_only, out, profile, draw } => detect(&weights, &images, &labels, tokenizer.as_deref(), &backend, top_k, threshold, person_only, &out, profile, draw),
+        Cmd::Detect {
+            weights,
+            images,
+            labels,
+            tokenizer,
+            backend,
+            top_k,
+            threshold,
+            person_only,
+            out,
+            profile,
+            draw,
+        } => detect(
+            &weights,
+            &images,
+            &labels,
+            tokenizer.as_deref(),
+            &backend,
+            top_k,
+            threshold,
+            person_only,
+            &out,
+            profile,
+            draw,
+        ),
         Cmd::Convert { checkpoint, output, tokenizer } => {
             eprintln!("reading {}", checkpoint.display());
             use std::io::IsTerminal;
@@ -323,7 +352,10 @@ fn run(cli: Cli) -> Result<()> {
                 report.dropped_buffers
             );
             if !report.label_sets.is_empty() {
-                println!("baked label embeddings: {}", report.label_sets.iter().map(|s| rlipv2::convert::label_tensor(s)).collect::<Vec<_>>().join(", "));
+                println!(
+                    "baked label embeddings: {}",
+                    report.label_sets.iter().map(|s| rlipv2::convert::label_tensor(s)).collect::<Vec<_>>().join(", ")
+                );
             }
             println!("config: {} {}, {} queries, FFN {}, {} encoder / {} decoder layers, {} fusion rounds ({} gate), labels `{}`, text encoder {} layers", c.variant, c.backbone, c.num_queries, c.dim_feedforward, c.enc_layers, c.dec_layers, c.fusion_rounds(), c.gating, c.dataset, c.text.layers);
             Ok(())
@@ -338,7 +370,14 @@ fn run(cli: Cli) -> Result<()> {
             let out = prepared.output()?;
             if let Some(n) = repeat {
                 let t = bench::time_runs(prepared.as_mut(), n)?;
-                println!("{} {} {}: median {:.3} ms, min {:.3} ms over {n} runs", pr.form_name(), be.kind(), dtype, t.median_s * 1e3, t.min_s * 1e3);
+                println!(
+                    "{} {} {}: median {:.3} ms, min {:.3} ms over {n} runs",
+                    pr.form_name(),
+                    be.kind(),
+                    dtype,
+                    t.median_s * 1e3,
+                    t.min_s * 1e3
+                );
             }
             io::write_f32_tensors(&output, &[("output", pr.output_shape(), &out)])?;
             eprintln!("wrote `output` {:?} to {}", pr.output_shape(), output.display());
@@ -353,14 +392,30 @@ fn run(cli: Cli) -> Result<()> {
             let (v, l) = be.gated_cross_attn(p, &f.v, &f.pos, &f.l, &w)?;
             if let Some(n) = args.repeat {
                 let t = bench::time_host(n, || be.gated_cross_attn(p, &f.v, &f.pos, &f.l, &w).map(|_| ()))?;
-                println!("gated_cross_attn {}: median {:.3} ms, min {:.3} ms over {n} runs", be.kind(), t.median_s * 1e3, t.min_s * 1e3);
+                println!(
+                    "gated_cross_attn {}: median {:.3} ms, min {:.3} ms over {n} runs",
+                    be.kind(),
+                    t.median_s * 1e3,
+                    t.min_s * 1e3
+                );
             }
-            io::write_f32_tensors(&args.output, &[("v_out", vec![p.batch, p.nv, p.v_dim], &v), ("l_out", vec![p.batch, p.t, p.l_dim], &l)])?;
+            io::write_f32_tensors(
+                &args.output,
+                &[("v_out", vec![p.batch, p.nv, p.v_dim], &v), ("l_out", vec![p.batch, p.t, p.l_dim], &l)],
+            )?;
             eprintln!("wrote `v_out`, `l_out` to {}", args.output.display());
             Ok(())
         }
         Cmd::Op { op: OpCmd::SparseFusion { args, fusion_prefix, lang_prefix, lang_heads } } => {
-            let f = io::read_sparse_fusion(&args.input, &args.weights, &fusion_prefix, &lang_prefix, args.heads, lang_heads, args.gate)?;
+            let f = io::read_sparse_fusion(
+                &args.input,
+                &args.weights,
+                &fusion_prefix,
+                &lang_prefix,
+                args.heads,
+                lang_heads,
+                args.gate,
+            )?;
             let (be, why) = backend::select(&args.backend)?;
             eprintln!("backend: {why}");
             let p = &f.problem;
@@ -372,10 +427,21 @@ fn run(cli: Cli) -> Result<()> {
                     let mut m = f.memory.clone();
                     be.sparse_fusion(p, &mut m, &f.pos, &f.lang, f.lang_mask.as_deref(), &fw, &bw).map(|_| ())
                 })?;
-                println!("sparse_fusion {}: median {:.3} ms, min {:.3} ms over {n} runs", be.kind(), t.median_s * 1e3, t.min_s * 1e3);
+                println!(
+                    "sparse_fusion {}: median {:.3} ms, min {:.3} ms over {n} runs",
+                    be.kind(),
+                    t.median_s * 1e3,
+                    t.min_s * 1e3
+                );
             }
             let (b, t) = (p.fusion.batch, p.fusion.t);
-            io::write_f32_tensors(&args.output, &[("memory", vec![b, p.tokens, p.fusion.v_dim], &memory), ("lang_out", vec![b, t, p.lang.hidden], &lang)])?;
+            io::write_f32_tensors(
+                &args.output,
+                &[
+                    ("memory", vec![b, p.tokens, p.fusion.v_dim], &memory),
+                    ("lang_out", vec![b, t, p.lang.hidden], &lang),
+                ],
+            )?;
             eprintln!("wrote `memory`, `lang_out` to {}", args.output.display());
             Ok(())
         }
@@ -383,9 +449,18 @@ fn run(cli: Cli) -> Result<()> {
             // check the arguments and read the old run first: mistakes fail before minutes of timing
             bench::suite::check_ops(&ops)?;
             let old = compare.as_deref().map(bench::report::Report::read).transpose()?;
-            let opts = bench::suite::SuiteOptions { backends: bench_backends(&backends)?, dtypes, repeat, quick, detect: weights.zip(image), ops };
+            let opts = bench::suite::SuiteOptions {
+                backends: bench_backends(&backends)?,
+                dtypes,
+                repeat,
+                quick,
+                detect: weights.zip(image),
+                ops,
+            };
             let bar = indicatif::ProgressBar::new(bench::suite::count(&opts) as u64);
-            bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {wide_msg}").expect("template"));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {wide_msg}").expect("template"),
+            );
             let logged = bar.is_hidden();
             let records = bench::suite::run(&opts, |done, total, what| {
                 bar.set_position(done as u64);
@@ -421,17 +496,44 @@ fn run(cli: Cli) -> Result<()> {
                 "official" => Form::Official,
                 "fused-points" => Form::Fused(RefKind::Points),
                 "fused-boxes" => Form::Fused(RefKind::Boxes),
-                other => return Err(Error::Limit { op: "bench", what: "--form".into(), reason: format!("unknown form `{other}` (official, fused-points, fused-boxes)") }),
+                other => {
+                    return Err(Error::Limit {
+                        op: "bench",
+                        what: "--form".into(),
+                        reason: format!("unknown form `{other}` (official, fused-points, fused-boxes)"),
+                    })
+                }
             };
-            let pr = bench::case(&case, form).ok_or_else(|| Error::Limit { op: "bench", what: "--case".into(), reason: format!("unknown case `{case}` (one of {:?})", bench::CASES) })?;
+            let pr = bench::case(&case, form).ok_or_else(|| Error::Limit {
+                op: "bench",
+                what: "--case".into(),
+                reason: format!("unknown case `{case}` (one of {:?})", bench::CASES),
+            })?;
             let kinds = bench_backends(&backends)?;
-            println!("ms_deform_attn/{case} ({form:?}): B={} Q={} M={} D={} L={} P={} S={}; {:.1} MB compulsory (f32)", pr.batch, pr.queries, pr.heads, pr.channels, pr.num_levels(), pr.points, pr.tokens, pr.bytes(DType::F32) as f64 / 1e6);
+            println!(
+                "ms_deform_attn/{case} ({form:?}): B={} Q={} M={} D={} L={} P={} S={}; {:.1} MB compulsory (f32)",
+                pr.batch,
+                pr.queries,
+                pr.heads,
+                pr.channels,
+                pr.num_levels(),
+                pr.points,
+                pr.tokens,
+                pr.bytes(DType::F32) as f64 / 1e6
+            );
             let rows = bench::run_table(&kinds, &dtypes, &pr, repeat, |what| eprintln!("timing {what} …"));
             print!("{}", bench::format_table(&pr, &rows));
             Ok(())
         }
         Cmd::Info { json } => {
-            let features: Vec<&str> = [("wgpu", cfg!(feature = "wgpu")), ("cubecl-wgpu", cfg!(feature = "cubecl-wgpu")), ("cuda", cfg!(feature = "cuda"))].into_iter().filter_map(|(f, on)| on.then_some(f)).collect();
+            let features: Vec<&str> = [
+                ("wgpu", cfg!(feature = "wgpu")),
+                ("cubecl-wgpu", cfg!(feature = "cubecl-wgpu")),
+                ("cuda", cfg!(feature = "cuda")),
+            ]
+            .into_iter()
+            .filter_map(|(f, on)| on.then_some(f))
+            .collect();
             let mut rows = Vec::new();
             for kind in BackendKind::ALL {
                 rows.push(match backend::open(kind) {
@@ -446,12 +548,20 @@ fn run(cli: Cli) -> Result<()> {
                 println!("rlipv2 {} (features: {})", env!("CARGO_PKG_VERSION"), features.join(", "));
                 for r in &rows {
                     if r["available"].as_bool() == Some(true) {
-                        println!("\n{:<12} ok  {}", r["backend"].as_str().unwrap_or(""), r["device"].as_str().unwrap_or(""));
+                        println!(
+                            "\n{:<12} ok  {}",
+                            r["backend"].as_str().unwrap_or(""),
+                            r["device"].as_str().unwrap_or("")
+                        );
                         for (k, v) in r["details"].as_object().into_iter().flatten() {
                             println!("    {k:<18} {}", v.as_str().unwrap_or(""));
                         }
                     } else {
-                        println!("\n{:<12} --  {}", r["backend"].as_str().unwrap_or(""), r["why"].as_str().unwrap_or(""));
+                        println!(
+                            "\n{:<12} --  {}",
+                            r["backend"].as_str().unwrap_or(""),
+                            r["why"].as_str().unwrap_or("")
+                        );
                     }
                 }
                 println!("\nauto → {auto}");
@@ -496,7 +606,11 @@ fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(|source| Error::Io { path: p.clone(), source })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")))
+                .filter(|f| {
+                    f.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+                })
                 .collect();
             found.sort();
             files.extend(found);
@@ -508,7 +622,19 @@ fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer: Option<&std::path::Path>, backend: &str, top_k: usize, threshold: f32, person_only: bool, out: &std::path::Path, profile: bool, draw: usize) -> Result<()> {
+fn detect(
+    weights: &std::path::Path,
+    inputs: &[PathBuf],
+    labels: &str,
+    tokenizer: Option<&std::path::Path>,
+    backend: &str,
+    top_k: usize,
+    threshold: f32,
+    person_only: bool,
+    out: &std::path::Path,
+    profile: bool,
+    draw: usize,
+) -> Result<()> {
     use rlipv2::detect::{Detector, Profile};
     use rlipv2::model::labels::LabelSet;
     use rlipv2::model::postprocess::PostConfig;
@@ -526,7 +652,10 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
                 objects: Vec<String>,
                 verbs: Vec<String>,
             }
-            let c: Custom = serde_json::from_str(&text).map_err(|e| Error::Format { file: path.clone(), reason: format!("expected {{\"objects\": [...], \"verbs\": [...]}} (or hico / vcoco): {e}") })?;
+            let c: Custom = serde_json::from_str(&text).map_err(|e| Error::Format {
+                file: path.clone(),
+                reason: format!("expected {{\"objects\": [...], \"verbs\": [...]}} (or hico / vcoco): {e}"),
+            })?;
             if c.objects.is_empty() || c.verbs.is_empty() {
                 return Err(Error::Format { file: path, reason: "needs at least one object and one verb".into() });
             }
@@ -543,7 +672,10 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
     let post = PostConfig { zero_shot: person_only, ..PostConfig::default() };
     // a bar on a terminal for several images; a line per image in logs (the bar hides itself there)
     let bar = indicatif::ProgressBar::new(files.len() as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images, {elapsed} (eta {eta}) {wide_msg}").expect("template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images, {elapsed} (eta {eta}) {wide_msg}")
+            .expect("template"),
+    );
     if files.len() < 2 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -574,7 +706,14 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
             io::draw::save_png(&io::draw::annotate(&img, &shown, &labels.set, draw), &out.join(format!("{stem}.png")))?;
         }
         if let Some(top) = dets.first() {
-            say(format!("{}: {} detections; best: {} {} ({:.3})", f.display(), kept.len(), labels.set.verbs[top.verb], labels.set.objects[top.object_label], top.score));
+            say(format!(
+                "{}: {} detections; best: {} {} ({:.3})",
+                f.display(),
+                kept.len(),
+                labels.set.verbs[top.verb],
+                labels.set.objects[top.object_label],
+                top.score
+            ));
         }
         if profile {
             let total: f64 = prof.stages.iter().map(|s| s.1).sum();
@@ -584,9 +723,14 @@ fn detect(weights: &std::path::Path, inputs: &[PathBuf], labels: &str, tokenizer
             }
             println!("  {:<24} {:>9.1} ms", "total", total * 1e3);
             if let (Some(a), Some(b)) = (uploaded, be.uploaded_bytes()) {
-                println!("  host → device copies: {:.1} MB (weights are bound on the first image)", (b - a) as f64 / 1e6);
+                println!(
+                    "  host → device copies: {:.1} MB (weights are bound on the first image)",
+                    (b - a) as f64 / 1e6
+                );
             }
-            if let (Some(a), Some(b), Some(c), Some(d)) = (launched, be.dispatch_count(), submitted, be.submission_count()) {
+            if let (Some(a), Some(b), Some(c), Some(d)) =
+                (launched, be.dispatch_count(), submitted, be.submission_count())
+            {
                 println!("  kernel launches: {} in {} queue submissions", b - a, d - c);
             }
             if let (Some(a), Some(b)) = (recycled, be.recycled_outputs()) {

@@ -100,8 +100,17 @@ impl MsDeformAttnData {
     /// The inputs as the backends take them.
     pub fn input(&self) -> MsDeformAttnInput<'_> {
         match self.form {
-            Form::Official => MsDeformAttnInput::Official { value: &self.value, sampling_locations: &self.a, attention_weights: &self.b },
-            Form::Fused(_) => MsDeformAttnInput::Fused { value: &self.value, reference: &self.a, sampling_offsets: &self.b, attention_logits: &self.c },
+            Form::Official => MsDeformAttnInput::Official {
+                value: &self.value,
+                sampling_locations: &self.a,
+                attention_weights: &self.b,
+            },
+            Form::Fused(_) => MsDeformAttnInput::Fused {
+                value: &self.value,
+                reference: &self.a,
+                sampling_offsets: &self.b,
+                attention_logits: &self.c,
+            },
         }
     }
 }

@@ -13,4 +13,9 @@ pub const SPARSE_FUSION: &str = include_str!("../shaders/sparse_fusion.wgsl");
 pub const IMAGE: &str = include_str!("../shaders/image.wgsl");
 
 /// Every shader with its file name (the naga test validates each for all override combinations).
-pub const ALL: &[(&str, &str)] = &[("ms_deform_attn.wgsl", MS_DEFORM_ATTN), ("dense.wgsl", DENSE), ("sparse_fusion.wgsl", SPARSE_FUSION), ("image.wgsl", IMAGE)];
+pub const ALL: &[(&str, &str)] = &[
+    ("ms_deform_attn.wgsl", MS_DEFORM_ATTN),
+    ("dense.wgsl", DENSE),
+    ("sparse_fusion.wgsl", SPARSE_FUSION),
+    ("image.wgsl", IMAGE),
+];

@@ -10,7 +10,9 @@
 //! start = 0), copied in from and back to the caller's `[B,S,C]` buffer.
 
 use crate::error::{Error, Result};
-use crate::problem::{BertLayerProblem, BertLayerWeights, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem};
+use crate::problem::{
+    BertLayerProblem, BertLayerWeights, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem,
+};
 
 /// One GEMM of a grouped launch (`Job` in the shaders).
 #[repr(C)]
@@ -181,7 +183,11 @@ pub(crate) struct WeightOffsets {
 }
 
 /// The weights of a round (the language layer's with `lang`) as the head of an arena.
-fn weights(p: &GatedCrossAttnProblem, fw: &GatedCrossAttnWeights, lang: Option<(&BertLayerProblem, &BertLayerWeights)>) -> (Arena, WeightOffsets) {
+fn weights(
+    p: &GatedCrossAttnProblem,
+    fw: &GatedCrossAttnWeights,
+    lang: Option<(&BertLayerProblem, &BertLayerWeights)>,
+) -> (Arena, WeightOffsets) {
     let mut a = Arena::default();
     let fo = put_weights(&mut a, fw.tensors(p).into_iter().map(|(_, _, d)| d));
     let (mut bo, mut wo_t) = (Vec::new(), 0);
@@ -195,7 +201,11 @@ fn weights(p: &GatedCrossAttnProblem, fw: &GatedCrossAttnWeights, lang: Option<(
 }
 
 /// A `sparse_fusion` round's weights for a resident round: the arena's head, uploaded once.
-pub(crate) fn sparse_fusion_weights(p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> (Vec<f32>, WeightOffsets) {
+pub(crate) fn sparse_fusion_weights(
+    p: &SparseFusionProblem,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> (Vec<f32>, WeightOffsets) {
     let (a, w) = weights(&p.fusion, fw, Some((&p.lang, bw)));
     (a.0, w)
 }
@@ -252,7 +262,14 @@ fn check_limits(op: &'static str, backend: &str, p: &GatedCrossAttnProblem) -> R
 }
 
 /// Launches 1–3: the fusion block on `v`, `pos` (image rows, tokens = Nv), `l`.
-pub(crate) fn gated_cross_attn(backend: &str, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<Round> {
+pub(crate) fn gated_cross_attn(
+    backend: &str,
+    p: &GatedCrossAttnProblem,
+    v: &[f32],
+    pos: &[f32],
+    l: &[f32],
+    w: &GatedCrossAttnWeights,
+) -> Result<Round> {
     check_limits(crate::problem::gated_cross_attn::OP, backend, p)?;
     let (a, wo) = weights(p, w, None);
     Ok(fusion_round(a, &wo, p, Input::Host(v, pos, l)))
@@ -285,17 +302,110 @@ fn fusion_round(mut a: Arena, w: &WeightOffsets, p: &GatedCrossAttnProblem, inpu
     off[O_LNEW] = a.zeros((rl * cl) as usize);
     let (stat_v, stat_l) = (a.zeros(2 * rv as usize), a.zeros(2 * rl as usize));
     let base = Job { scale: 1.0, ..Default::default() };
-    let project = gemm_launch("LN+projections", vec![
-        Job { a: ov, w: wo[4], bias: wo[5], out: off[O_Q], rows: rv, k: cv, n: e, ln_w: wo[0], ln_b: wo[1], pos: opos, flags: F_LN | F_POS | F_MAP_A, scale: p.scale(), ..base },
-        Job { a: ov, w: wo[8], bias: wo[9], out: off[O_VV], rows: rv, k: cv, n: e, ln_w: wo[0], ln_b: wo[1], flags: F_LN | F_MAP_A | F_STATS, stat: stat_v, ..base },
-        Job { a: ol, w: wo[6], bias: wo[7], out: off[O_K], rows: rl, k: cl, n: e, ln_w: wo[2], ln_b: wo[3], flags: F_LN, ..base },
-        Job { a: ol, w: wo[10], bias: wo[11], out: off[O_VL], rows: rl, k: cl, n: e, ln_w: wo[2], ln_b: wo[3], flags: F_LN | F_STATS, stat: stat_l, ..base },
-    ]);
-    let attend = Launch { label: "attend both ways", kernel: Kernel::Attend, jobs: vec![], items: p.batch * p.heads * (p.nv.div_ceil(ATTEND_ROWS) + p.t.div_ceil(ATTEND_ROWS)) };
-    let output = gemm_launch("out proj+gate", vec![
-        Job { a: off[O_CTXV], w: wo[12], bias: wo[13], out: ov, res: ov, rows: rv, k: e, n: cv, ln_w: wo[0], ln_b: wo[1], stat: stat_v, gamma: wo[16], flags: F_GATE | F_MAP_OUT, ..base },
-        Job { a: off[O_CTXL], w: wo[14], bias: wo[15], out: off[O_LNEW], res: ol, rows: rl, k: e, n: cl, ln_w: wo[2], ln_b: wo[3], stat: stat_l, gamma: wo[17], flags: F_GATE, ..base },
-    ]);
+    let project = gemm_launch(
+        "LN+projections",
+        vec![
+            Job {
+                a: ov,
+                w: wo[4],
+                bias: wo[5],
+                out: off[O_Q],
+                rows: rv,
+                k: cv,
+                n: e,
+                ln_w: wo[0],
+                ln_b: wo[1],
+                pos: opos,
+                flags: F_LN | F_POS | F_MAP_A,
+                scale: p.scale(),
+                ..base
+            },
+            Job {
+                a: ov,
+                w: wo[8],
+                bias: wo[9],
+                out: off[O_VV],
+                rows: rv,
+                k: cv,
+                n: e,
+                ln_w: wo[0],
+                ln_b: wo[1],
+                flags: F_LN | F_MAP_A | F_STATS,
+                stat: stat_v,
+                ..base
+            },
+            Job {
+                a: ol,
+                w: wo[6],
+                bias: wo[7],
+                out: off[O_K],
+                rows: rl,
+                k: cl,
+                n: e,
+                ln_w: wo[2],
+                ln_b: wo[3],
+                flags: F_LN,
+                ..base
+            },
+            Job {
+                a: ol,
+                w: wo[10],
+                bias: wo[11],
+                out: off[O_VL],
+                rows: rl,
+                k: cl,
+                n: e,
+                ln_w: wo[2],
+                ln_b: wo[3],
+                flags: F_LN | F_STATS,
+                stat: stat_l,
+                ..base
+            },
+        ],
+    );
+    let attend = Launch {
+        label: "attend both ways",
+        kernel: Kernel::Attend,
+        jobs: vec![],
+        items: p.batch * p.heads * (p.nv.div_ceil(ATTEND_ROWS) + p.t.div_ceil(ATTEND_ROWS)),
+    };
+    let output = gemm_launch(
+        "out proj+gate",
+        vec![
+            Job {
+                a: off[O_CTXV],
+                w: wo[12],
+                bias: wo[13],
+                out: ov,
+                res: ov,
+                rows: rv,
+                k: e,
+                n: cv,
+                ln_w: wo[0],
+                ln_b: wo[1],
+                stat: stat_v,
+                gamma: wo[16],
+                flags: F_GATE | F_MAP_OUT,
+                ..base
+            },
+            Job {
+                a: off[O_CTXL],
+                w: wo[14],
+                bias: wo[15],
+                out: off[O_LNEW],
+                res: ol,
+                rows: rl,
+                k: e,
+                n: cl,
+                ln_w: wo[2],
+                ln_b: wo[3],
+                stat: stat_l,
+                gamma: wo[17],
+                flags: F_GATE,
+                ..base
+            },
+        ],
+    );
     let params = FusionParams {
         batch: p.batch as u32,
         nv: p.nv as u32,
@@ -325,9 +435,17 @@ fn fusion_round(mut a: Arena, w: &WeightOffsets, p: &GatedCrossAttnProblem, inpu
         jobs: [Job::default(); 4],
     };
     let l_out = (off[O_LNEW], (rl * cl) as usize);
-    Round { arena: a, params, launches: vec![project, attend, output], v_in: ov, pos_in: opos, l_in: ol, v_out: (ov, (rv * cv) as usize), l_out }
+    Round {
+        arena: a,
+        params,
+        launches: vec![project, attend, output],
+        v_in: ov,
+        pos_in: opos,
+        l_in: ol,
+        v_out: (ov, (rv * cv) as usize),
+        l_out,
+    }
 }
-
 
 /// `[rows, cols]` → `[cols, rows]`.
 fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -339,7 +457,6 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     }
     t
 }
-
 
 fn check_round(backend: &str, p: &SparseFusionProblem) -> Result<()> {
     const OP: &str = crate::problem::sparse_fusion::OP;
@@ -353,7 +470,16 @@ fn check_round(backend: &str, p: &SparseFusionProblem) -> Result<()> {
 
 /// Launches 1–8 of one round over the last level of `memory`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sparse_fusion(backend: &str, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Round> {
+pub(crate) fn sparse_fusion(
+    backend: &str,
+    p: &SparseFusionProblem,
+    memory: &[f32],
+    pos: &[f32],
+    lang: &[f32],
+    mask: Option<&[f32]>,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> Result<Round> {
     check_round(backend, p)?;
     let (a, w) = weights(&p.fusion, fw, Some((&p.lang, bw)));
     let r = fusion_round(a, &w, &p.fusion, Input::Host(&p.gather_level(memory), &p.gather_level(pos), lang));
@@ -385,14 +511,37 @@ fn lang_layer(mut r: Round, lp: &BertLayerProblem, w: &WeightOffsets, mask: Opti
     pp.lscale = (lp.head_dim() as f32).powf(-0.5);
     pp.has_mask = mask.is_some() as u32;
     let base = Job { scale: 1.0, rows: rl, k: h, n: h, a: off[O_LNEW], ..Default::default() };
-    r.launches.push(gemm_launch("lang QKV", vec![
-        Job { w: bo[0], bias: bo[1], out: off[O_LQ], ..base },
-        Job { w: bo[2], bias: bo[3], out: off[O_LK], ..base },
-        Job { w: bo[4], bias: bo[5], out: off[O_LV], ..base },
-    ]));
-    r.launches.push(Launch { label: "lang attend+out+LN", kernel: Kernel::LangAttend, jobs: vec![], items: rl as usize });
-    r.launches.push(gemm_launch("FFN up+GELU", vec![Job { a: off[O_A], w: bo[10], bias: bo[11], out: off[O_INTER], n: ffn, flags: F_GELU, ..base }]));
-    r.launches.push(gemm_launch("FFN down+res", vec![Job { a: off[O_INTER], w: bo[12], bias: bo[13], out: off[O_INTER2], res: off[O_A], k: ffn, flags: F_RESID, ..base }]));
+    r.launches.push(gemm_launch(
+        "lang QKV",
+        vec![
+            Job { w: bo[0], bias: bo[1], out: off[O_LQ], ..base },
+            Job { w: bo[2], bias: bo[3], out: off[O_LK], ..base },
+            Job { w: bo[4], bias: bo[5], out: off[O_LV], ..base },
+        ],
+    ));
+    r.launches.push(Launch {
+        label: "lang attend+out+LN",
+        kernel: Kernel::LangAttend,
+        jobs: vec![],
+        items: rl as usize,
+    });
+    r.launches.push(gemm_launch(
+        "FFN up+GELU",
+        vec![Job { a: off[O_A], w: bo[10], bias: bo[11], out: off[O_INTER], n: ffn, flags: F_GELU, ..base }],
+    ));
+    r.launches.push(gemm_launch(
+        "FFN down+res",
+        vec![Job {
+            a: off[O_INTER],
+            w: bo[12],
+            bias: bo[13],
+            out: off[O_INTER2],
+            res: off[O_A],
+            k: ffn,
+            flags: F_RESID,
+            ..base
+        }],
+    ));
     r.launches.push(Launch { label: "final LN", kernel: Kernel::NormRows, jobs: vec![], items: rl as usize });
     r.l_out = (off[O_LOUT], (rl * h) as usize);
     r

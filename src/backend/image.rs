@@ -24,7 +24,11 @@ impl GroupNormShape {
     pub fn check(&self, x: usize, gamma: usize, beta: usize) -> Result<()> {
         const OP: &str = "group_norm";
         if self.groups == 0 || self.channels % self.groups != 0 || self.plane == 0 {
-            return Err(Error::limit(OP, "groups", format!("{} channels in {} groups of {}-pixel planes", self.channels, self.groups, self.plane)));
+            return Err(Error::limit(
+                OP,
+                "groups",
+                format!("{} channels in {} groups of {}-pixel planes", self.channels, self.groups, self.plane),
+            ));
         }
         crate::problem::gemm::check_len(OP, "x", &[self.batch, self.channels, self.plane], x)?;
         crate::problem::gemm::check_len(OP, "gamma", &[self.channels], gamma)?;

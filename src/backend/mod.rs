@@ -19,16 +19,36 @@ macro_rules! resident_ops {
         fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
             self.download_tensor(t)
         }
-        fn gemm_t_valid(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+        fn gemm_t_valid(
+            &self,
+            p: &GemmProblem,
+            x: &Tensor,
+            weight: &Tensor,
+            bias: Option<&Tensor>,
+            residual: Option<&Tensor>,
+        ) -> Result<Tensor> {
             self.gemm_tensor(p, x, weight, bias, residual)
         }
         fn add_t_valid(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             self.add_tensor(a, b)
         }
-        fn layer_norm_t_valid(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        fn layer_norm_t_valid(
+            &self,
+            p: &LayerNormProblem,
+            x: &Tensor,
+            gamma: &Tensor,
+            beta: &Tensor,
+        ) -> Result<Tensor> {
             self.layer_norm_tensor(p, x, gamma, beta)
         }
-        fn ms_deform_attn_t_valid(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        fn ms_deform_attn_t_valid(
+            &self,
+            pr: &MsDeformAttnProblem,
+            value: &Tensor,
+            reference: &Tensor,
+            offsets: &Tensor,
+            logits: &Tensor,
+        ) -> Result<Tensor> {
             self.ms_deform_attn_tensor(pr, value, reference, offsets, logits)
         }
         fn slice_t_valid(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
@@ -37,21 +57,49 @@ macro_rules! resident_ops {
         fn write_t_valid(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
             self.write_tensor(dst, at, src)
         }
-        fn bind_sparse_fusion(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Option<Tensor>> {
+        fn bind_sparse_fusion(
+            &self,
+            p: &SparseFusionProblem,
+            fw: &GatedCrossAttnWeights,
+            bw: &BertLayerWeights,
+        ) -> Result<Option<Tensor>> {
             self.bind_round_weights(p, fw, bw).map(Some)
         }
-        fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
+        fn sparse_fusion_t_valid(
+            &self,
+            p: &SparseFusionProblem,
+            memory: &mut Tensor,
+            pos: &Tensor,
+            lang: &Tensor,
+            fw: &GatedCrossAttnWeights,
+            bw: &BertLayerWeights,
+            bound: Option<&Tensor>,
+        ) -> Result<Tensor> {
             let _ = (fw, bw); // already laid out in `bound` (see `Backend::sparse_fusion_t`)
             self.sparse_fusion_tensor(p, memory, pos, lang, bound)
         }
         fn empty_t_valid(&self, len: usize) -> Result<Tensor> {
             self.empty_tensor(len)
         }
-        fn conv2d_t_valid(&self, p: &crate::problem::Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
+        fn conv2d_t_valid(
+            &self,
+            p: &crate::problem::Conv2dProblem,
+            x: &Tensor,
+            weight: &Tensor,
+            bias: &Tensor,
+            residual: Option<Tensor>,
+        ) -> Result<Tensor> {
             self.conv2d_tensor(p, x, weight, bias, residual)
         }
         /// Host to host through the device's conv kernel (inputs uploaded, the output read back).
-        fn conv2d_valid(&self, p: &crate::problem::Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+        fn conv2d_valid(
+            &self,
+            p: &crate::problem::Conv2dProblem,
+            x: &[f32],
+            weight: &[f32],
+            bias: &[f32],
+            residual: Option<&[f32]>,
+        ) -> Result<Vec<f32>> {
             let t = |v: &[f32]| Tensor::host(v.to_vec());
             let y = self.conv2d_tensor(p, &t(x), &t(weight), &t(bias), residual.map(t))?;
             self.download_tensor(&y)
@@ -59,39 +107,59 @@ macro_rules! resident_ops {
         fn max_pool_t_valid(&self, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
             self.max_pool_tensor(x, planes, h, w)
         }
-        fn group_norm_t_valid(&self, s: &crate::backend::image::GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        fn group_norm_t_valid(
+            &self,
+            s: &crate::backend::image::GroupNormShape,
+            x: Tensor,
+            gamma: &Tensor,
+            beta: &Tensor,
+        ) -> Result<Tensor> {
             self.group_norm_tensor(s, x, gamma, beta)
         }
-        fn to_tokens_t_valid(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
+        fn to_tokens_t_valid(
+            &self,
+            tokens: &mut Tensor,
+            row0: usize,
+            level: &Tensor,
+            c: usize,
+            plane: usize,
+        ) -> Result<()> {
             self.to_tokens_tensor(tokens, row0, level, c, plane)
         }
         fn mul_t_valid(&self, a: &Tensor, b: &Tensor, act: crate::problem::Activation) -> Result<Tensor> {
             self.mul_tensor(a, b, act)
         }
-        fn attention_t_valid(&self, p: &crate::problem::AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        fn attention_t_valid(
+            &self,
+            p: &crate::problem::AttentionProblem,
+            q: &Tensor,
+            k: &Tensor,
+            v: &Tensor,
+        ) -> Result<Tensor> {
             self.attention_tensor(p, q, k, v)
         }
     };
 }
 
 pub mod compose;
+pub mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+pub mod cubecl;
 #[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
 pub(crate) mod fusion_plan;
-pub mod cpu;
 pub mod image;
 pub mod reference;
 pub mod tensor;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
-#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
-pub mod cubecl;
 
 pub use tensor::Tensor;
 
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 use crate::problem::{
-    AttentionProblem, Conv2dProblem, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, BertLayerWeights, SparseFusionProblem,
+    AttentionProblem, BertLayerWeights, Conv2dProblem, DType, GatedCrossAttnProblem, GatedCrossAttnWeights,
+    GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
 };
 
 /// Every backend this crate knows, compiled in or not.
@@ -111,7 +179,8 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [BackendKind; 5] = [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda];
+    pub const ALL: [BackendKind; 5] =
+        [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda];
 
     /// The name used on the command line and in reports (`cubecl-wgpu`, …).
     pub fn name(self) -> &'static str {
@@ -190,10 +259,20 @@ pub trait Backend {
     fn supports(&self, dtype: DType) -> Result<()>;
 
     /// Uploads inputs and builds the kernel. Inputs are valid (see [`Backend::prepare_ms_deform_attn`]).
-    fn prepare_valid<'a>(&'a self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>>;
+    fn prepare_valid<'a>(
+        &'a self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Box<dyn Prepared + 'a>>;
 
     /// Validates the problem and inputs, then uploads them and builds the kernel.
-    fn prepare_ms_deform_attn<'a>(&'a self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_ms_deform_attn<'a>(
+        &'a self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         problem.validate()?;
         input.check(problem)?;
         self.supports(dtype)?;
@@ -201,14 +280,24 @@ pub trait Backend {
     }
 
     /// Runs `ms_deform_attn` once, host to host. Returns `[B,Q,M·D]` as f32.
-    fn ms_deform_attn(&self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Vec<f32>> {
+    fn ms_deform_attn(
+        &self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Vec<f32>> {
         problem.validate()?;
         input.check(problem)?;
         self.supports(dtype)?;
         self.ms_deform_attn_valid(problem, input, dtype)
     }
     /// [`Backend::ms_deform_attn`] after the inputs were checked: by default a prepared run.
-    fn ms_deform_attn_valid(&self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Vec<f32>> {
+    fn ms_deform_attn_valid(
+        &self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Vec<f32>> {
         let mut prepared = self.prepare_valid(problem, input, dtype)?;
         prepared.run()?;
         prepared.output()
@@ -230,35 +319,75 @@ pub trait Backend {
     /// [`Backend::gemm`] with its inputs kept on the device for repeated, timed runs (the
     /// resident baseline of the bench suite). Host backends answer `Unsupported`: their
     /// host-to-host call is already resident.
-    fn prepare_gemm<'a>(&'a self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_gemm<'a>(
+        &'a self,
+        p: &GemmProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         p.check(x, weight, bias)?;
         self.prepare_gemm_valid(p, x, weight, bias)
     }
     /// [`Backend::prepare_gemm`] after the inputs were checked.
-    fn prepare_gemm_valid<'a>(&'a self, _p: &GemmProblem, _x: &[f32], _weight: &[f32], _bias: Option<&[f32]>) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_gemm_valid<'a>(
+        &'a self,
+        _p: &GemmProblem,
+        _x: &[f32],
+        _weight: &[f32],
+        _bias: Option<&[f32]>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         Err(unsupported(self.kind(), crate::problem::gemm::OP))
     }
 
     /// `y = act(conv2d(x, W) + b [+ residual])`, NCHW (see [`Conv2dProblem`]).
-    fn conv2d(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn conv2d(
+        &self,
+        p: &Conv2dProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         p.check(x, weight, bias, residual)?;
         self.conv2d_valid(p, x, weight, bias, residual)
     }
     /// Without a conv kernel of its own, a backend runs `conv2d` through its `gemm` (host im2col
     /// bands: correct, not fast; see [`compose::conv2d`]).
-    fn conv2d_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn conv2d_valid(
+        &self,
+        p: &Conv2dProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         compose::conv2d(self, p, x, weight, bias, residual)
     }
 
     /// `acc ← act(conv2d(x, W) + b + acc)`: [`Backend::conv2d`] with the residual's buffer reused
     /// for the output, so a bottleneck's last conv keeps no third feature map alive.
-    fn conv2d_accumulate(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], acc: &mut Vec<f32>) -> Result<()> {
+    fn conv2d_accumulate(
+        &self,
+        p: &Conv2dProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        acc: &mut Vec<f32>,
+    ) -> Result<()> {
         p.check(x, weight, bias, Some(acc))?;
         self.conv2d_accumulate_valid(p, x, weight, bias, acc)
     }
     /// [`Backend::conv2d_accumulate`] after the inputs were checked; by default a new output
     /// replaces `acc`.
-    fn conv2d_accumulate_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], acc: &mut Vec<f32>) -> Result<()> {
+    fn conv2d_accumulate_valid(
+        &self,
+        p: &Conv2dProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        acc: &mut Vec<f32>,
+    ) -> Result<()> {
         *acc = self.conv2d_valid(p, x, weight, bias, Some(acc))?;
         Ok(())
     }
@@ -284,29 +413,66 @@ pub trait Backend {
     }
 
     /// Multi-head attention on packed `[B,L,H·Dh]` projections, optional additive key mask `[B,Lk]`.
-    fn attention(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn attention(
+        &self,
+        p: &AttentionProblem,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        mask: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         p.check(q, k, v, mask)?;
         self.attention_valid(p, q, k, v, mask)
     }
     /// [`Backend::attention`] after the inputs were checked.
-    fn attention_valid(&self, _p: &AttentionProblem, _q: &[f32], _k: &[f32], _v: &[f32], _mask: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn attention_valid(
+        &self,
+        _p: &AttentionProblem,
+        _q: &[f32],
+        _k: &[f32],
+        _v: &[f32],
+        _mask: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::attention::OP))
     }
 
     /// ALIF gated bi-directional cross-attention: returns `(v' [B,Nv,Cv], l' [B,T,Cl])`.
-    fn gated_cross_attn(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+    fn gated_cross_attn(
+        &self,
+        p: &GatedCrossAttnProblem,
+        v: &[f32],
+        pos: &[f32],
+        l: &[f32],
+        w: &GatedCrossAttnWeights,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         p.check(v, pos, l, w)?;
         self.gated_cross_attn_valid(p, v, pos, l, w)
     }
     /// [`Backend::gated_cross_attn`] after the inputs were checked.
-    fn gated_cross_attn_valid(&self, _p: &GatedCrossAttnProblem, _v: &[f32], _pos: &[f32], _l: &[f32], _w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+    fn gated_cross_attn_valid(
+        &self,
+        _p: &GatedCrossAttnProblem,
+        _v: &[f32],
+        _pos: &[f32],
+        _l: &[f32],
+        _w: &GatedCrossAttnWeights,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         Err(unsupported(self.kind(), crate::problem::gated_cross_attn::OP))
     }
 
     /// One ALIF round: fuses `memory [B,S,C]`'s last level in place, returns the new language
     /// state `[B,T,768]`. `mask [B,T]`: 1 = label, 0 = padding (none = all valid).
     #[allow(clippy::too_many_arguments)]
-    fn sparse_fusion(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+    fn sparse_fusion(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut [f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Vec<f32>> {
         p.check(memory, pos, lang, mask, fw, bw)?;
         self.sparse_fusion_valid(p, memory, pos, lang, mask, fw, bw)
     }
@@ -314,7 +480,16 @@ pub trait Backend {
     /// timed runs: `run` re-fuses the already fused rows (same work), `output` is the language
     /// state. Backends without a device-resident round answer `Unsupported`.
     #[allow(clippy::too_many_arguments)]
-    fn prepare_sparse_fusion<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_sparse_fusion<'a>(
+        &'a self,
+        p: &SparseFusionProblem,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         p.check(memory, pos, lang, mask, fw, bw)?;
         self.prepare_sparse_fusion_valid(p, memory, pos, lang, mask, fw, bw)
     }
@@ -322,24 +497,60 @@ pub trait Backend {
     /// dozen launches over separate buffers), resident like [`Backend::prepare_sparse_fusion`]:
     /// the side-by-side baseline of the fused round. Backends without one answer `Unsupported`.
     #[allow(clippy::too_many_arguments)]
-    fn prepare_sparse_fusion_unfused<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_sparse_fusion_unfused<'a>(
+        &'a self,
+        p: &SparseFusionProblem,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         p.check(memory, pos, lang, mask, fw, bw)?;
         self.prepare_sparse_fusion_unfused_valid(p, memory, pos, lang, mask, fw, bw)
     }
     /// [`Backend::prepare_sparse_fusion_unfused`] after the inputs were checked.
     #[allow(clippy::too_many_arguments)]
-    fn prepare_sparse_fusion_unfused_valid<'a>(&'a self, _p: &SparseFusionProblem, _memory: &[f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_sparse_fusion_unfused_valid<'a>(
+        &'a self,
+        _p: &SparseFusionProblem,
+        _memory: &[f32],
+        _pos: &[f32],
+        _lang: &[f32],
+        _mask: Option<&[f32]>,
+        _fw: &GatedCrossAttnWeights,
+        _bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
     }
     /// [`Backend::prepare_sparse_fusion`] after the inputs were checked.
     #[allow(clippy::too_many_arguments)]
-    fn prepare_sparse_fusion_valid<'a>(&'a self, _p: &SparseFusionProblem, _memory: &[f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_sparse_fusion_valid<'a>(
+        &'a self,
+        _p: &SparseFusionProblem,
+        _memory: &[f32],
+        _pos: &[f32],
+        _lang: &[f32],
+        _mask: Option<&[f32]>,
+        _fw: &GatedCrossAttnWeights,
+        _bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
     }
 
     /// [`Backend::sparse_fusion`] after the inputs were checked.
     #[allow(clippy::too_many_arguments)]
-    fn sparse_fusion_valid(&self, _p: &SparseFusionProblem, _memory: &mut [f32], _pos: &[f32], _lang: &[f32], _mask: Option<&[f32]>, _fw: &GatedCrossAttnWeights, _bw: &BertLayerWeights) -> Result<Vec<f32>> {
+    fn sparse_fusion_valid(
+        &self,
+        _p: &SparseFusionProblem,
+        _memory: &mut [f32],
+        _pos: &[f32],
+        _lang: &[f32],
+        _mask: Option<&[f32]>,
+        _fw: &GatedCrossAttnWeights,
+        _bw: &BertLayerWeights,
+    ) -> Result<Vec<f32>> {
         Err(unsupported(self.kind(), crate::problem::sparse_fusion::OP))
     }
 
@@ -371,7 +582,11 @@ pub trait Backend {
     /// the host backends).
     fn empty_t(&self, len: usize) -> Result<Tensor> {
         if len > crate::problem::ms_deform_attn::MAX_ELEMENTS {
-            return Err(Error::limit("empty", "len", format!("{len} elements, more than {}", crate::problem::ms_deform_attn::MAX_ELEMENTS)));
+            return Err(Error::limit(
+                "empty",
+                "len",
+                format!("{len} elements, more than {}", crate::problem::ms_deform_attn::MAX_ELEMENTS),
+            ));
         }
         self.empty_t_valid(len)
     }
@@ -393,7 +608,11 @@ pub trait Backend {
     /// Writes `src` over `dst` from element `at` on.
     fn write_t(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
         if at.checked_add(src.len()).is_none_or(|end| end > dst.len()) {
-            return Err(Error::limit("write", "range", format!("{at}..+{} of a {}-element tensor", src.len(), dst.len())));
+            return Err(Error::limit(
+                "write",
+                "range",
+                format!("{at}..+{} of a {}-element tensor", src.len(), dst.len()),
+            ));
         }
         self.make_resident("dst", dst)?;
         self.write_t_valid(dst, at, src)
@@ -408,7 +627,14 @@ pub trait Backend {
 
     /// [`Backend::conv2d`] on tensors. `residual` is consumed: a host backend accumulates the
     /// output into its buffer (no third feature map).
-    fn conv2d_t(&self, p: &Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
+    fn conv2d_t(
+        &self,
+        p: &Conv2dProblem,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        residual: Option<Tensor>,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::conv2d::OP;
         p.validate()?;
         check_len(OP, "x", &p.input_shape(), x.len())?;
@@ -420,7 +646,14 @@ pub trait Backend {
         self.conv2d_t_valid(p, x, weight, bias, residual)
     }
     /// [`Backend::conv2d_t`] after the lengths were checked.
-    fn conv2d_t_valid(&self, p: &Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
+    fn conv2d_t_valid(
+        &self,
+        p: &Conv2dProblem,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        residual: Option<Tensor>,
+    ) -> Result<Tensor> {
         let k = self.kind();
         let (x, w, b) = (host(k, "x", x)?, host(k, "weight", weight)?, host(k, "bias", bias)?);
         match residual {
@@ -452,7 +685,13 @@ pub trait Backend {
         self.group_norm_t_valid(s, x, gamma, beta)
     }
     /// [`Backend::group_norm_t`] after the lengths were checked; host backends normalize in place.
-    fn group_norm_t_valid(&self, s: &image::GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    fn group_norm_t_valid(
+        &self,
+        s: &image::GroupNormShape,
+        x: Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+    ) -> Result<Tensor> {
         let k = self.kind();
         let mut v = x.into_host().map_err(|_| foreign(k, "x"))?;
         image::group_norm(&mut v, s, host(k, "gamma", gamma)?, host(k, "beta", beta)?);
@@ -463,13 +702,24 @@ pub trait Backend {
     fn to_tokens_t(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
         check_len("to_tokens", "level", &[c, plane], level.len())?;
         if c == 0 || tokens.len() % c != 0 || row0 + plane > tokens.len() / c {
-            return Err(Error::limit("to_tokens", "tokens", format!("rows {row0}..{} of a {}-element tensor {c} wide", row0 + plane, tokens.len())));
+            return Err(Error::limit(
+                "to_tokens",
+                "tokens",
+                format!("rows {row0}..{} of a {}-element tensor {c} wide", row0 + plane, tokens.len()),
+            ));
         }
         self.make_resident("tokens", tokens)?;
         self.to_tokens_t_valid(tokens, row0, level, c, plane)
     }
     /// [`Backend::to_tokens_t`] after the lengths were checked.
-    fn to_tokens_t_valid(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
+    fn to_tokens_t_valid(
+        &self,
+        tokens: &mut Tensor,
+        row0: usize,
+        level: &Tensor,
+        c: usize,
+        plane: usize,
+    ) -> Result<()> {
         let k = self.kind();
         let level = host(k, "level", level)?;
         image::to_tokens(tokens.as_host_mut().ok_or_else(|| foreign(k, "tokens"))?, row0, level, c, plane);
@@ -477,13 +727,24 @@ pub trait Backend {
     }
 
     /// [`Backend::gemm`] on tensors, plus an optional `residual [M,N]` added after the activation.
-    fn gemm_t(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+    fn gemm_t(
+        &self,
+        p: &GemmProblem,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::gemm::OP;
         p.validate()?;
         check_len(OP, "x", &[p.m, p.k], x.len())?;
         check_len(OP, "weight", &[p.n, p.k], weight.len())?;
         if p.bias != bias.is_some() {
-            return Err(Error::limit(OP, "bias", format!("the problem {} a bias", if p.bias { "has" } else { "has no" })));
+            return Err(Error::limit(
+                OP,
+                "bias",
+                format!("the problem {} a bias", if p.bias { "has" } else { "has no" }),
+            ));
         }
         if let Some(b) = bias {
             check_len(OP, "bias", &[p.n], b.len())?;
@@ -494,7 +755,14 @@ pub trait Backend {
         self.gemm_t_valid(p, x, weight, bias, residual)
     }
     /// [`Backend::gemm_t`] after the lengths were checked.
-    fn gemm_t_valid(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+    fn gemm_t_valid(
+        &self,
+        p: &GemmProblem,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let k = self.kind();
         let b = bias.map(|b| host(k, "bias", b)).transpose()?;
         let mut y = self.gemm_valid(p, host(k, "x", x)?, host(k, "weight", weight)?, b)?;
@@ -541,7 +809,13 @@ pub trait Backend {
     /// [`Backend::attention_t`] after the lengths were checked.
     fn attention_t_valid(&self, p: &AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let kind = self.kind();
-        Ok(Tensor::host(self.attention_valid(p, host(kind, "q", q)?, host(kind, "k", k)?, host(kind, "v", v)?, None)?))
+        Ok(Tensor::host(self.attention_valid(
+            p,
+            host(kind, "q", q)?,
+            host(kind, "k", k)?,
+            host(kind, "v", v)?,
+            None,
+        )?))
     }
 
     /// [`Backend::layer_norm`] on tensors.
@@ -560,28 +834,57 @@ pub trait Backend {
 
     /// [`Backend::ms_deform_attn`] on tensors, fused form, f32: `value`, `reference`,
     /// `sampling_offsets`, `attention_logits` as in [`MsDeformAttnInput::Fused`].
-    fn ms_deform_attn_t(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+    fn ms_deform_attn_t(
+        &self,
+        pr: &MsDeformAttnProblem,
+        value: &Tensor,
+        reference: &Tensor,
+        offsets: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::ms_deform_attn::OP;
         pr.validate()?;
         let crate::problem::Form::Fused(kind) = pr.form else {
             return Err(Error::limit(OP, "form", "tensors run the fused form (reference, offsets, logits)"));
         };
-        for (what, shape, t) in [("value", pr.value_shape(), value), ("reference", pr.reference_shape(kind), reference), ("sampling_offsets", pr.locations_shape(), offsets), ("attention_logits", pr.logits_shape(), logits)] {
+        for (what, shape, t) in [
+            ("value", pr.value_shape(), value),
+            ("reference", pr.reference_shape(kind), reference),
+            ("sampling_offsets", pr.locations_shape(), offsets),
+            ("attention_logits", pr.logits_shape(), logits),
+        ] {
             check_len(OP, what, &shape, t.len())?;
         }
         self.ms_deform_attn_t_valid(pr, value, reference, offsets, logits)
     }
     /// [`Backend::ms_deform_attn_t`] after the lengths were checked.
-    fn ms_deform_attn_t_valid(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+    fn ms_deform_attn_t_valid(
+        &self,
+        pr: &MsDeformAttnProblem,
+        value: &Tensor,
+        reference: &Tensor,
+        offsets: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor> {
         let k = self.kind();
-        let input = MsDeformAttnInput::Fused { value: host(k, "value", value)?, reference: host(k, "reference", reference)?, sampling_offsets: host(k, "sampling_offsets", offsets)?, attention_logits: host(k, "attention_logits", logits)? };
+        let input = MsDeformAttnInput::Fused {
+            value: host(k, "value", value)?,
+            reference: host(k, "reference", reference)?,
+            sampling_offsets: host(k, "sampling_offsets", offsets)?,
+            attention_logits: host(k, "attention_logits", logits)?,
+        };
         Ok(Tensor::host(self.ms_deform_attn_valid(pr, &input, DType::F32)?))
     }
 
     /// The weights of one `sparse_fusion` round laid out for this backend's fused kernels and
     /// uploaded once (`p` gives the widths; its token counts do not matter). `None` where the
     /// backend reads the weights from the host structs ([`Backend::sparse_fusion_t`] takes both).
-    fn bind_sparse_fusion(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Option<Tensor>> {
+    fn bind_sparse_fusion(
+        &self,
+        p: &SparseFusionProblem,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Option<Tensor>> {
         let _ = (p, fw, bw);
         Ok(None)
     }
@@ -589,7 +892,16 @@ pub trait Backend {
     /// place and returns the new language state. `bound`: this round's
     /// [`Backend::bind_sparse_fusion`] (without it the weights are bound for this call only).
     #[allow(clippy::too_many_arguments)]
-    fn sparse_fusion_t(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, bound: Option<&Tensor>) -> Result<Tensor> {
+    fn sparse_fusion_t(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut Tensor,
+        pos: &Tensor,
+        lang: &Tensor,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+        bound: Option<&Tensor>,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::sparse_fusion::OP;
         p.validate()?;
         let (b, c) = (p.fusion.batch, p.fusion.v_dim);
@@ -621,7 +933,16 @@ pub trait Backend {
     }
     /// [`Backend::sparse_fusion_t`] after the lengths were checked.
     #[allow(clippy::too_many_arguments)]
-    fn sparse_fusion_t_valid(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights, _bound: Option<&Tensor>) -> Result<Tensor> {
+    fn sparse_fusion_t_valid(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut Tensor,
+        pos: &Tensor,
+        lang: &Tensor,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+        _bound: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let k = self.kind();
         let (pos, lang) = (host(k, "pos", pos)?, host(k, "lang", lang)?);
         let memory = memory.as_host_mut().ok_or_else(|| foreign(k, "memory"))?;
@@ -635,7 +956,10 @@ fn host<'t>(kind: BackendKind, what: &str, t: &'t Tensor) -> Result<&'t [f32]> {
 }
 
 fn foreign(kind: BackendKind, what: &str) -> Error {
-    Error::Device { backend: kind.name().into(), reason: format!("tensor `{what}` is a device tensor of another backend; download it first") }
+    Error::Device {
+        backend: kind.name().into(),
+        reason: format!("tensor `{what}` is a device tensor of another backend; download it first"),
+    }
 }
 
 fn unsupported(kind: BackendKind, op: &'static str) -> Error {
@@ -685,7 +1009,10 @@ fn open_kind(kind: BackendKind) -> Result<Box<dyn Backend>> {
 
 #[allow(dead_code)]
 fn not_compiled(kind: BackendKind, feature: &str) -> Error {
-    Error::BackendUnavailable { backend: kind.name().into(), reason: format!("built without the `{feature}` cargo feature") }
+    Error::BackendUnavailable {
+        backend: kind.name().into(),
+        reason: format!("built without the `{feature}` cargo feature"),
+    }
 }
 
 /// Opens a backend by name; `auto` picks CUDA if a driver works, else a wgpu adapter that is a
@@ -705,8 +1032,15 @@ fn select_inner(name: &str) -> Result<(Box<dyn Backend>, String)> {
         let b = open(kind).map_err(|e| match e {
             // say what would work instead
             Error::BackendUnavailable { backend, reason } => {
-                let here: Vec<&str> = BackendKind::ALL.into_iter().filter(|&k| k != kind && open_kind(k).is_ok()).map(|k| k.name()).collect();
-                Error::BackendUnavailable { backend, reason: format!("{reason} (available here: {}, or auto)", here.join(", ")) }
+                let here: Vec<&str> = BackendKind::ALL
+                    .into_iter()
+                    .filter(|&k| k != kind && open_kind(k).is_ok())
+                    .map(|k| k.name())
+                    .collect();
+                Error::BackendUnavailable {
+                    backend,
+                    reason: format!("{reason} (available here: {}, or auto)", here.join(", ")),
+                }
             }
             other => other,
         })?;
@@ -742,7 +1076,11 @@ fn select_inner(name: &str) -> Result<(Box<dyn Backend>, String)> {
 /// How long a wait for a device may take before it is reported as hung or lost
 /// (`RLIPV2_GPU_TIMEOUT_S`, default 600 s: a slow software adapter finishes well within it).
 pub fn gpu_timeout() -> std::time::Duration {
-    let s = std::env::var("RLIPV2_GPU_TIMEOUT_S").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(600.0);
+    let s = std::env::var("RLIPV2_GPU_TIMEOUT_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(600.0);
     std::time::Duration::from_secs_f64(s)
 }
 
@@ -779,12 +1117,20 @@ pub(crate) struct HostInputs {
 
 impl HostInputs {
     /// Copies `input`, with `value` mapped through `value_map` (e.g. rounding to f16).
-    pub fn new(problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, value_map: impl Fn(f32) -> f32 + Sync) -> Self {
+    pub fn new(
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        value_map: impl Fn(f32) -> f32 + Sync,
+    ) -> Self {
         use rayon::prelude::*;
         let value = input.value().par_iter().map(|&x| value_map(x)).collect();
         let tensors = match *input {
-            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => [sampling_locations.to_vec(), attention_weights.to_vec(), Vec::new()],
-            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => [reference.to_vec(), sampling_offsets.to_vec(), attention_logits.to_vec()],
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => {
+                [sampling_locations.to_vec(), attention_weights.to_vec(), Vec::new()]
+            }
+            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => {
+                [reference.to_vec(), sampling_offsets.to_vec(), attention_logits.to_vec()]
+            }
         };
         HostInputs { form: problem.form, value, tensors }
     }
@@ -792,8 +1138,12 @@ impl HostInputs {
     pub fn input(&self) -> MsDeformAttnInput<'_> {
         let [a, b, c] = &self.tensors;
         match self.form {
-            crate::problem::Form::Official => MsDeformAttnInput::Official { value: &self.value, sampling_locations: a, attention_weights: b },
-            crate::problem::Form::Fused(_) => MsDeformAttnInput::Fused { value: &self.value, reference: a, sampling_offsets: b, attention_logits: c },
+            crate::problem::Form::Official => {
+                MsDeformAttnInput::Official { value: &self.value, sampling_locations: a, attention_weights: b }
+            }
+            crate::problem::Form::Fused(_) => {
+                MsDeformAttnInput::Fused { value: &self.value, reference: a, sampling_offsets: b, attention_logits: c }
+            }
         }
     }
 }
@@ -821,4 +1171,3 @@ pub(crate) fn unpack(bytes: &[u8], dtype: DType) -> Vec<f32> {
         DType::Bf16 => bytemuck::pod_collect_to_vec::<u8, half::bf16>(bytes).into_iter().map(|x| x.to_f32()).collect(),
     }
 }
-

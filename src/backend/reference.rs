@@ -5,7 +5,8 @@ use super::{Backend, BackendKind, HostInputs, Prepared};
 use crate::error::Result;
 use crate::problem::Conv2dProblem;
 use crate::problem::{
-    AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
+    AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
+    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
 };
 use crate::reference::{self as oracle, lift, ms_deform_attn::ms_deform_attn};
 
@@ -34,7 +35,12 @@ impl Backend for ReferenceBackend {
     fn supports(&self, _dtype: DType) -> Result<()> {
         Ok(())
     }
-    fn prepare_valid<'a>(&'a self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_valid<'a>(
+        &'a self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         let inputs = HostInputs::new(problem, input, |x| round_to(x, dtype));
         Ok(Box::new(ReferenceRun { problem: problem.clone(), inputs, dtype, out: Vec::new() }))
     }
@@ -42,7 +48,14 @@ impl Backend for ReferenceBackend {
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(lower(oracle::gemm::gemm::<f64>(p, &lift(x), weight, bias)))
     }
-    fn conv2d_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn conv2d_valid(
+        &self,
+        p: &Conv2dProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         let r = residual.map(lift::<f64>);
         Ok(lower(oracle::conv2d::conv2d::<f64>(p, &lift(x), weight, bias, r.as_deref())))
     }
@@ -52,14 +65,37 @@ impl Backend for ReferenceBackend {
     fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
         Ok(lower(oracle::softmax::softmax::<f64>(p, &lift(x))))
     }
-    fn attention_valid(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn attention_valid(
+        &self,
+        p: &AttentionProblem,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        mask: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         Ok(lower(oracle::attention::attention::<f64>(p, &lift(q), &lift(k), &lift(v), mask)))
     }
-    fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+    fn gated_cross_attn_valid(
+        &self,
+        p: &GatedCrossAttnProblem,
+        v: &[f32],
+        pos: &[f32],
+        l: &[f32],
+        w: &GatedCrossAttnWeights,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         let (a, b) = oracle::gated_cross_attn::gated_cross_attn::<f64>(p, &lift(v), &lift(pos), &lift(l), w);
         Ok((lower(a), lower(b)))
     }
-    fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+    fn sparse_fusion_valid(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut [f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Vec<f32>> {
         let mut mem = lift::<f64>(memory);
         let out = oracle::sparse_fusion::sparse_fusion::<f64>(p, &mut mem, &lift(pos), &lift(lang), mask, fw, bw);
         memory.iter_mut().zip(mem).for_each(|(d, s)| *d = s as f32);
@@ -69,7 +105,10 @@ impl Backend for ReferenceBackend {
 
 impl Prepared for ReferenceRun {
     fn enqueue(&mut self) -> Result<()> {
-        self.out = ms_deform_attn::<f64>(&self.problem, &self.inputs.input()).into_iter().map(|x| round_to(x as f32, self.dtype)).collect();
+        self.out = ms_deform_attn::<f64>(&self.problem, &self.inputs.input())
+            .into_iter()
+            .map(|x| round_to(x as f32, self.dtype))
+            .collect();
         Ok(())
     }
     fn output(&mut self) -> Result<Vec<f32>> {

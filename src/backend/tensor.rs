@@ -105,9 +105,18 @@ impl Tensor {
     /// The device buffer, where this tensor belongs to backend `owner` and holds a `B`.
     pub(crate) fn buffer<B: Any>(&self, owner: u64, backend: &str, what: &str) -> Result<&B> {
         match &self.repr {
-            Repr::Device { owner: o, buf } if *o == owner => buf.downcast_ref::<B>().ok_or_else(|| Error::Device { backend: backend.into(), reason: format!("tensor `{what}` holds another kind of buffer") }),
-            Repr::Device { owner: o, .. } => Err(Error::Device { backend: backend.into(), reason: format!("tensor `{what}` lives on another backend instance (#{o}); download it first") }),
-            Repr::Host(_) => Err(Error::Device { backend: backend.into(), reason: format!("tensor `{what}` is in host memory; upload it first") }),
+            Repr::Device { owner: o, buf } if *o == owner => buf.downcast_ref::<B>().ok_or_else(|| Error::Device {
+                backend: backend.into(),
+                reason: format!("tensor `{what}` holds another kind of buffer"),
+            }),
+            Repr::Device { owner: o, .. } => Err(Error::Device {
+                backend: backend.into(),
+                reason: format!("tensor `{what}` lives on another backend instance (#{o}); download it first"),
+            }),
+            Repr::Host(_) => Err(Error::Device {
+                backend: backend.into(),
+                reason: format!("tensor `{what}` is in host memory; upload it first"),
+            }),
         }
     }
 

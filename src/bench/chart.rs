@@ -8,7 +8,10 @@ use super::suite::{cpu_median, Record};
 use crate::error::{Error, Result};
 
 /// The sweeps drawn, left to right: (case, op, x-axis words).
-const SWEEPS: [(&str, &str, &str); 2] = [("queries", "ms_deform_attn/fused-boxes", "decoder queries Q"), ("image", "ms_deform_attn/fused-points", "image short side (px), encoder Q = S")];
+const SWEEPS: [(&str, &str, &str); 2] = [
+    ("queries", "ms_deform_attn/fused-boxes", "decoder queries Q"),
+    ("image", "ms_deform_attn/fused-points", "image short side (px), encoder Q = S"),
+];
 
 type Series = Vec<(String, Vec<(f64, f64)>)>;
 
@@ -47,7 +50,11 @@ pub fn svg(report: &Report) -> Result<String> {
     {
         let root = SVGBackend::with_string(&mut buf, (1280, 900)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let title = format!("rlipv2 {} bench suite: ms_deform_attn scaling{}", report.rlipv2, if report.quick { " (quick shapes)" } else { "" });
+        let title = format!(
+            "rlipv2 {} bench suite: ms_deform_attn scaling{}",
+            report.rlipv2,
+            if report.quick { " (quick shapes)" } else { "" }
+        );
         let root = root.titled(&title, ("sans-serif", 22)).map_err(err)?;
         let panels = root.split_evenly((2, 2));
         // one colour per backend/dtype across all four panels
@@ -71,7 +78,14 @@ pub fn svg(report: &Report) -> Result<String> {
     Ok(buf)
 }
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, caption: &str, xdesc: &str, data: &Series, names: &[String], speedup: bool) -> Result<()>
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    xdesc: &str,
+    data: &Series,
+    names: &[String],
+    speedup: bool,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -135,6 +149,12 @@ where
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
     }
     let corner = if speedup { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperLeft };
-    chart.configure_series_labels().position(corner).background_style(WHITE.mix(0.85)).border_style(BLACK.mix(0.5)).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .position(corner)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.5))
+        .draw()
+        .map_err(err)?;
     Ok(())
 }

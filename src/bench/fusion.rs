@@ -13,7 +13,8 @@ pub fn run_table(kinds: &[BackendKind], repeat: usize, mut progress: impl FnMut(
     let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 1);
     let bw = OwnedWeights::seeded(BertLayerProblem::roberta_base(1, t).weight_shapes(), 2);
     let mut rng = Rng::new(3);
-    let (memory, pos, lang) = (rng.fill(tokens * 256, -1.0, 1.0), rng.fill(tokens * 256, -1.0, 1.0), rng.fill(t * 768, -1.0, 1.0));
+    let (memory, pos, lang) =
+        (rng.fill(tokens * 256, -1.0, 1.0), rng.fill(tokens * 256, -1.0, 1.0), rng.fill(t * 768, -1.0, 1.0));
     let v: Vec<f32> = memory[start * 256..].to_vec();
     let vp: Vec<f32> = pos[start * 256..].to_vec();
     let (fwv, bwv) = (fw.as_fusion(), bw.as_bert());
@@ -22,7 +23,17 @@ pub fn run_table(kinds: &[BackendKind], repeat: usize, mut progress: impl FnMut(
         p.fusion.nv,
         super::LAUNCHES_PER_SAMPLE
     );
-    s += &format!("{:<12} {:>18} {:>14} {:>16} {:>8} {:>16} {:>18} {:>8}  device\n", "backend", "gated_cross_attn", "fused round", "unfused round", "ratio", "fused resident", "unfused resident", "ratio");
+    s += &format!(
+        "{:<12} {:>18} {:>14} {:>16} {:>8} {:>16} {:>18} {:>8}  device\n",
+        "backend",
+        "gated_cross_attn",
+        "fused round",
+        "unfused round",
+        "ratio",
+        "fused resident",
+        "unfused resident",
+        "ratio"
+    );
     let mut profile = String::new();
     for &kind in kinds {
         let be = match backend::open(kind) {
@@ -49,24 +60,41 @@ pub fn run_table(kinds: &[BackendKind], repeat: usize, mut progress: impl FnMut(
             // each launch of the resident round alone: where the round's time goes
             let stages = super::time_stages(r.as_mut(), repeat)?;
             if !stages.is_empty() {
-                let cells: Vec<String> = stages.iter().map(|(name, t)| format!("{name} {:.3}", t.median_s * 1e3)).collect();
+                let cells: Vec<String> =
+                    stages.iter().map(|(name, t)| format!("{name} {:.3}", t.median_s * 1e3)).collect();
                 profile += &format!("{:<12} per launch, ms: {}\n", kind.name(), cells.join(" | "));
             }
             Ok(t)
         });
-        let unfused_resident = be.prepare_sparse_fusion_unfused(&p, &memory, &pos, &lang, None, &fwv, &bwv).and_then(|mut r| super::time_runs(r.as_mut(), repeat));
+        let unfused_resident = be
+            .prepare_sparse_fusion_unfused(&p, &memory, &pos, &lang, None, &fwv, &bwv)
+            .and_then(|mut r| super::time_runs(r.as_mut(), repeat));
         let resident_ratio = match (&resident, &unfused_resident) {
             (Ok(f), Ok(u)) => format!("{:.2}×", u.median_s / f.median_s),
             _ => "-".into(),
         };
-        let ms = |t: &crate::Result<super::Timing>| t.as_ref().map(|t| format!("{:.3} ms", t.median_s * 1e3)).unwrap_or_else(|_| "-".into());
+        let ms = |t: &crate::Result<super::Timing>| {
+            t.as_ref().map(|t| format!("{:.3} ms", t.median_s * 1e3)).unwrap_or_else(|_| "-".into())
+        };
         let (resident, unfused_resident) = (ms(&resident), ms(&unfused_resident));
         match (gca, fused, unfused) {
             (Ok(g), Ok(f), Ok(u)) => {
-                s += &format!("{:<12} {:>15.2} ms {:>11.2} ms {:>13.2} ms {:>7.2}× {:>16} {:>18} {:>8}  {}\n", kind.name(), g.median_s * 1e3, f.median_s * 1e3, u.median_s * 1e3, u.median_s / f.median_s, resident, unfused_resident, resident_ratio, be.device());
+                s += &format!(
+                    "{:<12} {:>15.2} ms {:>11.2} ms {:>13.2} ms {:>7.2}× {:>16} {:>18} {:>8}  {}\n",
+                    kind.name(),
+                    g.median_s * 1e3,
+                    f.median_s * 1e3,
+                    u.median_s * 1e3,
+                    u.median_s / f.median_s,
+                    resident,
+                    unfused_resident,
+                    resident_ratio,
+                    be.device()
+                );
             }
             (g, f, u) => {
-                let why = [g.err(), f.err(), u.err()].into_iter().flatten().next().map(|e| e.to_string()).unwrap_or_default();
+                let why =
+                    [g.err(), f.err(), u.err()].into_iter().flatten().next().map(|e| e.to_string()).unwrap_or_default();
                 s += &format!("{:<12} SKIP: {why}\n", kind.name());
             }
         }

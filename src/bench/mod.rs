@@ -115,7 +115,13 @@ pub struct Row {
 }
 
 /// Times `ms_deform_attn` on each backend and dtype, one after another in this process.
-pub fn run_table(backends: &[BackendKind], dtypes: &[DType], pr: &MsDeformAttnProblem, repeat: usize, mut progress: impl FnMut(&str)) -> Vec<Row> {
+pub fn run_table(
+    backends: &[BackendKind],
+    dtypes: &[DType],
+    pr: &MsDeformAttnProblem,
+    repeat: usize,
+    mut progress: impl FnMut(&str),
+) -> Vec<Row> {
     let data = MsDeformAttnData::random(pr, 7);
     let mut rows = Vec::new();
     for &kind in backends {
@@ -127,14 +133,23 @@ pub fn run_table(backends: &[BackendKind], dtypes: &[DType], pr: &MsDeformAttnPr
                     other => other.to_string(),
                 };
                 for &dtype in dtypes {
-                    rows.push(Row { backend: kind, device: "-".into(), dtype, result: Err(crate::Error::BackendUnavailable { backend: kind.name().into(), reason: reason.clone() }) });
+                    rows.push(Row {
+                        backend: kind,
+                        device: "-".into(),
+                        dtype,
+                        result: Err(crate::Error::BackendUnavailable {
+                            backend: kind.name().into(),
+                            reason: reason.clone(),
+                        }),
+                    });
                 }
                 continue;
             }
         };
         for &dtype in dtypes {
             progress(&format!("{kind}/{dtype} on {}", be.device()));
-            let result = be.prepare_ms_deform_attn(pr, &data.input(), dtype).and_then(|mut p| time_runs(p.as_mut(), repeat));
+            let result =
+                be.prepare_ms_deform_attn(pr, &data.input(), dtype).and_then(|mut p| time_runs(p.as_mut(), repeat));
             rows.push(Row { backend: kind, device: be.device(), dtype, result });
         }
     }
@@ -143,16 +158,41 @@ pub fn run_table(backends: &[BackendKind], dtypes: &[DType], pr: &MsDeformAttnPr
 
 /// Formats the table: backend, dtype, median, min, effective GB/s, speed-up vs cpu (same dtype).
 pub fn format_table(pr: &MsDeformAttnProblem, rows: &[Row]) -> String {
-    let mut s = format!("{:<12} {:<5} {:>12} {:>12} {:>9} {:>8}  device\n", "backend", "dtype", "median ms", "min ms", "GB/s", "vs cpu");
+    let mut s = format!(
+        "{:<12} {:<5} {:>12} {:>12} {:>9} {:>8}  device\n",
+        "backend", "dtype", "median ms", "min ms", "GB/s", "vs cpu"
+    );
     for r in rows {
         match &r.result {
             Ok(t) => {
                 let gbs = pr.bytes(r.dtype) as f64 / t.median_s / 1e9;
-                let cpu = rows.iter().find(|c| c.backend == BackendKind::Cpu && c.dtype == r.dtype).and_then(|c| c.result.as_ref().ok());
+                let cpu = rows
+                    .iter()
+                    .find(|c| c.backend == BackendKind::Cpu && c.dtype == r.dtype)
+                    .and_then(|c| c.result.as_ref().ok());
                 let speed = cpu.map(|c| format!("{:.2}×", c.median_s / t.median_s)).unwrap_or_else(|| "-".into());
-                s += &format!("{:<12} {:<5} {:>12.3} {:>12.3} {:>9.1} {:>8}  {}\n", r.backend.name(), r.dtype.name(), t.median_s * 1e3, t.min_s * 1e3, gbs, speed, r.device);
+                s += &format!(
+                    "{:<12} {:<5} {:>12.3} {:>12.3} {:>9.1} {:>8}  {}\n",
+                    r.backend.name(),
+                    r.dtype.name(),
+                    t.median_s * 1e3,
+                    t.min_s * 1e3,
+                    gbs,
+                    speed,
+                    r.device
+                );
             }
-            Err(e) => s += &format!("{:<12} {:<5} {:>12} {:>12} {:>9} {:>8}  SKIP: {e}\n", r.backend.name(), r.dtype.name(), "-", "-", "-", "-"),
+            Err(e) => {
+                s += &format!(
+                    "{:<12} {:<5} {:>12} {:>12} {:>9} {:>8}  SKIP: {e}\n",
+                    r.backend.name(),
+                    r.dtype.name(),
+                    "-",
+                    "-",
+                    "-",
+                    "-"
+                )
+            }
         }
     }
     s

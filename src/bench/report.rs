@@ -34,18 +34,39 @@ pub struct Report {
 impl Report {
     /// A report of `records` stamped with this build's version, features and the time now.
     pub fn new(records: Vec<Record>, quick: bool, repeat: usize) -> Self {
-        let features =
-            [("wgpu", cfg!(feature = "wgpu")), ("cubecl-wgpu", cfg!(feature = "cubecl-wgpu")), ("cuda", cfg!(feature = "cuda"))].into_iter().filter_map(|(f, on)| on.then(|| f.to_string())).collect();
-        let created_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Report { schema: SCHEMA, rlipv2: env!("CARGO_PKG_VERSION").into(), features, created_unix, quick, repeat, records }
+        let features = [
+            ("wgpu", cfg!(feature = "wgpu")),
+            ("cubecl-wgpu", cfg!(feature = "cubecl-wgpu")),
+            ("cuda", cfg!(feature = "cuda")),
+        ]
+        .into_iter()
+        .filter_map(|(f, on)| on.then(|| f.to_string()))
+        .collect();
+        let created_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Report {
+            schema: SCHEMA,
+            rlipv2: env!("CARGO_PKG_VERSION").into(),
+            features,
+            created_unix,
+            quick,
+            repeat,
+            records,
+        }
     }
 
     /// Reads a `bench.json`, naming the file and what is wrong with it.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let r: Report = serde_json::from_str(&text).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("not a bench.json of `rlipv2 bench suite`: {e}") })?;
+        let r: Report = serde_json::from_str(&text).map_err(|e| Error::Format {
+            file: path.to_path_buf(),
+            reason: format!("not a bench.json of `rlipv2 bench suite`: {e}"),
+        })?;
         if r.schema != SCHEMA {
-            return Err(Error::Format { file: path.to_path_buf(), reason: format!("bench.json schema {} (this build reads {SCHEMA})", r.schema) });
+            return Err(Error::Format {
+                file: path.to_path_buf(),
+                reason: format!("bench.json schema {} (this build reads {SCHEMA})", r.schema),
+            });
         }
         Ok(r)
     }
@@ -54,7 +75,8 @@ impl Report {
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
         let svg = super::chart::svg(self)?;
-        let json = serde_json::to_string_pretty(self).map_err(|e| Error::Format { file: dir.join("bench.json"), reason: e.to_string() })?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Format { file: dir.join("bench.json"), reason: e.to_string() })?;
         let mut out = Vec::new();
         for (name, text) in [("bench.json", json), ("bench.md", self.markdown()), ("bench.svg", svg)] {
             let path = dir.join(name);
@@ -101,8 +123,18 @@ impl Report {
                 match (r.median_ms, &r.skipped) {
                     (Some(med), _) => {
                         let thr = r.throughput.map(|t| format!("{t:.1} {}", r.unit)).unwrap_or_else(|| "-".into());
-                        let vs = cpu_median(&self.records, r).map(|c| format!("{:.2}×", c / med)).unwrap_or_else(|| "-".into());
-                        let _ = writeln!(s, "| {} | {} | {} | {med:.3} | {:.3} | {thr} | {vs} | {} |", r.shape, r.backend, r.dtype, r.min_ms.unwrap_or(med), r.timing);
+                        let vs = cpu_median(&self.records, r)
+                            .map(|c| format!("{:.2}×", c / med))
+                            .unwrap_or_else(|| "-".into());
+                        let _ = writeln!(
+                            s,
+                            "| {} | {} | {} | {med:.3} | {:.3} | {thr} | {vs} | {} |",
+                            r.shape,
+                            r.backend,
+                            r.dtype,
+                            r.min_ms.unwrap_or(med),
+                            r.timing
+                        );
                     }
                     (None, why) => {
                         let why = why.as_deref().unwrap_or("not run").replace('|', "/");
@@ -117,7 +149,10 @@ impl Report {
     /// The change of every cell that both runs timed: old and new median and the ratio; cells in
     /// only one of them are listed as added or gone.
     pub fn compare(&self, old: &Report) -> String {
-        let mut s = format!("{:<28} {:<8} {:>7} {:<12} {:<5} {:>11} {:>11} {:>8}\n", "op", "case", "size", "backend", "dtype", "old ms", "new ms", "change");
+        let mut s = format!(
+            "{:<28} {:<8} {:>7} {:<12} {:<5} {:>11} {:>11} {:>8}\n",
+            "op", "case", "size", "backend", "dtype", "old ms", "new ms", "change"
+        );
         for r in &self.records {
             let prev = old.records.iter().find(|o| o.key() == r.key());
             let cell = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
@@ -126,7 +161,18 @@ impl Report {
                 (None, Some(_)) if prev.is_none() => "added".into(),
                 _ => "-".into(),
             };
-            let _ = writeln!(s, "{:<28} {:<8} {:>7} {:<12} {:<5} {:>11} {:>11} {:>8}", r.op, r.case, r.size, r.backend, r.dtype, cell(prev.and_then(|p| p.median_ms)), cell(r.median_ms), change);
+            let _ = writeln!(
+                s,
+                "{:<28} {:<8} {:>7} {:<12} {:<5} {:>11} {:>11} {:>8}",
+                r.op,
+                r.case,
+                r.size,
+                r.backend,
+                r.dtype,
+                cell(prev.and_then(|p| p.median_ms)),
+                cell(r.median_ms),
+                change
+            );
         }
         for o in old.records.iter().filter(|o| !self.records.iter().any(|r| r.key() == o.key())) {
             let _ = writeln!(

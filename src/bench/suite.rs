@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::{time_host, time_runs, Timing, RLIPV2_LEVELS};
 use crate::backend::{self, Backend, BackendKind};
 use crate::error::{Error, Result};
-use crate::problem::{Activation, BertLayerProblem, DType, Form, GemmProblem, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
+use crate::problem::{
+    Activation, BertLayerProblem, DType, Form, GemmProblem, MsDeformAttnProblem, OwnedWeights, RefKind,
+    SparseFusionProblem,
+};
 use crate::seeded::{MsDeformAttnData, Rng};
 
 /// One timed (or skipped) cell of the suite.
@@ -73,7 +76,11 @@ pub const OPS: [&str; 5] = ["ms_deform_attn", "gemm", "gated_cross_attn", "spars
 /// Checks `--ops` names against [`OPS`].
 pub fn check_ops(ops: &[String]) -> Result<()> {
     match ops.iter().find(|o| !OPS.contains(&o.as_str())) {
-        Some(o) => Err(Error::Limit { op: "bench", what: "--ops".into(), reason: format!("unknown op `{o}` (one of {})", OPS.join(", ")) }),
+        Some(o) => Err(Error::Limit {
+            op: "bench",
+            what: "--ops".into(),
+            reason: format!("unknown op `{o}` (one of {})", OPS.join(", ")),
+        }),
         None => Ok(()),
     }
 }
@@ -119,15 +126,33 @@ fn cells(o: &SuiteOptions) -> Vec<Cell> {
     let s: usize = levels.iter().map(|(h, w)| h * w).sum();
     let mut out = Vec::new();
     // the model's own shapes: encoder self-attention (Q = S) in each entry form
-    for (form, name) in [(Form::Official, "official"), (Form::Fused(RefKind::Points), "fused-points"), (Form::Fused(RefKind::Boxes), "fused-boxes")] {
+    for (form, name) in [
+        (Form::Official, "official"),
+        (Form::Fused(RefKind::Points), "fused-points"),
+        (Form::Fused(RefKind::Boxes), "fused-boxes"),
+    ] {
         let pr = MsDeformAttnProblem::new(1, s, 8, 32, 4, &levels, form);
-        out.push(Cell { op: format!("ms_deform_attn/{name}"), case: "rlipv2", size: s as u64, shape: msda_shape(&pr), job: Job::Msda(pr), dtypes: true });
+        out.push(Cell {
+            op: format!("ms_deform_attn/{name}"),
+            case: "rlipv2",
+            size: s as u64,
+            shape: msda_shape(&pr),
+            job: Job::Msda(pr),
+            dtypes: true,
+        });
     }
     // sweep 1: decoder cross-attention (boxes, as the DAB decoders call it) over the queries
     let queries: &[usize] = if q { &[50, 200, 800] } else { &[100, 300, 1000, 3000, 10000] };
     for &nq in queries {
         let pr = MsDeformAttnProblem::new(1, nq, 8, 32, 4, &levels, Form::Fused(RefKind::Boxes));
-        out.push(Cell { op: "ms_deform_attn/fused-boxes".into(), case: "queries", size: nq as u64, shape: msda_shape(&pr), job: Job::Msda(pr), dtypes: true });
+        out.push(Cell {
+            op: "ms_deform_attn/fused-boxes".into(),
+            case: "queries",
+            size: nq as u64,
+            shape: msda_shape(&pr),
+            job: Job::Msda(pr),
+            dtypes: true,
+        });
     }
     // sweep 2: encoder self-attention (points) over the image's short side (long = 5/3 of it)
     let sides: &[usize] = if q { &[64, 128, 192] } else { &[200, 400, 600, 800] };
@@ -135,21 +160,56 @@ fn cells(o: &SuiteOptions) -> Vec<Cell> {
         let lv = levels_for_image(side, side * 1333 / 800);
         let s: usize = lv.iter().map(|(h, w)| h * w).sum();
         let pr = MsDeformAttnProblem::new(1, s, 8, 32, 4, &lv, Form::Fused(RefKind::Points));
-        out.push(Cell { op: "ms_deform_attn/fused-points".into(), case: "image", size: side as u64, shape: msda_shape(&pr), job: Job::Msda(pr), dtypes: true });
+        out.push(Cell {
+            op: "ms_deform_attn/fused-points".into(),
+            case: "image",
+            size: side as u64,
+            shape: msda_shape(&pr),
+            job: Job::Msda(pr),
+            dtypes: true,
+        });
     }
     // the encoder FFN's first GEMM (S × 256 → 1024, ReLU)
     let g = GemmProblem::linear(s, 256, 1024).with_act(Activation::Relu);
-    out.push(Cell { op: "gemm".into(), case: "rlipv2", size: s as u64, shape: format!("{}×{}→{} +bias ReLU", g.m, g.k, g.n), job: Job::Gemm(g), dtypes: false });
+    out.push(Cell {
+        op: "gemm".into(),
+        case: "rlipv2",
+        size: s as u64,
+        shape: format!("{}×{}→{} +bias ReLU", g.m, g.k, g.n),
+        job: Job::Gemm(g),
+        dtypes: false,
+    });
     // one ALIF round: last level against the label tokens
     let last = levels.last().map(|(h, w)| h * w).unwrap_or(1);
     let t = if q { 16 } else { 198 };
     let sf = SparseFusionProblem::rlipv2(1, s, s - last, t);
     let words = format!("Nv={} T={t}", sf.fusion.nv);
-    out.push(Cell { op: "gated_cross_attn".into(), case: "rlipv2", size: t as u64, shape: words.clone(), job: Job::GatedCrossAttn(sf.clone()), dtypes: false });
-    out.push(Cell { op: "sparse_fusion/fused".into(), case: "rlipv2", size: t as u64, shape: format!("{words} S={s}"), job: Job::SparseFusion(sf), dtypes: false });
+    out.push(Cell {
+        op: "gated_cross_attn".into(),
+        case: "rlipv2",
+        size: t as u64,
+        shape: words.clone(),
+        job: Job::GatedCrossAttn(sf.clone()),
+        dtypes: false,
+    });
+    out.push(Cell {
+        op: "sparse_fusion/fused".into(),
+        case: "rlipv2",
+        size: t as u64,
+        shape: format!("{words} S={s}"),
+        job: Job::SparseFusion(sf),
+        dtypes: false,
+    });
     if let Some((model, image)) = &o.detect {
         let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        out.push(Cell { op: "detect".into(), case: "image", size: 0, shape: name, job: Job::Detect(model.clone(), image.clone()), dtypes: false });
+        out.push(Cell {
+            op: "detect".into(),
+            case: "image",
+            size: 0,
+            shape: name,
+            job: Job::Detect(model.clone(), image.clone()),
+            dtypes: false,
+        });
     }
     let family = |op: &str| op.split('/').next().unwrap_or(op).to_string();
     out.retain(|c| o.ops.is_empty() || o.ops.contains(&family(&c.op)));
@@ -207,46 +267,72 @@ fn data(job: &Job) -> Result<Data> {
     let mut rng = Rng::new(11);
     Ok(match job {
         Job::Msda(pr) => Data::Msda(pr.clone(), MsDeformAttnData::random(pr, 7)),
-        Job::Gemm(g) => Data::Gemm(*g, GemmData { x: rng.fill(g.m * g.k, -1.0, 1.0), w: rng.fill(g.n * g.k, -0.1, 0.1), b: rng.fill(g.n, -0.1, 0.1) }),
+        Job::Gemm(g) => Data::Gemm(
+            *g,
+            GemmData {
+                x: rng.fill(g.m * g.k, -1.0, 1.0),
+                w: rng.fill(g.n * g.k, -0.1, 0.1),
+                b: rng.fill(g.n, -0.1, 0.1),
+            },
+        ),
         Job::GatedCrossAttn(p) => Data::GatedCrossAttn(p.clone(), FusionData::seeded(p, &mut rng)),
         Job::SparseFusion(p) => Data::SparseFusion(p.clone(), FusionData::seeded(p, &mut rng)),
         Job::Detect(model, image) => {
             let file = crate::io::weights::WeightFile::open(model)?;
             let det = crate::detect::Detector::load(&file, model)?;
             let cpu = backend::open(BackendKind::Cpu)?;
-            let labels = det.labels(&file, model, crate::model::labels::LabelSet::builtin("hico").expect("built-in set"), None, cpu.as_ref())?;
+            let labels = det.labels(
+                &file,
+                model,
+                crate::model::labels::LabelSet::builtin("hico").expect("built-in set"),
+                None,
+                cpu.as_ref(),
+            )?;
             Data::Detect(Box::new(DetectData { det, labels, image: crate::io::image::load_rgb(image)? }))
         }
     })
 }
 
 /// Times one cell; `Ok((timing, kind of timing, work units per second per median second))`.
-fn time_cell(be: &dyn Backend, data: &Data, dtype: DType, repeat: usize) -> Result<(Timing, &'static str, Option<(f64, &'static str)>)> {
+fn time_cell(
+    be: &dyn Backend,
+    data: &Data,
+    dtype: DType,
+    repeat: usize,
+) -> Result<(Timing, &'static str, Option<(f64, &'static str)>)> {
     match data {
         Data::Msda(pr, d) => {
             let mut p = be.prepare_ms_deform_attn(pr, &d.input(), dtype)?;
             Ok((time_runs(p.as_mut(), repeat)?, "resident", Some((pr.bytes(dtype) as f64 / 1e9, "GB/s"))))
         }
         Data::Gemm(g, GemmData { x, w, b }) => {
-            let (t, how) = resident_or_host(be.prepare_gemm(g, x, w, Some(b)), repeat, || be.gemm(g, x, w, Some(b)).map(|_| ()))?;
+            let (t, how) =
+                resident_or_host(be.prepare_gemm(g, x, w, Some(b)), repeat, || be.gemm(g, x, w, Some(b)).map(|_| ()))?;
             Ok((t, how, Some((g.flops() as f64 / 1e9, "GFLOP/s"))))
         }
         Data::GatedCrossAttn(p, FusionData { memory, pos, lang, fw, .. }) => {
             let (v, vp) = (&memory[p.start * 256..], &pos[p.start * 256..]);
             let w = fw.as_fusion();
-            Ok((time_host(repeat, || be.gated_cross_attn(&p.fusion, v, vp, lang, &w).map(|_| ()))?, "host-to-host", None))
+            Ok((
+                time_host(repeat, || be.gated_cross_attn(&p.fusion, v, vp, lang, &w).map(|_| ()))?,
+                "host-to-host",
+                None,
+            ))
         }
         Data::SparseFusion(p, FusionData { memory, pos, lang, fw, bw }) => {
             let (fw, bw) = (fw.as_fusion(), bw.as_bert());
-            let (t, how) = resident_or_host(be.prepare_sparse_fusion(p, memory, pos, lang, None, &fw, &bw), repeat, || {
-                let mut m = memory.clone();
-                be.sparse_fusion(p, &mut m, pos, lang, None, &fw, &bw).map(|_| ())
-            })?;
+            let (t, how) =
+                resident_or_host(be.prepare_sparse_fusion(p, memory, pos, lang, None, &fw, &bw), repeat, || {
+                    let mut m = memory.clone();
+                    be.sparse_fusion(p, &mut m, pos, lang, None, &fw, &bw).map(|_| ())
+                })?;
             Ok((t, how, None))
         }
         Data::Detect(d) => {
             let post = crate::model::postprocess::PostConfig::default();
-            let t = time_host(repeat.min(3), || d.det.detect(be, &d.image, &d.labels, &post, &mut Default::default()).map(|_| ()))?;
+            let t = time_host(repeat.min(3), || {
+                d.det.detect(be, &d.image, &d.labels, &post, &mut Default::default()).map(|_| ())
+            })?;
             Ok((t, "host-to-host", None))
         }
     }
@@ -254,7 +340,11 @@ fn time_cell(be: &dyn Backend, data: &Data, dtype: DType, repeat: usize) -> Resu
 
 /// Times the resident form where the backend has one, else the host-to-host call (host
 /// backends: there it is the same work).
-fn resident_or_host(prepared: Result<Box<dyn crate::backend::Prepared + '_>>, repeat: usize, host: impl FnMut() -> Result<()>) -> Result<(Timing, &'static str)> {
+fn resident_or_host(
+    prepared: Result<Box<dyn crate::backend::Prepared + '_>>,
+    repeat: usize,
+    host: impl FnMut() -> Result<()>,
+) -> Result<(Timing, &'static str)> {
     match prepared {
         Ok(mut r) => Ok((time_runs(r.as_mut(), repeat)?, "resident")),
         Err(Error::Unsupported { .. }) => Ok((time_host(repeat, host)?, "host-to-host")),
@@ -271,7 +361,8 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
         crate::io::image::load_rgb(image)?;
     }
     let total = count(o);
-    let opened: Vec<(BackendKind, std::result::Result<Box<dyn Backend>, String>)> = o.backends.iter().map(|&k| (k, backend::open(k).map_err(|e| e.to_string()))).collect();
+    let opened: Vec<(BackendKind, std::result::Result<Box<dyn Backend>, String>)> =
+        o.backends.iter().map(|&k| (k, backend::open(k).map_err(|e| e.to_string()))).collect();
     let mut records = Vec::new();
     let mut done = 0;
     for cell in cells(o) {
@@ -304,7 +395,11 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
                     Err(why) => rec.skipped = Some(why.clone()),
                     Ok(be) => {
                         rec.device = be.device();
-                        match data.as_ref().map_err(|e| e.clone()).and_then(|d| time_cell(be.as_ref(), d, dtype, o.repeat).map_err(|e| e.to_string())) {
+                        match data
+                            .as_ref()
+                            .map_err(|e| e.clone())
+                            .and_then(|d| time_cell(be.as_ref(), d, dtype, o.repeat).map_err(|e| e.to_string()))
+                        {
                             Ok((t, timing, work)) => {
                                 rec.timing = timing.into();
                                 rec.median_ms = Some(t.median_s * 1e3);
@@ -329,7 +424,10 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
 
 /// The median of the cpu backend's record with the same op, case, size and dtype.
 pub fn cpu_median(records: &[Record], r: &Record) -> Option<f64> {
-    records.iter().find(|c| c.backend == "cpu" && c.op == r.op && c.case == r.case && c.size == r.size && c.dtype == r.dtype).and_then(|c| c.median_ms)
+    records
+        .iter()
+        .find(|c| c.backend == "cpu" && c.op == r.op && c.case == r.case && c.size == r.size && c.dtype == r.dtype)
+        .and_then(|c| c.median_ms)
 }
 
 #[cfg(test)]
@@ -345,9 +443,23 @@ mod tests {
 
     #[test]
     fn quick_suite_covers_every_op_and_both_sweeps() {
-        let mut o = SuiteOptions { backends: vec![BackendKind::Cpu], dtypes: vec![DType::F32, DType::F16], repeat: 1, quick: true, detect: None, ops: Vec::new() };
+        let mut o = SuiteOptions {
+            backends: vec![BackendKind::Cpu],
+            dtypes: vec![DType::F32, DType::F16],
+            repeat: 1,
+            quick: true,
+            detect: None,
+            ops: Vec::new(),
+        };
         let c = cells(&o);
-        for op in ["ms_deform_attn/official", "ms_deform_attn/fused-points", "ms_deform_attn/fused-boxes", "gemm", "gated_cross_attn", "sparse_fusion/fused"] {
+        for op in [
+            "ms_deform_attn/official",
+            "ms_deform_attn/fused-points",
+            "ms_deform_attn/fused-boxes",
+            "gemm",
+            "gated_cross_attn",
+            "sparse_fusion/fused",
+        ] {
             assert!(c.iter().any(|c| c.op == op), "{op} missing");
         }
         assert_eq!(c.iter().filter(|c| c.case == "queries").count(), 3);

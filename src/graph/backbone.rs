@@ -65,7 +65,8 @@ type Get<'g> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'g;
 impl ConvBn {
     fn load(get: &mut Get, conv: &str, bn: &str, in_c: usize, out_c: usize, k: usize, stride: usize) -> Result<Self> {
         let mut weight = get(&format!("{conv}.weight"), &[out_c, in_c, k, k])?;
-        let [w, b, rm, rv] = ["weight", "bias", "running_mean", "running_var"].map(|n| get(&format!("{bn}.{n}"), &[out_c]));
+        let [w, b, rm, rv] =
+            ["weight", "bias", "running_mean", "running_var"].map(|n| get(&format!("{bn}.{n}"), &[out_c]));
         let (w, b, rm, rv) = (w?, b?, rm?, rv?);
         let per = in_c * k * k;
         let mut bias = vec![0f32; out_c];
@@ -78,11 +79,29 @@ impl ConvBn {
     }
 
     fn problem(&self, x: &Map, act: Activation) -> Conv2dProblem {
-        Conv2dProblem { batch: 1, in_c: self.in_c, h: x.h, w: x.w, out_c: self.out_c, kh: self.k, kw: self.k, stride: self.stride, pad: self.pad, act }
+        Conv2dProblem {
+            batch: 1,
+            in_c: self.in_c,
+            h: x.h,
+            w: x.w,
+            out_c: self.out_c,
+            kh: self.k,
+            kw: self.k,
+            stride: self.stride,
+            pad: self.pad,
+            act,
+        }
     }
 
     /// `act(conv(x) [+ residual])`; the residual is consumed (host backends write into it).
-    fn run(&self, be: &dyn Backend, w: &(Tensor, Tensor), x: &Map, act: Activation, residual: Option<Map>) -> Result<Map> {
+    fn run(
+        &self,
+        be: &dyn Backend,
+        w: &(Tensor, Tensor),
+        x: &Map,
+        act: Activation,
+        residual: Option<Map>,
+    ) -> Result<Map> {
         let p = self.problem(x, act);
         let t = be.conv2d_t(&p, &x.t, &w.0, &w.1, residual.map(|r| r.t))?;
         Ok(Map { c: self.out_c, h: p.out_h(), w: p.out_w(), t })
@@ -121,7 +140,19 @@ impl ResNet50 {
                     conv1: ConvBn::load(get, &format!("{p}.conv1"), &format!("{p}.bn1"), inp, planes, 1, 1)?,
                     conv2: ConvBn::load(get, &format!("{p}.conv2"), &format!("{p}.bn2"), planes, planes, 3, s)?,
                     conv3: ConvBn::load(get, &format!("{p}.conv3"), &format!("{p}.bn3"), planes, 4 * planes, 1, 1)?,
-                    downsample: if j == 0 { Some(ConvBn::load(get, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), inp, 4 * planes, 1, s)?) } else { None },
+                    downsample: if j == 0 {
+                        Some(ConvBn::load(
+                            get,
+                            &format!("{p}.downsample.0"),
+                            &format!("{p}.downsample.1"),
+                            inp,
+                            4 * planes,
+                            1,
+                            s,
+                        )?)
+                    } else {
+                        None
+                    },
                 });
                 inp = 4 * planes;
             }
@@ -132,7 +163,9 @@ impl ResNet50 {
 
     /// Every conv: the stem, then per block conv1, conv2, conv3 and the downsample where present.
     fn convs(&self) -> impl Iterator<Item = &ConvBn> {
-        std::iter::once(&self.stem).chain(self.layers.iter().flatten().flat_map(|b| [Some(&b.conv1), Some(&b.conv2), Some(&b.conv3), b.downsample.as_ref()].into_iter().flatten()))
+        std::iter::once(&self.stem).chain(self.layers.iter().flatten().flat_map(|b| {
+            [Some(&b.conv1), Some(&b.conv2), Some(&b.conv3), b.downsample.as_ref()].into_iter().flatten()
+        }))
     }
 
     /// `[C3, C4, C5]` (strides 8, 16, 32) of a normalized `[3, H, W]` image, read back to the host.
@@ -143,7 +176,11 @@ impl ResNet50 {
     /// [`ResNet50::forward`] on the backend: the image and every feature map stay where `be`
     /// computes; the weights are bound to `be` on first use.
     pub fn forward_t(&self, be: &dyn Backend, image: Map) -> Result<Vec<Map>> {
-        let bound = self.bound.get(be, || self.convs().map(|c| Ok((be.bind("backbone weight", &c.weight)?, be.bind("backbone bias", &c.bias)?))).collect())?;
+        let bound = self.bound.get(be, || {
+            self.convs()
+                .map(|c| Ok((be.bind("backbone weight", &c.weight)?, be.bind("backbone bias", &c.bias)?)))
+                .collect()
+        })?;
         let mut w = bound.iter();
         let mut next = || w.next().expect("one bound pair per conv");
         let stem = self.stem.run(be, next(), &image, Activation::Relu, None)?;

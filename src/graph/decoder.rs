@@ -40,7 +40,13 @@ impl Lin {
     /// `act(x·Wᵀ + b) + residual` on tensors.
     fn run_res(&self, be: &dyn Backend, x: &Tensor, act: Activation, residual: Option<&Tensor>) -> Result<Tensor> {
         let wb = self.bound.get(be, || Ok((be.bind("decoder weight", &self.w)?, be.bind("decoder bias", &self.b)?)))?;
-        be.gemm_t(&GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act), x, &wb.0, Some(&wb.1), residual)
+        be.gemm_t(
+            &GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act),
+            x,
+            &wb.0,
+            Some(&wb.1),
+            residual,
+        )
     }
 }
 
@@ -49,7 +55,10 @@ struct Mlp(Vec<Lin>);
 
 impl Mlp {
     fn load(get: &mut Get, name: &str, dims: &[usize]) -> Result<Self> {
-        (0..dims.len() - 1).map(|i| Lin::load(get, &format!("{name}.layers.{i}"), dims[i + 1], dims[i])).collect::<Result<Vec<_>>>().map(Mlp)
+        (0..dims.len() - 1)
+            .map(|i| Lin::load(get, &format!("{name}.layers.{i}"), dims[i + 1], dims[i]))
+            .collect::<Result<Vec<_>>>()
+            .map(Mlp)
     }
     fn run_t(&self, be: &dyn Backend, x: &Tensor) -> Result<Tensor> {
         let mut y = x.clone();
@@ -65,10 +74,16 @@ struct Norm(Tensor, Tensor, Binding<(Tensor, Tensor)>);
 
 impl Norm {
     fn load(get: &mut Get, name: &str) -> Result<Self> {
-        Ok(Norm(Tensor::host(get(&format!("{name}.weight"), &[D])?), Tensor::host(get(&format!("{name}.bias"), &[D])?), Binding::default()))
+        Ok(Norm(
+            Tensor::host(get(&format!("{name}.weight"), &[D])?),
+            Tensor::host(get(&format!("{name}.bias"), &[D])?),
+            Binding::default(),
+        ))
     }
     fn run_t(&self, be: &dyn Backend, x: &Tensor, eps: f32) -> Result<Tensor> {
-        let gb = self.2.get(be, || Ok((be.bind("decoder norm weight", &self.0)?, be.bind("decoder norm bias", &self.1)?)))?;
+        let gb = self
+            .2
+            .get(be, || Ok((be.bind("decoder norm weight", &self.0)?, be.bind("decoder norm bias", &self.1)?)))?;
         be.layer_norm_t(&LayerNormProblem { rows: x.len() / D, width: D, eps }, x, &gb.0, &gb.1)
     }
 }
@@ -112,7 +127,11 @@ impl Mbf {
 
     /// The verb decoder's queries: `MBF(h_s, h_o) + tgt` (`tgt` = the two halves of verb_tgt summed).
     fn run(&self, be: &dyn Backend, h_s: &Tensor, h_o: &Tensor, tgt: &Tensor) -> Result<Tensor> {
-        let gate = be.mul_t(&self.fc_1.run_t(be, h_s, Activation::None)?, &self.fc_2.run_t(be, h_o, Activation::None)?, Activation::Relu)?;
+        let gate = be.mul_t(
+            &self.fc_1.run_t(be, h_s, Activation::None)?,
+            &self.fc_2.run_t(be, h_o, Activation::None)?,
+            Activation::Relu,
+        )?;
         self.fc_3.run_res(be, &gate, Activation::Relu, Some(tgt))
     }
 }
@@ -178,8 +197,12 @@ impl Decoder {
                 output_proj: Lin::load(get, &format!("{p}.cross_attn.output_proj"), D, D)?,
                 norm1: Norm::load(get, &format!("{p}.norm1"))?,
                 in_proj: {
-                    let (w, b) = (get(&format!("{p}.self_attn.in_proj_weight"), &[3 * D, D])?, get(&format!("{p}.self_attn.in_proj_bias"), &[3 * D])?);
-                    [0, 1, 2].map(|i| Lin::new(D, D, w[i * D * D..(i + 1) * D * D].to_vec(), b[i * D..(i + 1) * D].to_vec()))
+                    let (w, b) = (
+                        get(&format!("{p}.self_attn.in_proj_weight"), &[3 * D, D])?,
+                        get(&format!("{p}.self_attn.in_proj_bias"), &[3 * D])?,
+                    );
+                    [0, 1, 2]
+                        .map(|i| Lin::new(D, D, w[i * D * D..(i + 1) * D * D].to_vec(), b[i * D..(i + 1) * D].to_vec()))
                 },
                 out_proj: Lin::load(get, &format!("{p}.self_attn.out_proj"), D, D)?,
                 norm2: Norm::load(get, &format!("{p}.norm2"))?,
@@ -188,7 +211,11 @@ impl Decoder {
                 norm3: Norm::load(get, &format!("{p}.norm3"))?,
             });
         }
-        Ok(Decoder { layers: ls, query_scale: Mlp::load(get, &format!("{prefix}.query_scale"), &[D, D, D])?, ref_point_head: Mlp::load(get, &format!("{prefix}.ref_point_head"), &[2 * D, D, D])? })
+        Ok(Decoder {
+            layers: ls,
+            query_scale: Mlp::load(get, &format!("{prefix}.query_scale"), &[D, D, D])?,
+            ref_point_head: Mlp::load(get, &format!("{prefix}.ref_point_head"), &[2 * D, D, D])?,
+        })
     }
 }
 
@@ -200,9 +227,20 @@ impl DecoderLayer {
         // nn.MultiheadAttention: rows of in_proj are q | k | v; q = k = x + qpos, v = x
         let qk_in = be.add_t(x, qpos)?;
         let [wq, wk, wv] = &self.in_proj;
-        let (q, k, v) = (wq.run_t(be, &qk_in, Activation::None)?, wk.run_t(be, &qk_in, Activation::None)?, wv.run_t(be, x, Activation::None)?);
+        let (q, k, v) = (
+            wq.run_t(be, &qk_in, Activation::None)?,
+            wk.run_t(be, &qk_in, Activation::None)?,
+            wv.run_t(be, x, Activation::None)?,
+        );
         drop(qk_in);
-        let ap = AttentionProblem { batch: 1, heads: HEADS, q_len: n, k_len: n, head_dim: D / HEADS, scale: ((D / HEADS) as f32).powf(-0.5) };
+        let ap = AttentionProblem {
+            batch: 1,
+            heads: HEADS,
+            q_len: n,
+            k_len: n,
+            head_dim: D / HEADS,
+            scale: ((D / HEADS) as f32).powf(-0.5),
+        };
         let sa = be.attention_t(&ap, &q, &k, &v)?;
         let x = self.norm2.run_t(be, &self.out_proj.run_res(be, &sa, Activation::None, Some(x))?, LN_EPS)?;
         // deformable cross-attention with 4-D reference boxes (the same box at every level), on
@@ -212,9 +250,11 @@ impl DecoderLayer {
         let logits = self.attention_weights.run_t(be, &query, Activation::None)?;
         drop(query);
         let value = self.value_proj.run_t(be, memory.data, Activation::None)?;
-        let reference: Vec<f32> = refs.chunks_exact(4).flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied()).collect();
+        let reference: Vec<f32> =
+            refs.chunks_exact(4).flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied()).collect();
         let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, memory.shapes, Form::Fused(RefKind::Boxes));
-        let sampled = be.ms_deform_attn_t(&p, &value, &Tensor::on(be, "reference boxes", reference)?, &offsets, &logits)?;
+        let sampled =
+            be.ms_deform_attn_t(&p, &value, &Tensor::on(be, "reference boxes", reference)?, &offsets, &logits)?;
         drop((value, offsets, logits));
         let x = self.norm1.run_t(be, &self.output_proj.run_res(be, &sampled, Activation::None, Some(&x))?, LN_EPS)?;
         let h = self.linear1.run_t(be, &x, Activation::Relu)?;
@@ -279,11 +319,21 @@ pub struct Decoders {
 
 impl Decoders {
     /// Loads the decoders' weights by official name through `get(name, shape)`.
-    pub fn load(num_queries: usize, dec_layers: usize, levels: usize, ffn: usize, mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>) -> Result<Self> {
+    pub fn load(
+        num_queries: usize,
+        dec_layers: usize,
+        levels: usize,
+        ffn: usize,
+        mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>,
+    ) -> Result<Self> {
         let get: &mut Get = &mut get;
         let ho = Decoder::load(get, "transformer.ho_decoder", dec_layers, levels, ffn)?;
         let verb = Decoder::load(get, "transformer.verb_decoder", dec_layers, levels, ffn)?;
-        let bbox = |get: &mut Get, side: &str| (0..2 * dec_layers).map(|i| Mlp::load(get, &format!("{side}_bbox_embed.{i}"), &[D, D, D, 4])).collect::<Result<Vec<_>>>();
+        let bbox = |get: &mut Get, side: &str| {
+            (0..2 * dec_layers)
+                .map(|i| Mlp::load(get, &format!("{side}_bbox_embed.{i}"), &[D, D, D, 4]))
+                .collect::<Result<Vec<_>>>()
+        };
         let sub_bbox = bbox(get, "sub")?;
         let obj_bbox = bbox(get, "obj")?;
         let mbf = Mbf::load(get)?;
@@ -314,16 +364,34 @@ impl Decoders {
     /// decoder (refs the mean of each pair, refinements from the verb features). Returns the last
     /// layer's features and boxes (see [`Decoded`]).
     #[allow(clippy::too_many_arguments)]
-    fn decode(&self, be: &dyn Backend, dec: &Decoder, bbox_base: usize, mut x: Tensor, mut sub: Vec<f32>, mut obj: Vec<f32>, parse: bool, memory: &Memory) -> Result<Decoded> {
+    fn decode(
+        &self,
+        be: &dyn Backend,
+        dec: &Decoder,
+        bbox_base: usize,
+        mut x: Tensor,
+        mut sub: Vec<f32>,
+        mut obj: Vec<f32>,
+        parse: bool,
+        memory: &Memory,
+    ) -> Result<Decoded> {
         let np = sub.len() / 4;
         let (mut before_sub, mut before_obj) = (sub.clone(), obj.clone());
         // the queries stay where `be` computes; the boxes (np × 4) are refined on the host
         for (k, layer) in dec.layers.iter().enumerate() {
-            let refs: Vec<f32> = if parse { [sub.as_slice(), obj.as_slice()].concat() } else { sub.iter().zip(&obj).map(|(a, b)| 0.5 * (a + b)).collect() };
+            let refs: Vec<f32> = if parse {
+                [sub.as_slice(), obj.as_slice()].concat()
+            } else {
+                sub.iter().zip(&obj).map(|(a, b)| 0.5 * (a + b)).collect()
+            };
             let raw = dec.ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&refs))?)?;
             let qpos = if k == 0 { raw } else { be.mul_t(&dec.query_scale.run_t(be, &x)?, &raw, Activation::None)? };
             x = layer.run(be, &x, &qpos, &refs, memory)?;
-            let (xs, xo) = if parse { (be.slice_t(&x, 0, np * D)?, be.slice_t(&x, np * D, np * D)?) } else { (x.clone(), x.clone()) };
+            let (xs, xo) = if parse {
+                (be.slice_t(&x, 0, np * D)?, be.slice_t(&x, np * D, np * D)?)
+            } else {
+                (x.clone(), x.clone())
+            };
             let ds = self.sub_bbox[bbox_base + k].run_t(be, &xs)?.into_vec(be)?;
             let d_o = self.obj_bbox[bbox_base + k].run_t(be, &xo)?.into_vec(be)?;
             before_sub = sub.clone();
@@ -342,22 +410,31 @@ impl Decoders {
         let np = self.num_queries / 2;
         let refs: Vec<f32> = self.refpoint.iter().map(|&v| sigmoid(v)).collect();
         let (tgt, verb_tgt, query_bias) = self.own_tensors(be)?;
-        let Decoded { x: hs, sub, obj, sub_before, obj_before } = self.decode(be, &self.ho, 0, tgt, refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
+        let Decoded { x: hs, sub, obj, sub_before, obj_before } =
+            self.decode(be, &self.ho, 0, tgt, refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
         let (hs_s, hs_o) = (be.slice_t(&hs, 0, np * D)?, be.slice_t(&hs, np * D, np * D)?);
         let verb_x = self.mbf.run(be, &hs_s, &hs_o, &verb_tgt)?;
         let nl = self.ho.layers.len();
         let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, memory)?.x;
         // heads (last layer): boxes from the last ho layer's refinement of its input boxes
         let last = nl - 1;
-        let refine = |d: Vec<f32>, r: &[f32]| -> Vec<f32> { d.iter().zip(r).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect() };
+        let refine = |d: Vec<f32>, r: &[f32]| -> Vec<f32> {
+            d.iter().zip(r).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect()
+        };
         let sub_boxes = refine(self.sub_bbox[last].run_t(be, &hs_s)?.into_vec(be)?, &sub_before);
         let obj_boxes = refine(self.obj_bbox[last].run_t(be, &hs_o)?.into_vec(be)?, &obj_before);
         // text: resizer (LayerNorm eps 1e-12), L2 normalize, /2, projection
-        let resized = self.resizer_norm.run_t(be, &self.resizer.run_t(be, &Tensor::on(be, "language", lang.to_vec())?, Activation::None)?, 1e-12)?.into_vec(be)?;
-        let normed: Vec<f32> = resized.chunks_exact(D).flat_map(|r| {
-            let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-            r.iter().map(move |v| v / norm / 2.0)
-        }).collect();
+        let resized = self
+            .resizer_norm
+            .run_t(be, &self.resizer.run_t(be, &Tensor::on(be, "language", lang.to_vec())?, Activation::None)?, 1e-12)?
+            .into_vec(be)?;
+        let normed: Vec<f32> = resized
+            .chunks_exact(D)
+            .flat_map(|r| {
+                let norm = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                r.iter().map(move |v| v / norm / 2.0)
+            })
+            .collect();
         let text = self.projection_text.run_t(be, &Tensor::on(be, "text rows", normed)?, Activation::None)?;
         let verbs = text.len() / D - objects;
         let (obj_text, verb_text) = (be.slice_t(&text, 0, objects * D)?, be.slice_t(&text, objects * D, verbs * D)?);
@@ -369,7 +446,13 @@ impl Decoders {
         let sub_logits = logits(&hs_s, &query_bias.0, &obj_text, objects)?;
         let obj_logits = logits(&hs_o, &query_bias.0, &obj_text, objects)?;
         let verb_logits = logits(&hv, &query_bias.1, &verb_text, verbs)?;
-        Ok(Outputs { sub_logits: sub_logits.into_vec(be)?, obj_logits: obj_logits.into_vec(be)?, verb_logits: verb_logits.into_vec(be)?, sub_boxes, obj_boxes })
+        Ok(Outputs {
+            sub_logits: sub_logits.into_vec(be)?,
+            obj_logits: obj_logits.into_vec(be)?,
+            verb_logits: verb_logits.into_vec(be)?,
+            sub_boxes,
+            obj_boxes,
+        })
     }
 
     /// The decoders' own tensors on `be`: initial queries, the verb queries' summed embedding and
@@ -378,7 +461,11 @@ impl Decoders {
         let np = self.num_queries / 2;
         let b = self.bound.get(be, || {
             let rows = |bias: &[f32]| Tensor::host(bias.iter().copied().cycle().take(np * D).collect());
-            Ok((be.bind("tgt_embed", &self.tgt)?, be.bind("verb_tgt_embed", &self.verb_tgt)?, (be.bind("bias_obj_a", &rows(&self.bias_obj_a))?, be.bind("bias_pred_a", &rows(&self.bias_pred_a))?)))
+            Ok((
+                be.bind("tgt_embed", &self.tgt)?,
+                be.bind("verb_tgt_embed", &self.verb_tgt)?,
+                (be.bind("bias_obj_a", &rows(&self.bias_obj_a))?, be.bind("bias_pred_a", &rows(&self.bias_pred_a))?),
+            ))
         })?;
         Ok((b.0.clone(), b.1.clone(), b.2.clone()))
     }

@@ -4,11 +4,14 @@
 //! `x = LN1(x + out_proj(MSDA(x + pos, ref, value_proj(x))))`, `x = LN2(x + W2·relu(W1·x))`.
 //! Batch 1, unpadded (valid ratios 1).
 
-use super::front::Tokens;
 use super::bind::{take_on, Binding};
+use super::front::Tokens;
 use crate::backend::{Backend, Tensor};
 use crate::error::Result;
-use crate::problem::{Activation, BertLayerProblem, Form, GatedCrossAttnProblem, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
+use crate::problem::{
+    Activation, BertLayerProblem, Form, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem,
+    MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem,
+};
 
 const D: usize = 256;
 const HEADS: usize = 8;
@@ -63,12 +66,42 @@ struct Bound {
 impl Encoder {
     /// Loads `layers` encoder layers and `layers / fusion_interval` fusion rounds through
     /// `get(name, shape)` with full state-dict names.
-    pub fn load(layers: usize, levels: usize, ffn: usize, fusion_interval: usize, gate: Gate, mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>) -> Result<Self> {
+    pub fn load(
+        layers: usize,
+        levels: usize,
+        ffn: usize,
+        fusion_interval: usize,
+        gate: Gate,
+        mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>,
+    ) -> Result<Self> {
         let taps = HEADS * levels * POINTS;
-        let shapes: [Vec<usize>; 16] = [vec![2 * taps, D], vec![2 * taps], vec![taps, D], vec![taps], vec![D, D], vec![D], vec![D, D], vec![D], vec![D], vec![D], vec![ffn, D], vec![ffn], vec![D, ffn], vec![D], vec![D], vec![D]];
+        let shapes: [Vec<usize>; 16] = [
+            vec![2 * taps, D],
+            vec![2 * taps],
+            vec![taps, D],
+            vec![taps],
+            vec![D, D],
+            vec![D],
+            vec![D, D],
+            vec![D],
+            vec![D],
+            vec![D],
+            vec![ffn, D],
+            vec![ffn],
+            vec![D, ffn],
+            vec![D],
+            vec![D],
+            vec![D],
+        ];
         let mut ls = Vec::with_capacity(layers);
         for i in 0..layers {
-            ls.push(LAYER_NAMES.iter().zip(&shapes).map(|(n, s)| get(&format!("transformer.encoder.layers.{i}.{n}"), s).map(Tensor::host)).collect::<Result<Vec<_>>>()?);
+            ls.push(
+                LAYER_NAMES
+                    .iter()
+                    .zip(&shapes)
+                    .map(|(n, s)| get(&format!("transformer.encoder.layers.{i}.{n}"), s).map(Tensor::host))
+                    .collect::<Result<Vec<_>>>()?,
+            );
         }
         let mut rounds = Vec::new();
         for r in 0..layers / fusion_interval {
@@ -91,10 +124,19 @@ impl Encoder {
     fn bind(&self, be: &dyn Backend) -> Result<Bound> {
         let mut layers = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
-            layers.push(l.iter().zip(LAYER_NAMES).map(|(t, n)| be.bind(&format!("transformer.encoder.layers.{i}.{n}"), t)).collect::<Result<Vec<_>>>()?);
+            layers.push(
+                l.iter()
+                    .zip(LAYER_NAMES)
+                    .map(|(t, n)| be.bind(&format!("transformer.encoder.layers.{i}.{n}"), t))
+                    .collect::<Result<Vec<_>>>()?,
+            );
         }
         let p = SparseFusionProblem::rlipv2(1, 1, 0, 1);
-        let rounds = self.rounds.iter().map(|(fw, bw)| be.bind_sparse_fusion(&p, &fw.as_fusion(), &bw.as_bert())).collect::<Result<Vec<_>>>()?;
+        let rounds = self
+            .rounds
+            .iter()
+            .map(|(fw, bw)| be.bind_sparse_fusion(&p, &fw.as_fusion(), &bw.as_bert()))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Bound { layers, rounds })
     }
 
@@ -125,7 +167,8 @@ impl Encoder {
             }
         }
         let reference = Tensor::on(be, "reference points", reference)?;
-        let msda = MsDeformAttnProblem::new(1, s, HEADS, D / HEADS, POINTS, &tokens.shapes, Form::Fused(RefKind::Points));
+        let msda =
+            MsDeformAttnProblem::new(1, s, HEADS, D / HEADS, POINTS, &tokens.shapes, Form::Fused(RefKind::Points));
         let mut x = take_on(be, "tokens", &mut tokens.src)?;
         let pos = take_on(be, "positions", &mut tokens.pos)?;
         let mut lang = Tensor::on(be, "labels", lang.to_vec())?;
@@ -136,7 +179,15 @@ impl Encoder {
                 let (fw, bw) = &self.rounds[r];
                 let mut p = SparseFusionProblem::rlipv2(1, s, last, t);
                 p.fusion.gate = self.gate;
-                lang = be.sparse_fusion_t(&p, &mut x, &pos, &lang, &fw.as_fusion(), &bw.as_bert(), bound.rounds[r].as_ref())?;
+                lang = be.sparse_fusion_t(
+                    &p,
+                    &mut x,
+                    &pos,
+                    &lang,
+                    &fw.as_fusion(),
+                    &bw.as_bert(),
+                    bound.rounds[r].as_ref(),
+                )?;
                 states.push(be.download(&lang)?);
             }
             x = self.layer(be, w, &x, &pos, &reference, &msda)?;
@@ -144,10 +195,20 @@ impl Encoder {
         Ok((x, states))
     }
 
-    fn layer(&self, be: &dyn Backend, w: &[Tensor], x: &Tensor, pos: &Tensor, reference: &Tensor, msda: &MsDeformAttnProblem) -> Result<Tensor> {
+    fn layer(
+        &self,
+        be: &dyn Backend,
+        w: &[Tensor],
+        x: &Tensor,
+        pos: &Tensor,
+        reference: &Tensor,
+        msda: &MsDeformAttnProblem,
+    ) -> Result<Tensor> {
         let s = x.len() / D;
         let taps = HEADS * self.levels * POINTS;
-        let lin = |inp: &Tensor, k: usize, n: usize, wi: usize, res: Option<&Tensor>| be.gemm_t(&GemmProblem::linear(s, k, n), inp, &w[wi], Some(&w[wi + 1]), res);
+        let lin = |inp: &Tensor, k: usize, n: usize, wi: usize, res: Option<&Tensor>| {
+            be.gemm_t(&GemmProblem::linear(s, k, n), inp, &w[wi], Some(&w[wi + 1]), res)
+        };
         // each [S, ·] tensor is dropped as soon as it is consumed: at 800×1066 one is 18 MB
         let query = be.add_t(x, pos)?;
         let offsets = lin(&query, D, 2 * taps, 0, None)?;
@@ -168,7 +229,13 @@ impl Encoder {
         for r0 in (0..s).step_by(block) {
             let r = block.min(s - r0);
             let rows = if r == s { x.clone() } else { be.slice_t(&x, r0 * D, r * D)? };
-            let h = be.gemm_t(&GemmProblem::linear(r, D, self.ffn).with_act(Activation::Relu), &rows, &w[10], Some(&w[11]), None)?;
+            let h = be.gemm_t(
+                &GemmProblem::linear(r, D, self.ffn).with_act(Activation::Relu),
+                &rows,
+                &w[10],
+                Some(&w[11]),
+                None,
+            )?;
             let y = be.gemm_t(&GemmProblem::linear(r, self.ffn, D), &h, &w[12], Some(&w[13]), Some(&rows))?;
             drop((rows, h));
             if r == s {

@@ -74,15 +74,43 @@ impl ImageFront {
     /// computes on its buffer, a GPU backend uploads it.
     pub fn forward(&self, be: &dyn Backend, image: Feature) -> Result<Tokens> {
         let mut feats = self.backbone.forward_t(be, Map::take(be, image)?)?;
-        let bound = self.bound.get(be, || self.projections.iter().map(|p| Ok([0, 1, 2, 3].map(|i| be.bind("input projection", &p.tensors[i])).into_iter().collect::<Result<Vec<_>>>()?.try_into().expect("four"))).collect())?;
+        let bound = self.bound.get(be, || {
+            self.projections
+                .iter()
+                .map(|p| {
+                    Ok([0, 1, 2, 3]
+                        .map(|i| be.bind("input projection", &p.tensors[i]))
+                        .into_iter()
+                        .collect::<Result<Vec<_>>>()?
+                        .try_into()
+                        .expect("four"))
+                })
+                .collect()
+        })?;
         let mut levels = Vec::new();
         let last = feats.len() - 1;
         for (l, (p, w)) in self.projections.iter().zip(bound.iter()).enumerate() {
             let x = &feats[l.min(last)]; // the extra level projects C5
-            let cp = Conv2dProblem { batch: 1, in_c: p.in_c, h: x.h, w: x.w, out_c: D, kh: p.k, kw: p.k, stride: p.stride, pad: p.k / 2, act: Activation::None };
+            let cp = Conv2dProblem {
+                batch: 1,
+                in_c: p.in_c,
+                h: x.h,
+                w: x.w,
+                out_c: D,
+                kh: p.k,
+                kw: p.k,
+                stride: p.stride,
+                pad: p.k / 2,
+                act: Activation::None,
+            };
             let y = be.conv2d_t(&cp, &x.t, &w[0], &w[1], None)?;
             let plane = cp.out_h() * cp.out_w();
-            let y = be.group_norm_t(&GroupNormShape { batch: 1, channels: D, plane, groups: GN_GROUPS, eps: GN_EPS }, y, &w[2], &w[3])?;
+            let y = be.group_norm_t(
+                &GroupNormShape { batch: 1, channels: D, plane, groups: GN_GROUPS, eps: GN_EPS },
+                y,
+                &w[2],
+                &w[3],
+            )?;
             levels.push(Map { c: D, h: cp.out_h(), w: cp.out_w(), t: y });
             if l < last {
                 feats[l].t = Tensor::host(Vec::new()); // C3, C4 are read once: free them before the tokens exist
@@ -90,7 +118,8 @@ impl ImageFront {
         }
         drop(feats);
         let shapes: Vec<(usize, usize)> = levels.iter().map(|f| (f.h, f.w)).collect();
-        let level_start: Vec<usize> = shapes.iter().scan(0, |acc, &(h, w)| Some(std::mem::replace(acc, *acc + h * w))).collect();
+        let level_start: Vec<usize> =
+            shapes.iter().scan(0, |acc, &(h, w)| Some(std::mem::replace(acc, *acc + h * w))).collect();
         let s: usize = shapes.iter().map(|(h, w)| h * w).sum();
         let mut src = be.empty_t(s * D)?;
         for (l, f) in levels.into_iter().enumerate() {

@@ -8,4 +8,3 @@ pub mod decoder;
 pub mod encoder;
 pub mod front;
 pub mod text;
-

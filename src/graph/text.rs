@@ -70,9 +70,17 @@ impl TextEncoder {
             return Err(bad("no label tokens to encode".into()));
         }
         if longest + 2 > self.geometry.max_positions {
-            return Err(bad(format!("a label has {longest} tokens; this encoder has {} positions (at most {} tokens)", self.geometry.max_positions, self.geometry.max_positions - 2)));
+            return Err(bad(format!(
+                "a label has {longest} tokens; this encoder has {} positions (at most {} tokens)",
+                self.geometry.max_positions,
+                self.geometry.max_positions - 2
+            )));
         }
-        if let Some((i, id)) = labels.iter().enumerate().find_map(|(i, l)| l.iter().find(|&&id| id as usize >= self.geometry.vocab).map(|&id| (i, id))) {
+        if let Some((i, id)) = labels
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| l.iter().find(|&&id| id as usize >= self.geometry.vocab).map(|&id| (i, id)))
+        {
             return Err(bad(format!("label {i} has token id {id}, outside the vocabulary of {}", self.geometry.vocab)));
         }
         // embeddings (a gather and a sum: host work)
@@ -82,7 +90,9 @@ impl TextEncoder {
         for (i, label) in labels.iter().enumerate() {
             for j in 0..longest {
                 let (id, p) = match label.get(j) {
-                    Some(&id) if id != PAD_ID => (id as usize, PAD_ID as usize + 1 + label[..=j].iter().filter(|&&x| x != PAD_ID).count() - 1),
+                    Some(&id) if id != PAD_ID => {
+                        (id as usize, PAD_ID as usize + 1 + label[..=j].iter().filter(|&&x| x != PAD_ID).count() - 1)
+                    }
                     _ => (PAD_ID as usize, PAD_ID as usize),
                 };
                 mask[i * longest + j] = (label.get(j).is_some_and(|&id| id != PAD_ID)) as u8 as f32;
@@ -99,7 +109,12 @@ impl TextEncoder {
         }
         // pooler on each label's first token
         let first: Vec<f32> = (0..t).flat_map(|i| x[i * longest * h..][..h].to_vec()).collect();
-        let y = be.gemm(&GemmProblem::linear(t, h, h).with_act(Activation::None), &first, &self.pooler.tensors[0], Some(&self.pooler.tensors[1]))?;
+        let y = be.gemm(
+            &GemmProblem::linear(t, h, h).with_act(Activation::None),
+            &first,
+            &self.pooler.tensors[0],
+            Some(&self.pooler.tensors[1]),
+        )?;
         Ok(y.into_iter().map(f32::tanh).collect())
     }
 }
@@ -108,6 +123,14 @@ impl TextEncoder {
 /// the file's post-processor), as the official `batch_encode_plus` gives them before padding.
 pub fn tokenize(tokenizer: &std::path::Path, texts: &[String]) -> Result<Vec<Vec<u32>>> {
     let fail = |reason: String| Error::Format { file: tokenizer.to_path_buf(), reason };
-    let tok = tokenizers::Tokenizer::from_file(tokenizer).map_err(|e| fail(format!("not a usable tokenizer.json: {e}")))?;
-    texts.iter().map(|t| tok.encode(t.as_str(), true).map(|e| e.get_ids().to_vec()).map_err(|e| fail(format!("cannot encode {t:?}: {e}")))).collect()
+    let tok =
+        tokenizers::Tokenizer::from_file(tokenizer).map_err(|e| fail(format!("not a usable tokenizer.json: {e}")))?;
+    texts
+        .iter()
+        .map(|t| {
+            tok.encode(t.as_str(), true)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| fail(format!("cannot encode {t:?}: {e}")))
+        })
+        .collect()
 }

@@ -9,7 +9,8 @@ use crate::model::labels::LabelSet;
 use crate::model::postprocess::Detection;
 use crate::model::preprocess::RgbImage;
 
-const PALETTE: [[u8; 3]; 6] = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240]];
+const PALETTE: [[u8; 3]; 6] =
+    [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240]];
 
 struct Canvas<'a>(&'a mut RgbImage);
 
@@ -82,7 +83,8 @@ pub fn annotate(img: &RgbImage, dets: &[Detection], labels: &LabelSet, count: us
         canvas.rect(&d.object_box, c, thick);
         let centre = |b: &[f32; 4]| ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
         canvas.line(centre(&d.subject_box), centre(&d.object_box), c);
-        let caption = format!("#{} {} {} {:.2}", rank + 1, labels.verbs[d.verb], labels.objects[d.object_label], d.score);
+        let caption =
+            format!("#{} {} {} {:.2}", rank + 1, labels.verbs[d.verb], labels.objects[d.object_label], d.score);
         let y = (d.subject_box[1].round() as i64 - 8 * scale - 2).max(0);
         canvas.text(d.subject_box[0].round().max(0.0) as i64 + 1, y, scale, &caption, c);
     }
@@ -92,7 +94,14 @@ pub fn annotate(img: &RgbImage, dets: &[Detection], labels: &LabelSet, count: us
 /// Writes `img` as a PNG (temporary file renamed into place).
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let tmp = path.with_extension(format!("png.tmp-{}", std::process::id()));
-    let r = image::save_buffer_with_format(&tmp, &img.data, img.width as u32, img.height as u32, image::ColorType::Rgb8, image::ImageFormat::Png);
+    let r = image::save_buffer_with_format(
+        &tmp,
+        &img.data,
+        img.width as u32,
+        img.height as u32,
+        image::ColorType::Rgb8,
+        image::ImageFormat::Png,
+    );
     match r {
         Ok(()) => std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source }),
         Err(e) => {

@@ -54,7 +54,18 @@ fn load(r: &Reader, prefix: &str, shapes: Vec<(&'static str, Vec<usize>)>) -> Re
 
 /// The fusion problem from the activations' shapes and the width of `v_proj`.
 #[allow(clippy::too_many_arguments)]
-fn fusion_problem(op: &'static str, w: &Reader, prefix: &str, batch: usize, nv: usize, t: usize, v_dim: usize, l_dim: usize, heads: usize, gate: Gate) -> Result<GatedCrossAttnProblem> {
+fn fusion_problem(
+    op: &'static str,
+    w: &Reader,
+    prefix: &str,
+    batch: usize,
+    nv: usize,
+    t: usize,
+    v_dim: usize,
+    l_dim: usize,
+    heads: usize,
+    gate: Gate,
+) -> Result<GatedCrossAttnProblem> {
     let name = format!("{prefix}b_attn.attn.v_proj.weight");
     let (shape, _) = w.f32(&name, 2)?;
     if shape[1] != v_dim {
@@ -67,7 +78,13 @@ fn fusion_problem(op: &'static str, w: &Reader, prefix: &str, batch: usize, nv: 
 
 /// Reads `v [B,Nv,Cv]`, `pos [B,Nv,Cv]`, `l [B,T,Cl]` from `input` and the 18 fusion weights from
 /// `weights`.
-pub fn read_gated_cross_attn(input: &Path, weights: &Path, prefix: &str, heads: usize, gate: Gate) -> Result<GatedCrossAttnFile> {
+pub fn read_gated_cross_attn(
+    input: &Path,
+    weights: &Path,
+    prefix: &str,
+    heads: usize,
+    gate: Gate,
+) -> Result<GatedCrossAttnFile> {
     const OP: &str = crate::problem::gated_cross_attn::OP;
     let (ib, wb) = (read_bytes(input)?, read_bytes(weights)?);
     let (i, w) = (Reader::parse(OP, input, &ib)?, Reader::parse(OP, weights, &wb)?);
@@ -86,7 +103,15 @@ pub fn read_gated_cross_attn(input: &Path, weights: &Path, prefix: &str, heads: 
 /// last entry is where the fused level starts) and optional `lang_mask [B,T]` from `input`; the
 /// fusion weights under `fusion_prefix` and the language layer under `lang_prefix` from `weights`.
 #[allow(clippy::too_many_arguments)]
-pub fn read_sparse_fusion(input: &Path, weights: &Path, fusion_prefix: &str, lang_prefix: &str, heads: usize, lang_heads: usize, gate: Gate) -> Result<SparseFusionFile> {
+pub fn read_sparse_fusion(
+    input: &Path,
+    weights: &Path,
+    fusion_prefix: &str,
+    lang_prefix: &str,
+    heads: usize,
+    lang_heads: usize,
+    gate: Gate,
+) -> Result<SparseFusionFile> {
     const OP: &str = crate::problem::sparse_fusion::OP;
     let (ib, wb) = (read_bytes(input)?, read_bytes(weights)?);
     let (i, w) = (Reader::parse(OP, input, &ib)?, Reader::parse(OP, weights, &wb)?);
@@ -101,7 +126,13 @@ pub fn read_sparse_fusion(input: &Path, weights: &Path, fusion_prefix: &str, lan
     let starts: Vec<i64> = bytemuck::pod_collect_to_vec(starts.data());
     let start = match starts.last() {
         Some(&x) if x >= 0 && (x as usize) < s => x as usize,
-        other => return Err(Error::limit(OP, "level_start_index", format!("last level must start inside the S = {s} tokens, got {other:?}"))),
+        other => {
+            return Err(Error::limit(
+                OP,
+                "level_start_index",
+                format!("last level must start inside the S = {s} tokens, got {other:?}"),
+            ))
+        }
     };
     let lang_mask = if i.contains("lang_mask") { Some(i.f32_shaped("lang_mask", &[b, ls[1]])?) } else { None };
     let fusion = fusion_problem(OP, &w, fusion_prefix, b, s - start, ls[1], c, ls[2], heads, gate)?;

@@ -13,7 +13,10 @@ pub const MAX_PIXELS: u64 = 100_000_000;
 /// Reads a PNG or JPEG as 8-bit RGB (gray, alpha, 16-bit and CMYK converted), refusing images over the pixel limit.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let fail = |reason: String| Error::Format { file: path.to_path_buf(), reason };
-    let reader = image::ImageReader::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?.with_guessed_format().map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let reader = image::ImageReader::open(path)
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?
+        .with_guessed_format()
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     if reader.format().is_none() {
         return Err(fail("not an image this build reads (PNG or JPEG)".into()));
     }
@@ -26,9 +29,15 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
         return Err(fail(format!("image is {w}×{h}: empty")));
     }
     if w as u64 * h as u64 > MAX_PIXELS {
-        return Err(fail(format!("image is {w}×{h} = {} pixels, above the {MAX_PIXELS}-pixel limit", w as u64 * h as u64)));
+        return Err(fail(format!(
+            "image is {w}×{h} = {} pixels, above the {MAX_PIXELS}-pixel limit",
+            w as u64 * h as u64
+        )));
     }
-    let mut reader = image::ImageReader::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?.with_guessed_format().map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?
+        .with_guessed_format()
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8);
     reader.limits(limits);

@@ -7,14 +7,14 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{Error, Result};
 
+pub mod draw;
 mod fusion;
 mod header;
+pub mod image;
+mod ms_deform_attn;
 pub mod pickle;
 pub mod pth;
-pub mod draw;
-pub mod image;
 pub mod weights;
-mod ms_deform_attn;
 
 pub use fusion::{read_gated_cross_attn, read_sparse_fusion, GatedCrossAttnFile, SparseFusionFile};
 pub use ms_deform_attn::{read_ms_deform_attn, MsDeformAttnFile, MAX_SIDE};
@@ -35,7 +35,10 @@ impl<'a> Reader<'a> {
     /// Parses `bytes` (the contents of `path`) as safetensors for `op`.
     pub fn parse(op: &'static str, path: &Path, bytes: &'a [u8]) -> Result<Self> {
         header::check_unique(bytes).map_err(|reason| Error::Format { file: path.to_path_buf(), reason })?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("not a valid safetensors file: {e}") })?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Format {
+            file: path.to_path_buf(),
+            reason: format!("not a valid safetensors file: {e}"),
+        })?;
         Ok(Reader { op, file: path.to_path_buf(), st })
     }
 
@@ -46,12 +49,26 @@ impl<'a> Reader<'a> {
 
     /// The tensor `name`, checked for dtype and rank.
     pub fn tensor(&self, name: &str, dtype: Dtype, rank: usize) -> Result<TensorView<'a>> {
-        let t = self.st.tensor(name).map_err(|_| Error::Missing { op: self.op, what: name.into(), file: self.file.clone() })?;
+        let t = self.st.tensor(name).map_err(|_| Error::Missing {
+            op: self.op,
+            what: name.into(),
+            file: self.file.clone(),
+        })?;
         if t.dtype() != dtype {
-            return Err(Error::DType { op: self.op, what: name.into(), expected: format!("{dtype:?}"), got: format!("{:?}", t.dtype()) });
+            return Err(Error::DType {
+                op: self.op,
+                what: name.into(),
+                expected: format!("{dtype:?}"),
+                got: format!("{:?}", t.dtype()),
+            });
         }
         if t.shape().len() != rank {
-            return Err(Error::Shape { op: self.op, what: name.into(), expected: format!("rank {rank}"), got: format!("{:?} (rank {})", t.shape(), t.shape().len()) });
+            return Err(Error::Shape {
+                op: self.op,
+                what: name.into(),
+                expected: format!("rank {rank}"),
+                got: format!("{:?} (rank {})", t.shape(), t.shape().len()),
+            });
         }
         Ok(t)
     }
@@ -82,10 +99,13 @@ pub fn write_f32_tensors(path: &Path, tensors: &[(&str, Vec<usize>, &[f32])]) ->
     let views = tensors
         .iter()
         .map(|(name, shape, data)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data)).map(|v| (name.to_string(), v)).map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("tensor `{name}`: {e}") })
+            TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("tensor `{name}`: {e}") })
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::tensor::serialize(views, None).map_err(|e| Error::Format { file: path.to_path_buf(), reason: e.to_string() })?;
+    let bytes = safetensors::tensor::serialize(views, None)
+        .map_err(|e| Error::Format { file: path.to_path_buf(), reason: e.to_string() })?;
     write_atomic(path, &bytes)
 }
 

@@ -27,7 +27,11 @@ pub struct MsDeformAttnFile {
 impl MsDeformAttnFile {
     /// The inputs as the backends take them.
     pub fn input(&self) -> MsDeformAttnInput<'_> {
-        MsDeformAttnInput::Official { value: &self.value, sampling_locations: &self.sampling_locations, attention_weights: &self.attention_weights }
+        MsDeformAttnInput::Official {
+            value: &self.value,
+            sampling_locations: &self.sampling_locations,
+            attention_weights: &self.attention_weights,
+        }
     }
 }
 
@@ -42,7 +46,8 @@ pub fn read_ms_deform_attn(path: &Path) -> Result<MsDeformAttnFile> {
     let loc = r.tensor("sampling_locations", Dtype::F32, 6)?;
     let aw = r.tensor("attention_weights", Dtype::F32, 5)?;
 
-    let [b, s, m, d] = <[usize; 4]>::try_from(value.shape()).map_err(|_| Error::shape(OP, "value", "[B,S,M,D]", value.shape()))?;
+    let [b, s, m, d] =
+        <[usize; 4]>::try_from(value.shape()).map_err(|_| Error::shape(OP, "value", "[B,S,M,D]", value.shape()))?;
     let l = shapes.shape()[0];
     expect_shape(OP, "spatial_shapes", shapes.shape(), &[l, 2])?;
     expect_shape(OP, "level_start_index", starts.shape(), &[l])?;
@@ -57,14 +62,27 @@ pub fn read_ms_deform_attn(path: &Path) -> Result<MsDeformAttnFile> {
     for i in 0..l {
         let (h, w) = (hw[2 * i], hw[2 * i + 1]);
         if !(1..=MAX_SIDE).contains(&h) || !(1..=MAX_SIDE).contains(&w) {
-            return Err(Error::limit(OP, "spatial_shapes", format!("level {i} is {h}×{w}; H and W must be in 1..={MAX_SIDE}")));
+            return Err(Error::limit(
+                OP,
+                "spatial_shapes",
+                format!("level {i} is {h}×{w}; H and W must be in 1..={MAX_SIDE}"),
+            ));
         }
         if st[i] < 0 {
             return Err(Error::limit(OP, "level_start_index", format!("level {i} starts at {}", st[i])));
         }
         levels.push(Level { h: h as usize, w: w as usize, start: st[i] as usize });
     }
-    let problem = MsDeformAttnProblem { batch: b, queries: q, heads: m, channels: d, points: p, levels, tokens: s, form: Form::Official };
+    let problem = MsDeformAttnProblem {
+        batch: b,
+        queries: q,
+        heads: m,
+        channels: d,
+        points: p,
+        levels,
+        tokens: s,
+        form: Form::Official,
+    };
     problem.validate()?;
     Ok(MsDeformAttnFile {
         problem,
@@ -73,4 +91,3 @@ pub fn read_ms_deform_attn(path: &Path) -> Result<MsDeformAttnFile> {
         attention_weights: bytemuck::pod_collect_to_vec(aw.data()),
     })
 }
-

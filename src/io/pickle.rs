@@ -250,7 +250,17 @@ impl Value {
                 if depth == 0 {
                     return "…".into();
                 }
-                let inner: Vec<String> = d.borrow().iter().map(|(k, v)| format!("{}: {}", k.as_str().map(|s| format!("{s:?}")).unwrap_or_else(|| format!("\"{}\"", k.render(0))), v.render(depth - 1))).collect();
+                let inner: Vec<String> = d
+                    .borrow()
+                    .iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{}: {}",
+                            k.as_str().map(|s| format!("{s:?}")).unwrap_or_else(|| format!("\"{}\"", k.render(0))),
+                            v.render(depth - 1)
+                        )
+                    })
+                    .collect();
                 format!("{{{}}}", inner.join(", "))
             }
             Value::Tensor(t) => format!("\"<tensor {} {:?}>\"", t.storage.dtype.name(), t.shape),
@@ -324,7 +334,9 @@ impl<'a> Machine<'a> {
 
     fn line(&mut self) -> R<&'a str> {
         let rest = &self.data[self.pos..];
-        let Some(end) = rest.iter().position(|&b| b == b'\n') else { return self.err("truncated: missing end of line") };
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            return self.err("truncated: missing end of line");
+        };
         let s = std::str::from_utf8(&rest[..end]).or_else(|_| self.err("line is not UTF-8"))?;
         self.pos += end + 1;
         Ok(s)
@@ -448,15 +460,25 @@ impl<'a> Machine<'a> {
 
     /// Applies an allow-listed callable to its argument tuple.
     fn reduce(&mut self, f: Value, args: Value) -> R<Value> {
-        let Value::Global(g) = f else { return self.err(format!("REDUCE of a {}, not an allow-listed callable", f.kind())) };
+        let Value::Global(g) = f else {
+            return self.err(format!("REDUCE of a {}, not an allow-listed callable", f.kind()));
+        };
         let Value::Tuple(args) = args else { return self.err("REDUCE arguments are not a tuple") };
         match g {
             Global::RebuildTensorV2 => {
                 if args.len() < 4 {
                     return self.err("_rebuild_tensor_v2 needs (storage, offset, size, stride, …)");
                 }
-                let Value::Storage(s) = &args[0] else { return self.err(format!("_rebuild_tensor_v2: first argument is a {}, not a storage", args[0].kind())) };
-                let t = TensorRef { storage: (**s).clone(), offset: self.int_arg(&args[1], "storage offset")?, shape: self.ints(&args[2], "size")?, stride: self.ints(&args[3], "stride")? };
+                let Value::Storage(s) = &args[0] else {
+                    return self
+                        .err(format!("_rebuild_tensor_v2: first argument is a {}, not a storage", args[0].kind()));
+                };
+                let t = TensorRef {
+                    storage: (**s).clone(),
+                    offset: self.int_arg(&args[1], "storage offset")?,
+                    shape: self.ints(&args[2], "size")?,
+                    stride: self.ints(&args[3], "stride")?,
+                };
                 if t.shape.len() != t.stride.len() {
                     return self.err(format!("tensor size {:?} and stride {:?} differ in rank", t.shape, t.stride));
                 }
@@ -755,6 +777,7 @@ impl<'a> Machine<'a> {
 
 /// Reads one pickle from `data` within `limits`.
 pub fn read(data: &[u8], limits: Limits) -> Result<Value, PickleError> {
-    let mut m = Machine { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: Default::default(), limits, items: 0 };
+    let mut m =
+        Machine { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: Default::default(), limits, items: 0 };
     m.run()
 }

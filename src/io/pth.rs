@@ -53,10 +53,18 @@ impl Checkpoint {
             let entry = zip.by_index_raw(i).map_err(|e| format_err(path, format!("zip entry {i}: {e}")))?;
             let name = entry.name().to_string();
             if entry.compression() != zip::CompressionMethod::Stored {
-                return Err(format_err(path, format!("zip entry `{name}` is compressed ({:?}); torch writes stored entries only", entry.compression())));
+                return Err(format_err(
+                    path,
+                    format!(
+                        "zip entry `{name}` is compressed ({:?}); torch writes stored entries only",
+                        entry.compression()
+                    ),
+                ));
             }
             let size = entry.size();
-            let Some(start) = entry.data_start() else { return Err(format_err(path, format!("zip entry `{name}`: no data offset"))) };
+            let Some(start) = entry.data_start() else {
+                return Err(format_err(path, format!("zip entry `{name}`: no data offset")));
+            };
             if entry.compressed_size() != size || start.checked_add(size).is_none_or(|end| end > file_len) {
                 return Err(format_err(path, format!("zip entry `{name}` declares {size} bytes at offset {start}, beyond the file's {file_len} bytes")));
             }
@@ -78,12 +86,20 @@ impl Checkpoint {
             f.seek(SeekFrom::Start(start)).map_err(io)?;
             f.read_exact(&mut b).map_err(io)?;
             if b != b"little" {
-                return Err(format_err(path, format!("byte order `{}`: only little-endian checkpoints are read", String::from_utf8_lossy(&b))));
+                return Err(format_err(
+                    path,
+                    format!("byte order `{}`: only little-endian checkpoints are read", String::from_utf8_lossy(&b)),
+                ));
             }
         }
-        let Some((pkl, start, size)) = pkl_name else { return Err(format_err(path, "no `data.pkl` in the zip: not a torch checkpoint")) };
+        let Some((pkl, start, size)) = pkl_name else {
+            return Err(format_err(path, "no `data.pkl` in the zip: not a torch checkpoint"));
+        };
         if size > MAX_PICKLE_BYTES {
-            return Err(format_err(path, format!("`{pkl}` is {size} bytes, more than the {MAX_PICKLE_BYTES}-byte limit")));
+            return Err(format_err(
+                path,
+                format!("`{pkl}` is {size} bytes, more than the {MAX_PICKLE_BYTES}-byte limit"),
+            ));
         }
         let mut data = vec![0u8; size as usize];
         f.seek(SeekFrom::Start(start)).map_err(io)?;
@@ -101,17 +117,33 @@ impl Checkpoint {
     /// element count).
     pub fn locate(&self, name: &str, t: &TensorRef) -> Result<(u64, usize, u64)> {
         let err = |why: String| format_err(&self.path, format!("tensor `{name}`: {why}"));
-        let Some(&(start, bytes)) = self.storages.get(&t.storage.key) else { return Err(err(format!("its storage `{}` is missing from the zip", t.storage.key))) };
+        let Some(&(start, bytes)) = self.storages.get(&t.storage.key) else {
+            return Err(err(format!("its storage `{}` is missing from the zip", t.storage.key)));
+        };
         let es = t.storage.dtype.size() as u64;
         if t.storage.numel.checked_mul(es) != Some(bytes) {
-            return Err(err(format!("storage `{}` holds {bytes} bytes, but the pickle says {} × {es}", t.storage.key, t.storage.numel)));
+            return Err(err(format!(
+                "storage `{}` holds {bytes} bytes, but the pickle says {} × {es}",
+                t.storage.key, t.storage.numel
+            )));
         }
-        let numel = t.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| err(format!("shape {:?} overflows", t.shape)))?;
+        let numel = t
+            .shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| err(format!("shape {:?} overflows", t.shape)))?;
         if numel > 0 {
             // the furthest element the view touches
-            let last = t.shape.iter().zip(&t.stride).try_fold(t.offset, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)));
+            let last = t
+                .shape
+                .iter()
+                .zip(&t.stride)
+                .try_fold(t.offset, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)));
             if last.is_none_or(|l| l >= t.storage.numel) {
-                return Err(err(format!("view (offset {}, shape {:?}, stride {:?}) reaches past its storage of {} elements", t.offset, t.shape, t.stride, t.storage.numel)));
+                return Err(err(format!(
+                    "view (offset {}, shape {:?}, stride {:?}) reaches past its storage of {} elements",
+                    t.offset, t.shape, t.stride, t.storage.numel
+                )));
             }
         }
         Ok((start, es as usize, numel))
@@ -168,10 +200,14 @@ pub fn state_dict(path: &Path, v: &Value) -> Result<Vec<(String, TensorRef)>> {
     let items = v.items().ok_or_else(|| format_err(path, format!("the state dict is a {}, not a dict", v.kind())))?;
     let mut out = Vec::with_capacity(items.len());
     for (k, v) in items {
-        let Some(name) = k.as_str() else { return Err(format_err(path, format!("a state-dict key is a {}, not a string", k.kind()))) };
+        let Some(name) = k.as_str() else {
+            return Err(format_err(path, format!("a state-dict key is a {}, not a string", k.kind())));
+        };
         match v {
             Value::Tensor(t) => out.push((name.to_string(), (*t).clone())),
-            other => return Err(format_err(path, format!("state-dict entry `{name}` is a {}, not a tensor", other.kind()))),
+            other => {
+                return Err(format_err(path, format!("state-dict entry `{name}` is a {}, not a tensor", other.kind())))
+            }
         }
     }
     Ok(out)

@@ -43,7 +43,8 @@ impl WeightFile {
         }
         let mut header = vec![0u8; n as usize];
         read_at(&file, &mut header, 8).map_err(io)?;
-        let super::header::Entries(raw) = serde_json::from_slice(&header).map_err(|e| fail(format!("bad safetensors header: {e}")))?;
+        let super::header::Entries(raw) =
+            serde_json::from_slice(&header).map_err(|e| fail(format!("bad safetensors header: {e}")))?;
         let mut metadata = HashMap::new();
         let mut tensors = HashMap::with_capacity(raw.len());
         let data_len = len - 8 - n;
@@ -54,7 +55,10 @@ impl WeightFile {
             }
             let e: Entry = serde_json::from_value(v).map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
             if e.data_offsets.0 > e.data_offsets.1 || e.data_offsets.1 > data_len {
-                return Err(fail(format!("tensor `{name}`: data offsets {:?} outside the {data_len} data bytes", e.data_offsets)));
+                return Err(fail(format!(
+                    "tensor `{name}`: data offsets {:?} outside the {data_len} data bytes",
+                    e.data_offsets
+                )));
             }
             tensors.insert(name, e);
         }
@@ -80,10 +84,14 @@ impl WeightFile {
         }
         let n: usize = shape.iter().product();
         if e.data_offsets.1 - e.data_offsets.0 != 4 * n as u64 {
-            return Err(fail(format!("tensor `{name}`: {} data bytes for {n} f32 values", e.data_offsets.1 - e.data_offsets.0)));
+            return Err(fail(format!(
+                "tensor `{name}`: {} data bytes for {n} f32 values",
+                e.data_offsets.1 - e.data_offsets.0
+            )));
         }
         let mut out = vec![0f32; n];
-        read_at(&self.file, bytemuck::cast_slice_mut(&mut out), self.data_start + e.data_offsets.0).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        read_at(&self.file, bytemuck::cast_slice_mut(&mut out), self.data_start + e.data_offsets.0)
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
         Ok(out)
     }
 }

@@ -92,10 +92,32 @@ impl Config {
         let gating = text(arg("gating_mechanism")).unwrap_or_default();
         let verb_tgt = text(arg("verb_query_tgt_type")).unwrap_or_default();
         let dataset = text(arg("dataset_file")).unwrap_or_default();
-        let (box_refine, two_stage, last_vis, no_obj) = (flag(arg("with_box_refine")), flag(arg("two_stage")), flag(arg("fusion_last_vis")), flag(arg("use_no_obj_token")));
+        let (box_refine, two_stage, last_vis, no_obj) = (
+            flag(arg("with_box_refine")),
+            flag(arg("two_stage")),
+            flag(arg("fusion_last_vis")),
+            flag(arg("use_no_obj_token")),
+        );
         let subject_class = flag(args.get("subject_class"));
-        let ints: Vec<Option<usize>> = ["hidden_dim", "nheads", "dim_feedforward", "enc_layers", "dec_layers", "num_feature_levels", "enc_n_points", "dec_n_points", "fusion_interval", "num_patterns"].iter().map(|n| int(arg(n))).collect();
-        let clamps: Vec<&str> = ["stable_softmax_2d", "clamp_min_for_underflow", "clamp_max_for_overflow"].into_iter().filter(|n| flag(args.get(n))).collect();
+        let ints: Vec<Option<usize>> = [
+            "hidden_dim",
+            "nheads",
+            "dim_feedforward",
+            "enc_layers",
+            "dec_layers",
+            "num_feature_levels",
+            "enc_n_points",
+            "dec_n_points",
+            "fusion_interval",
+            "num_patterns",
+        ]
+        .iter()
+        .map(|n| int(arg(n)))
+        .collect();
+        let clamps: Vec<&str> = ["stable_softmax_2d", "clamp_min_for_underflow", "clamp_max_for_overflow"]
+            .into_iter()
+            .filter(|n| flag(args.get(n)))
+            .collect();
 
         let mut refuse = |why: String| problems.push(why);
         if parsed {
@@ -127,15 +149,28 @@ impl Config {
         if !clamps.is_empty() {
             refuse(format!("fusion score clamping ({}) is not supported yet", clamps.join(", ")));
         }
-        let [hidden_dim, nheads, ffn, enc_layers, dec_layers, levels, enc_points, dec_points, interval, patterns] = ints[..] else { unreachable!() };
-        let fixed = [("hidden_dim", hidden_dim, 256), ("nheads", nheads, 8), ("num_feature_levels", levels, 4), ("enc_n_points", enc_points, 4), ("dec_n_points", dec_points, 4), ("num_patterns", patterns, 0)];
+        let [hidden_dim, nheads, ffn, enc_layers, dec_layers, levels, enc_points, dec_points, interval, patterns] =
+            ints[..]
+        else {
+            unreachable!()
+        };
+        let fixed = [
+            ("hidden_dim", hidden_dim, 256),
+            ("nheads", nheads, 8),
+            ("num_feature_levels", levels, 4),
+            ("enc_n_points", enc_points, 4),
+            ("dec_n_points", dec_points, 4),
+            ("num_patterns", patterns, 0),
+        ];
         for (name, got, want) in fixed {
             if got.is_some_and(|g| g != want) {
                 refuse(format!("{name} = {} is not supported (the graph runs {want})", got.unwrap()));
             }
         }
         if interval == Some(0) || enc_layers.zip(interval).is_some_and(|(e, i)| e % i != 0) {
-            refuse(format!("enc_layers {enc_layers:?} and fusion_interval {interval:?} do not give whole fusion rounds"));
+            refuse(format!(
+                "enc_layers {enc_layers:?} and fusion_interval {interval:?} do not give whole fusion rounds"
+            ));
         }
 
         let need = |key: &str, problems: &mut Vec<String>| -> Vec<usize> {

@@ -30,10 +30,23 @@ impl LabelSet {
     pub fn builtin(name: &str) -> Option<LabelSet> {
         match name {
             "hico" => {
-                let valid = include_str!("labels/hico_valid_pairs.txt").lines().flat_map(|l| l.bytes().map(|b| b == b'1')).collect();
-                Some(LabelSet { name: name.into(), objects: lines(include_str!("labels/hico_objects.txt")), verbs: lines(include_str!("labels/hico_verbs.txt")), valid_pairs: Some(valid) })
+                let valid = include_str!("labels/hico_valid_pairs.txt")
+                    .lines()
+                    .flat_map(|l| l.bytes().map(|b| b == b'1'))
+                    .collect();
+                Some(LabelSet {
+                    name: name.into(),
+                    objects: lines(include_str!("labels/hico_objects.txt")),
+                    verbs: lines(include_str!("labels/hico_verbs.txt")),
+                    valid_pairs: Some(valid),
+                })
             }
-            "vcoco" => Some(LabelSet { name: name.into(), objects: lines(include_str!("labels/vcoco_objects.txt")), verbs: lines(include_str!("labels/vcoco_verbs.txt")), valid_pairs: None }),
+            "vcoco" => Some(LabelSet {
+                name: name.into(),
+                objects: lines(include_str!("labels/vcoco_objects.txt")),
+                verbs: lines(include_str!("labels/vcoco_verbs.txt")),
+                valid_pairs: None,
+            }),
             _ => None,
         }
     }

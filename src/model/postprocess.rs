@@ -96,10 +96,18 @@ fn to_pixels(b: &[f32], width: f32, height: f32) -> [f32; 4] {
 
 /// `np.maximum` / `np.minimum`: NaN wins (`f32::max` would return the other operand).
 fn np_max(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
 }
 fn np_min(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() { f32::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 /// IoU with the +1-pixel area convention of the official NMS (NaN for a NaN box, as numpy gives).
@@ -112,7 +120,12 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 }
 
 /// Detections for one image of original size `(height, width)`, highest score first.
-pub fn postprocess(out: &HeadOutputs, labels: &LabelSet, (height, width): (usize, usize), cfg: &PostConfig) -> Vec<Detection> {
+pub fn postprocess(
+    out: &HeadOutputs,
+    labels: &LabelSet,
+    (height, width): (usize, usize),
+    cfg: &PostConfig,
+) -> Vec<Detection> {
     let (to, tv) = (labels.objects.len(), labels.verbs.len());
     let np = out.verb_logits.len() / tv.max(1);
     let (w, h) = (width as f32, height as f32);
@@ -148,7 +161,8 @@ pub fn postprocess(out: &HeadOutputs, labels: &LabelSet, (height, width): (usize
         for j in i + 1..candidates.len() {
             let (a, b) = (&candidates[i], &candidates[j]);
             if keep[j] && a.object_label == b.object_label && a.verb == b.verb {
-                let ovr = iou(&a.subject_box, &b.subject_box).powf(nms.alpha) * iou(&a.object_box, &b.object_box).powf(nms.beta);
+                let ovr = iou(&a.subject_box, &b.subject_box).powf(nms.alpha)
+                    * iou(&a.object_box, &b.object_box).powf(nms.beta);
                 // the official keeps `ovr <= threshold` only: a NaN overlap is dropped too
                 if ovr.is_nan() || ovr > nms.threshold {
                     keep[j] = false;

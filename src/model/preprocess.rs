@@ -82,7 +82,11 @@ fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
     let support = filterscale; // bilinear support 1.0, widened when downscaling
     let triangle = |x: f64| {
         let x = x.abs();
-        if x < 1.0 { 1.0 - x } else { 0.0 }
+        if x < 1.0 {
+            1.0 - x
+        } else {
+            0.0
+        }
     };
     (0..out_size)
         .map(|xx| {
@@ -123,7 +127,8 @@ pub fn resize_bilinear(img: &RgbImage, out_w: usize, out_h: usize) -> Vec<u8> {
             let row = &img.data[y * w * 3..(y + 1) * w * 3];
             for (xx, (xmin, k)) in cx.iter().enumerate() {
                 for c in 0..3 {
-                    let acc = k.iter().enumerate().fold(round, |a, (i, &kw)| a + row[(xmin + i) * 3 + c] as i64 * kw as i64);
+                    let acc =
+                        k.iter().enumerate().fold(round, |a, (i, &kw)| a + row[(xmin + i) * 3 + c] as i64 * kw as i64);
                     out[(y * out_w + xx) * 3 + c] = clip8(acc);
                 }
             }
@@ -139,7 +144,10 @@ pub fn resize_bilinear(img: &RgbImage, out_w: usize, out_h: usize) -> Vec<u8> {
     let mut out = vec![0u8; out_h * out_w * 3];
     for (yy, (ymin, k)) in cy.iter().enumerate() {
         for x in 0..out_w * 3 {
-            let acc = k.iter().enumerate().fold(round, |a, (i, &kw)| a + horizontal[(ymin + i) * out_w * 3 + x] as i64 * kw as i64);
+            let acc = k
+                .iter()
+                .enumerate()
+                .fold(round, |a, (i, &kw)| a + horizontal[(ymin + i) * out_w * 3 + x] as i64 * kw as i64);
             out[yy * out_w * 3 + x] = clip8(acc);
         }
     }

@@ -58,7 +58,8 @@ pub fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
     let fusion = GatedCrossAttnProblem::rlipv2(1, 1, 1).weight_shapes();
     for r in 0..c.fusion_rounds() {
         // the official module order: gammas, the two norms, then the attention projections
-        let mut ordered: Vec<&(&str, Vec<usize>)> = fusion.iter().filter(|(n, _)| n.starts_with("b_attn.gamma")).collect();
+        let mut ordered: Vec<&(&str, Vec<usize>)> =
+            fusion.iter().filter(|(n, _)| n.starts_with("b_attn.gamma")).collect();
         ordered.extend(fusion.iter().filter(|(n, _)| !n.starts_with("b_attn.gamma")));
         for (name, shape) in ordered {
             s.push(&format!("transformer.encoder.VLFuse_layers.{r}.{name}"), shape);

@@ -65,7 +65,17 @@ impl Conv2dProblem {
             return Err(Error::limit(OP, "shape", format!("every dimension and the stride must be ≥ 1, got {self:?}")));
         }
         if self.h + 2 * self.pad < self.kh || self.w + 2 * self.pad < self.kw {
-            return Err(Error::limit(OP, "kernel", format!("{}×{} kernel larger than the padded {}×{} input", self.kh, self.kw, self.h + 2 * self.pad, self.w + 2 * self.pad)));
+            return Err(Error::limit(
+                OP,
+                "kernel",
+                format!(
+                    "{}×{} kernel larger than the padded {}×{} input",
+                    self.kh,
+                    self.kw,
+                    self.h + 2 * self.pad,
+                    self.w + 2 * self.pad
+                ),
+            ));
         }
         for (what, shape) in [("x", self.input_shape()), ("weight", self.weight_shape()), ("y", self.output_shape())] {
             if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_ELEMENTS) {

@@ -105,7 +105,11 @@ impl GatedCrossAttnProblem {
             return Err(Error::limit(OP, "dimensions", format!("all must be ≥ 1: {self:?}")));
         }
         if self.embed % self.heads != 0 {
-            return Err(Error::limit(OP, "embed", format!("E = {} is not a multiple of heads = {}", self.embed, self.heads)));
+            return Err(Error::limit(
+                OP,
+                "embed",
+                format!("E = {} is not a multiple of heads = {}", self.embed, self.heads),
+            ));
         }
         Ok(())
     }
@@ -195,11 +199,24 @@ impl GatedCrossAttnProblem {
     pub fn weight_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
         let (cv, cl, e) = (self.v_dim, self.l_dim, self.embed);
         let shapes: [Vec<usize>; 18] = [
-            vec![cv], vec![cv], vec![cl], vec![cl],
-            vec![e, cv], vec![e], vec![e, cl], vec![e],
-            vec![e, cv], vec![e], vec![e, cl], vec![e],
-            vec![cv, e], vec![cv], vec![cl, e], vec![cl],
-            vec![cv], vec![cl],
+            vec![cv],
+            vec![cv],
+            vec![cl],
+            vec![cl],
+            vec![e, cv],
+            vec![e],
+            vec![e, cl],
+            vec![e],
+            vec![e, cv],
+            vec![e],
+            vec![e, cl],
+            vec![e],
+            vec![cv, e],
+            vec![cv],
+            vec![cl, e],
+            vec![cl],
+            vec![cv],
+            vec![cl],
         ];
         WEIGHT_NAMES.into_iter().zip(shapes).collect()
     }
@@ -226,11 +243,24 @@ impl<'a> GatedCrossAttnWeights<'a> {
     /// Every tensor with its official name and expected shape, in [`WEIGHT_NAMES`] order.
     pub fn tensors(&self, p: &GatedCrossAttnProblem) -> Vec<(&'static str, Vec<usize>, &'a [f32])> {
         let data = [
-            self.layer_norm_v.weight, self.layer_norm_v.bias, self.layer_norm_l.weight, self.layer_norm_l.bias,
-            self.v_proj.weight, self.v_proj.bias, self.l_proj.weight, self.l_proj.bias,
-            self.values_v_proj.weight, self.values_v_proj.bias, self.values_l_proj.weight, self.values_l_proj.bias,
-            self.out_v_proj.weight, self.out_v_proj.bias, self.out_l_proj.weight, self.out_l_proj.bias,
-            self.gamma_v, self.gamma_l,
+            self.layer_norm_v.weight,
+            self.layer_norm_v.bias,
+            self.layer_norm_l.weight,
+            self.layer_norm_l.bias,
+            self.v_proj.weight,
+            self.v_proj.bias,
+            self.l_proj.weight,
+            self.l_proj.bias,
+            self.values_v_proj.weight,
+            self.values_v_proj.bias,
+            self.values_l_proj.weight,
+            self.values_l_proj.bias,
+            self.out_v_proj.weight,
+            self.out_v_proj.bias,
+            self.out_l_proj.weight,
+            self.out_l_proj.bias,
+            self.gamma_v,
+            self.gamma_l,
         ];
         p.weight_shapes().into_iter().zip(data).map(|((n, s), d)| (n, s, d)).collect()
     }

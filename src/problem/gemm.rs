@@ -25,7 +25,13 @@ impl Activation {
         match self {
             Activation::None => x,
             // NaN stays NaN, as torch.relu keeps it (f32::max would return 0)
-            Activation::Relu => if x < 0.0 { 0.0 } else { x },
+            Activation::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
             Activation::Gelu => x * 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
         }
     }
@@ -79,7 +85,11 @@ impl GemmProblem {
         if self.m == 0 || self.k == 0 || self.n == 0 {
             return Err(Error::limit(OP, "M, K, N", format!("all must be ≥ 1, got {}×{}×{}", self.m, self.k, self.n)));
         }
-        for (what, n) in [("x", self.m.checked_mul(self.k)), ("weight", self.n.checked_mul(self.k)), ("y", self.m.checked_mul(self.n))] {
+        for (what, n) in [
+            ("x", self.m.checked_mul(self.k)),
+            ("weight", self.n.checked_mul(self.k)),
+            ("y", self.m.checked_mul(self.n)),
+        ] {
             if n.is_none_or(|n| n > MAX_ELEMENTS) {
                 return Err(Error::limit(OP, what, format!("more than {MAX_ELEMENTS} elements")));
             }

@@ -22,7 +22,11 @@ impl LayerNormProblem {
     /// Checks the dimensions and slice lengths.
     pub fn check(&self, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<()> {
         if self.rows == 0 || self.width == 0 || !(self.eps > 0.0) {
-            return Err(Error::limit(OP, "rows, width, eps", format!("need rows, width ≥ 1 and eps > 0, got {}, {}, {}", self.rows, self.width, self.eps)));
+            return Err(Error::limit(
+                OP,
+                "rows, width, eps",
+                format!("need rows, width ≥ 1 and eps > 0, got {}, {}, {}", self.rows, self.width, self.eps),
+            ));
         }
         check_len(OP, "x", &[self.rows, self.width], x.len())?;
         check_len(OP, "gamma", &[self.width], gamma.len())?;

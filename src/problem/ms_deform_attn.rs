@@ -90,7 +90,15 @@ pub struct MsDeformAttnProblem {
 
 impl MsDeformAttnProblem {
     /// Builds a problem with packed levels (start_l = Σ_{k<l} H_k·W_k) from `(H, W)` pairs.
-    pub fn new(batch: usize, queries: usize, heads: usize, channels: usize, points: usize, shapes: &[(usize, usize)], form: Form) -> Self {
+    pub fn new(
+        batch: usize,
+        queries: usize,
+        heads: usize,
+        channels: usize,
+        points: usize,
+        shapes: &[(usize, usize)],
+        form: Form,
+    ) -> Self {
         let mut start = 0;
         let levels = shapes
             .iter()
@@ -119,7 +127,12 @@ impl MsDeformAttnProblem {
             return lim("M", format!("heads = {m}, supported 1..={MAX_HEADS}"));
         }
         if d == 0 || d > MAX_CHANNELS || d % D_MULTIPLE != 0 {
-            return lim("D", format!("channels per head = {d}, supported: a multiple of {D_MULTIPLE} in {D_MULTIPLE}..={MAX_CHANNELS}"));
+            return lim(
+                "D",
+                format!(
+                    "channels per head = {d}, supported: a multiple of {D_MULTIPLE} in {D_MULTIPLE}..={MAX_CHANNELS}"
+                ),
+            );
         }
         if l == 0 || l > MAX_LEVELS {
             return lim("L", format!("levels = {l}, supported 1..={MAX_LEVELS}"));
@@ -130,7 +143,11 @@ impl MsDeformAttnProblem {
         let mut expect_start = 0usize;
         for (i, lv) in self.levels.iter().enumerate() {
             if lv.h == 0 || lv.w == 0 {
-                return Err(Error::limit(OP, "spatial_shapes", format!("level {i} has size {}×{}; every level needs H, W ≥ 1", lv.h, lv.w)));
+                return Err(Error::limit(
+                    OP,
+                    "spatial_shapes",
+                    format!("level {i} has size {}×{}; every level needs H, W ≥ 1", lv.h, lv.w),
+                ));
             }
             if lv.start != expect_start {
                 return Err(Error::limit(
@@ -139,12 +156,23 @@ impl MsDeformAttnProblem {
                     format!("level {i} starts at {}, but the levels before it hold {expect_start} tokens", lv.start),
                 ));
             }
-            expect_start = lv.h.checked_mul(lv.w).and_then(|hw| hw.checked_add(expect_start)).ok_or_else(|| Error::limit(OP, "spatial_shapes", "token count overflows"))?;
+            expect_start =
+                lv.h.checked_mul(lv.w)
+                    .and_then(|hw| hw.checked_add(expect_start))
+                    .ok_or_else(|| Error::limit(OP, "spatial_shapes", "token count overflows"))?;
         }
         if expect_start != self.tokens {
-            return Err(Error::limit(OP, "value", format!("S = {} tokens, but Σ H·W over spatial_shapes = {expect_start}", self.tokens)));
+            return Err(Error::limit(
+                OP,
+                "value",
+                format!("S = {} tokens, but Σ H·W over spatial_shapes = {expect_start}", self.tokens),
+            ));
         }
-        for (what, n) in [("value", self.value_shape().iter().try_fold(1usize, |a, &x| a.checked_mul(x))), ("sampling_locations", self.locations_shape().iter().try_fold(1usize, |a, &x| a.checked_mul(x))), ("output", self.output_shape().iter().try_fold(1usize, |a, &x| a.checked_mul(x)))] {
+        for (what, n) in [
+            ("value", self.value_shape().iter().try_fold(1usize, |a, &x| a.checked_mul(x))),
+            ("sampling_locations", self.locations_shape().iter().try_fold(1usize, |a, &x| a.checked_mul(x))),
+            ("output", self.output_shape().iter().try_fold(1usize, |a, &x| a.checked_mul(x))),
+        ] {
             match n {
                 Some(n) if n <= MAX_ELEMENTS => {}
                 _ => return lim(what, format!("more than {MAX_ELEMENTS} elements; split the batch or queries")),
@@ -219,8 +247,16 @@ impl MsDeformAttnProblem {
     pub fn check_buffers(&self, dtype: DType, size: impl Fn(&str) -> Option<u64>) -> Result<()> {
         for (what, need) in self.buffer_bytes(dtype) {
             match size(what) {
-                None if need > 0 => return Err(Error::limit(OP, what, format!("the {} form needs a `{what}` buffer", self.form_name()))),
-                Some(have) if have < need => return Err(Error::limit(OP, what, format!("buffer holds {have} bytes, the problem needs {need}"))),
+                None if need > 0 => {
+                    return Err(Error::limit(
+                        OP,
+                        what,
+                        format!("the {} form needs a `{what}` buffer", self.form_name()),
+                    ))
+                }
+                Some(have) if have < need => {
+                    return Err(Error::limit(OP, what, format!("buffer holds {have} bytes, the problem needs {need}")))
+                }
                 _ => {}
             }
         }
@@ -269,7 +305,9 @@ impl<'a> MsDeformAttnInput<'a> {
                 want("sampling_offsets", problem.locations_shape(), sampling_offsets.len())?;
                 want("attention_logits", problem.logits_shape(), attention_logits.len())
             }
-            (_, form) => Err(Error::limit(OP, "input form", format!("inputs do not match the problem's form {form:?}"))),
+            (_, form) => {
+                Err(Error::limit(OP, "input form", format!("inputs do not match the problem's form {form:?}")))
+            }
         }
     }
 }

@@ -43,7 +43,11 @@ impl BertLayerProblem {
     /// Checks the dimensions.
     pub fn validate(&self) -> Result<()> {
         if [self.batch, self.t, self.hidden, self.heads, self.ffn].contains(&0) || self.hidden % self.heads != 0 {
-            return Err(Error::limit(OP, "language layer", format!("need all ≥ 1 and hidden a multiple of heads: {self:?}")));
+            return Err(Error::limit(
+                OP,
+                "language layer",
+                format!("need all ≥ 1 and hidden a multiple of heads: {self:?}"),
+            ));
         }
         Ok(())
     }
@@ -95,7 +99,24 @@ impl BertLayerProblem {
     /// Every weight's official name and shape, in [`BERT_WEIGHT_NAMES`] order.
     pub fn weight_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
         let (h, f) = (self.hidden, self.ffn);
-        let shapes: [Vec<usize>; 16] = [vec![h, h], vec![h], vec![h, h], vec![h], vec![h, h], vec![h], vec![h, h], vec![h], vec![h], vec![h], vec![f, h], vec![f], vec![h, f], vec![h], vec![h], vec![h]];
+        let shapes: [Vec<usize>; 16] = [
+            vec![h, h],
+            vec![h],
+            vec![h, h],
+            vec![h],
+            vec![h, h],
+            vec![h],
+            vec![h, h],
+            vec![h],
+            vec![h],
+            vec![h],
+            vec![f, h],
+            vec![f],
+            vec![h, f],
+            vec![h],
+            vec![h],
+            vec![h],
+        ];
         BERT_WEIGHT_NAMES.into_iter().zip(shapes).collect()
     }
 }
@@ -119,10 +140,22 @@ impl<'a> BertLayerWeights<'a> {
     /// Every tensor with its official name and expected shape, in [`BERT_WEIGHT_NAMES`] order.
     pub fn tensors(&self, p: &BertLayerProblem) -> Vec<(&'static str, Vec<usize>, &'a [f32])> {
         let data = [
-            self.query.weight, self.query.bias, self.key.weight, self.key.bias, self.value.weight, self.value.bias,
-            self.attn_out.weight, self.attn_out.bias, self.attn_norm.weight, self.attn_norm.bias,
-            self.intermediate.weight, self.intermediate.bias, self.output.weight, self.output.bias,
-            self.out_norm.weight, self.out_norm.bias,
+            self.query.weight,
+            self.query.bias,
+            self.key.weight,
+            self.key.bias,
+            self.value.weight,
+            self.value.bias,
+            self.attn_out.weight,
+            self.attn_out.bias,
+            self.attn_norm.weight,
+            self.attn_norm.bias,
+            self.intermediate.weight,
+            self.intermediate.bias,
+            self.output.weight,
+            self.output.bias,
+            self.out_norm.weight,
+            self.out_norm.bias,
         ];
         p.weight_shapes().into_iter().zip(data).map(|((n, s), d)| (n, s, d)).collect()
     }
@@ -158,10 +191,19 @@ impl SparseFusionProblem {
         self.fusion.validate()?;
         self.lang.validate()?;
         if self.start + self.fusion.nv != self.tokens {
-            return Err(Error::limit(OP, "level_start_index", format!("last level starts at {} with {} tokens, but S = {}", self.start, self.fusion.nv, self.tokens)));
+            return Err(Error::limit(
+                OP,
+                "level_start_index",
+                format!("last level starts at {} with {} tokens, but S = {}", self.start, self.fusion.nv, self.tokens),
+            ));
         }
-        if self.lang.batch != self.fusion.batch || self.lang.t != self.fusion.t || self.lang.hidden != self.fusion.l_dim {
-            return Err(Error::limit(OP, "language", format!("fusion and language layer disagree on B/T/width: {:?} vs {:?}", self.fusion, self.lang)));
+        if self.lang.batch != self.fusion.batch || self.lang.t != self.fusion.t || self.lang.hidden != self.fusion.l_dim
+        {
+            return Err(Error::limit(
+                OP,
+                "language",
+                format!("fusion and language layer disagree on B/T/width: {:?} vs {:?}", self.fusion, self.lang),
+            ));
         }
         Ok(())
     }
@@ -187,7 +229,15 @@ impl SparseFusionProblem {
 
     /// Checks the buffers, the fusion weights and the language weights.
     #[allow(clippy::too_many_arguments)]
-    pub fn check(&self, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, w: &BertLayerWeights) -> Result<()> {
+    pub fn check(
+        &self,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        w: &BertLayerWeights,
+    ) -> Result<()> {
         self.validate()?;
         let (b, c) = (self.fusion.batch, self.fusion.v_dim);
         check_len(OP, "memory", &[b, self.tokens, c], memory.len())?;

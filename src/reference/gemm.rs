@@ -27,7 +27,13 @@ pub fn activate<T: Real>(x: T, act: Activation) -> T {
     match act {
         Activation::None => x,
         // NaN stays NaN, as torch.relu keeps it
-        Activation::Relu => if x < T::of(0.0) { T::of(0.0) } else { x },
+        Activation::Relu => {
+            if x < T::of(0.0) {
+                T::of(0.0)
+            } else {
+                x
+            }
+        }
         Activation::Gelu => x * T::of(0.5) * (T::of(1.0) + (x / T::of(std::f64::consts::SQRT_2)).erf()),
     }
 }

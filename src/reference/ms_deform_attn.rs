@@ -13,7 +13,13 @@ use crate::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 
 /// Sampling locations `[B,Q,M,L,P,2]` and attention weights `[B,Q,M,L,P]` of the fused form,
 /// computed exactly as the official module does before calling its core.
-pub fn fused_to_official<T: Real>(pr: &MsDeformAttnProblem, kind: RefKind, reference: &[f32], offsets: &[f32], logits: &[f32]) -> (Vec<T>, Vec<T>) {
+pub fn fused_to_official<T: Real>(
+    pr: &MsDeformAttnProblem,
+    kind: RefKind,
+    reference: &[f32],
+    offsets: &[f32],
+    logits: &[f32],
+) -> (Vec<T>, Vec<T>) {
     let (l_n, p_n) = (pr.num_levels(), pr.points);
     let lp = l_n * p_n;
     let mut loc = vec![T::of(0.0); pr.samples() * 2];

@@ -6,7 +6,10 @@ use super::gemm::gemm;
 use super::layer_norm::layer_norm;
 use super::Real;
 use crate::problem::gated_cross_attn::LN_EPS;
-use crate::problem::{Activation, AttentionProblem, BertLayerProblem, BertLayerWeights, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, Linear, Norm, SparseFusionProblem};
+use crate::problem::{
+    Activation, AttentionProblem, BertLayerProblem, BertLayerWeights, GatedCrossAttnWeights, GemmProblem,
+    LayerNormProblem, Linear, Norm, SparseFusionProblem,
+};
 
 fn dense<T: Real>(rows: usize, x: &[T], lin: &Linear, k: usize, n: usize, act: Activation) -> Vec<T> {
     gemm(&GemmProblem::linear(rows, k, n).with_act(act), x, lin.weight, Some(lin.bias))
@@ -25,7 +28,14 @@ pub fn bert_layer<T: Real>(p: &BertLayerProblem, x: &[T], mask: Option<&[f32]>, 
     let k = dense(rows, x, &w.key, h, h, Activation::None);
     let v = dense(rows, x, &w.value, h, h, Activation::None);
     let additive: Option<Vec<f32>> = mask.map(|m| m.iter().map(|&v| (1.0 - v) * -10000.0).collect());
-    let ap = AttentionProblem { batch: p.batch, heads: p.heads, q_len: p.t, k_len: p.t, head_dim: p.head_dim(), scale: (p.head_dim() as f32).powf(-0.5) };
+    let ap = AttentionProblem {
+        batch: p.batch,
+        heads: p.heads,
+        q_len: p.t,
+        k_len: p.t,
+        head_dim: p.head_dim(),
+        scale: (p.head_dim() as f32).powf(-0.5),
+    };
     let ctx = attention(&ap, &q, &k, &v, additive.as_deref());
     let a = add_norm(rows, h, dense(rows, &ctx, &w.attn_out, h, h, Activation::None), x, &w.attn_norm);
     let inter = dense(rows, &a, &w.intermediate, h, p.ffn, Activation::Gelu);
@@ -33,7 +43,15 @@ pub fn bert_layer<T: Real>(p: &BertLayerProblem, x: &[T], mask: Option<&[f32]>, 
 }
 
 /// Runs one round: fuses `memory[:, start..]` in place and returns the new language state.
-pub fn sparse_fusion<T: Real>(p: &SparseFusionProblem, memory: &mut [T], pos: &[T], lang: &[T], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Vec<T> {
+pub fn sparse_fusion<T: Real>(
+    p: &SparseFusionProblem,
+    memory: &mut [T],
+    pos: &[T],
+    lang: &[T],
+    mask: Option<&[f32]>,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> Vec<T> {
     let (v_new, l_new) = gated_cross_attn(&p.fusion, &p.gather_level(memory), &p.gather_level(pos), lang, fw);
     p.scatter_level(memory, &v_new);
     bert_layer(&p.lang, &l_new, mask, bw)

@@ -46,11 +46,25 @@ pub(crate) fn conv2d_into(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[
                     let (oy, ox) = (r0 + j / wo, j % wo);
                     let iy = (oy * p.stride + ky) as isize - p.pad as isize;
                     let ix = (ox * p.stride + kx) as isize - p.pad as isize;
-                    *v = if iy >= 0 && iy < p.h as isize && ix >= 0 && ix < p.w as isize { xb[(c * p.h + iy as usize) * p.w + ix as usize] } else { 0.0 };
+                    *v = if iy >= 0 && iy < p.h as isize && ix >= 0 && ix < p.w as isize {
+                        xb[(c * p.h + iy as usize) * p.w + ix as usize]
+                    } else {
+                        0.0
+                    };
                 }
             });
             // y[:, r0·wo .. r0·wo + n] (+)= W [Co, k] · col [k, n]
-            matmul_into(p.out_c, n, k, &mut yb[r0 * wo..], plane, w, View { data: &col[..k * n], rs: n, cs: 1 }, par, residual);
+            matmul_into(
+                p.out_c,
+                n,
+                k,
+                &mut yb[r0 * wo..],
+                plane,
+                w,
+                View { data: &col[..k * n], rs: n, cs: 1 },
+                par,
+                residual,
+            );
         }
     }
     // epilogue: bias (the residual is already in), activation

@@ -23,16 +23,37 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 }
 
 /// `dst [m×n]` (row stride `dst_rs`, unit column stride) `= lhs [m×k] · rhs [k×n]`.
-pub(crate) fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, lhs: View, rhs: View, par: Parallelism) {
+pub(crate) fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: View,
+    rhs: View,
+    par: Parallelism,
+) {
     matmul_into(m, n, k, dst, dst_rs, lhs, rhs, par, false)
 }
 
 /// [`matmul`], adding the product to what `dst` holds when `accumulate` is set.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_into(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, lhs: View, rhs: View, par: Parallelism, accumulate: bool) {
+pub(crate) fn matmul_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: View,
+    rhs: View,
+    par: Parallelism,
+    accumulate: bool,
+) {
     // The views must lie inside their slices: the `gemm` call below reads and writes raw pointers.
     assert!(
-        dst.len() >= extent(m, n, dst_rs, 1) && lhs.data.len() >= extent(m, k, lhs.rs, lhs.cs) && rhs.data.len() >= extent(k, n, rhs.rs, rhs.cs),
+        dst.len() >= extent(m, n, dst_rs, 1)
+            && lhs.data.len() >= extent(m, k, lhs.rs, lhs.cs)
+            && rhs.data.len() >= extent(k, n, rhs.rs, rhs.cs),
         "matmul view out of bounds"
     );
     // SAFETY: every index the kernel touches is within the extents asserted above; dst does not
@@ -63,9 +84,26 @@ pub(crate) fn matmul_into(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs:
 }
 
 /// `act(x [rows,k] · Wᵀ + b)` with PyTorch's `W [n,k]`.
-pub(crate) fn linear(rows: usize, k: usize, n: usize, x: &[f32], weight: &[f32], bias: Option<&[f32]>, act: Activation) -> Vec<f32> {
+pub(crate) fn linear(
+    rows: usize,
+    k: usize,
+    n: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> Vec<f32> {
     let mut y = vec![0.0; rows * n];
-    matmul(rows, n, k, &mut y, n, View { data: x, rs: k, cs: 1 }, View { data: weight, rs: 1, cs: k }, Parallelism::Rayon(0));
+    matmul(
+        rows,
+        n,
+        k,
+        &mut y,
+        n,
+        View { data: x, rs: k, cs: 1 },
+        View { data: weight, rs: 1, cs: k },
+        Parallelism::Rayon(0),
+    );
     if bias.is_some() || act != Activation::None {
         y.par_chunks_mut(n).for_each(|row| {
             for (j, o) in row.iter_mut().enumerate() {
@@ -127,7 +165,16 @@ pub(crate) fn attention(p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], m
                 softmax_row(row);
             }
             let mut o = vec![0.0; lq * dh];
-            matmul(lq, dh, lk, &mut o, dh, View { data: &s, rs: lk, cs: 1 }, View { data: &v[b * lk * w + h * dh..], rs: w, cs: 1 }, Parallelism::None);
+            matmul(
+                lq,
+                dh,
+                lk,
+                &mut o,
+                dh,
+                View { data: &s, rs: lk, cs: 1 },
+                View { data: &v[b * lk * w + h * dh..], rs: w, cs: 1 },
+                Parallelism::None,
+            );
             (b, h, o)
         })
         .collect();

@@ -7,7 +7,10 @@ use rayon::prelude::*;
 
 use super::dense::{attention, layer_norm, linear, matmul, softmax_row, View};
 use crate::problem::gated_cross_attn::LN_EPS;
-use crate::problem::{Activation, AttentionProblem, BertLayerProblem, BertLayerWeights, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, LayerNormProblem, Linear, Norm, SparseFusionProblem};
+use crate::problem::{
+    Activation, AttentionProblem, BertLayerProblem, BertLayerWeights, Gate, GatedCrossAttnProblem,
+    GatedCrossAttnWeights, LayerNormProblem, Linear, Norm, SparseFusionProblem,
+};
 
 fn dense(rows: usize, x: &[f32], lin: &Linear, k: usize, n: usize, act: Activation) -> Vec<f32> {
     linear(rows, k, n, x, lin.weight, Some(lin.bias), act)
@@ -17,7 +20,13 @@ fn norm(rows: usize, width: usize, x: &[f32], n: &Norm) -> Vec<f32> {
     layer_norm(&LayerNormProblem { rows, width, eps: LN_EPS }, x, n.weight, n.bias)
 }
 
-pub(crate) fn gated_cross_attn(p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn gated_cross_attn(
+    p: &GatedCrossAttnProblem,
+    v: &[f32],
+    pos: &[f32],
+    l: &[f32],
+    w: &GatedCrossAttnWeights,
+) -> (Vec<f32>, Vec<f32>) {
     let (rv, rl) = (p.batch * p.nv, p.batch * p.t);
     let (cv, cl, e, dh, nv, t) = (p.v_dim, p.l_dim, p.embed, p.head_dim(), p.nv, p.t);
     let vh = norm(rv, cv, v, &w.layer_norm_v);
@@ -36,7 +45,16 @@ pub(crate) fn gated_cross_attn(p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32]
             let (b, h) = (bh / p.heads, bh % p.heads);
             // A = Q_h · K_hᵀ  [Nv, T], computed once for both directions.
             let mut a = vec![0.0; nv * t];
-            matmul(nv, t, dh, &mut a, t, View { data: &q[b * nv * e + h * dh..], rs: e, cs: 1 }, View { data: &k[b * t * e + h * dh..], rs: 1, cs: e }, Parallelism::None);
+            matmul(
+                nv,
+                t,
+                dh,
+                &mut a,
+                t,
+                View { data: &q[b * nv * e + h * dh..], rs: e, cs: 1 },
+                View { data: &k[b * t * e + h * dh..], rs: 1, cs: e },
+                Parallelism::None,
+            );
             // Text side: softmax over Nv of each column, kept column-major as P_l [T, Nv].
             let mut pl = vec![0.0; t * nv];
             for j in 0..t {
@@ -49,9 +67,27 @@ pub(crate) fn gated_cross_attn(p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32]
             // Image side: softmax over T of each row, in place.
             a.chunks_mut(t).for_each(softmax_row);
             let mut ov = vec![0.0; nv * dh];
-            matmul(nv, dh, t, &mut ov, dh, View { data: &a, rs: t, cs: 1 }, View { data: &vl[b * t * e + h * dh..], rs: e, cs: 1 }, Parallelism::None);
+            matmul(
+                nv,
+                dh,
+                t,
+                &mut ov,
+                dh,
+                View { data: &a, rs: t, cs: 1 },
+                View { data: &vl[b * t * e + h * dh..], rs: e, cs: 1 },
+                Parallelism::None,
+            );
             let mut ol = vec![0.0; t * dh];
-            matmul(t, dh, nv, &mut ol, dh, View { data: &pl, rs: nv, cs: 1 }, View { data: &vv[b * nv * e + h * dh..], rs: e, cs: 1 }, Parallelism::None);
+            matmul(
+                t,
+                dh,
+                nv,
+                &mut ol,
+                dh,
+                View { data: &pl, rs: nv, cs: 1 },
+                View { data: &vv[b * nv * e + h * dh..], rs: e, cs: 1 },
+                Parallelism::None,
+            );
             (b, h, ov, ol)
         })
         .collect();
@@ -87,7 +123,14 @@ pub(crate) fn bert_layer(p: &BertLayerProblem, x: &[f32], mask: Option<&[f32]>, 
     let k = dense(rows, x, &w.key, h, h, Activation::None);
     let v = dense(rows, x, &w.value, h, h, Activation::None);
     let additive: Option<Vec<f32>> = mask.map(|m| m.iter().map(|&v| (1.0 - v) * -10000.0).collect());
-    let ap = AttentionProblem { batch: p.batch, heads: p.heads, q_len: p.t, k_len: p.t, head_dim: p.head_dim(), scale: (p.head_dim() as f32).powf(-0.5) };
+    let ap = AttentionProblem {
+        batch: p.batch,
+        heads: p.heads,
+        q_len: p.t,
+        k_len: p.t,
+        head_dim: p.head_dim(),
+        scale: (p.head_dim() as f32).powf(-0.5),
+    };
     let ctx = attention(&ap, &q, &k, &v, additive.as_deref());
     let mut a = dense(rows, &ctx, &w.attn_out, h, h, Activation::None);
     a.par_iter_mut().zip(x).for_each(|(o, r)| *o += r);
@@ -98,7 +141,15 @@ pub(crate) fn bert_layer(p: &BertLayerProblem, x: &[f32], mask: Option<&[f32]>, 
     norm(rows, h, &o, &w.out_norm)
 }
 
-pub(crate) fn sparse_fusion(p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Vec<f32> {
+pub(crate) fn sparse_fusion(
+    p: &SparseFusionProblem,
+    memory: &mut [f32],
+    pos: &[f32],
+    lang: &[f32],
+    mask: Option<&[f32]>,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> Vec<f32> {
     let (v_new, l_new) = gated_cross_attn(&p.fusion, &p.gather_level(memory), &p.gather_level(pos), lang, fw);
     p.scatter_level(memory, &v_new);
     bert_layer(&p.lang, &l_new, mask, bw)

@@ -19,8 +19,8 @@ use crate::error::Result;
 use crate::problem::ms_deform_attn::MAX_POINTS;
 use crate::problem::Conv2dProblem;
 use crate::problem::{
-    AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem,
-    SparseFusionProblem,
+    AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
+    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem, SparseFusionProblem,
 };
 
 /// The native CPU backend: rayon over rows/queries, the `gemm` crate, AVX2+FMA where present.
@@ -57,7 +57,11 @@ impl Backend for CpuBackend {
     }
     fn details(&self) -> Vec<(&'static str, String)> {
         #[cfg(target_arch = "x86_64")]
-        let simd = if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") { "AVX2 + FMA" } else { "portable" };
+        let simd = if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            "AVX2 + FMA"
+        } else {
+            "portable"
+        };
         #[cfg(not(target_arch = "x86_64"))]
         let simd = "portable";
         vec![
@@ -70,14 +74,24 @@ impl Backend for CpuBackend {
     fn supports(&self, _dtype: DType) -> Result<()> {
         Ok(())
     }
-    fn prepare_valid<'a>(&'a self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_valid<'a>(
+        &'a self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         let inputs = HostInputs::new(problem, input, |x| round_to(x, dtype));
         Ok(Box::new(CpuRun { problem: problem.clone(), inputs, dtype, out: vec![0.0; problem.output_len()] }))
     }
 
     /// One-shot f32 runs read the caller's slices directly (no copies: the encoder's inputs are
     /// ≈ 45 MB at 800×1066); other dtypes round `value` in a prepared copy first.
-    fn ms_deform_attn_valid(&self, problem: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Vec<f32>> {
+    fn ms_deform_attn_valid(
+        &self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Vec<f32>> {
         if dtype != DType::F32 {
             let mut prepared = self.prepare_valid(problem, input, dtype)?;
             prepared.run()?;
@@ -91,10 +105,24 @@ impl Backend for CpuBackend {
     fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(dense::linear(p.m, p.k, p.n, x, weight, bias, p.act))
     }
-    fn conv2d_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn conv2d_valid(
+        &self,
+        p: &Conv2dProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         Ok(conv::conv2d(p, x, weight, bias, residual))
     }
-    fn conv2d_accumulate_valid(&self, p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], acc: &mut Vec<f32>) -> Result<()> {
+    fn conv2d_accumulate_valid(
+        &self,
+        p: &Conv2dProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        acc: &mut Vec<f32>,
+    ) -> Result<()> {
         conv::conv2d_into(p, x, weight, bias, acc, true);
         Ok(())
     }
@@ -104,13 +132,36 @@ impl Backend for CpuBackend {
     fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
         Ok(dense::softmax(p.width, x))
     }
-    fn attention_valid(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn attention_valid(
+        &self,
+        p: &AttentionProblem,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        mask: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         Ok(dense::attention(p, q, k, v, mask))
     }
-    fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+    fn gated_cross_attn_valid(
+        &self,
+        p: &GatedCrossAttnProblem,
+        v: &[f32],
+        pos: &[f32],
+        l: &[f32],
+        w: &GatedCrossAttnWeights,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         Ok(fusion::gated_cross_attn(p, v, pos, l, w))
     }
-    fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+    fn sparse_fusion_valid(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut [f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Vec<f32>> {
         Ok(fusion::sparse_fusion(p, memory, pos, lang, mask, fw, bw))
     }
 }
@@ -234,7 +285,12 @@ fn head<const D: usize>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq:
             let (ly, lx) = (y - y0f, x - x0f);
             let (y0, x0) = (y0f as isize, x0f as isize);
             let a = aw[i];
-            let corners = [(y0, x0, (1.0 - ly) * (1.0 - lx)), (y0, x0 + 1, (1.0 - ly) * lx), (y0 + 1, x0, ly * (1.0 - lx)), (y0 + 1, x0 + 1, ly * lx)];
+            let corners = [
+                (y0, x0, (1.0 - ly) * (1.0 - lx)),
+                (y0, x0 + 1, (1.0 - ly) * lx),
+                (y0 + 1, x0, ly * (1.0 - lx)),
+                (y0 + 1, x0 + 1, ly * lx),
+            ];
             for (yy, xx, cw) in corners {
                 if yy < 0 || xx < 0 || yy >= lv.h as isize || xx >= lv.w as isize {
                     continue;

@@ -14,8 +14,16 @@ use crate::kernels::sparse_fusion as k;
 use crate::problem::{BertLayerWeights, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem};
 
 // The kernels read the parameter block as u32 words at these positions.
-const _: () = assert!(offset_of!(FusionParams, off) / 4 == k::P_OFF && offset_of!(FusionParams, jobs) / 4 == k::P_JOBS && size_of::<Job>() / 4 == k::JOB_WORDS);
-const _: () = assert!(offset_of!(FusionParams, lscale) / 4 == k::P_LSCALE && offset_of!(FusionParams, eps) / 4 == k::P_EPS && offset_of!(FusionParams, total) / 4 == k::P_TOTAL);
+const _: () = assert!(
+    offset_of!(FusionParams, off) / 4 == k::P_OFF
+        && offset_of!(FusionParams, jobs) / 4 == k::P_JOBS
+        && size_of::<Job>() / 4 == k::JOB_WORDS
+);
+const _: () = assert!(
+    offset_of!(FusionParams, lscale) / 4 == k::P_LSCALE
+        && offset_of!(FusionParams, eps) / 4 == k::P_EPS
+        && offset_of!(FusionParams, total) / 4 == k::P_TOTAL
+);
 
 /// A round resident on the device: the arena and one parameter block per launch. Running it
 /// again re-fuses the already fused image rows in place (same work), so repeated runs time the
@@ -40,7 +48,15 @@ impl<R: Runtime> CubeclBackend<R> {
         let arena = catch("upload", self.kind, || self.client.create_from_slice(bytemuck::cast_slice(&r.arena.0)))?;
         let launches = self.round_params(&r)?;
         let labels = r.launches.iter().map(|l| l.label).collect();
-        Ok(CubeclRound { be: self, op, arena: (arena, r.arena.0.len()), launches, labels, v_out: r.v_out, l_out: r.l_out })
+        Ok(CubeclRound {
+            be: self,
+            op,
+            arena: (arena, r.arena.0.len()),
+            launches,
+            labels,
+            v_out: r.v_out,
+            l_out: r.l_out,
+        })
     }
 
     fn run_round(&self, op: &'static str, r: Round) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -74,7 +90,13 @@ impl<R: Runtime> CubeclRound<'_, R> {
 
 impl<R: Runtime> CubeclBackend<R> {
     /// Enqueues one kernel of a round on `arena` (handle, f32 length) with parameter block `params`.
-    pub(super) fn launch_round_kernel(&self, kernel: Kernel, arena: &(Handle, usize), params: &Handle, cubes: CubeCount) -> Result<()> {
+    pub(super) fn launch_round_kernel(
+        &self,
+        kernel: Kernel,
+        arena: &(Handle, usize),
+        params: &Handle,
+        cubes: CubeCount,
+    ) -> Result<()> {
         let arena = unsafe { ArrayArg::from_raw_parts(arena.0.clone(), arena.1) };
         let p = unsafe { ArrayArg::from_raw_parts(params.clone(), size_of::<FusionParams>() / 4) };
         let (client, dim) = (&self.client, CubeDim::new_1d(256));
@@ -132,18 +154,49 @@ impl<R: Runtime> Prepared for CubeclRound<'_, R> {
     }
 }
 
-pub(super) fn gated_cross_attn<R: Runtime>(be: &CubeclBackend<R>, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+pub(super) fn gated_cross_attn<R: Runtime>(
+    be: &CubeclBackend<R>,
+    p: &GatedCrossAttnProblem,
+    v: &[f32],
+    pos: &[f32],
+    l: &[f32],
+    w: &GatedCrossAttnWeights,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     be.run_round(crate::problem::gated_cross_attn::OP, fusion_plan::gated_cross_attn(be.kind.name(), p, v, pos, l, w)?)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn sparse_fusion<R: Runtime>(be: &CubeclBackend<R>, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
-    let (v_new, lang_out) = be.run_round(crate::problem::sparse_fusion::OP, fusion_plan::sparse_fusion(be.kind.name(), p, memory, pos, lang, mask, fw, bw)?)?;
+pub(super) fn sparse_fusion<R: Runtime>(
+    be: &CubeclBackend<R>,
+    p: &SparseFusionProblem,
+    memory: &mut [f32],
+    pos: &[f32],
+    lang: &[f32],
+    mask: Option<&[f32]>,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> Result<Vec<f32>> {
+    let (v_new, lang_out) = be.run_round(
+        crate::problem::sparse_fusion::OP,
+        fusion_plan::sparse_fusion(be.kind.name(), p, memory, pos, lang, mask, fw, bw)?,
+    )?;
     p.scatter_level(memory, &v_new);
     Ok(lang_out)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn prepare_sparse_fusion<'a, R: Runtime>(be: &'a CubeclBackend<R>, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<CubeclRound<'a, R>> {
-    be.prepare_round(crate::problem::sparse_fusion::OP, fusion_plan::sparse_fusion(be.kind.name(), p, memory, pos, lang, mask, fw, bw)?)
+pub(super) fn prepare_sparse_fusion<'a, R: Runtime>(
+    be: &'a CubeclBackend<R>,
+    p: &SparseFusionProblem,
+    memory: &[f32],
+    pos: &[f32],
+    lang: &[f32],
+    mask: Option<&[f32]>,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> Result<CubeclRound<'a, R>> {
+    be.prepare_round(
+        crate::problem::sparse_fusion::OP,
+        fusion_plan::sparse_fusion(be.kind.name(), p, memory, pos, lang, mask, fw, bw)?,
+    )
 }

@@ -24,8 +24,8 @@ use crate::error::{Error, Result};
 use crate::kernels::dense;
 use crate::problem::ms_deform_attn::OP;
 use crate::problem::{
-    AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
-    SparseFusionProblem,
+    AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
+    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
 };
 
 /// Limits of the cubecl attention kernel: keys and head width staged in shared memory.
@@ -56,23 +56,67 @@ pub struct CubeclBackend<R: Runtime> {
 /// # Safety
 /// `x`, `w` and `y` hold m·k, n·k and m·n values; `b` n values when `has_bias`, `r` m·n when `has_res`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn launch_gemm<R: Runtime>(client: &ComputeClient<R>, p: &GemmProblem, x: ArrayArg<R>, w: ArrayArg<R>, b: ArrayArg<R>, r: ArrayArg<R>, y: ArrayArg<R>, has_bias: bool, has_res: bool) {
+unsafe fn launch_gemm<R: Runtime>(
+    client: &ComputeClient<R>,
+    p: &GemmProblem,
+    x: ArrayArg<R>,
+    w: ArrayArg<R>,
+    b: ArrayArg<R>,
+    r: ArrayArg<R>,
+    y: ArrayArg<R>,
+    has_bias: bool,
+    has_res: bool,
+) {
     let tile = super::gemm_tile(p.m, p.n);
     let cubes = CubeCount::Static(p.n.div_ceil(tile) as u32, p.m.div_ceil(tile) as u32, 1);
     let (m, k, n, act) = (p.m as u32, p.k as u32, p.n as u32, p.act.code());
     // SAFETY: the caller's lengths; both kernels bounds-check rows, columns and k
     unsafe {
         if tile == 128 {
-            dense::gemm128::launch_unchecked::<R>(client, cubes, CubeDim::new_1d(256), x, w, b, r, y, m, k, n, has_bias, act, has_res)
+            dense::gemm128::launch_unchecked::<R>(
+                client,
+                cubes,
+                CubeDim::new_1d(256),
+                x,
+                w,
+                b,
+                r,
+                y,
+                m,
+                k,
+                n,
+                has_bias,
+                act,
+                has_res,
+            )
         } else {
-            dense::gemm::launch_unchecked::<R>(client, cubes, CubeDim::new_1d(256), x, w, b, r, y, m, k, n, has_bias, act, has_res)
+            dense::gemm::launch_unchecked::<R>(
+                client,
+                cubes,
+                CubeDim::new_1d(256),
+                x,
+                w,
+                b,
+                r,
+                y,
+                m,
+                k,
+                n,
+                has_bias,
+                act,
+                has_res,
+            )
         }
     }
 }
 
 fn catch<T>(what: &str, backend: BackendKind, f: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
-        let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "cubecl panicked".into());
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "cubecl panicked".into());
         Error::BackendUnavailable { backend: backend.name().into(), reason: format!("{what}: {msg}") }
     })
 }
@@ -89,7 +133,10 @@ impl CubeclBackend<cubecl::wgpu::WgpuRuntime> {
         let device = WgpuDevice::DefaultDevice;
         let setup = SETUP.get_or_init(|| {
             let has_adapter = {
-                let instance = ::wgpu::Instance::new(::wgpu::InstanceDescriptor { backends: ::wgpu::Backends::from_env().unwrap_or(::wgpu::Backends::all()), ..::wgpu::InstanceDescriptor::new_without_display_handle() });
+                let instance = ::wgpu::Instance::new(::wgpu::InstanceDescriptor {
+                    backends: ::wgpu::Backends::from_env().unwrap_or(::wgpu::Backends::all()),
+                    ..::wgpu::InstanceDescriptor::new_without_display_handle()
+                });
                 pollster::block_on(instance.request_adapter(&Default::default())).is_ok()
             };
             if !has_adapter {
@@ -104,7 +151,15 @@ impl CubeclBackend<cubecl::wgpu::WgpuRuntime> {
         });
         let name = setup.clone().map_err(|reason| Error::BackendUnavailable { backend: kind.name().into(), reason })?;
         let client = catch("client", kind, || WgpuRuntime::client(&device))?;
-        Ok(CubeclBackend { client, kind, device: name, launches: AtomicU64::new(0), uploaded: AtomicU64::new(0), id: crate::backend::tensor::new_owner_id(), _r: PhantomData })
+        Ok(CubeclBackend {
+            client,
+            kind,
+            device: name,
+            launches: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
+            id: crate::backend::tensor::new_owner_id(),
+            _r: PhantomData,
+        })
     }
 }
 
@@ -115,12 +170,24 @@ impl CubeclBackend<cubecl::cuda::CudaRuntime> {
         use cubecl::cuda::{CudaDevice, CudaRuntime};
         let kind = BackendKind::CubeclCuda;
         // SAFETY: loading the driver library runs its initialisers only; nothing else is called.
-        let lib = unsafe { libloading::Library::new("libcuda.so.1") }.map_err(|e| Error::BackendUnavailable { backend: kind.name().into(), reason: format!("no CUDA driver: {e}") })?;
+        let lib = unsafe { libloading::Library::new("libcuda.so.1") }.map_err(|e| Error::BackendUnavailable {
+            backend: kind.name().into(),
+            reason: format!("no CUDA driver: {e}"),
+        })?;
         drop(lib);
         let device = CudaDevice { index: 0 };
         let client = catch("CUDA client", kind, || CudaRuntime::client(&device))?;
-        catch("CUDA sync", kind, || pollster::block_on(client.sync()))?.map_err(|e| Error::BackendUnavailable { backend: kind.name().into(), reason: format!("{e:?}") })?;
-        Ok(CubeclBackend { client, kind, device: "CUDA device 0".into(), launches: AtomicU64::new(0), uploaded: AtomicU64::new(0), id: crate::backend::tensor::new_owner_id(), _r: PhantomData })
+        catch("CUDA sync", kind, || pollster::block_on(client.sync()))?
+            .map_err(|e| Error::BackendUnavailable { backend: kind.name().into(), reason: format!("{e:?}") })?;
+        Ok(CubeclBackend {
+            client,
+            kind,
+            device: "CUDA device 0".into(),
+            launches: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
+            id: crate::backend::tensor::new_owner_id(),
+            _r: PhantomData,
+        })
     }
 }
 
@@ -170,7 +237,11 @@ impl<R: Runtime> CubeclBackend<R> {
     fn f32_out(&self, op: &'static str, len: usize) -> Result<Handle> {
         let bytes = len.max(1) * 4;
         if bytes as u64 > self.client.properties().memory.max_page_size {
-            return Err(Error::Unsupported { op, backend: self.kind.name().into(), reason: format!("output needs {bytes} bytes, more than the device allocates per buffer") });
+            return Err(Error::Unsupported {
+                op,
+                backend: self.kind.name().into(),
+                reason: format!("output needs {bytes} bytes, more than the device allocates per buffer"),
+            });
         }
         Ok(self.client.empty(bytes))
     }
@@ -180,7 +251,8 @@ impl<R: Runtime> CubeclBackend<R> {
     /// cubecl's server becomes an error naming `what`.
     pub(crate) fn sync(&self, what: &str) -> Result<()> {
         let kind = self.kind;
-        catch("sync", kind, || pollster::block_on(self.client.sync()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{what}: {e:?}") })
+        catch("sync", kind, || pollster::block_on(self.client.sync()))?
+            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{what}: {e:?}") })
     }
 
     /// Runs `launch` (which enqueues one kernel writing `out`), waits, reads `out`.
@@ -203,7 +275,15 @@ impl<R: Runtime> CubeclBackend<R> {
             let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
             Ok((self.upload(what, bytemuck::cast_slice(data)).map_err(|e| retag(e, OP))?, data.len()))
         };
-        Ok(GemmRun { be: self, x: up("x", x)?, w: up("weight", weight)?, b: up("bias", bias.unwrap_or(&[]))?, out: (self.f32_out(OP, p.m * p.n)?, p.m * p.n), p: *p, has_bias: bias.is_some() })
+        Ok(GemmRun {
+            be: self,
+            x: up("x", x)?,
+            w: up("weight", weight)?,
+            b: up("bias", bias.unwrap_or(&[]))?,
+            out: (self.f32_out(OP, p.m * p.n)?, p.m * p.n),
+            p: *p,
+            has_bias: bias.is_some(),
+        })
     }
 }
 
@@ -222,7 +302,19 @@ impl<R: Runtime> Prepared for GemmRun<'_, R> {
     fn enqueue(&mut self) -> Result<()> {
         let arg = |h: &(Handle, usize)| unsafe { ArrayArg::from_raw_parts(h.0.clone(), h.1) };
         // SAFETY: array lengths match the validated problem.
-        catch("launch", self.be.kind, || unsafe { launch_gemm(&self.be.client, &self.p, arg(&self.x), arg(&self.w), arg(&self.b), arg(&self.b), arg(&self.out), self.has_bias, false) })?;
+        catch("launch", self.be.kind, || unsafe {
+            launch_gemm(
+                &self.be.client,
+                &self.p,
+                arg(&self.x),
+                arg(&self.w),
+                arg(&self.b),
+                arg(&self.b),
+                arg(&self.out),
+                self.has_bias,
+                false,
+            )
+        })?;
         self.be.count_launch();
         Ok(())
     }
@@ -231,7 +323,8 @@ impl<R: Runtime> Prepared for GemmRun<'_, R> {
     }
     fn output(&mut self) -> Result<Vec<f32>> {
         let kind = self.be.kind;
-        let bytes = catch("read", kind, || self.be.client.read_one(self.out.0.clone()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("gemm: {e:?}") })?;
+        let bytes = catch("read", kind, || self.be.client.read_one(self.out.0.clone()))?
+            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("gemm: {e:?}") })?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }
@@ -266,7 +359,11 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
     }
     fn supports(&self, dtype: DType) -> Result<()> {
         if !self.supports_type(dtype) {
-            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("{} has no {dtype} support", self.device) });
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: self.kind.name().into(),
+                reason: format!("{} has no {dtype} support", self.device),
+            });
         }
         Ok(())
     }
@@ -276,19 +373,53 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
 
     resident_ops!();
 
-    fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+    fn gated_cross_attn_valid(
+        &self,
+        p: &GatedCrossAttnProblem,
+        v: &[f32],
+        pos: &[f32],
+        l: &[f32],
+        w: &GatedCrossAttnWeights,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         fusion::gated_cross_attn(self, p, v, pos, l, w)
     }
 
-    fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+    fn sparse_fusion_valid(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut [f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Vec<f32>> {
         fusion::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
     }
 
-    fn prepare_sparse_fusion_valid<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_sparse_fusion_valid<'a>(
+        &'a self,
+        p: &SparseFusionProblem,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         Ok(Box::new(fusion::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
     }
 
-    fn prepare_sparse_fusion_unfused_valid<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_sparse_fusion_unfused_valid<'a>(
+        &'a self,
+        p: &SparseFusionProblem,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         Ok(Box::new(unfused::prepare(self, p, memory, pos, lang, mask, fw, bw)?))
     }
 
@@ -297,7 +428,13 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         run.run()?;
         run.output()
     }
-    fn prepare_gemm_valid<'a>(&'a self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_gemm_valid<'a>(
+        &'a self,
+        p: &GemmProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         Ok(Box::new(self.gemm_run(p, x, weight, bias)?))
     }
 
@@ -308,7 +445,20 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
         let cubes = self.row_cubes(p.rows);
         // SAFETY: as above; one cube per row, rows beyond `rows` terminate.
-        self.finish(OP, out, || unsafe { dense::layer_norm::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), xa, ga, ba, y, p.rows as u32, p.width as u32, p.eps) })
+        self.finish(OP, out, || unsafe {
+            dense::layer_norm::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                xa,
+                ga,
+                ba,
+                y,
+                p.rows as u32,
+                p.width as u32,
+                p.eps,
+            )
+        })
     }
 
     fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
@@ -318,38 +468,96 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
         let cubes = self.row_cubes(p.rows);
         // SAFETY: as above.
-        self.finish(OP, out, || unsafe { dense::softmax::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), xa, y, p.rows as u32, p.width as u32) })
+        self.finish(OP, out, || unsafe {
+            dense::softmax::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                xa,
+                y,
+                p.rows as u32,
+                p.width as u32,
+            )
+        })
     }
 
-    fn attention_valid(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn attention_valid(
+        &self,
+        p: &AttentionProblem,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        mask: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         const OP: &str = crate::problem::attention::OP;
         if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
             return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
         }
-        let (qa, ka, va, ma) = (self.f32_in(OP, "q", q)?, self.f32_in(OP, "k", k)?, self.f32_in(OP, "v", v)?, self.f32_in(OP, "mask", mask.unwrap_or(&[]))?);
+        let (qa, ka, va, ma) = (
+            self.f32_in(OP, "q", q)?,
+            self.f32_in(OP, "k", k)?,
+            self.f32_in(OP, "v", v)?,
+            self.f32_in(OP, "mask", mask.unwrap_or(&[]))?,
+        );
         let out = self.f32_out(OP, q.len())?;
         let o = unsafe { ArrayArg::from_raw_parts(out.clone(), q.len()) };
         let cubes = self.row_cubes(p.batch * p.heads * p.q_len);
         // SAFETY: as above; one cube per (b, h, query row), extra cubes terminate.
         self.finish(OP, out, || unsafe {
-            dense::attention::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), qa, ka, va, ma, o, p.batch as u32, p.heads as u32, p.q_len as u32, p.k_len as u32, p.head_dim as u32, p.scale, mask.is_some())
+            dense::attention::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                qa,
+                ka,
+                va,
+                ma,
+                o,
+                p.batch as u32,
+                p.heads as u32,
+                p.q_len as u32,
+                p.k_len as u32,
+                p.head_dim as u32,
+                p.scale,
+                mask.is_some(),
+            )
         })
     }
 
-    fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_valid<'a>(
+        &'a self,
+        pr: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         let plan = msda::MsdaPlan::new(&self.client, pr, dtype);
         let (samp, attn, refp): (&[f32], &[f32], &[f32]) = match *input {
-            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (sampling_locations, attention_weights, &[0.0]),
-            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (sampling_offsets, attention_logits, reference),
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => {
+                (sampling_locations, attention_weights, &[0.0])
+            }
+            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => {
+                (sampling_offsets, attention_logits, reference)
+            }
         };
         let out_bytes = pr.output_len() * dtype.size();
         if out_bytes as u64 > self.client.properties().memory.max_page_size {
-            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("output needs {out_bytes} bytes, more than the device allocates per buffer") });
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: self.kind.name().into(),
+                reason: format!("output needs {out_bytes} bytes, more than the device allocates per buffer"),
+            });
         }
         let up = |what: &str, data: &[f32]| self.upload(what, bytemuck::cast_slice(data));
         let value = self.upload("value", &super::pack(input.value(), dtype))?;
-        let args = plan.args(value, plan.shapes_handle(&self.client, pr), up("sampling", samp)?, up("attention", attn)?, up("reference", refp)?, self.client.empty(out_bytes), pr);
+        let args = plan.args(
+            value,
+            plan.shapes_handle(&self.client, pr),
+            up("sampling", samp)?,
+            up("attention", attn)?,
+            up("reference", refp)?,
+            self.client.empty(out_bytes),
+            pr,
+        );
         Ok(Box::new(msda::CubeclRun { be: self, plan, args }))
     }
 }
-

@@ -29,7 +29,12 @@ pub struct MsDeformAttnHandles {
 /// Enqueues `ms_deform_attn` for `pr` on the caller's own cubecl `client` and buffers (no copy,
 /// no sync: read `h.output` when the stream is done). Checks the problem, the dtype against the
 /// device and every buffer's size first; a mismatch is an error naming the tensor.
-pub fn launch_ms_deform_attn<R: Runtime>(client: &ComputeClient<R>, pr: &MsDeformAttnProblem, dtype: DType, h: &MsDeformAttnHandles) -> Result<()> {
+pub fn launch_ms_deform_attn<R: Runtime>(
+    client: &ComputeClient<R>,
+    pr: &MsDeformAttnProblem,
+    dtype: DType,
+    h: &MsDeformAttnHandles,
+) -> Result<()> {
     pr.validate()?;
     let features = &client.properties().features;
     let ok = match dtype {
@@ -38,7 +43,11 @@ pub fn launch_ms_deform_attn<R: Runtime>(client: &ComputeClient<R>, pr: &MsDefor
         DType::Bf16 => features.supports_type(cubecl::ir::FloatKind::BF16),
     };
     if !ok {
-        return Err(Error::Unsupported { op: OP, backend: "cubecl".into(), reason: format!("this device has no {dtype} type") });
+        return Err(Error::Unsupported {
+            op: OP,
+            backend: "cubecl".into(),
+            reason: format!("this device has no {dtype} type"),
+        });
     }
     pr.check_buffers(dtype, |what| {
         let h = match what {
@@ -53,7 +62,15 @@ pub fn launch_ms_deform_attn<R: Runtime>(client: &ComputeClient<R>, pr: &MsDefor
     let refp = h.reference.clone().filter(|_| pr.form != Form::Official);
     let plan = MsdaPlan::new(client, pr, dtype);
     let shapes = plan.shapes_handle(client, pr);
-    let args = plan.args(h.value.clone(), shapes, h.sampling.clone(), h.attention.clone(), refp.unwrap_or_else(|| client.create_from_slice(&[0u8; 4])), h.output.clone(), pr);
+    let args = plan.args(
+        h.value.clone(),
+        shapes,
+        h.sampling.clone(),
+        h.attention.clone(),
+        refp.unwrap_or_else(|| client.create_from_slice(&[0u8; 4])),
+        h.output.clone(),
+        pr,
+    );
     catch("launch", crate::backend::BackendKind::CubeclWgpu, || plan.launch(client, &args)).map_err(|e| match e {
         Error::BackendUnavailable { reason, .. } => Error::Device { backend: "cubecl".into(), reason },
         other => other,
@@ -81,7 +98,21 @@ impl MsdaPlan {
         let cubes_needed = total.div_ceil(CUBE as usize) as u32;
         let max = client.properties().hardware.max_cube_count.0.min(65535);
         let cubes = CubeCount::Static(cubes_needed.min(max), cubes_needed.div_ceil(max), 1);
-        MsdaPlan { dims: [pr.queries as u32, pr.heads as u32, groups as u32, pr.tokens as u32, pr.num_levels() as u32, total as u32], points: pr.points, vector, form: pr.form, dtype, cubes }
+        MsdaPlan {
+            dims: [
+                pr.queries as u32,
+                pr.heads as u32,
+                groups as u32,
+                pr.tokens as u32,
+                pr.num_levels() as u32,
+                total as u32,
+            ],
+            points: pr.points,
+            vector,
+            form: pr.form,
+            dtype,
+            cubes,
+        }
     }
 
     /// The `[L,3]` (H, W, start) table the kernel reads.
@@ -91,7 +122,16 @@ impl MsdaPlan {
     }
 
     /// The six kernel arrays with their lengths in elements (value/output in vectors).
-    pub(crate) fn args(&self, value: Handle, shapes: Handle, samp: Handle, attn: Handle, refp: Handle, out: Handle, pr: &MsDeformAttnProblem) -> [(Handle, usize); 6] {
+    pub(crate) fn args(
+        &self,
+        value: Handle,
+        shapes: Handle,
+        samp: Handle,
+        attn: Handle,
+        refp: Handle,
+        out: Handle,
+        pr: &MsDeformAttnProblem,
+    ) -> [(Handle, usize); 6] {
         let vector_len = |n: usize| n / self.vector;
         let samples = pr.samples();
         let ref_len = match pr.form {
@@ -172,7 +212,8 @@ impl<R: Runtime> Prepared for CubeclRun<'_, R> {
 
     fn output(&mut self) -> Result<Vec<f32>> {
         let kind = self.be.kind;
-        let bytes = catch("read", kind, || self.be.client.read_one(self.args[5].0.clone()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })?;
+        let bytes = catch("read", kind, || self.be.client.read_one(self.args[5].0.clone()))?
+            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })?;
         Ok(crate::backend::unpack(&bytes, self.plan.dtype))
     }
 }

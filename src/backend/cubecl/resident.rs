@@ -12,7 +12,10 @@ use crate::backend::fusion_plan::{self, WeightOffsets};
 use crate::backend::Tensor;
 use crate::error::{Error, Result};
 use crate::kernels::dense;
-use crate::problem::{Activation, BertLayerWeights, DType, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnProblem, SparseFusionProblem};
+use crate::problem::{
+    Activation, BertLayerWeights, DType, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnProblem,
+    SparseFusionProblem,
+};
 
 const SF_OP: &str = crate::problem::sparse_fusion::OP;
 
@@ -54,7 +57,8 @@ impl<R: Runtime> CubeclBackend<R> {
         let h = t.buffer::<Handle>(self.id, self.kind.name(), "tensor")?.clone();
         self.sync("download")?;
         let kind = self.kind;
-        let bytes = catch("read", kind, || self.client.read_one(h))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("download: {e:?}") })?;
+        let bytes = catch("read", kind, || self.client.read_one(h))?
+            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("download: {e:?}") })?;
         let mut v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         v.truncate(t.len());
         Ok(v)
@@ -83,10 +87,28 @@ impl<R: Runtime> CubeclBackend<R> {
         }
         let cubes = self.row_cubes(n.div_ceil(256));
         // SAFETY: callers keep from + n ≤ src.1 and to + n ≤ dst.1; the kernel stops at n.
-        self.enqueue(|| unsafe { dense::copy::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(src), arg(dst), from as u32, to as u32, n as u32) })
+        self.enqueue(|| unsafe {
+            dense::copy::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                arg(src),
+                arg(dst),
+                from as u32,
+                to as u32,
+                n as u32,
+            )
+        })
     }
 
-    pub(super) fn gemm_tensor(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+    pub(super) fn gemm_tensor(
+        &self,
+        p: &GemmProblem,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::gemm::OP;
         let (x, w) = (self.resident(OP, "x", x)?, self.resident(OP, "weight", weight)?);
         let b = match bias {
@@ -100,7 +122,17 @@ impl<R: Runtime> CubeclBackend<R> {
         let y = self.out(OP, p.m * p.n)?;
         // SAFETY: lengths checked by `gemm_t`.
         self.enqueue(|| unsafe {
-            super::launch_gemm(&self.client, p, arg(&x), arg(&w), arg(&b), arg(&r), arg(&y), bias.is_some(), residual.is_some())
+            super::launch_gemm(
+                &self.client,
+                p,
+                arg(&x),
+                arg(&w),
+                arg(&b),
+                arg(&r),
+                arg(&y),
+                bias.is_some(),
+                residual.is_some(),
+            )
         })?;
         Ok(self.tensor(y))
     }
@@ -119,36 +151,107 @@ impl<R: Runtime> CubeclBackend<R> {
         let y = self.out(op, a.1)?;
         let cubes = self.row_cubes(a.1.div_ceil(256));
         // SAFETY: equal lengths checked by `add_t` / `mul_t`; the kernel stops at n.
-        self.enqueue(|| unsafe { dense::add::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&a), arg(&b), arg(&y), a.1 as u32, mul, act.code()) })?;
+        self.enqueue(|| unsafe {
+            dense::add::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                arg(&a),
+                arg(&b),
+                arg(&y),
+                a.1 as u32,
+                mul,
+                act.code(),
+            )
+        })?;
         Ok(self.tensor(y))
     }
 
-    pub(super) fn attention_tensor(&self, p: &crate::problem::AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    pub(super) fn attention_tensor(
+        &self,
+        p: &crate::problem::AttentionProblem,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::attention::OP;
         if p.k_len > super::ATTENTION_MAX_KEYS || p.head_dim > super::ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head", p.k_len, p.head_dim, super::ATTENTION_MAX_KEYS, super::ATTENTION_MAX_HEAD_DIM) });
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: self.kind.name().into(),
+                reason: format!(
+                    "Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head",
+                    p.k_len,
+                    p.head_dim,
+                    super::ATTENTION_MAX_KEYS,
+                    super::ATTENTION_MAX_HEAD_DIM
+                ),
+            });
         }
         let (qb, kb, vb) = (self.resident(OP, "q", q)?, self.resident(OP, "k", k)?, self.resident(OP, "v", v)?);
         let y = self.out(OP, qb.1)?;
         let cubes = self.row_cubes(p.batch * p.heads * p.q_len);
         // SAFETY: lengths checked by `attention_t`; one cube per (b, h, query row), extra cubes terminate.
         self.enqueue(|| unsafe {
-            dense::attention::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&qb), arg(&kb), arg(&vb), arg(&qb), arg(&y), p.batch as u32, p.heads as u32, p.q_len as u32, p.k_len as u32, p.head_dim as u32, p.scale, false)
+            dense::attention::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                arg(&qb),
+                arg(&kb),
+                arg(&vb),
+                arg(&qb),
+                arg(&y),
+                p.batch as u32,
+                p.heads as u32,
+                p.q_len as u32,
+                p.k_len as u32,
+                p.head_dim as u32,
+                p.scale,
+                false,
+            )
         })?;
         Ok(self.tensor(y))
     }
 
-    pub(super) fn layer_norm_tensor(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    pub(super) fn layer_norm_tensor(
+        &self,
+        p: &LayerNormProblem,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::layer_norm::OP;
-        let (x, g, b) = (self.resident(OP, "x", x)?, self.resident(OP, "gamma", gamma)?, self.resident(OP, "beta", beta)?);
+        let (x, g, b) =
+            (self.resident(OP, "x", x)?, self.resident(OP, "gamma", gamma)?, self.resident(OP, "beta", beta)?);
         let y = self.out(OP, x.1)?;
         let cubes = self.row_cubes(p.rows);
         // SAFETY: lengths checked by `layer_norm_t`; one cube per row, extra cubes terminate.
-        self.enqueue(|| unsafe { dense::layer_norm::launch_unchecked::<R>(&self.client, cubes, CubeDim::new_1d(256), arg(&x), arg(&g), arg(&b), arg(&y), p.rows as u32, p.width as u32, p.eps) })?;
+        self.enqueue(|| unsafe {
+            dense::layer_norm::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                arg(&x),
+                arg(&g),
+                arg(&b),
+                arg(&y),
+                p.rows as u32,
+                p.width as u32,
+                p.eps,
+            )
+        })?;
         Ok(self.tensor(y))
     }
 
-    pub(super) fn ms_deform_attn_tensor(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+    pub(super) fn ms_deform_attn_tensor(
+        &self,
+        pr: &MsDeformAttnProblem,
+        value: &Tensor,
+        reference: &Tensor,
+        offsets: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor> {
         use crate::problem::ms_deform_attn::OP;
         let y = self.out(OP, pr.output_len())?;
         let h = MsDeformAttnHandles {
@@ -175,17 +278,33 @@ impl<R: Runtime> CubeclBackend<R> {
         self.copy(&s, 0, &d, at, s.1.min(src.len()))
     }
 
-    pub(super) fn bind_round_weights(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Tensor> {
+    pub(super) fn bind_round_weights(
+        &self,
+        p: &SparseFusionProblem,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Tensor> {
         let (host, offsets) = fusion_plan::sparse_fusion_weights(p, fw, bw);
-        let weights = (self.upload("round weights", bytemuck::cast_slice(&host)).map_err(|e| retag(e, SF_OP))?, host.len());
+        let weights =
+            (self.upload("round weights", bytemuck::cast_slice(&host)).map_err(|e| retag(e, SF_OP))?, host.len());
         Ok(Tensor::device(self.id, host.len(), BoundRound { weights, offsets, arena: Default::default() }))
     }
 
     /// One round on device tensors, as the wgpu backend's: rows, positions and language copied
     /// into the arena after the bound weights, the 8 launches, the fused rows copied back over
     /// `memory`'s last level and the language output into a new tensor; no sync.
-    pub(super) fn sparse_fusion_tensor(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, bound: Option<&Tensor>) -> Result<Tensor> {
-        let bound = bound.ok_or_else(|| Error::Device { backend: self.kind.name().into(), reason: "sparse_fusion: the round's weights are not bound".into() })?;
+    pub(super) fn sparse_fusion_tensor(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut Tensor,
+        pos: &Tensor,
+        lang: &Tensor,
+        bound: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let bound = bound.ok_or_else(|| Error::Device {
+            backend: self.kind.name().into(),
+            reason: "sparse_fusion: the round's weights are not bound".into(),
+        })?;
         let br = bound.buffer::<BoundRound>(self.id, self.kind.name(), "round weights")?;
         let r = fusion_plan::sparse_fusion_layout(self.kind.name(), p, &br.offsets)?;
         let bytes = r.arena_bytes();

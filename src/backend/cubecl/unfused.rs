@@ -50,11 +50,28 @@ impl<'a, R: Runtime> Builder<'a, R> {
     }
 
     fn norm(&mut self, x: &Buf, n: &Norm, rows: usize, width: usize) -> Result<Buf> {
-        let (g, b, y) = (self.upload("norm.weight", n.weight)?, self.upload("norm.bias", n.bias)?, self.empty(rows * width)?);
+        let (g, b, y) =
+            (self.upload("norm.weight", n.weight)?, self.upload("norm.bias", n.bias)?, self.empty(rows * width)?);
         let (be, x, out) = (self.be, x.clone(), y.clone());
         let cubes = be.row_cubes(rows);
         let eps = crate::problem::gated_cross_attn::LN_EPS;
-        self.launches.push(("layer_norm", Box::new(move || unsafe { dense::layer_norm::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), x.arg(), g.arg(), b.arg(), out.arg(), rows as u32, width as u32, eps) })));
+        self.launches.push((
+            "layer_norm",
+            Box::new(move || unsafe {
+                dense::layer_norm::launch_unchecked::<R>(
+                    &be.client,
+                    cubes.clone(),
+                    CubeDim::new_1d(256),
+                    x.arg(),
+                    g.arg(),
+                    b.arg(),
+                    out.arg(),
+                    rows as u32,
+                    width as u32,
+                    eps,
+                )
+            }),
+        ));
         Ok(y)
     }
 
@@ -62,12 +79,29 @@ impl<'a, R: Runtime> Builder<'a, R> {
         let (w, b, y) = (self.upload("weight", lin.weight)?, self.upload("bias", lin.bias)?, self.empty(rows * n)?);
         let (be, x, out) = (self.be, x.clone(), y.clone());
         let p = crate::problem::GemmProblem { m: rows, k, n, bias: true, act };
-        self.launches.push(("gemm", Box::new(move || unsafe { super::launch_gemm::<R>(&be.client, &p, x.arg(), w.arg(), b.arg(), b.arg(), out.arg(), true, false) })));
+        self.launches.push((
+            "gemm",
+            Box::new(move || unsafe {
+                super::launch_gemm::<R>(&be.client, &p, x.arg(), w.arg(), b.arg(), b.arg(), out.arg(), true, false)
+            }),
+        ));
         Ok(y)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attention(&mut self, q: &Buf, k: &Buf, v: &Buf, mask: Option<&Buf>, batch: usize, heads: usize, q_len: usize, k_len: usize, head_dim: usize, scale: f32) -> Result<Buf> {
+    fn attention(
+        &mut self,
+        q: &Buf,
+        k: &Buf,
+        v: &Buf,
+        mask: Option<&Buf>,
+        batch: usize,
+        heads: usize,
+        q_len: usize,
+        k_len: usize,
+        head_dim: usize,
+        scale: f32,
+    ) -> Result<Buf> {
         let y = self.empty(q.1)?;
         let (be, q, k, v, out) = (self.be, q.clone(), k.clone(), v.clone(), y.clone());
         let has_mask = mask.is_some();
@@ -79,7 +113,23 @@ impl<'a, R: Runtime> Builder<'a, R> {
         self.launches.push((
             "attention",
             Box::new(move || unsafe {
-                dense::attention::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), q.arg(), k.arg(), v.arg(), m.arg(), out.arg(), batch as u32, heads as u32, q_len as u32, k_len as u32, head_dim as u32, scale, has_mask)
+                dense::attention::launch_unchecked::<R>(
+                    &be.client,
+                    cubes.clone(),
+                    CubeDim::new_1d(256),
+                    q.arg(),
+                    k.arg(),
+                    v.arg(),
+                    m.arg(),
+                    out.arg(),
+                    batch as u32,
+                    heads as u32,
+                    q_len as u32,
+                    k_len as u32,
+                    head_dim as u32,
+                    scale,
+                    has_mask,
+                )
             }),
         ));
         Ok(y)
@@ -89,7 +139,22 @@ impl<'a, R: Runtime> Builder<'a, R> {
         let y = self.empty(a.1)?;
         let (be, a, b, out) = (self.be, a.clone(), b.clone(), y.clone());
         let cubes = be.row_cubes(a.1.div_ceil(256));
-        self.launches.push(("add", Box::new(move || unsafe { dense::add::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), a.arg(), b.arg(), out.arg(), a.1 as u32, false, 0) })));
+        self.launches.push((
+            "add",
+            Box::new(move || unsafe {
+                dense::add::launch_unchecked::<R>(
+                    &be.client,
+                    cubes.clone(),
+                    CubeDim::new_1d(256),
+                    a.arg(),
+                    b.arg(),
+                    out.arg(),
+                    a.1 as u32,
+                    false,
+                    0,
+                )
+            }),
+        ));
         Ok(y)
     }
 
@@ -102,13 +167,38 @@ impl<'a, R: Runtime> Builder<'a, R> {
             Gate::Glip => 1,
             Gate::XGating => 2,
         };
-        self.launches.push(("gated residual", Box::new(move || unsafe { dense::gated_residual::launch_unchecked::<R>(&be.client, cubes.clone(), CubeDim::new_1d(256), x.arg(), d.arg(), g.arg(), out.arg(), x.1 as u32, width as u32, gate) })));
+        self.launches.push((
+            "gated residual",
+            Box::new(move || unsafe {
+                dense::gated_residual::launch_unchecked::<R>(
+                    &be.client,
+                    cubes.clone(),
+                    CubeDim::new_1d(256),
+                    x.arg(),
+                    d.arg(),
+                    g.arg(),
+                    out.arg(),
+                    x.1 as u32,
+                    width as u32,
+                    gate,
+                )
+            }),
+        ));
         Ok(y)
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn prepare<'a, R: Runtime>(be: &'a CubeclBackend<R>, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<UnfusedRound<'a, R>> {
+pub(super) fn prepare<'a, R: Runtime>(
+    be: &'a CubeclBackend<R>,
+    p: &SparseFusionProblem,
+    memory: &[f32],
+    pos: &[f32],
+    lang: &[f32],
+    mask: Option<&[f32]>,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> Result<UnfusedRound<'a, R>> {
     let f = &p.fusion;
     let (rv, rl, cv, cl, e) = (f.batch * f.nv, f.batch * f.t, f.v_dim, f.l_dim, f.embed);
     let mut g = Builder { be, launches: Vec::new() };
@@ -139,7 +229,18 @@ pub(super) fn prepare<'a, R: Runtime>(be: &'a CubeclBackend<R>, p: &SparseFusion
         Some(m) => Some(g.upload("mask", &m.iter().map(|&x| (1.0 - x) * -10000.0).collect::<Vec<f32>>())?),
         None => None,
     };
-    let ctx = g.attention(&lq, &lk, &lv, additive.as_ref(), lp.batch, lp.heads, lp.t, lp.t, lp.head_dim(), (lp.head_dim() as f32).powf(-0.5))?;
+    let ctx = g.attention(
+        &lq,
+        &lk,
+        &lv,
+        additive.as_ref(),
+        lp.batch,
+        lp.heads,
+        lp.t,
+        lp.t,
+        lp.head_dim(),
+        (lp.head_dim() as f32).powf(-0.5),
+    )?;
     let ao = g.linear(&ctx, &bw.attn_out, rows, h, h, Activation::None)?;
     let s1 = g.add(&ao, &l_new)?;
     let a = g.norm(&s1, &bw.attn_norm, rows, h)?;
@@ -169,7 +270,8 @@ impl<R: Runtime> Prepared for UnfusedRound<'_, R> {
 
     fn output(&mut self) -> Result<Vec<f32>> {
         let kind = self.be.kind;
-        let bytes = catch("read", kind, || self.be.client.read_one(self.out.0.clone()))?.map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{OP}: {e:?}") })?;
+        let bytes = catch("read", kind, || self.be.client.read_one(self.out.0.clone()))?
+            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{OP}: {e:?}") })?;
         Ok(bytemuck::pod_collect_to_vec(&bytes[..self.out.1 * 4]))
     }
 

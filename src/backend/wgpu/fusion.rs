@@ -23,7 +23,12 @@ impl WgpuBackend {
     /// Uploads the arena and builds every launch's pipeline and bind group; nothing runs yet.
     fn prepare_round(&self, op: &'static str, r: Round) -> Result<PreparedRound<'_>> {
         self.check_size(op, "arena (inputs, weights and intermediates)", r.arena_bytes())?;
-        let arena = self.buffer(op, "arena", bytemuck::cast_slice(&r.arena.0), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)?;
+        let arena = self.buffer(
+            op,
+            "arena",
+            bytemuck::cast_slice(&r.arena.0),
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        )?;
         let recorded = self.bind_round(op, &r, &arena)?;
         let labels = r.launches.iter().map(|l| l.label).collect();
         Ok(PreparedRound { be: self, op, arena, recorded, labels, v_out: r.v_out, l_out: r.l_out })
@@ -44,11 +49,18 @@ impl WgpuBackend {
             let pipeline = self.pipeline(&self.fusion, key, entry)?;
             let (gx, gy, grid_x) = self.row_grid(l.items);
             let params = r.params(i, grid_x);
-            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(entry), contents: bytemuck::bytes_of(&params), usage: wgpu::BufferUsages::UNIFORM });
+            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(entry),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
             let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(entry),
                 layout: &pipeline.get_bind_group_layout(0),
-                entries: &[wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }, wgpu::BindGroupEntry { binding: 1, resource: arena.as_entire_binding() }],
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 1, resource: arena.as_entire_binding() },
+                ],
             });
             recorded.push((pipeline, bind, (gx, gy)));
         }
@@ -87,7 +99,8 @@ impl PreparedRound<'_> {
     fn submit(&self, range: std::ops::Range<usize>) -> Result<()> {
         let be = self.be;
         be.record(self.op, |enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.op), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.op), timestamp_writes: None });
             for (pipeline, bind, groups) in &self.recorded[range] {
                 be.dispatch(&mut pass, pipeline, bind, *groups);
             }
@@ -118,14 +131,30 @@ impl Prepared for PreparedRound<'_> {
     }
 }
 
-pub(super) fn gated_cross_attn(be: &WgpuBackend, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+pub(super) fn gated_cross_attn(
+    be: &WgpuBackend,
+    p: &GatedCrossAttnProblem,
+    v: &[f32],
+    pos: &[f32],
+    l: &[f32],
+    w: &GatedCrossAttnWeights,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     const OP: &str = crate::problem::gated_cross_attn::OP;
     be.run_round(OP, fusion_plan::gated_cross_attn("wgpu", p, v, pos, l, w)?)
 }
 
 const SF_OP: &str = crate::problem::sparse_fusion::OP;
 
-pub(super) fn sparse_fusion(be: &WgpuBackend, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+pub(super) fn sparse_fusion(
+    be: &WgpuBackend,
+    p: &SparseFusionProblem,
+    memory: &mut [f32],
+    pos: &[f32],
+    lang: &[f32],
+    mask: Option<&[f32]>,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> Result<Vec<f32>> {
     let r = fusion_plan::sparse_fusion("wgpu", p, memory, pos, lang, mask, fw, bw)?;
     let (v_new, lang_out) = be.run_round(SF_OP, r)?;
     p.scatter_level(memory, &v_new);
@@ -133,10 +162,18 @@ pub(super) fn sparse_fusion(be: &WgpuBackend, p: &SparseFusionProblem, memory: &
 }
 
 /// A resident round for repeated timed runs (see [`PreparedRound`]).
-pub(super) fn prepare_sparse_fusion<'a>(be: &'a WgpuBackend, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<PreparedRound<'a>> {
+pub(super) fn prepare_sparse_fusion<'a>(
+    be: &'a WgpuBackend,
+    p: &SparseFusionProblem,
+    memory: &[f32],
+    pos: &[f32],
+    lang: &[f32],
+    mask: Option<&[f32]>,
+    fw: &GatedCrossAttnWeights,
+    bw: &BertLayerWeights,
+) -> Result<PreparedRound<'a>> {
     be.prepare_round(SF_OP, fusion_plan::sparse_fusion("wgpu", p, memory, pos, lang, mask, fw, bw)?)
 }
-
 
 /// A `sparse_fusion` round's weights on the device (the arena's head, uploaded once) and the
 /// last arena built on them, reused while the token counts stay the same.
@@ -148,7 +185,12 @@ pub(super) struct BoundRound {
 
 impl WgpuBackend {
     /// Uploads one round's weights in the fused kernels' layout.
-    pub(super) fn bind_round_weights(&self, p: &SparseFusionProblem, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Tensor> {
+    pub(super) fn bind_round_weights(
+        &self,
+        p: &SparseFusionProblem,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Tensor> {
         let (host, offsets) = fusion_plan::sparse_fusion_weights(p, fw, bw);
         let weights = self.buffer(SF_OP, "round weights", bytemuck::cast_slice(&host), TENSOR_USAGE)?;
         Ok(Tensor::device(self.id, host.len(), BoundRound { weights, offsets, arena: Default::default() }))
@@ -158,7 +200,14 @@ impl WgpuBackend {
     /// copied into the arena after the bound weights, the 8 launches run, the fused rows are
     /// copied back over `memory`'s last level and the language output into a new tensor; recorded
     /// as one batch command, no wait.
-    pub(super) fn sparse_fusion_tensor(&self, p: &SparseFusionProblem, memory: &mut Tensor, pos: &Tensor, lang: &Tensor, bound: Option<&Tensor>) -> Result<Tensor> {
+    pub(super) fn sparse_fusion_tensor(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut Tensor,
+        pos: &Tensor,
+        lang: &Tensor,
+        bound: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let bound = bound.ok_or_else(|| device_err("sparse_fusion: the round's weights are not bound"))?;
         let br = bound.buffer::<BoundRound>(self.id, "wgpu", "round weights")?;
         let r = fusion_plan::sparse_fusion_layout("wgpu", p, &br.offsets)?;
@@ -192,13 +241,20 @@ impl WgpuBackend {
             }
             enc.copy_buffer_to_buffer(&langb, 0, &arena, r.l_in as u64 * 4, (lang.len() * 4) as u64);
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(SF_OP), timestamp_writes: None });
+                let mut pass =
+                    enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(SF_OP), timestamp_writes: None });
                 for (pipeline, bind, groups) in &recorded {
                     self.dispatch(&mut pass, pipeline, bind, *groups);
                 }
             }
             for b in 0..f.batch {
-                enc.copy_buffer_to_buffer(&arena, r.v_out.0 as u64 * 4 + b as u64 * rows, &mem, p.level(b).start as u64 * 4, rows);
+                enc.copy_buffer_to_buffer(
+                    &arena,
+                    r.v_out.0 as u64 * 4 + b as u64 * rows,
+                    &mem,
+                    p.level(b).start as u64 * 4,
+                    rows,
+                );
             }
             enc.copy_buffer_to_buffer(&arena, r.l_out.0 as u64 * 4, &out, 0, (l_len * 4) as u64);
         })?;

@@ -31,7 +31,15 @@ struct ImageParams {
 
 impl WgpuBackend {
     /// One `image.wgsl` entry point on tensors, writing `out`.
-    fn image_op(&self, op: &'static str, entry: &'static str, params: ImageParams, inputs: &[(&str, Option<&Tensor>)], out: &wgpu::Buffer, groups: (u32, u32, u32)) -> Result<()> {
+    fn image_op(
+        &self,
+        op: &'static str,
+        entry: &'static str,
+        params: ImageParams,
+        inputs: &[(&str, Option<&Tensor>)],
+        out: &wgpu::Buffer,
+        groups: (u32, u32, u32),
+    ) -> Result<()> {
         let key = match entry {
             "conv" => "image.conv",
             "conv128" => "image.conv128",
@@ -46,12 +54,25 @@ impl WgpuBackend {
         Ok(self.output("empty", len)?.1)
     }
 
-    pub(super) fn conv2d_tensor(&self, p: &Conv2dProblem, x: &Tensor, weight: &Tensor, bias: &Tensor, residual: Option<Tensor>) -> Result<Tensor> {
+    pub(super) fn conv2d_tensor(
+        &self,
+        p: &Conv2dProblem,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        residual: Option<Tensor>,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::conv2d::OP;
         let relu = match p.act {
             Activation::None => 0,
             Activation::Relu => 1,
-            Activation::Gelu => return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: "image.wgsl's conv has ReLU and identity epilogues only".into() }),
+            Activation::Gelu => {
+                return Err(Error::Unsupported {
+                    op: OP,
+                    backend: "wgpu".into(),
+                    reason: "image.wgsl's conv has ReLU and identity epilogues only".into(),
+                })
+            }
         };
         let (oh, ow) = (p.out_h(), p.out_w());
         let params = ImageParams {
@@ -71,7 +92,14 @@ impl WgpuBackend {
         let (out, t) = self.output(OP, p.batch * p.out_c * oh * ow)?;
         let tile = crate::backend::gemm_tile(p.out_c, oh * ow);
         let groups = ((oh * ow).div_ceil(tile) as u32, p.out_c.div_ceil(tile) as u32, p.batch as u32);
-        self.image_op(OP, if tile == 128 { "conv128" } else { "conv" }, params, &[("x", Some(x)), ("weight", Some(weight)), ("bias", Some(bias)), ("residual", residual.as_ref())], &out, groups)?;
+        self.image_op(
+            OP,
+            if tile == 128 { "conv128" } else { "conv" },
+            params,
+            &[("x", Some(x)), ("weight", Some(weight)), ("bias", Some(bias)), ("residual", residual.as_ref())],
+            &out,
+            groups,
+        )?;
         Ok(t)
     }
 
@@ -79,24 +107,67 @@ impl WgpuBackend {
         let (oh, ow) = pool_out(h, w);
         let total = planes * oh * ow;
         let (gx, gy, grid_x) = self.row_grid(total.div_ceil(256));
-        let params = ImageParams { h: h as u32, w: w as u32, out_h: oh as u32, out_w: ow as u32, grid_x, total: total as u32, ..Default::default() };
+        let params = ImageParams {
+            h: h as u32,
+            w: w as u32,
+            out_h: oh as u32,
+            out_w: ow as u32,
+            grid_x,
+            total: total as u32,
+            ..Default::default()
+        };
         let (out, t) = self.output("max_pool", total)?;
         self.image_op("max_pool", "max_pool", params, &[("x", Some(x))], &out, (gx, gy, 1))?;
         Ok(t)
     }
 
-    pub(super) fn group_norm_tensor(&self, s: &GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
-        let params = ImageParams { in_c: s.channels as u32, h: 1, w: s.plane as u32, groups: s.groups as u32, eps: s.eps, ..Default::default() };
+    pub(super) fn group_norm_tensor(
+        &self,
+        s: &GroupNormShape,
+        x: Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+    ) -> Result<Tensor> {
+        let params = ImageParams {
+            in_c: s.channels as u32,
+            h: 1,
+            w: s.plane as u32,
+            groups: s.groups as u32,
+            eps: s.eps,
+            ..Default::default()
+        };
         let (out, t) = self.output("group_norm", x.len())?;
-        self.image_op("group_norm", "group_norm", params, &[("x", Some(&x)), ("gamma", Some(gamma)), ("beta", Some(beta))], &out, (s.groups as u32, s.batch as u32, 1))?;
+        self.image_op(
+            "group_norm",
+            "group_norm",
+            params,
+            &[("x", Some(&x)), ("gamma", Some(gamma)), ("beta", Some(beta))],
+            &out,
+            (s.groups as u32, s.batch as u32, 1),
+        )?;
         Ok(t)
     }
 
-    pub(super) fn to_tokens_tensor(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
+    pub(super) fn to_tokens_tensor(
+        &self,
+        tokens: &mut Tensor,
+        row0: usize,
+        level: &Tensor,
+        c: usize,
+        plane: usize,
+    ) -> Result<()> {
         let out = self.resident("to_tokens", "tokens", tokens)?;
         let total = c * plane;
         let (gx, gy, grid_x) = self.row_grid(total.div_ceil(256));
-        let params = ImageParams { in_c: c as u32, h: 1, w: plane as u32, row0: row0 as u32, grid_x, total: total as u32, ..Default::default() };
+        let params = ImageParams {
+            in_c: c as u32,
+            h: 1,
+            w: plane as u32,
+            row0: row0 as u32,
+            grid_x,
+            total: total as u32,
+            ..Default::default()
+        };
         self.image_op("to_tokens", "to_tokens", params, &[("level", Some(level))], &out, (gx, gy, 1))
     }
 }

@@ -16,8 +16,8 @@ use super::{Backend, BackendKind, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
 use crate::problem::{
-    AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
-    SparseFusionProblem,
+    AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
+    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
 };
 
 /// The raw-WGSL backend on one wgpu device (its own, or the caller's: [`WgpuBackend::from_device`]).
@@ -33,7 +33,8 @@ pub struct WgpuBackend {
     /// Pipelines of `dense.wgsl` and `sparse_fusion.wgsl` by "file.entry", built on first use.
     pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
     /// `ms_deform_attn.wgsl` pipelines by (entry, f16, reference width, L, P).
-    msda_pipelines: std::sync::Mutex<std::collections::HashMap<(&'static str, bool, u32, usize, usize), wgpu::ComputePipeline>>,
+    msda_pipelines:
+        std::sync::Mutex<std::collections::HashMap<(&'static str, bool, u32, usize, usize), wgpu::ComputePipeline>>,
     /// Compute dispatches recorded so far (every kernel launch of this backend).
     dispatches: AtomicU64,
     /// Bytes copied from the host into device buffers so far.
@@ -136,7 +137,10 @@ fn device_err(reason: impl std::fmt::Display) -> Error {
 
 fn poll_err(e: wgpu::PollError) -> Error {
     match e {
-        wgpu::PollError::Timeout => device_err(format!("the device did not finish within {:?} (hung or lost; RLIPV2_GPU_TIMEOUT_S sets the limit)", super::gpu_timeout())),
+        wgpu::PollError::Timeout => device_err(format!(
+            "the device did not finish within {:?} (hung or lost; RLIPV2_GPU_TIMEOUT_S sets the limit)",
+            super::gpu_timeout()
+        )),
         other => device_err(other),
     }
 }
@@ -144,8 +148,12 @@ fn poll_err(e: wgpu::PollError) -> Error {
 impl WgpuBackend {
     /// Opens the adapter wgpu picks (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME` narrow it) with its full limits.
     pub fn new() -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()), ..wgpu::InstanceDescriptor::new_without_display_handle() });
-        let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None)).map_err(|e| unavailable(format!("no wgpu adapter: {e}")))?;
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None))
+            .map_err(|e| unavailable(format!("no wgpu adapter: {e}")))?;
         let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rlipv2"),
@@ -168,13 +176,19 @@ impl WgpuBackend {
     pub fn from_device(info: wgpu::AdapterInfo, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         let limits = device.limits();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("ms_deform_attn.wgsl"), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(crate::shaders::MS_DEFORM_ATTN)) });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("ms_deform_attn.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(crate::shaders::MS_DEFORM_ATTN)),
+        });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(unavailable(format!("ms_deform_attn.wgsl does not compile on {}: {e}", info.name)));
         }
         let compile = |name: &str, src: &'static str, checked: bool| -> Result<wgpu::ShaderModule> {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let desc = wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(src)) };
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(src)),
+            };
             let m = if checked {
                 device.create_shader_module(desc)
             } else {
@@ -182,7 +196,12 @@ impl WgpuBackend {
                 // allocated (`backend::fusion_plan`: every region sized from the validated
                 // problem), and guards every row/column/key loop by the planned extents. Per-access
                 // bounds checks made its launches up to 5.5× slower on an H200, 1.4× on lavapipe.
-                unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks { bounds_checks: false, ..wgpu::ShaderRuntimeChecks::unchecked() }) }
+                unsafe {
+                    device.create_shader_module_trusted(
+                        desc,
+                        wgpu::ShaderRuntimeChecks { bounds_checks: false, ..wgpu::ShaderRuntimeChecks::unchecked() },
+                    )
+                }
             };
             match pollster::block_on(scope.pop()) {
                 Some(e) => Err(unavailable(format!("{name} does not compile on {}: {e}", info.name))),
@@ -192,7 +211,11 @@ impl WgpuBackend {
         let dense = compile("dense.wgsl", crate::shaders::DENSE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
         let image = compile("image.wgsl", crate::shaders::IMAGE, true)?;
-        let placeholder = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("absent input"), contents: bytemuck::cast_slice(&[0f32]), usage: wgpu::BufferUsages::STORAGE });
+        let placeholder = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("absent input"),
+            contents: bytemuck::cast_slice(&[0f32]),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
         Ok(WgpuBackend {
             device,
             queue,
@@ -215,7 +238,12 @@ impl WgpuBackend {
     }
 
     /// The pipeline of `entry` in `module`, cached under `key`.
-    fn pipeline(&self, module: &wgpu::ShaderModule, key: &'static str, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+    fn pipeline(
+        &self,
+        module: &wgpu::ShaderModule,
+        key: &'static str,
+        entry: &'static str,
+    ) -> Result<wgpu::ComputePipeline> {
         let mut cache = self.pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
         Ok(cache
             .entry(key)
@@ -233,12 +261,24 @@ impl WgpuBackend {
     }
 
     /// Records one dispatch in `pass` and counts it.
-    fn dispatch(&self, pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32)) {
+    fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        pipeline: &wgpu::ComputePipeline,
+        bind: &wgpu::BindGroup,
+        groups: (u32, u32),
+    ) {
         self.dispatch3(pass, pipeline, bind, (groups.0, groups.1, 1));
     }
 
     /// [`Self::dispatch`] on a 3-D grid.
-    fn dispatch3(&self, pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32, u32)) {
+    fn dispatch3(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        pipeline: &wgpu::ComputePipeline,
+        bind: &wgpu::BindGroup,
+        groups: (u32, u32, u32),
+    ) {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind, &[]);
         pass.dispatch_workgroups(groups.0, groups.1, groups.2);
@@ -246,7 +286,15 @@ impl WgpuBackend {
     }
 
     /// Runs one `dense.wgsl` entry point once and reads its output back (see [`Self::prepare_dense`]).
-    fn run_dense(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, &[f32])], out_len: usize, groups: (u32, u32)) -> Result<Vec<f32>> {
+    fn run_dense(
+        &self,
+        op: &'static str,
+        entry: &'static str,
+        dims: DenseDims,
+        inputs: &[(&str, &[f32])],
+        out_len: usize,
+        groups: (u32, u32),
+    ) -> Result<Vec<f32>> {
         let mut run = self.prepare_dense(op, entry, dims, inputs, out_len, groups)?;
         run.enqueue()?;
         run.output()
@@ -255,10 +303,22 @@ impl WgpuBackend {
     /// Uploads the inputs of one `dense.wgsl` entry point and binds them: `dims`, the inputs at
     /// bindings 1.. (an empty slice binds a 1-element placeholder), an `out_len` output at
     /// binding 5, `groups` workgroups. Nothing runs yet.
-    fn prepare_dense(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, &[f32])], out_len: usize, groups: (u32, u32)) -> Result<WgpuRun<'_>> {
+    fn prepare_dense(
+        &self,
+        op: &'static str,
+        entry: &'static str,
+        dims: DenseDims,
+        inputs: &[(&str, &[f32])],
+        out_len: usize,
+        groups: (u32, u32),
+    ) -> Result<WgpuRun<'_>> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.0 > max || groups.1 > max {
-            return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
+            return Err(Error::Unsupported {
+                op,
+                backend: "wgpu".into(),
+                reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension"),
+            });
         }
         let key = dense_key(entry);
         let storage = wgpu::BufferUsages::STORAGE;
@@ -269,23 +329,46 @@ impl WgpuBackend {
         }
         let out_bytes = (out_len.max(1) * 4) as u64;
         let out = self.empty(op, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
-        let (pipeline, bind) = self.bind_module(&self.dense, key, entry, bytemuck::bytes_of(&dims), &bufs.iter().collect::<Vec<_>>(), &out)?;
+        let (pipeline, bind) = self.bind_module(
+            &self.dense,
+            key,
+            entry,
+            bytemuck::bytes_of(&dims),
+            &bufs.iter().collect::<Vec<_>>(),
+            &out,
+        )?;
         Ok(WgpuRun { be: self, label: entry, pipeline, bind, out, out_bytes, groups, dtype: DType::F32 })
     }
 
     /// The pipeline of `entry` in `module` (cached under `key`) bound to the uniform `params` at
     /// binding 0, `inputs` at bindings 1.. and `out` at binding 5 (the layout of `dense.wgsl` and
     /// `image.wgsl`).
-    fn bind_module(&self, module: &wgpu::ShaderModule, key: &'static str, entry: &'static str, params: &[u8], inputs: &[&wgpu::Buffer], out: &wgpu::Buffer) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup)> {
+    fn bind_module(
+        &self,
+        module: &wgpu::ShaderModule,
+        key: &'static str,
+        entry: &'static str,
+        params: &[u8],
+        inputs: &[&wgpu::Buffer],
+        out: &wgpu::Buffer,
+    ) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup)> {
         let pipeline = self.pipeline(module, key, entry)?;
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: params, usage: wgpu::BufferUsages::UNIFORM });
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: params,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         for (i, buf) in inputs.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: buf.as_entire_binding() });
         }
         entries.push(wgpu::BindGroupEntry { binding: 5, resource: out.as_entire_binding() });
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(format!("{entry}: {e}")));
         }
@@ -296,7 +379,9 @@ impl WgpuBackend {
     /// already recorded; submits the batch when it holds [`FLUSH_EVERY`] commands.
     fn record(&self, label: &'static str, commands: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
         let mut pending = self.pending.lock().map_err(|_| device_err("command recorder poisoned"))?;
-        let enc = pending.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("rlipv2 batch") }));
+        let enc = pending.encoder.get_or_insert_with(|| {
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("rlipv2 batch") })
+        });
         commands(enc);
         pending.labels.push(label);
         if pending.labels.len() >= FLUSH_EVERY {
@@ -329,7 +414,9 @@ impl WgpuBackend {
     /// Submits the recorded work and waits for the device to finish everything submitted.
     fn wait_idle(&self) -> Result<()> {
         self.flush()?;
-        self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) }).map_err(poll_err)?;
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) })
+            .map_err(poll_err)?;
         Ok(())
     }
 
@@ -340,14 +427,23 @@ impl WgpuBackend {
 
     /// Copies `bytes` of `buf` from byte `offset` to the host.
     fn read_bytes(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
-        let staging = self.oom_checked("readback", bytes, || self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false }))?;
+        let staging = self.oom_checked("readback", bytes, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+                mapped_at_creation: false,
+            })
+        })?;
         self.record("readback", |enc| enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes))?;
         let idx = self.flush()?;
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.device.poll(wgpu::PollType::Wait { submission_index: idx, timeout: Some(super::gpu_timeout()) }).map_err(poll_err)?;
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: idx, timeout: Some(super::gpu_timeout()) })
+            .map_err(poll_err)?;
         rx.recv().map_err(device_err)?.map_err(device_err)?;
         let data = staging.slice(..).get_mapped_range().to_vec();
         staging.unmap();
@@ -365,13 +461,22 @@ impl WgpuBackend {
     fn buffer(&self, op: &'static str, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
         self.check_size(op, what, contents.len() as u64)?;
         self.uploaded.fetch_add(contents.len() as u64, Ordering::Relaxed);
-        self.oom_checked(what, contents.len() as u64, || self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage }))
+        self.oom_checked(what, contents.len() as u64, || {
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage })
+        })
     }
 
     /// An uninitialised `bytes`-long buffer (size checked against the adapter first).
     fn empty(&self, op: &'static str, what: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
         self.check_size(op, what, bytes)?;
-        self.oom_checked(what, bytes, || self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size: bytes, usage, mapped_at_creation: false }))
+        self.oom_checked(what, bytes, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        })
     }
 
     /// Runs an allocation inside an out-of-memory error scope: a device that cannot hold the
@@ -380,7 +485,10 @@ impl WgpuBackend {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buf = alloc();
         match pollster::block_on(scope.pop()) {
-            Some(e) => Err(device_err(format!("out of device memory allocating `{what}` ({bytes} bytes) on {}: {e}", self.info.name))),
+            Some(e) => Err(device_err(format!(
+                "out of device memory allocating `{what}` ({bytes} bytes) on {}: {e}",
+                self.info.name
+            ))),
             None => Ok(buf),
         }
     }
@@ -415,7 +523,10 @@ impl Backend for WgpuBackend {
         BackendKind::Wgpu
     }
     fn device(&self) -> String {
-        format!("{} ({:?}, {:?}, driver {} {})", self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info)
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
+        )
     }
     fn details(&self) -> Vec<(&'static str, String)> {
         let l = &self.limits;
@@ -455,26 +566,64 @@ impl Backend for WgpuBackend {
         run.enqueue()?;
         run.output()
     }
-    fn prepare_gemm_valid<'a>(&'a self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_gemm_valid<'a>(
+        &'a self,
+        p: &GemmProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         Ok(Box::new(self.dense_gemm(p, x, weight, bias)?))
     }
 
-    fn gated_cross_attn_valid(&self, p: &GatedCrossAttnProblem, v: &[f32], pos: &[f32], l: &[f32], w: &GatedCrossAttnWeights) -> Result<(Vec<f32>, Vec<f32>)> {
+    fn gated_cross_attn_valid(
+        &self,
+        p: &GatedCrossAttnProblem,
+        v: &[f32],
+        pos: &[f32],
+        l: &[f32],
+        w: &GatedCrossAttnWeights,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
         fusion::gated_cross_attn(self, p, v, pos, l, w)
     }
 
-    fn sparse_fusion_valid(&self, p: &SparseFusionProblem, memory: &mut [f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Vec<f32>> {
+    fn sparse_fusion_valid(
+        &self,
+        p: &SparseFusionProblem,
+        memory: &mut [f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Vec<f32>> {
         fusion::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
     }
 
-    fn prepare_sparse_fusion_valid<'a>(&'a self, p: &SparseFusionProblem, memory: &[f32], pos: &[f32], lang: &[f32], mask: Option<&[f32]>, fw: &GatedCrossAttnWeights, bw: &BertLayerWeights) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_sparse_fusion_valid<'a>(
+        &'a self,
+        p: &SparseFusionProblem,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         Ok(Box::new(fusion::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
     }
 
     fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
         let (gx, gy, grid_x) = self.row_grid(p.rows);
         let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
-        self.run_dense(crate::problem::layer_norm::OP, "layer_norm", dims, &[("x", x), ("gamma", gamma), ("beta", beta)], x.len(), (gx, gy))
+        self.run_dense(
+            crate::problem::layer_norm::OP,
+            "layer_norm",
+            dims,
+            &[("x", x), ("gamma", gamma), ("beta", beta)],
+            x.len(),
+            (gx, gy),
+        )
     }
 
     fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
@@ -483,7 +632,14 @@ impl Backend for WgpuBackend {
         self.run_dense(crate::problem::softmax::OP, "softmax", dims, &[("x", x)], x.len(), (gx, gy))
     }
 
-    fn attention_valid(&self, p: &AttentionProblem, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn attention_valid(
+        &self,
+        p: &AttentionProblem,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        mask: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         const OP: &str = crate::problem::attention::OP;
         if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
             return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
@@ -500,23 +656,45 @@ impl Backend for WgpuBackend {
             grid_x,
             ..Default::default()
         };
-        self.run_dense(OP, "attention", dims, &[("q", q), ("k", k), ("v", v), ("mask", mask.unwrap_or(&[]))], q.len(), (gx, gy))
+        self.run_dense(
+            OP,
+            "attention",
+            dims,
+            &[("q", q), ("k", k), ("v", v), ("mask", mask.unwrap_or(&[]))],
+            q.len(),
+            (gx, gy),
+        )
     }
 
-    fn prepare_valid<'a>(&'a self, pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType) -> Result<Box<dyn Prepared + 'a>> {
+    fn prepare_valid<'a>(
+        &'a self,
+        pr: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Box<dyn Prepared + 'a>> {
         let storage = wgpu::BufferUsages::STORAGE;
         let value = self.buffer(OP, "value", &super::pack(input.value(), dtype), storage)?;
         let out_bytes = (pr.output_len() * dtype.size()) as u64;
         let out = self.empty(OP, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
         let (samp, attn, refp) = match *input {
-            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (self.buffer(OP, "sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?, self.buffer(OP, "attention_weights", bytemuck::cast_slice(attention_weights), storage)?, None),
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (
+                self.buffer(OP, "sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?,
+                self.buffer(OP, "attention_weights", bytemuck::cast_slice(attention_weights), storage)?,
+                None,
+            ),
             MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (
                 self.buffer(OP, "sampling_offsets", bytemuck::cast_slice(sampling_offsets), storage)?,
                 self.buffer(OP, "attention_logits", bytemuck::cast_slice(attention_logits), storage)?,
                 Some(self.buffer(OP, "reference", bytemuck::cast_slice(reference), storage)?),
             ),
         };
-        let bufs = MsDeformAttnBuffers { value: &value, sampling: &samp, attention: &attn, reference: refp.as_ref(), output: &out };
+        let bufs = MsDeformAttnBuffers {
+            value: &value,
+            sampling: &samp,
+            attention: &attn,
+            reference: refp.as_ref(),
+            output: &out,
+        };
         let (pipeline, bind, groups) = self.msda_bind(pr, dtype, &bufs)?;
         Ok(Box::new(WgpuRun { be: self, label: "ms_deform_attn", pipeline, bind, out, out_bytes, groups, dtype }))
     }
@@ -542,17 +720,29 @@ impl WgpuBackend {
     /// Records `ms_deform_attn` for `pr` into the caller's `encoder`, reading and writing the
     /// caller's buffers (nothing is copied or submitted). Checks the problem, the dtype and every
     /// buffer's size first; a mismatch is an error naming the tensor.
-    pub fn encode_ms_deform_attn(&self, encoder: &mut wgpu::CommandEncoder, pr: &MsDeformAttnProblem, dtype: DType, bufs: &MsDeformAttnBuffers) -> Result<()> {
+    pub fn encode_ms_deform_attn(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pr: &MsDeformAttnProblem,
+        dtype: DType,
+        bufs: &MsDeformAttnBuffers,
+    ) -> Result<()> {
         pr.validate()?;
         self.supports(dtype)?;
         let (pipeline, bind, groups) = self.msda_bind(pr, dtype, bufs)?;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ms_deform_attn"), timestamp_writes: None });
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ms_deform_attn"), timestamp_writes: None });
         self.dispatch(&mut pass, &pipeline, &bind, groups);
         Ok(())
     }
 
     /// Pipeline, bind group and grid of one problem on `bufs` (sizes checked here).
-    fn msda_bind(&self, pr: &MsDeformAttnProblem, dtype: DType, bufs: &MsDeformAttnBuffers) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))> {
+    fn msda_bind(
+        &self,
+        pr: &MsDeformAttnProblem,
+        dtype: DType,
+        bufs: &MsDeformAttnBuffers,
+    ) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))> {
         let groups = (pr.channels / 8) as u32;
         let total = (pr.batch * pr.queries * pr.heads) as u64 * groups as u64;
         let workgroups = total.div_ceil(WORKGROUP as u64);
@@ -560,7 +750,11 @@ impl WgpuBackend {
         let gx = workgroups.min(max_x);
         let gy = workgroups.div_ceil(gx);
         if gy > max_x {
-            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("{total} invocations exceed the adapter's dispatch limit") });
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: "wgpu".into(),
+                reason: format!("{total} invocations exceed the adapter's dispatch limit"),
+            });
         }
         let (entry, ref_dim) = match pr.form {
             Form::Official => ("main_official", 2),
@@ -592,7 +786,11 @@ impl WgpuBackend {
             _pad: [0; 5],
             shapes,
         };
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: bytemuck::bytes_of(&params), usage: wgpu::BufferUsages::UNIFORM });
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let half = dtype == DType::F16;
         let key = (entry, half, ref_dim, pr.num_levels(), pr.points);
@@ -601,14 +799,30 @@ impl WgpuBackend {
             cache
                 .entry(key)
                 .or_insert_with(|| {
-                    tracing::debug!(entry, half, ref_dim, levels = pr.num_levels(), points = pr.points, "ms_deform_attn.wgsl pipeline");
-                    let constants = [("WG", WORKGROUP as f64), ("HALF", half as u32 as f64), ("REF_DIM", ref_dim as f64), ("LEVELS", pr.num_levels() as f64), ("POINTS", pr.points as f64)];
+                    tracing::debug!(
+                        entry,
+                        half,
+                        ref_dim,
+                        levels = pr.num_levels(),
+                        points = pr.points,
+                        "ms_deform_attn.wgsl pipeline"
+                    );
+                    let constants = [
+                        ("WG", WORKGROUP as f64),
+                        ("HALF", half as u32 as f64),
+                        ("REF_DIM", ref_dim as f64),
+                        ("LEVELS", pr.num_levels() as f64),
+                        ("POINTS", pr.points as f64),
+                    ];
                     self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                         label: Some(entry),
                         layout: None,
                         module: &self.module,
                         entry_point: Some(entry),
-                        compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &constants,
+                            ..Default::default()
+                        },
                         cache: None,
                     })
                 })
@@ -624,7 +838,11 @@ impl WgpuBackend {
         if let (Form::Fused(_), Some(r)) = (pr.form, bufs.reference) {
             entries.push(wgpu::BindGroupEntry { binding: 5, resource: r.as_entire_binding() });
         }
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("ms_deform_attn"), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("ms_deform_attn"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(format!("building the {entry} pipeline: {e}")));
         }
@@ -635,9 +853,22 @@ impl WgpuBackend {
 impl WgpuBackend {
     fn dense_gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<WgpuRun<'_>> {
         let act = p.act.code();
-        let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags: bias.is_some() as u32 | (act << 1), ..Default::default() };
+        let dims = DenseDims {
+            m: p.m as u32,
+            k: p.k as u32,
+            n: p.n as u32,
+            flags: bias.is_some() as u32 | (act << 1),
+            ..Default::default()
+        };
         let (entry, groups) = gemm_entry(p);
-        self.prepare_dense(crate::problem::gemm::OP, entry, dims, &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[])), ("residual", &[])], p.m * p.n, groups)
+        self.prepare_dense(
+            crate::problem::gemm::OP,
+            entry,
+            dims,
+            &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[])), ("residual", &[])],
+            p.m * p.n,
+            groups,
+        )
     }
 }
 
@@ -645,7 +876,8 @@ impl Prepared for WgpuRun<'_> {
     fn enqueue(&mut self) -> Result<()> {
         let be = self.be;
         be.record(self.label, |enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.label), timestamp_writes: None });
+            let mut pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.label), timestamp_writes: None });
             be.dispatch(&mut pass, &self.pipeline, &self.bind, self.groups);
         })
     }

@@ -11,13 +11,16 @@ use crate::error::{Error, Result};
 use crate::problem::{Activation, DType, GemmProblem, LayerNormProblem, MsDeformAttnProblem};
 
 /// Usage of every tensor buffer: bound to kernels, copied in and out.
-pub(super) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+pub(super) const TENSOR_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 impl WgpuBackend {
     /// The device buffer of `t`: this instance's own, or `t`'s host values uploaded now.
     pub(super) fn resident(&self, op: &'static str, what: &str, t: &Tensor) -> Result<wgpu::Buffer> {
         match t.as_host() {
-            Some(v) => self.buffer(op, what, bytemuck::cast_slice(if v.is_empty() { &[0f32] } else { v }), TENSOR_USAGE),
+            Some(v) => {
+                self.buffer(op, what, bytemuck::cast_slice(if v.is_empty() { &[0f32] } else { v }), TENSOR_USAGE)
+            }
             None => Ok(self.tensor_buffer(t, what)?.clone()),
         }
     }
@@ -60,9 +63,16 @@ impl WgpuBackend {
     }
 
     /// Records one dispatch of `pipeline` after the work already recorded (no wait).
-    fn submit(&self, label: &'static str, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32, u32)) -> Result<()> {
+    fn submit(
+        &self,
+        label: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        bind: &wgpu::BindGroup,
+        groups: (u32, u32, u32),
+    ) -> Result<()> {
         self.record(label, |enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
             self.dispatch3(&mut pass, pipeline, bind, groups);
         })
     }
@@ -71,10 +81,24 @@ impl WgpuBackend {
     /// writing `out`: `inputs` at bindings 1.. (`None`: an unused binding's placeholder), submitted
     /// without waiting.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn run_entry(&self, op: &'static str, module: &wgpu::ShaderModule, key: &'static str, entry: &'static str, params: &[u8], inputs: &[(&str, Option<&Tensor>)], out: &wgpu::Buffer, groups: (u32, u32, u32)) -> Result<()> {
+    pub(super) fn run_entry(
+        &self,
+        op: &'static str,
+        module: &wgpu::ShaderModule,
+        key: &'static str,
+        entry: &'static str,
+        params: &[u8],
+        inputs: &[(&str, Option<&Tensor>)],
+        out: &wgpu::Buffer,
+        groups: (u32, u32, u32),
+    ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.0 > max || groups.1 > max || groups.2 > max {
-            return Err(Error::Unsupported { op, backend: "wgpu".into(), reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension") });
+            return Err(Error::Unsupported {
+                op,
+                backend: "wgpu".into(),
+                reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension"),
+            });
         }
         let mut bufs = Vec::with_capacity(inputs.len());
         for (what, t) in inputs {
@@ -88,18 +112,49 @@ impl WgpuBackend {
     }
 
     /// One `dense.wgsl` entry point on tensors into a fresh `out_len` output.
-    fn dense_t(&self, op: &'static str, entry: &'static str, dims: DenseDims, inputs: &[(&str, Option<&Tensor>)], out_len: usize, groups: (u32, u32)) -> Result<Tensor> {
+    fn dense_t(
+        &self,
+        op: &'static str,
+        entry: &'static str,
+        dims: DenseDims,
+        inputs: &[(&str, Option<&Tensor>)],
+        out_len: usize,
+        groups: (u32, u32),
+    ) -> Result<Tensor> {
         let (out, tensor) = self.output(op, out_len)?;
-        self.run_entry(op, &self.dense, super::dense_key(entry), entry, bytemuck::bytes_of(&dims), inputs, &out, (groups.0, groups.1, 1))?;
+        self.run_entry(
+            op,
+            &self.dense,
+            super::dense_key(entry),
+            entry,
+            bytemuck::bytes_of(&dims),
+            inputs,
+            &out,
+            (groups.0, groups.1, 1),
+        )?;
         Ok(tensor)
     }
 
-    pub(super) fn gemm_tensor(&self, p: &GemmProblem, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+    pub(super) fn gemm_tensor(
+        &self,
+        p: &GemmProblem,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let act = p.act.code();
         let flags = bias.is_some() as u32 | (act << 1) | ((residual.is_some() as u32) << 3);
         let dims = DenseDims { m: p.m as u32, k: p.k as u32, n: p.n as u32, flags, ..Default::default() };
         let (entry, groups) = super::gemm_entry(p);
-        self.dense_t(crate::problem::gemm::OP, entry, dims, &[("x", Some(x)), ("weight", Some(weight)), ("bias", bias), ("residual", residual)], p.m * p.n, groups)
+        self.dense_t(
+            crate::problem::gemm::OP,
+            entry,
+            dims,
+            &[("x", Some(x)), ("weight", Some(weight)), ("bias", bias), ("residual", residual)],
+            p.m * p.n,
+            groups,
+        )
     }
 
     pub(super) fn add_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -117,30 +172,89 @@ impl WgpuBackend {
         self.dense_t(op, "add", dims, &[("a", Some(a)), ("b", Some(b))], a.len(), (gx, gy))
     }
 
-    pub(super) fn attention_tensor(&self, p: &crate::problem::AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    pub(super) fn attention_tensor(
+        &self,
+        p: &crate::problem::AttentionProblem,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<Tensor> {
         const OP: &str = crate::problem::attention::OP;
         if p.k_len > super::ATTENTION_MAX_KEYS || p.head_dim > super::ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head", p.k_len, p.head_dim, super::ATTENTION_MAX_KEYS, super::ATTENTION_MAX_HEAD_DIM) });
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: "wgpu".into(),
+                reason: format!(
+                    "Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head",
+                    p.k_len,
+                    p.head_dim,
+                    super::ATTENTION_MAX_KEYS,
+                    super::ATTENTION_MAX_HEAD_DIM
+                ),
+            });
         }
         let (gx, gy, grid_x) = self.row_grid(p.batch * p.heads * p.q_len);
-        let dims = DenseDims { scale: p.scale, batch: p.batch as u32, heads: p.heads as u32, q_len: p.q_len as u32, k_len: p.k_len as u32, head_dim: p.head_dim as u32, has_mask: 0, grid_x, ..Default::default() };
-        self.dense_t(OP, "attention", dims, &[("q", Some(q)), ("k", Some(k)), ("v", Some(v)), ("mask", None)], q.len(), (gx, gy))
+        let dims = DenseDims {
+            scale: p.scale,
+            batch: p.batch as u32,
+            heads: p.heads as u32,
+            q_len: p.q_len as u32,
+            k_len: p.k_len as u32,
+            head_dim: p.head_dim as u32,
+            has_mask: 0,
+            grid_x,
+            ..Default::default()
+        };
+        self.dense_t(
+            OP,
+            "attention",
+            dims,
+            &[("q", Some(q)), ("k", Some(k)), ("v", Some(v)), ("mask", None)],
+            q.len(),
+            (gx, gy),
+        )
     }
 
-    pub(super) fn layer_norm_tensor(&self, p: &LayerNormProblem, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    pub(super) fn layer_norm_tensor(
+        &self,
+        p: &LayerNormProblem,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+    ) -> Result<Tensor> {
         let (gx, gy, grid_x) = self.row_grid(p.rows);
         let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
-        self.dense_t(crate::problem::layer_norm::OP, "layer_norm", dims, &[("x", Some(x)), ("gamma", Some(gamma)), ("beta", Some(beta))], x.len(), (gx, gy))
+        self.dense_t(
+            crate::problem::layer_norm::OP,
+            "layer_norm",
+            dims,
+            &[("x", Some(x)), ("gamma", Some(gamma)), ("beta", Some(beta))],
+            x.len(),
+            (gx, gy),
+        )
     }
 
-    pub(super) fn ms_deform_attn_tensor(&self, pr: &MsDeformAttnProblem, value: &Tensor, reference: &Tensor, offsets: &Tensor, logits: &Tensor) -> Result<Tensor> {
+    pub(super) fn ms_deform_attn_tensor(
+        &self,
+        pr: &MsDeformAttnProblem,
+        value: &Tensor,
+        reference: &Tensor,
+        offsets: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor> {
         use crate::problem::ms_deform_attn::OP;
         let value = self.resident(OP, "value", value)?;
         let reference = self.resident(OP, "reference", reference)?;
         let sampling = self.resident(OP, "sampling_offsets", offsets)?;
         let attention = self.resident(OP, "attention_logits", logits)?;
         let (output, tensor) = self.output(OP, pr.output_len())?;
-        let bufs = MsDeformAttnBuffers { value: &value, sampling: &sampling, attention: &attention, reference: Some(&reference), output: &output };
+        let bufs = MsDeformAttnBuffers {
+            value: &value,
+            sampling: &sampling,
+            attention: &attention,
+            reference: Some(&reference),
+            output: &output,
+        };
         let (pipeline, bind, groups) = self.msda_bind(pr, DType::F32, &bufs)?;
         self.submit("ms_deform_attn", &pipeline, &bind, (groups.0, groups.1, 1))?;
         Ok(tensor)

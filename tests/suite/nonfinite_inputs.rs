@@ -4,8 +4,6 @@
 //! outputs of its (query, head) exactly as in the f64 oracle. Every backend must match the oracle's
 //! NaN/Inf pattern element for element and its finite values within tolerance.
 
-mod common;
-
 use rlipv2::backend::BackendKind;
 use rlipv2::problem::{DType, Form, MsDeformAttnProblem, RefKind};
 use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
@@ -18,7 +16,7 @@ fn poison(x: &mut [f32], every: usize, with: &[f32]) {
 }
 
 fn check(kind: BackendKind, pr: &MsDeformAttnProblem, d: &MsDeformAttnData, what: &str) {
-    let Some(be) = common::open_or_skip(kind) else { return };
+    let Some(be) = crate::common::open_or_skip(kind) else { return };
     let want = oracle::<f64>(pr, &d.input());
     let got = be.ms_deform_attn(pr, &d.input(), DType::F32).unwrap_or_else(|e| panic!("{kind} {what}: {e}"));
     let (mut nonfinite, mut finite) = (0, 0);
@@ -45,7 +43,9 @@ fn nonfinite_locations_weights_and_values_are_defined_on_every_backend() {
     let levels = [(6, 7), (3, 4), (1, 2)];
     let official = MsDeformAttnProblem::new(2, 9, 2, 8, 3, &levels, Form::Official);
     let boxes = MsDeformAttnProblem::new(1, 9, 2, 8, 3, &levels, Form::Fused(RefKind::Boxes));
-    for kind in [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda] {
+    for kind in
+        [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda]
+    {
         // locations: a non-finite coordinate samples nothing
         let mut d = MsDeformAttnData::random(&official, 3);
         poison(&mut d.a, 7, &POISON);

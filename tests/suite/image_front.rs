@@ -3,17 +3,14 @@
 //! `tools/official_image_front.py` on 64×96 and 48×80 images with formula weights (`formula_weight`).
 //! Every backend runs it (on the GPU backends every stage stays on the device until read here).
 
-mod common;
-
-use common::{formula_weight, front_tokens, open_or_skip};
+use crate::common::{formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
 use rlipv2::graph::front::{sine_position, ImageFront};
 use serde_json::Value;
 
 fn golden() -> Value {
-    serde_json::from_str(include_str!("fixtures/image_front_golden.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/image_front_golden.json")).unwrap()
 }
-
 
 fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
@@ -22,9 +19,15 @@ fn check(kind: BackendKind) {
         let (h, w) = (g["height"].as_u64().unwrap() as usize, g["width"].as_u64().unwrap() as usize);
         let Some(tokens) = front_tokens(be.as_ref(), &front, "image front", h, w) else { return };
         let (src, pos) = (be.download(&tokens.src).unwrap(), be.download(&tokens.pos).unwrap());
-        let shapes: Vec<Vec<u64>> = g["spatial_shapes"].as_array().unwrap().iter().map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()).collect();
+        let shapes: Vec<Vec<u64>> = g["spatial_shapes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect())
+            .collect();
         assert_eq!(tokens.shapes.iter().map(|&(a, b)| vec![a as u64, b as u64]).collect::<Vec<_>>(), shapes);
-        let starts: Vec<usize> = shapes.iter().scan(0, |acc, s| Some(std::mem::replace(acc, *acc + (s[0] * s[1]) as usize))).collect();
+        let starts: Vec<usize> =
+            shapes.iter().scan(0, |acc, s| Some(std::mem::replace(acc, *acc + (s[0] * s[1]) as usize))).collect();
         assert_eq!(tokens.level_start, starts);
         let mut worst = [0.0f64; 2];
         for (k, at) in g["positions"].as_array().unwrap().iter().enumerate() {
@@ -33,7 +36,12 @@ fn check(kind: BackendKind) {
             worst[1] = worst[1].max((pos[i] as f64 - g["pos"][k].as_f64().unwrap()).abs());
         }
         let src_sum: f64 = src.iter().map(|&x| x as f64).sum();
-        println!("{kind} {h}×{w}: src max |diff| {:.2e}, pos max |diff| {:.2e}, sum {src_sum:.4} vs {:.4}", worst[0], worst[1], g["src_sum"].as_f64().unwrap());
+        println!(
+            "{kind} {h}×{w}: src max |diff| {:.2e}, pos max |diff| {:.2e}, sum {src_sum:.4} vs {:.4}",
+            worst[0],
+            worst[1],
+            g["src_sum"].as_f64().unwrap()
+        );
         // src went through 53 convolutions with BatchNorm folded into the weights (values O(1)): ≤ 9e-6 seen
         assert!(worst[0] <= 1e-4, "{kind}: src max |diff| {}", worst[0]);
         assert!(worst[1] <= 1e-6, "{kind}: pos max |diff| {}", worst[1]);
@@ -65,7 +73,6 @@ fn image_front_cubecl_wgpu_matches_official() {
 fn image_front_cubecl_cuda_matches_official() {
     check(BackendKind::CubeclCuda);
 }
-
 
 #[test]
 fn sine_positions_are_bounded_and_y_first() {

@@ -2,8 +2,6 @@
 //! and an SVG chart; `--compare` against an earlier bench.json; end-to-end detect with a model
 //! file; a bad `--compare` file fails before any timing and writes nothing.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -19,15 +17,27 @@ fn required(name: &str) -> bool {
 fn suite_writes_json_markdown_chart_and_compares() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first");
-    let out = bin().args(["bench", "suite", "--quick", "--repeat", "1", "--dtypes", "f32", "--backends", "cpu,wgpu", "--out"]).arg(&first).output().unwrap();
+    let out = bin()
+        .args(["bench", "suite", "--quick", "--repeat", "1", "--dtypes", "f32", "--backends", "cpu,wgpu", "--out"])
+        .arg(&first)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(first.join("bench.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("bench.json")).unwrap()).unwrap();
     let records = report["records"].as_array().unwrap();
     // 9 ms_deform_attn cells (3 forms, 3 query counts, 3 image sizes) + gemm, gated_cross_attn,
     // sparse_fusion; × 2 backends, f32
     assert_eq!(records.len(), 12 * 2);
-    for op in ["ms_deform_attn/official", "ms_deform_attn/fused-points", "ms_deform_attn/fused-boxes", "gemm", "gated_cross_attn", "sparse_fusion/fused"] {
+    for op in [
+        "ms_deform_attn/official",
+        "ms_deform_attn/fused-points",
+        "ms_deform_attn/fused-boxes",
+        "gemm",
+        "gated_cross_attn",
+        "sparse_fusion/fused",
+    ] {
         assert!(records.iter().any(|r| r["op"] == op), "{op} missing");
     }
     for r in records {
@@ -41,13 +51,24 @@ fn suite_writes_json_markdown_chart_and_compares() {
     let md = std::fs::read_to_string(first.join("bench.md")).unwrap();
     assert!(md.contains("## gemm — rlipv2") && md.contains("| cpu | f32 |"), "{md}");
     let svg = std::fs::read_to_string(first.join("bench.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("cpu/f32") && svg.contains("speed-up vs cpu"), "{}", &svg[..svg.len().min(400)]);
+    assert!(
+        svg.starts_with("<svg") && svg.contains("cpu/f32") && svg.contains("speed-up vs cpu"),
+        "{}",
+        &svg[..svg.len().min(400)]
+    );
 
     // second run: cpu only, with detect end to end, compared against the first
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tok = common::char_tokenizer(dir.path());
+    let tok = crate::common::char_tokenizer(dir.path());
     let model = dir.path().join("m.safetensors");
-    let c = bin().arg("convert").arg(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth")).arg(&model).arg("--tokenizer").arg(&tok).output().unwrap();
+    let c = bin()
+        .arg("convert")
+        .arg(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth"))
+        .arg(&model)
+        .arg("--tokenizer")
+        .arg(&tok)
+        .output()
+        .unwrap();
     assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
     let second = dir.path().join("second");
     let out = bin()
@@ -63,7 +84,8 @@ fn suite_writes_json_markdown_chart_and_compares() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(second.join("bench.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(second.join("bench.json")).unwrap()).unwrap();
     let detect = report["records"].as_array().unwrap().iter().find(|r| r["op"] == "detect").expect("a detect record");
     assert!(detect["median_ms"].as_f64().is_some_and(|m| m > 0.0), "{detect}");
     let change = stdout.split("change vs").nth(1).expect("a comparison");
@@ -74,21 +96,39 @@ fn suite_writes_json_markdown_chart_and_compares() {
 
     // the report re-rendered from its JSON alone: same tables
     let rendered = dir.path().join("rendered");
-    let out = bin().args(["bench", "render"]).arg(second.join("bench.json")).arg("--out").arg(&rendered).output().unwrap();
+    let out =
+        bin().args(["bench", "render"]).arg(second.join("bench.json")).arg("--out").arg(&rendered).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read_to_string(rendered.join("bench.md")).unwrap(), std::fs::read_to_string(second.join("bench.md")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(rendered.join("bench.md")).unwrap(),
+        std::fs::read_to_string(second.join("bench.md")).unwrap()
+    );
     assert!(std::fs::read_to_string(rendered.join("bench.svg")).unwrap().starts_with("<svg"));
 
     // a --compare file that is not a bench.json: error naming it, before timing, nothing written
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"schema\": 1}").unwrap();
     let third = dir.path().join("third");
-    let out = bin().args(["bench", "suite", "--quick", "--backends", "cpu", "--compare"]).arg(&bad).arg("--out").arg(&third).output().unwrap();
+    let out = bin()
+        .args(["bench", "suite", "--quick", "--backends", "cpu", "--compare"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(&third)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("bad.json") && stderr.contains("not a bench.json"), "{stderr}");
     assert!(!third.exists());
     // so does a missing model file for the detect cell
-    let out = bin().args(["bench", "suite", "--quick", "--backends", "cpu", "--weights"]).arg(dir.path().join("none.safetensors")).arg("--image").arg(root.join("tests/fixtures/images/rgba_100x40.png")).arg("--out").arg(&third).output().unwrap();
+    let out = bin()
+        .args(["bench", "suite", "--quick", "--backends", "cpu", "--weights"])
+        .arg(dir.path().join("none.safetensors"))
+        .arg("--image")
+        .arg(root.join("tests/fixtures/images/rgba_100x40.png"))
+        .arg("--out")
+        .arg(&third)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("none.safetensors"), "{stderr}");
     assert!(!third.exists());

@@ -1,10 +1,8 @@
 //! Oracle self-tests: hand-computed cases and invariants, f32 vs f64.
 
-mod common;
-
-use rlipv2::seeded::MsDeformAttnData;
 use rlipv2::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 use rlipv2::reference::ms_deform_attn::{fused_to_official, ms_deform_attn};
+use rlipv2::seeded::MsDeformAttnData;
 
 /// One level 2×2, M = 1, D = 8, one point: value at pixel (y, x) channel d = 10·(2y + x) + d.
 fn grid_2x2() -> (MsDeformAttnProblem, Vec<f32>) {
@@ -14,7 +12,10 @@ fn grid_2x2() -> (MsDeformAttnProblem, Vec<f32>) {
 }
 
 fn run(pr: &MsDeformAttnProblem, value: &[f32], x: f32, y: f32, w: f32) -> Vec<f64> {
-    ms_deform_attn::<f64>(pr, &MsDeformAttnInput::Official { value, sampling_locations: &[x, y], attention_weights: &[w] })
+    ms_deform_attn::<f64>(
+        pr,
+        &MsDeformAttnInput::Official { value, sampling_locations: &[x, y], attention_weights: &[w] },
+    )
 }
 
 #[test]
@@ -74,7 +75,8 @@ fn fused_softmax_of_one_key_is_one_and_large_logits_are_stable() {
 #[test]
 fn fused_boxes_location_formula() {
     let pr = MsDeformAttnProblem::new(1, 1, 1, 8, 2, &[(4, 4)], Form::Fused(RefKind::Boxes));
-    let (loc, w) = fused_to_official::<f64>(&pr, RefKind::Boxes, &[0.5, 0.25, 0.2, 0.4], &[1.0, 2.0, -2.0, 0.0], &[0.0, 0.0]);
+    let (loc, w) =
+        fused_to_official::<f64>(&pr, RefKind::Boxes, &[0.5, 0.25, 0.2, 0.4], &[1.0, 2.0, -2.0, 0.0], &[0.0, 0.0]);
     // loc = ref_xy + off / P · ref_wh · 0.5 with P = 2
     let expect = [0.5 + 1.0 / 2.0 * 0.2 * 0.5, 0.25 + 2.0 / 2.0 * 0.4 * 0.5, 0.5 - 2.0 / 2.0 * 0.2 * 0.5, 0.25];
     for (a, b) in loc.iter().zip(expect) {
@@ -94,7 +96,10 @@ fn linear_in_attention_weights_and_f32_close_to_f64() {
     assert!(err < 1e-5 * scale.max(1.0), "f32 oracle drifts from f64: {err}");
     assert!(scale > 0.1, "the case must produce non-trivial output");
     let doubled: Vec<f32> = data.b.iter().map(|w| 2.0 * w).collect();
-    let out2 = ms_deform_attn::<f64>(&pr, &MsDeformAttnInput::Official { value: &data.value, sampling_locations: &data.a, attention_weights: &doubled });
+    let out2 = ms_deform_attn::<f64>(
+        &pr,
+        &MsDeformAttnInput::Official { value: &data.value, sampling_locations: &data.a, attention_weights: &doubled },
+    );
     for (a, b) in out2.iter().zip(&out64) {
         assert!((a - 2.0 * b).abs() < 1e-9);
     }
@@ -107,10 +112,14 @@ fn fused_form_equals_official_on_computed_locations() {
         let data = MsDeformAttnData::random(&pr, 12);
         let fused = ms_deform_attn::<f64>(&pr, &data.input());
         let (loc, w) = fused_to_official::<f64>(&pr, kind, &data.a, &data.b, &data.c);
-        let (loc32, w32): (Vec<f32>, Vec<f32>) = (loc.iter().map(|&x| x as f32).collect(), w.iter().map(|&x| x as f32).collect());
+        let (loc32, w32): (Vec<f32>, Vec<f32>) =
+            (loc.iter().map(|&x| x as f32).collect(), w.iter().map(|&x| x as f32).collect());
         let mut off = pr.clone();
         off.form = Form::Official;
-        let official = ms_deform_attn::<f64>(&off, &MsDeformAttnInput::Official { value: &data.value, sampling_locations: &loc32, attention_weights: &w32 });
+        let official = ms_deform_attn::<f64>(
+            &off,
+            &MsDeformAttnInput::Official { value: &data.value, sampling_locations: &loc32, attention_weights: &w32 },
+        );
         let err = fused.iter().zip(&official).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(err < 1e-5, "{kind:?}: {err}");
     }

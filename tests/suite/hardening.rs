@@ -43,7 +43,18 @@ fn mutate(base: &[u8], rng: &mut Rng, prefix: usize) -> Vec<u8> {
 fn model_file() -> Vec<u8> {
     let a: Vec<f32> = (0..64).map(|i| i as f32).collect();
     let b: Vec<f32> = vec![0.5; 12];
-    let views = [("w.weight", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![8, 8], bytemuck::cast_slice(&a)).unwrap()), ("w.bias", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 4], bytemuck::cast_slice(&b)).unwrap())];
+    let views = [
+        (
+            "w.weight",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![8, 8], bytemuck::cast_slice(&a))
+                .unwrap(),
+        ),
+        (
+            "w.bias",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 4], bytemuck::cast_slice(&b))
+                .unwrap(),
+        ),
+    ];
     let meta = std::collections::HashMap::from([("rlipv2.config".to_string(), "{}".to_string())]);
     safetensors::tensor::serialize(views, Some(meta)).unwrap()
 }
@@ -120,7 +131,10 @@ fn msda_input() -> Vec<u8> {
         ("value", TensorView::new(Dtype::F32, vec![1, s, m, d], bytemuck::cast_slice(&value)).unwrap()),
         ("spatial_shapes", TensorView::new(Dtype::I64, vec![l, 2], bytemuck::cast_slice(&shapes)).unwrap()),
         ("level_start_index", TensorView::new(Dtype::I64, vec![l], bytemuck::cast_slice(&start)).unwrap()),
-        ("sampling_locations", TensorView::new(Dtype::F32, vec![1, q, m, l, p, 2], bytemuck::cast_slice(&loc)).unwrap()),
+        (
+            "sampling_locations",
+            TensorView::new(Dtype::F32, vec![1, q, m, l, p, 2], bytemuck::cast_slice(&loc)).unwrap(),
+        ),
         ("attention_weights", TensorView::new(Dtype::F32, vec![1, q, m, l, p], bytemuck::cast_slice(&w)).unwrap()),
     ];
     safetensors::tensor::serialize(views, None).unwrap()
@@ -231,9 +245,11 @@ fn a_zip_entry_declaring_more_bytes_than_the_file_holds_is_refused() {
     let mut zip = std::fs::read(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth")).unwrap();
     // the central-directory record of data.pkl: sizes at +20 (compressed) and +24, name at +46
     let at = (0..zip.len() - 46)
-        .find(|&i| zip[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] && {
-            let n = u16::from_le_bytes([zip[i + 28], zip[i + 29]]) as usize;
-            zip[i + 46..i + 46 + n].ends_with(b"data.pkl")
+        .find(|&i| {
+            zip[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] && {
+                let n = u16::from_le_bytes([zip[i + 28], zip[i + 29]]) as usize;
+                zip[i + 46..i + 46 + n].ends_with(b"data.pkl")
+            }
         })
         .expect("data.pkl in the central directory");
     for off in [20, 24] {

@@ -4,9 +4,7 @@
 //! longest, as the official batch encoding does). Every backend must give the same pooled
 //! outputs within 2e-4 (the labels differ from one another by 6e-3 … 2e-2).
 
-mod common;
-
-use common::open_or_skip;
+use crate::common::open_or_skip;
 use rlipv2::backend::BackendKind;
 use rlipv2::graph::text::TextEncoder;
 use rlipv2::model::config::TextGeometry;
@@ -31,24 +29,39 @@ fn formula(name: &str, n: usize) -> Vec<f32> {
 }
 
 fn golden() -> Value {
-    serde_json::from_str(include_str!("fixtures/text_encoder_golden.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/text_encoder_golden.json")).unwrap()
 }
 
 fn encoder() -> TextEncoder {
     let g = golden();
-    let geometry = TextGeometry { vocab: g["vocab"].as_u64().unwrap() as usize, max_positions: g["positions"].as_u64().unwrap() as usize, type_vocab: 1, layers: g["layers"].as_u64().unwrap() as usize };
+    let geometry = TextGeometry {
+        vocab: g["vocab"].as_u64().unwrap() as usize,
+        max_positions: g["positions"].as_u64().unwrap() as usize,
+        type_vocab: 1,
+        layers: g["layers"].as_u64().unwrap() as usize,
+    };
     // transformers names the module without the `transformer.text_encoder.` prefix
     TextEncoder::load(geometry, |name, shape| Ok(formula(name, shape.iter().product()))).unwrap()
 }
 
 fn labels() -> Vec<Vec<u32>> {
-    golden()["labels"].as_array().unwrap().iter().map(|l| l.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()).collect()
+    golden()["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+        .collect()
 }
 
 fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
     let got = encoder().encode(be.as_ref(), &labels()).unwrap();
-    let want: Vec<f64> = golden()["pooled"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect();
+    let want: Vec<f64> = golden()["pooled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+        .collect();
     assert_eq!(got.len(), want.len());
     let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
     println!("{kind}: pooled outputs of {} labels, max |diff| vs transformers {worst:.2e}", labels().len());

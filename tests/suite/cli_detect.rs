@@ -4,12 +4,10 @@
 //! (The fixture's weights are constant, so the detections say nothing about quality: fidelity is
 //! tests/detect_graph.rs.)
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::char_tokenizer;
+use crate::common::char_tokenizer;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rlipv2"))
@@ -21,24 +19,54 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let tok = char_tokenizer(dir.path());
     let model = dir.path().join("m.safetensors");
-    let c = bin().args(["convert".as_ref(), root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth").as_os_str(), model.as_os_str(), "--tokenizer".as_ref(), tok.as_os_str()]).output().unwrap();
+    let c = bin()
+        .args([
+            "convert".as_ref(),
+            root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth").as_os_str(),
+            model.as_os_str(),
+            "--tokenizer".as_ref(),
+            tok.as_os_str(),
+        ])
+        .output()
+        .unwrap();
     assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
     let images = dir.path().join("imgs");
     std::fs::create_dir(&images).unwrap();
     std::fs::copy(root.join("tests/fixtures/images/rgba_100x40.png"), images.join("a.png")).unwrap();
     std::fs::write(images.join("notes.txt"), "ignored").unwrap();
     let out = dir.path().join("out");
-    let d = bin().args(["detect".as_ref(), "--weights".as_ref(), model.as_os_str(), images.as_os_str(), "--backend".as_ref(), "cpu".as_ref(), "--out".as_ref(), out.as_os_str(), "--top-k".as_ref(), "5".as_ref(), "--profile".as_ref()]).output().unwrap();
+    let d = bin()
+        .args([
+            "detect".as_ref(),
+            "--weights".as_ref(),
+            model.as_os_str(),
+            images.as_os_str(),
+            "--backend".as_ref(),
+            "cpu".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--top-k".as_ref(),
+            "5".as_ref(),
+            "--profile".as_ref(),
+        ])
+        .output()
+        .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&d.stdout), String::from_utf8_lossy(&d.stderr));
     assert!(d.status.success(), "{stderr}");
     assert!(stdout.contains("backbone + projections") && stdout.contains("total"), "{stdout}");
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("a.json")).unwrap()).unwrap();
-    assert_eq!((doc["width"].as_u64(), doc["height"].as_u64(), doc["labels"].as_str()), (Some(100), Some(40), Some("hico")));
+    assert_eq!(
+        (doc["width"].as_u64(), doc["height"].as_u64(), doc["labels"].as_str()),
+        (Some(100), Some(40), Some("hico"))
+    );
     let dets = doc["detections"].as_array().unwrap();
     assert!(!dets.is_empty() && dets.len() <= 5);
     let hico = rlipv2::model::labels::LabelSet::builtin("hico").unwrap();
     for d in dets {
-        assert!(hico.objects.contains(&d["object"].as_str().unwrap().to_string()) && hico.verbs.contains(&d["verb"].as_str().unwrap().to_string()));
+        assert!(
+            hico.objects.contains(&d["object"].as_str().unwrap().to_string())
+                && hico.verbs.contains(&d["verb"].as_str().unwrap().to_string())
+        );
         assert_eq!(d["subject_box"].as_array().unwrap().len(), 4);
         assert!(d["score"].as_f64().unwrap() >= 0.0);
     }
@@ -48,22 +76,84 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     // a custom label set needs the tokenizer; a missing weights file and a non-image fail cleanly
     let custom = dir.path().join("labels.json");
     std::fs::write(&custom, r#"{"objects": ["person", "cup"], "verbs": ["hold", "drink with"]}"#).unwrap();
-    let e = bin().args(["detect".as_ref(), "--weights".as_ref(), model.as_os_str(), images.join("a.png").as_os_str(), "--labels".as_ref(), custom.as_os_str(), "--backend".as_ref(), "cpu".as_ref(), "--out".as_ref(), dir.path().join("o2").as_os_str()]).output().unwrap();
+    let e = bin()
+        .args([
+            "detect".as_ref(),
+            "--weights".as_ref(),
+            model.as_os_str(),
+            images.join("a.png").as_os_str(),
+            "--labels".as_ref(),
+            custom.as_os_str(),
+            "--backend".as_ref(),
+            "cpu".as_ref(),
+            "--out".as_ref(),
+            dir.path().join("o2").as_os_str(),
+        ])
+        .output()
+        .unwrap();
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("--tokenizer"));
     // with the tokenizer it is encoded by the model's text encoder once, then read from the cache
-    let run_custom = |out: &str| bin().args(["detect".as_ref(), "--weights".as_ref(), model.as_os_str(), images.join("a.png").as_os_str(), "--labels".as_ref(), custom.as_os_str(), "--tokenizer".as_ref(), tok.as_os_str(), "--backend".as_ref(), "cpu".as_ref(), "--out".as_ref(), dir.path().join(out).as_os_str()]).output().unwrap();
+    let run_custom = |out: &str| {
+        bin()
+            .args([
+                "detect".as_ref(),
+                "--weights".as_ref(),
+                model.as_os_str(),
+                images.join("a.png").as_os_str(),
+                "--labels".as_ref(),
+                custom.as_os_str(),
+                "--tokenizer".as_ref(),
+                tok.as_os_str(),
+                "--backend".as_ref(),
+                "cpu".as_ref(),
+                "--out".as_ref(),
+                dir.path().join(out).as_os_str(),
+            ])
+            .output()
+            .unwrap()
+    };
     let first = run_custom("c1");
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     assert!(String::from_utf8_lossy(&first.stderr).contains("encoding 5 texts"));
     let second = run_custom("c2");
-    assert!(String::from_utf8_lossy(&second.stderr).contains("5 texts from the cache"), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("5 texts from the cache"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     let read = |out: &str| std::fs::read_to_string(dir.path().join(out).join("a.json")).unwrap();
     assert_eq!(read("c1"), read("c2"));
     let doc: serde_json::Value = serde_json::from_str(&read("c1")).unwrap();
-    assert!(doc["detections"].as_array().unwrap().iter().all(|d| ["hold", "drink with"].contains(&d["verb"].as_str().unwrap())));
-    let e = bin().args(["detect".as_ref(), "--weights".as_ref(), dir.path().join("absent.safetensors").as_os_str(), images.join("a.png").as_os_str(), "--out".as_ref(), dir.path().join("o3").as_os_str()]).output().unwrap();
+    assert!(doc["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| ["hold", "drink with"].contains(&d["verb"].as_str().unwrap())));
+    let e = bin()
+        .args([
+            "detect".as_ref(),
+            "--weights".as_ref(),
+            dir.path().join("absent.safetensors").as_os_str(),
+            images.join("a.png").as_os_str(),
+            "--out".as_ref(),
+            dir.path().join("o3").as_os_str(),
+        ])
+        .output()
+        .unwrap();
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("absent.safetensors"));
-    let e = bin().args(["detect".as_ref(), "--weights".as_ref(), model.as_os_str(), images.join("notes.txt").as_os_str(), "--backend".as_ref(), "cpu".as_ref(), "--out".as_ref(), dir.path().join("o4").as_os_str()]).output().unwrap();
+    let e = bin()
+        .args([
+            "detect".as_ref(),
+            "--weights".as_ref(),
+            model.as_os_str(),
+            images.join("notes.txt").as_os_str(),
+            "--backend".as_ref(),
+            "cpu".as_ref(),
+            "--out".as_ref(),
+            dir.path().join("o4").as_os_str(),
+        ])
+        .output()
+        .unwrap();
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("notes.txt"));
     assert!(!dir.path().join("o4").join("notes.json").exists());
 }

@@ -4,18 +4,18 @@
 
 use rlipv2::backend::{self, Backend, BackendKind};
 use rlipv2::bench::RLIPV2_LEVELS;
-use rlipv2::seeded::{MsDeformAttnData, Rng};
 use rlipv2::problem::{DType, Form, MsDeformAttnProblem, RefKind};
 use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
+use rlipv2::seeded::{MsDeformAttnData, Rng};
 
 /// One `#[test]` per `name: BackendKind, case_fn;` line: opens the backend (or SKIPs, see
-/// [`open_or_skip`]) and runs the case on it. Needs `#[macro_use] mod common;`.
+/// [`open_or_skip`]) and runs the case on it. Declared first in `main.rs`, so every test module sees it.
 #[allow(unused_macros)]
 macro_rules! backend_tests {
     ($($name:ident: $kind:expr, $case:ident;)*) => {$(
         #[test]
         fn $name() {
-            if let Some(be) = common::open_or_skip($kind) {
+            if let Some(be) = crate::common::open_or_skip($kind) {
                 $case(be.as_ref());
             }
         }
@@ -47,7 +47,15 @@ pub struct Case {
     pub data: MsDeformAttnData,
 }
 
-fn problem(b: usize, q: usize, m: usize, d: usize, p: usize, levels: &[(usize, usize)], form: Form) -> MsDeformAttnProblem {
+fn problem(
+    b: usize,
+    q: usize,
+    m: usize,
+    d: usize,
+    p: usize,
+    levels: &[(usize, usize)],
+    form: Form,
+) -> MsDeformAttnProblem {
     MsDeformAttnProblem::new(b, q, m, d, p, levels, form)
 }
 
@@ -55,7 +63,22 @@ fn problem(b: usize, q: usize, m: usize, d: usize, p: usize, levels: &[(usize, u
 /// pixel centres, exact borders 0 and 1, slightly and far outside, the −1 skip threshold.
 fn special_coords(n: usize) -> Vec<f32> {
     let n = n as f32;
-    vec![0.5 / n, 1.5 / n, (n - 0.5) / n, 0.0, 1.0, -0.05, 1.05, -3.0, 4.0, -0.5 / n, (n + 0.5) / n, 0.5, 1.0 - 1e-7, 1e-7]
+    vec![
+        0.5 / n,
+        1.5 / n,
+        (n - 0.5) / n,
+        0.0,
+        1.0,
+        -0.05,
+        1.05,
+        -3.0,
+        4.0,
+        -0.5 / n,
+        (n + 0.5) / n,
+        0.5,
+        1.0 - 1e-7,
+        1e-7,
+    ]
 }
 
 /// Replaces the sampling inputs of `data` with the edge coordinates (official: locations;
@@ -173,7 +196,9 @@ pub fn assert_agree(what: &str, case: &Case, a: &[f32], b: &[f32], exp: &Expecte
             over.push((i, x, y, r, allowed));
         }
     }
-    if let Some(&(i, x, y, r, allowed)) = over.iter().max_by(|p, q| ((p.1 - p.2).abs() as f64 / p.4).total_cmp(&((q.1 - q.2).abs() as f64 / q.4))) {
+    if let Some(&(i, x, y, r, allowed)) =
+        over.iter().max_by(|p, q| ((p.1 - p.2).abs() as f64 / p.4).total_cmp(&((q.1 - q.2).abs() as f64 / q.4)))
+    {
         panic!("{what} / ms_deform_attn / {}: {} of {} elements disagree; worst at flat index {i}: {x:.9e} vs {y:.9e} (ref64 {r:.9e}), allowed {allowed:.3e}", case.name, over.len(), a.len());
     }
 }
@@ -183,7 +208,14 @@ pub fn assert_agree(what: &str, case: &Case, a: &[f32], b: &[f32], exp: &Expecte
 /// tolerance.
 pub fn assert_close(what: &str, case: &Case, got: &[f32], exp: &Expected, tol: &Tolerance) {
     let pr = &case.problem;
-    assert_close_flat(&format!("{what} / ms_deform_attn / {}", case.name), &pr.output_shape(), got, &exp.ref64, &exp.ref32, tol);
+    assert_close_flat(
+        &format!("{what} / ms_deform_attn / {}", case.name),
+        &pr.output_shape(),
+        got,
+        &exp.ref64,
+        &exp.ref32,
+        tol,
+    );
 }
 
 /// The tolerance policy on any tensor of `shape`; the failure names the worst multi-index.
@@ -235,7 +267,8 @@ pub fn formula_weight(name: &str, shape: &[usize]) -> Vec<f32> {
     let last = name.rsplit('.').next().unwrap_or("");
     // lookup tables keep v; the box MLPs (`*_bbox_embed.*.layers.*`) are linear layers
     let embedding = name.ends_with("_embed.weight") || name == "transformer.level_embed" || name.contains("embeddings");
-    let is_norm = ["bn", "norm", "LayerNorm", ".downsample.1."].iter().any(|k| name.contains(k)) || (name.starts_with("input_proj.") && name.split('.').nth(2) == Some("1"));
+    let is_norm = ["bn", "norm", "LayerNorm", ".downsample.1."].iter().any(|k| name.contains(k))
+        || (name.starts_with("input_proj.") && name.split('.').nth(2) == Some("1"));
     (0..n as u64)
         .map(|j| {
             let v = ((j * 7919 + s * 104729) % 65521) as f64 / 65521.0 * 2.0 - 1.0;
@@ -282,11 +315,11 @@ pub fn char_tokenizer(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-
 /// The generators' formula image `[3, h, w]`: element j = frac((j·104729 + 7) mod 65521)·4 − 2.
 #[allow(dead_code)]
 pub fn formula_image(h: usize, w: usize) -> rlipv2::graph::backbone::Feature {
-    let data = (0..(3 * h * w) as u64).map(|j| (((j * 104729 + 7) % 65521) as f64 / 65521.0 * 4.0 - 2.0) as f32).collect();
+    let data =
+        (0..(3 * h * w) as u64).map(|j| (((j * 104729 + 7) % 65521) as f64 / 65521.0 * 4.0 - 2.0) as f32).collect();
     rlipv2::graph::backbone::Feature { c: 3, h, w, data }
 }
 
@@ -299,7 +332,13 @@ pub fn formula_lang(t: usize) -> Vec<f32> {
 /// The image front's tokens for a formula image, or `None` after a SKIP line where the backend
 /// lacks one of its ops.
 #[allow(dead_code)]
-pub fn front_tokens(be: &dyn Backend, front: &rlipv2::graph::front::ImageFront, what: &str, h: usize, w: usize) -> Option<rlipv2::graph::front::Tokens> {
+pub fn front_tokens(
+    be: &dyn Backend,
+    front: &rlipv2::graph::front::ImageFront,
+    what: &str,
+    h: usize,
+    w: usize,
+) -> Option<rlipv2::graph::front::Tokens> {
     match front.forward(be, formula_image(h, w)) {
         Ok(t) => Some(t),
         Err(e @ rlipv2::Error::Unsupported { .. }) => {

@@ -3,9 +3,7 @@
 //! `tools/official_encoder.py` on the image front of tests/image_front.rs (64×96 and 48×80, formula
 //! weights) and 7 formula language tokens. Checked: the memory and the three language states.
 
-mod common;
-
-use common::{formula_lang, formula_weight, front_tokens, open_or_skip};
+use crate::common::{formula_lang, formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
@@ -14,7 +12,7 @@ use serde_json::Value;
 
 fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
-    let g: Value = serde_json::from_str(include_str!("fixtures/encoder_golden.json")).unwrap();
+    let g: Value = serde_json::from_str(include_str!("../fixtures/encoder_golden.json")).unwrap();
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
     let front = ImageFront::load(get).unwrap();
     let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
@@ -26,7 +24,14 @@ fn check(kind: BackendKind) {
         let (memory, states) = enc.forward(be.as_ref(), &mut tokens, &lang).unwrap();
         assert_eq!(states.len(), 3);
         assert_eq!(memory.len(), c["tokens"].as_u64().unwrap() as usize * 256);
-        let worst = |got: &[f32], idx: &Value, want: &Value| -> f64 { idx.as_array().unwrap().iter().zip(want.as_array().unwrap()).map(|(i, w)| (got[i.as_u64().unwrap() as usize] as f64 - w.as_f64().unwrap()).abs()).fold(0.0, f64::max) };
+        let worst = |got: &[f32], idx: &Value, want: &Value| -> f64 {
+            idx.as_array()
+                .unwrap()
+                .iter()
+                .zip(want.as_array().unwrap())
+                .map(|(i, w)| (got[i.as_u64().unwrap() as usize] as f64 - w.as_f64().unwrap()).abs())
+                .fold(0.0, f64::max)
+        };
         let m = worst(&memory, &c["positions"], &c["memory"]);
         let l: Vec<f64> = (0..3).map(|r| worst(&states[r], &c["lang_positions"], &c["lang"][r])).collect();
         println!("{kind} {h}×{w}: memory max |diff| {m:.2e}, language states {:.2e} {:.2e} {:.2e}", l[0], l[1], l[2]);

@@ -24,10 +24,18 @@ fn info_lists_every_backend() {
 
 #[test]
 fn logging_is_quiet_by_default_and_names_backend_and_kernels_at_info() {
-    let quiet = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).arg("backends").env_remove("RUST_LOG").output().unwrap();
+    let quiet = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2"))
+        .arg("backends")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
     let quiet = String::from_utf8_lossy(&quiet.stderr);
     assert!(!quiet.contains(" INFO ") && !quiet.contains("backend opened"), "{quiet}");
-    let backends = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).arg("backends").env("RUST_LOG", "rlipv2=info").output().unwrap();
+    let backends = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2"))
+        .arg("backends")
+        .env("RUST_LOG", "rlipv2=info")
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&backends.stderr);
     assert!(log.contains("backend opened") && log.contains("backend=cpu"), "{log}");
     assert!(log.contains("ms_deform_attn: rayon over queries"), "the cpu kernel variant at info: {log}");
@@ -58,7 +66,10 @@ fn every_subcommand_help_says_what_and_gives_an_example() {
         if sub.is_empty() || (sub.len() == 1 && ["op", "bench"].contains(&sub[0])) {
             assert!(help.contains("Commands:"), "{sub:?}: {help}");
         }
-        assert!(sub.is_empty() || help.contains("Example: rlipv2 ") || help.contains("Example: RUST_LOG"), "{sub:?} --help has no example:\n{help}");
+        assert!(
+            sub.is_empty() || help.contains("Example: rlipv2 ") || help.contains("Example: RUST_LOG"),
+            "{sub:?} --help has no example:\n{help}"
+        );
     }
 }
 
@@ -68,7 +79,10 @@ fn an_absent_backend_lists_the_available_ones() {
         Ok((b, _)) => println!("SKIP: cubecl-cuda is present here ({})", b.device()),
         Err(e) => {
             let e = e.to_string();
-            assert!(e.contains("cubecl-cuda") && e.contains("available here: reference, cpu") && e.contains("or auto"), "{e}");
+            assert!(
+                e.contains("cubecl-cuda") && e.contains("available here: reference, cpu") && e.contains("or auto"),
+                "{e}"
+            );
         }
     }
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use rlipv2::backend::BackendKind;
-use rlipv2::seeded::MsDeformAttnData;
 use rlipv2::problem::{Form, MsDeformAttnProblem};
 use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
+use rlipv2::seeded::MsDeformAttnData;
 use safetensors::tensor::{Dtype, TensorView};
 
 struct T {
@@ -26,7 +26,10 @@ fn i64t(name: &'static str, shape: Vec<usize>, data: &[i64]) -> T {
 }
 
 fn write(path: &Path, tensors: &[T]) {
-    let views: Vec<_> = tensors.iter().map(|t| (t.name.to_string(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap())).collect();
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|t| (t.name.to_string(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap()))
+        .collect();
     std::fs::write(path, safetensors::tensor::serialize(views, None).unwrap()).unwrap();
 }
 
@@ -95,14 +98,55 @@ fn cli_rejects_bad_input_without_writing_output() {
     let pr = problem();
     let data = MsDeformAttnData::random(&pr, 22);
     let cases: Vec<(&str, Box<dyn Fn(&mut Vec<T>)>, Vec<&str>)> = vec![
-        ("S ≠ Σ H·W", Box::new(|t: &mut Vec<T>| t[1] = i64t("spatial_shapes", vec![2, 2], &[5, 6, 2, 4])), vec!["Σ H·W"]),
-        ("inconsistent level_start_index", Box::new(|t: &mut Vec<T>| t[2] = i64t("level_start_index", vec![2], &[0, 29])), vec!["level_start_index"]),
-        ("missing tensor", Box::new(|t: &mut Vec<T>| { t.remove(4); }), vec!["attention_weights", "missing"]),
+        (
+            "S ≠ Σ H·W",
+            Box::new(|t: &mut Vec<T>| t[1] = i64t("spatial_shapes", vec![2, 2], &[5, 6, 2, 4])),
+            vec!["Σ H·W"],
+        ),
+        (
+            "inconsistent level_start_index",
+            Box::new(|t: &mut Vec<T>| t[2] = i64t("level_start_index", vec![2], &[0, 29])),
+            vec!["level_start_index"],
+        ),
+        (
+            "missing tensor",
+            Box::new(|t: &mut Vec<T>| {
+                t.remove(4);
+            }),
+            vec!["attention_weights", "missing"],
+        ),
         ("wrong rank", Box::new(|t: &mut Vec<T>| t[0].shape = vec![2 * 36, 2, 16]), vec!["value", "rank 4"]),
-        ("wrong dtype", Box::new(|t: &mut Vec<T>| t[1] = T { name: "spatial_shapes", dtype: Dtype::I32, shape: vec![2, 2], bytes: bytemuck::cast_slice(&[5i32, 6, 2, 3]).to_vec() }), vec!["spatial_shapes", "I64", "I32"]),
-        ("weights shape", Box::new(|t: &mut Vec<T>| { t[4].shape = vec![2, 7, 2, 2, 2]; t[4].bytes.truncate(2 * 7 * 2 * 2 * 2 * 4); t[4].shape = vec![2, 7, 2, 1, 4]; }), vec!["attention_weights", "[2, 7, 2, 2, 2]", "[2, 7, 2, 1, 4]"]),
-        ("absurd level size", Box::new(|t: &mut Vec<T>| t[1] = i64t("spatial_shapes", vec![2, 2], &[1 << 40, 6, 2, 3])), vec!["spatial_shapes", "level 0"]),
-        ("negative level size", Box::new(|t: &mut Vec<T>| t[1] = i64t("spatial_shapes", vec![2, 2], &[-5, 6, 2, 3])), vec!["spatial_shapes"]),
+        (
+            "wrong dtype",
+            Box::new(|t: &mut Vec<T>| {
+                t[1] = T {
+                    name: "spatial_shapes",
+                    dtype: Dtype::I32,
+                    shape: vec![2, 2],
+                    bytes: bytemuck::cast_slice(&[5i32, 6, 2, 3]).to_vec(),
+                }
+            }),
+            vec!["spatial_shapes", "I64", "I32"],
+        ),
+        (
+            "weights shape",
+            Box::new(|t: &mut Vec<T>| {
+                t[4].shape = vec![2, 7, 2, 2, 2];
+                t[4].bytes.truncate(2 * 7 * 2 * 2 * 2 * 4);
+                t[4].shape = vec![2, 7, 2, 1, 4];
+            }),
+            vec!["attention_weights", "[2, 7, 2, 2, 2]", "[2, 7, 2, 1, 4]"],
+        ),
+        (
+            "absurd level size",
+            Box::new(|t: &mut Vec<T>| t[1] = i64t("spatial_shapes", vec![2, 2], &[1 << 40, 6, 2, 3])),
+            vec!["spatial_shapes", "level 0"],
+        ),
+        (
+            "negative level size",
+            Box::new(|t: &mut Vec<T>| t[1] = i64t("spatial_shapes", vec![2, 2], &[-5, 6, 2, 3])),
+            vec!["spatial_shapes"],
+        ),
         ("unsupported D", Box::new(|t: &mut Vec<T>| t[0].shape = vec![2, 36, 4, 8]), vec!["sampling_locations"]),
     ];
     for (what, edit, needles) in cases {
@@ -131,10 +175,22 @@ fn cli_rejects_bad_input_without_writing_output() {
 fn cli_unsupported_channels_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let pr = MsDeformAttnProblem::new(1, 3, 2, 12, 1, &[(2, 2)], Form::Official);
-    let data = MsDeformAttnData { value: vec![0.5; 4 * 2 * 12], a: vec![0.5; 3 * 2 * 2], b: vec![1.0; 3 * 2], c: vec![], form: Form::Official };
+    let data = MsDeformAttnData {
+        value: vec![0.5; 4 * 2 * 12],
+        a: vec![0.5; 3 * 2 * 2],
+        b: vec![1.0; 3 * 2],
+        c: vec![],
+        form: Form::Official,
+    };
     write(
         &dir.path().join("in.safetensors"),
-        &[f32t("value", pr.value_shape(), &data.value), i64t("spatial_shapes", vec![1, 2], &[2, 2]), i64t("level_start_index", vec![1], &[0]), f32t("sampling_locations", pr.locations_shape(), &data.a), f32t("attention_weights", pr.weights_shape(), &data.b)],
+        &[
+            f32t("value", pr.value_shape(), &data.value),
+            i64t("spatial_shapes", vec![1, 2], &[2, 2]),
+            i64t("level_start_index", vec![1], &[0]),
+            f32t("sampling_locations", pr.locations_shape(), &data.a),
+            f32t("attention_weights", pr.weights_shape(), &data.b),
+        ],
     );
     let (ok, text, exists) = run(dir.path(), "cpu", &[]);
     assert!(!ok && !exists && text.contains("channels per head = 12"), "{text}");

@@ -2,8 +2,6 @@
 //! wgpu device, the cubecl kernel generic over a runtime, and detect from Rust. A backend named in
 //! RLIPV2_REQUIRE_BACKENDS must really run (an example's `SKIP` line fails the test then).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -52,11 +50,21 @@ fn cubecl_generic_example_matches_the_oracle() {
 fn detect_example_prints_triplets() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let tok = common::char_tokenizer(dir.path());
+    let tok = crate::common::char_tokenizer(dir.path());
     let model = dir.path().join("m.safetensors");
-    let c = Command::new(env!("CARGO_BIN_EXE_rlipv2")).arg("convert").arg(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth")).arg(&model).arg("--tokenizer").arg(&tok).output().unwrap();
+    let c = Command::new(env!("CARGO_BIN_EXE_rlipv2"))
+        .arg("convert")
+        .arg(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth"))
+        .arg(&model)
+        .arg("--tokenizer")
+        .arg(&tok)
+        .output()
+        .unwrap();
     assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
-    let out = run(Command::new(example("detect")).arg(&model).arg(root.join("tests/fixtures/images/rgba_100x40.png")).arg("cpu"));
+    let out = run(Command::new(example("detect"))
+        .arg(&model)
+        .arg(root.join("tests/fixtures/images/rgba_100x40.png"))
+        .arg("cpu"));
     assert!(out.contains("backend: cpu") && out.contains("detections in"), "{out}");
     assert!(out.lines().filter(|l| l.contains("person ")).count() >= 1, "{out}");
     // a missing argument is a usage error, not a panic

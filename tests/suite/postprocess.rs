@@ -24,7 +24,9 @@ fn inputs(np: usize, labels: &LabelSet) -> [Vec<f32>; 5] {
         let k = CLUSTER_OBJECTS[i % 5];
         for c in 0..=to {
             obj.push((frac(i * 37 + c * 101 + 7, 211) * 10.0 - 6.0 + if c == k { 8.0 } else { 0.0 }) as f32);
-            sub.push((frac(i * 17 + c * 89 + 1, 193) * 10.0 - 5.0 + if c == 0 && i % 3 == 0 { 6.0 } else { 0.0 }) as f32);
+            sub.push(
+                (frac(i * 17 + c * 89 + 1, 193) * 10.0 - 5.0 + if c == 0 && i % 3 == 0 { 6.0 } else { 0.0 }) as f32,
+            );
         }
         for v in 0..tv {
             verb.push((frac(i * 53 + v * 29 + 3, 199) * 12.0 - 8.0 + if v == verb_of(k) { 6.0 } else { 0.0 }) as f32);
@@ -52,32 +54,62 @@ fn argmax(x: &[f32]) -> usize {
 
 #[test]
 fn matches_the_official_post_processing() {
-    let golden: Value = serde_json::from_str(include_str!("fixtures/postprocess_golden.json")).unwrap();
+    let golden: Value = serde_json::from_str(include_str!("../fixtures/postprocess_golden.json")).unwrap();
     let labels = LabelSet::builtin("hico").unwrap();
-    assert_eq!((labels.objects.len(), labels.verbs.len(), labels.valid_pairs.as_ref().unwrap().iter().filter(|&&v| v).count()), (80, 117, 600));
+    assert_eq!(
+        (labels.objects.len(), labels.verbs.len(), labels.valid_pairs.as_ref().unwrap().iter().filter(|&&v| v).count()),
+        (80, 117, 600)
+    );
     let [obj, verb, sub, sb, ob] = inputs(100, &labels);
     for case in golden["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let cfg = PostConfig { top_k: 100, nms: case["nms"].as_bool().unwrap().then_some(OFFICIAL_NMS), zero_shot: case["zero_shot"].as_bool().unwrap() };
+        let cfg = PostConfig {
+            top_k: 100,
+            nms: case["nms"].as_bool().unwrap().then_some(OFFICIAL_NMS),
+            zero_shot: case["zero_shot"].as_bool().unwrap(),
+        };
         let size = (case["height"].as_u64().unwrap() as usize, case["width"].as_u64().unwrap() as usize);
-        let out = HeadOutputs { obj_logits: &obj, verb_logits: &verb, sub_boxes: &sb, obj_boxes: &ob, sub_logits: Some(&sub) };
+        let out = HeadOutputs {
+            obj_logits: &obj,
+            verb_logits: &verb,
+            sub_boxes: &sb,
+            obj_boxes: &ob,
+            sub_logits: Some(&sub),
+        };
         let got = postprocess(&out, &labels, size, &cfg);
         let mut want: Vec<&Value> = case["triplets"].as_array().unwrap().iter().collect();
         // the official output is grouped by triplet; compare by score, highest first
         want.sort_by(|a, b| b[4].as_f64().unwrap().total_cmp(&a[4].as_f64().unwrap()));
         assert_eq!(got.len(), want.len(), "{name}: number of detections");
         // zero-shot: the official ids index the pairs that passed the subject filter, in order
-        let passed: Vec<usize> = (0..100).filter(|&i| !cfg.zero_shot || argmax(&sub[i * 81..i * 81 + 80]) == 0).collect();
-        assert_eq!(passed.len() as u64, case["pairs_kept"].as_u64().unwrap(), "{name}: pairs passing the subject filter");
+        let passed: Vec<usize> =
+            (0..100).filter(|&i| !cfg.zero_shot || argmax(&sub[i * 81..i * 81 + 80]) == 0).collect();
+        assert_eq!(
+            passed.len() as u64,
+            case["pairs_kept"].as_u64().unwrap(),
+            "{name}: pairs passing the subject filter"
+        );
         for (r, (g, w)) in got.iter().zip(&want).enumerate() {
             let id = w[0].as_u64().unwrap() as usize;
             let pair = passed[id];
-            assert_eq!((g.pair, g.object_label, g.verb), (pair, w[3].as_u64().unwrap() as usize, w[2].as_u64().unwrap() as usize), "{name}: rank {r}");
+            assert_eq!(
+                (g.pair, g.object_label, g.verb),
+                (pair, w[3].as_u64().unwrap() as usize, w[2].as_u64().unwrap() as usize),
+                "{name}: rank {r}"
+            );
             assert_eq!(w[1].as_u64().unwrap() as usize, id + passed.len(), "{name}: object id follows the subject ids");
-            assert!((g.score as f64 - w[4].as_f64().unwrap()).abs() <= 1e-6, "{name}: rank {r} score {} vs {}", g.score, w[4]);
+            assert!(
+                (g.score as f64 - w[4].as_f64().unwrap()).abs() <= 1e-6,
+                "{name}: rank {r} score {} vs {}",
+                g.score,
+                w[4]
+            );
             for (got_box, want_box) in [(&g.subject_box, &w[5]), (&g.object_box, &w[6])] {
                 for (a, b) in got_box.iter().zip(want_box.as_array().unwrap()) {
-                    assert!((*a as f64 - b.as_f64().unwrap()).abs() <= 1e-4, "{name}: rank {r} box {got_box:?} vs {want_box}");
+                    assert!(
+                        (*a as f64 - b.as_f64().unwrap()).abs() <= 1e-4,
+                        "{name}: rank {r} box {got_box:?} vs {want_box}"
+                    );
                 }
             }
         }
@@ -90,7 +122,10 @@ fn label_sets_are_the_official_texts() {
     let hico = LabelSet::builtin("hico").unwrap();
     let t = hico.texts();
     assert_eq!(t.len(), 198);
-    assert_eq!((t[0].as_str(), t[9].as_str(), t[80].as_str(), t[81].as_str(), t[197].as_str()), ("person", "traffic light", "no objects", "adjust", "zip"));
+    assert_eq!(
+        (t[0].as_str(), t[9].as_str(), t[80].as_str(), t[81].as_str(), t[197].as_str()),
+        ("person", "traffic light", "no objects", "adjust", "zip")
+    );
     assert!(t.contains(&"brush with".to_string()) && t.contains(&"no interaction".to_string()));
     let vcoco = LabelSet::builtin("vcoco").unwrap();
     assert_eq!((vcoco.objects.len(), vcoco.verbs.len(), vcoco.texts().len()), (81, 29, 111));
@@ -107,16 +142,26 @@ fn nan_boxes_are_suppressed_as_numpy_does() {
     let [obj, verb, sub, mut sb, ob] = inputs(100, &labels);
     // pairs 0, 5, 10, … share object and verb; the best-scored of them gets a NaN subject box
     let cfg = PostConfig { top_k: 100, nms: Some(OFFICIAL_NMS), zero_shot: false };
-    let out = HeadOutputs { obj_logits: &obj, verb_logits: &verb, sub_boxes: &sb, obj_boxes: &ob, sub_logits: Some(&sub) };
+    let out =
+        HeadOutputs { obj_logits: &obj, verb_logits: &verb, sub_boxes: &sb, obj_boxes: &ob, sub_logits: Some(&sub) };
     let clean = postprocess(&out, &labels, (480, 640), &cfg);
     let first = clean.iter().find(|d| d.pair % 5 == 0).expect("a detection of the first cluster").clone();
     let class = (first.object_label, first.verb);
     let mates = clean.iter().filter(|d| (d.object_label, d.verb) == class).count();
     assert!(mates > 1, "the test needs two kept detections of one class, got {mates}");
     sb[first.pair * 4] = f32::NAN;
-    let out = HeadOutputs { obj_logits: &obj, verb_logits: &verb, sub_boxes: &sb, obj_boxes: &ob, sub_logits: Some(&sub) };
+    let out =
+        HeadOutputs { obj_logits: &obj, verb_logits: &verb, sub_boxes: &sb, obj_boxes: &ob, sub_logits: Some(&sub) };
     let got = postprocess(&out, &labels, (480, 640), &cfg);
     let of_class: Vec<_> = got.iter().filter(|d| (d.object_label, d.verb) == class).collect();
-    assert!(of_class.iter().any(|d| d.subject_box.iter().any(|v| v.is_nan())), "the NaN-box detection ranks first in its class");
-    assert_eq!(of_class.len(), 1, "a kept NaN-box detection suppresses the rest of its class ({} kept)", of_class.len());
+    assert!(
+        of_class.iter().any(|d| d.subject_box.iter().any(|v| v.is_nan())),
+        "the NaN-box detection ranks first in its class"
+    );
+    assert_eq!(
+        of_class.len(),
+        1,
+        "a kept NaN-box detection suppresses the rest of its class ({} kept)",
+        of_class.len()
+    );
 }

@@ -2,16 +2,16 @@
 //! every backend against the f64 oracle, on seeded cases with odd sizes; tensors bound to one
 //! backend instance refused by another; and the encoder's weights uploaded once per backend.
 
-#[macro_use]
-mod common;
-
-use common::{assert_close_flat, formula_lang, formula_weight, front_tokens, Tolerance};
+use crate::common::{assert_close_flat, formula_lang, formula_weight, front_tokens, Tolerance};
+use rlipv2::backend::image::{self, GroupNormShape};
 use rlipv2::backend::{Backend, BackendKind, Tensor};
 use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
-use rlipv2::backend::image::{self, GroupNormShape};
-use rlipv2::problem::{Activation, BertLayerProblem, Conv2dProblem, DType, Form, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem};
+use rlipv2::problem::{
+    Activation, BertLayerProblem, Conv2dProblem, DType, Form, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem,
+    OwnedWeights, RefKind, SparseFusionProblem,
+};
 use rlipv2::reference::{self as oracle, lift};
 use rlipv2::seeded::{MsDeformAttnData, Rng};
 
@@ -23,9 +23,23 @@ fn on(be: &dyn Backend, v: &[f32]) -> Tensor {
 
 fn dense_case(be: &dyn Backend) {
     // the last two take the GPU backends' 128×128 tiles (backend::gemm_tile), with partial tiles and K % 8 ≠ 0
-    for (i, &(m, k, n, act)) in [(1usize, 1usize, 1usize, Activation::None), (67, 19, 45, Activation::Relu), (130, 256, 96, Activation::Gelu), (520, 37, 1030, Activation::Relu), (1100, 130, 482, Activation::Gelu)].iter().enumerate() {
+    for (i, &(m, k, n, act)) in [
+        (1usize, 1usize, 1usize, Activation::None),
+        (67, 19, 45, Activation::Relu),
+        (130, 256, 96, Activation::Gelu),
+        (520, 37, 1030, Activation::Relu),
+        (1100, 130, 482, Activation::Gelu),
+    ]
+    .iter()
+    .enumerate()
+    {
         let mut rng = Rng::new(40 + i as u64);
-        let (x, w, b, r) = (rng.fill(m * k, -2.0, 2.0), rng.fill(n * k, -0.5, 0.5), rng.fill(n, -0.5, 0.5), rng.fill(m * n, -1.0, 1.0));
+        let (x, w, b, r) = (
+            rng.fill(m * k, -2.0, 2.0),
+            rng.fill(n * k, -0.5, 0.5),
+            rng.fill(n, -0.5, 0.5),
+            rng.fill(m * n, -1.0, 1.0),
+        );
         let p = GemmProblem::linear(m, k, n).with_act(act);
         let y = be.gemm_t(&p, &on(be, &x), &on(be, &w), Some(&on(be, &b)), Some(&on(be, &r))).unwrap();
         let y = be.download(&y).unwrap();
@@ -34,8 +48,16 @@ fn dense_case(be: &dyn Backend) {
             y
         };
         let o64 = add(oracle::gemm::gemm::<f64>(&p, &lift(&x), &w, Some(&b)));
-        let o32: Vec<f32> = oracle::gemm::gemm::<f32>(&p, &x, &w, Some(&b)).iter().zip(&r).map(|(y, r)| y + r).collect();
-        assert_close_flat(&format!("{}/gemm_t {m}×{k}×{n} {act:?} + residual", be.kind()), &[m, n], &y, &o64, &o32, &TOL);
+        let o32: Vec<f32> =
+            oracle::gemm::gemm::<f32>(&p, &x, &w, Some(&b)).iter().zip(&r).map(|(y, r)| y + r).collect();
+        assert_close_flat(
+            &format!("{}/gemm_t {m}×{k}×{n} {act:?} + residual", be.kind()),
+            &[m, n],
+            &y,
+            &o64,
+            &o32,
+            &TOL,
+        );
 
         let sum = be.download(&be.add_t(&on(be, &r), &on(be, &r)).unwrap()).unwrap();
         assert!(sum.iter().zip(&r).all(|(s, r)| *s == 2.0 * r), "{}: add_t", be.kind());
@@ -43,7 +65,11 @@ fn dense_case(be: &dyn Backend) {
         assert!(sq.iter().zip(&r).all(|(s, r)| *s == r * r), "{}: mul_t", be.kind());
         let rev: Vec<f32> = r.iter().rev().copied().collect();
         let gate = be.download(&be.mul_t(&on(be, &r), &on(be, &rev), Activation::Relu).unwrap()).unwrap();
-        assert!(gate.iter().zip(r.iter().zip(&rev)).all(|(g, (a, b))| *g == (a * b).max(0.0)), "{}: mul_t with ReLU", be.kind());
+        assert!(
+            gate.iter().zip(r.iter().zip(&rev)).all(|(g, (a, b))| *g == (a * b).max(0.0)),
+            "{}: mul_t with ReLU",
+            be.kind()
+        );
 
         let ln = LayerNormProblem { rows: m, width: n, eps: 1e-5 };
         let (g, beta) = (rng.fill(n, 0.8, 1.2), rng.fill(n, -0.1, 0.1));
@@ -60,13 +86,22 @@ fn dense_case(be: &dyn Backend) {
         let mut dst = on(be, &vec![0.0; m * n]);
         be.write_t(&mut dst, m * n - len, &s).unwrap();
         let got = be.download(&dst).unwrap();
-        assert!(got[..m * n - len].iter().all(|&v| v == 0.0) && got[m * n - len..] == r[start..start + len], "{}: write_t", be.kind());
+        assert!(
+            got[..m * n - len].iter().all(|&v| v == 0.0) && got[m * n - len..] == r[start..start + len],
+            "{}: write_t",
+            be.kind()
+        );
     }
 }
 
 fn image_case(be: &dyn Backend) {
     // (batch, in_c, h, w, out_c, k, stride, act, residual): the stem's 7×7/s2, odd sizes, 1×1, 3×3/s2
-    let cases = [(1usize, 3usize, 37usize, 29usize, 8usize, 7usize, 2usize, Activation::Relu, false), (2, 5, 9, 11, 70, 3, 1, Activation::Relu, true), (1, 64, 12, 10, 3, 1, 1, Activation::None, true), (1, 16, 7, 7, 33, 3, 2, Activation::None, false)];
+    let cases = [
+        (1usize, 3usize, 37usize, 29usize, 8usize, 7usize, 2usize, Activation::Relu, false),
+        (2, 5, 9, 11, 70, 3, 1, Activation::Relu, true),
+        (1, 64, 12, 10, 3, 1, 1, Activation::None, true),
+        (1, 16, 7, 7, 33, 3, 2, Activation::None, false),
+    ];
     for (i, &(batch, in_c, h, w, out_c, k, stride, act, res)) in cases.iter().enumerate() {
         let p = Conv2dProblem { batch, in_c, h, w, out_c, kh: k, kw: k, stride, pad: k / 2, act };
         let mut rng = Rng::new(70 + i as u64);
@@ -84,10 +119,16 @@ fn image_case(be: &dyn Backend) {
         let pooled = be.download(&be.max_pool_t(&on(be, &x), planes, h, w).unwrap()).unwrap();
         assert_eq!(pooled, image::max_pool_3x3_s2(&x, planes, h, w), "{}: max_pool_t {planes}×{h}×{w}", be.kind());
     }
-    for (i, &(batch, channels, plane, groups)) in [(1usize, 256usize, 35usize, 32usize), (2, 64, 1, 32), (1, 8, 300, 2)].iter().enumerate() {
+    for (i, &(batch, channels, plane, groups)) in
+        [(1usize, 256usize, 35usize, 32usize), (2, 64, 1, 32), (1, 8, 300, 2)].iter().enumerate()
+    {
         let s = GroupNormShape { batch, channels, plane, groups, eps: 1e-5 };
         let mut rng = Rng::new(80 + i as u64);
-        let (x, g, b) = (rng.fill(batch * channels * plane, -3.0, 5.0), rng.fill(channels, 0.5, 1.5), rng.fill(channels, -0.5, 0.5));
+        let (x, g, b) = (
+            rng.fill(batch * channels * plane, -3.0, 5.0),
+            rng.fill(channels, 0.5, 1.5),
+            rng.fill(channels, -0.5, 0.5),
+        );
         let y = be.download(&be.group_norm_t(&s, on(be, &x), &on(be, &g), &on(be, &b)).unwrap()).unwrap();
         let mut want = x.clone();
         image::group_norm(&mut want, &s, &g, &b);
@@ -114,8 +155,16 @@ fn image_case(be: &dyn Backend) {
         let got = be.download(&tokens).unwrap();
         let mut want = vec![0.0; (plane + 5) * channels];
         image::to_tokens(&mut want, 3, level, channels, plane);
-        assert_eq!(got[3 * channels..(3 + plane) * channels], want[3 * channels..(3 + plane) * channels], "{}: to_tokens_t", be.kind());
-        assert!(be.to_tokens_t(&mut tokens, 6, &on(be, level), channels, plane).is_err(), "rows past the end are refused");
+        assert_eq!(
+            got[3 * channels..(3 + plane) * channels],
+            want[3 * channels..(3 + plane) * channels],
+            "{}: to_tokens_t",
+            be.kind()
+        );
+        assert!(
+            be.to_tokens_t(&mut tokens, 6, &on(be, level), channels, plane).is_err(),
+            "rows past the end are refused"
+        );
     }
 }
 
@@ -129,18 +178,35 @@ fn relu_keeps_nan(be: &dyn Backend) {
     for y in [host, res] {
         assert!(y[0].is_nan() && y[1] == 1.0, "{}: relu(gemm) of [NaN, 1 | -2, 3] gave {y:?}", be.kind());
     }
-    let cp = Conv2dProblem { batch: 1, in_c: 1, h: 2, w: 2, out_c: 1, kh: 1, kw: 1, stride: 1, pad: 0, act: Activation::Relu };
+    let cp = Conv2dProblem {
+        batch: 1,
+        in_c: 1,
+        h: 2,
+        w: 2,
+        out_c: 1,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+        act: Activation::Relu,
+    };
     let y = be.download(&be.conv2d_t(&cp, &on(be, &x), &on(be, &[1.0]), &on(be, &[0.0]), None).unwrap()).unwrap();
     assert!(y[0].is_nan() && y[1..] == [1.0, 0.0, 3.0], "{}: relu(conv) gave {y:?}", be.kind());
 }
 
 fn attention_case(be: &dyn Backend) {
     use rlipv2::problem::AttentionProblem;
-    for (i, &(batch, heads, q_len, k_len, dh)) in [(1usize, 8usize, 128usize, 128usize, 32usize), (2, 3, 1, 5, 7), (1, 1, 9, 1, 64)].iter().enumerate() {
+    for (i, &(batch, heads, q_len, k_len, dh)) in
+        [(1usize, 8usize, 128usize, 128usize, 32usize), (2, 3, 1, 5, 7), (1, 1, 9, 1, 64)].iter().enumerate()
+    {
         let p = AttentionProblem { batch, heads, q_len, k_len, head_dim: dh, scale: (dh as f32).powf(-0.5) };
         let mut rng = Rng::new(90 + i as u64);
         let w = heads * dh;
-        let (q, k, v) = (rng.fill(batch * q_len * w, -1.0, 1.0), rng.fill(batch * k_len * w, -1.0, 1.0), rng.fill(batch * k_len * w, -1.0, 1.0));
+        let (q, k, v) = (
+            rng.fill(batch * q_len * w, -1.0, 1.0),
+            rng.fill(batch * k_len * w, -1.0, 1.0),
+            rng.fill(batch * k_len * w, -1.0, 1.0),
+        );
         let y = be.download(&be.attention_t(&p, &on(be, &q), &on(be, &k), &on(be, &v)).unwrap()).unwrap();
         let o64 = oracle::attention::attention::<f64>(&p, &lift(&q), &lift(&k), &lift(&v), None);
         let o32 = oracle::attention::attention::<f32>(&p, &q, &k, &v, None);
@@ -150,10 +216,30 @@ fn attention_case(be: &dyn Backend) {
 
 fn msda_case(be: &dyn Backend) {
     for (i, shapes) in [vec![(1usize, 1usize)], vec![(13, 17), (7, 9), (4, 5), (2, 3)]].into_iter().enumerate() {
-        let pr = MsDeformAttnProblem::new(1, 1 + shapes.iter().map(|(h, w)| h * w).sum::<usize>() / 2, 8, 32, 4, &shapes, Form::Fused(RefKind::Points));
+        let pr = MsDeformAttnProblem::new(
+            1,
+            1 + shapes.iter().map(|(h, w)| h * w).sum::<usize>() / 2,
+            8,
+            32,
+            4,
+            &shapes,
+            Form::Fused(RefKind::Points),
+        );
         let d = MsDeformAttnData::random(&pr, 60 + i as u64);
-        let rlipv2::problem::MsDeformAttnInput::Fused { value, reference, sampling_offsets, attention_logits } = d.input() else { unreachable!() };
-        let y = be.ms_deform_attn_t(&pr, &on(be, value), &on(be, reference), &on(be, sampling_offsets), &on(be, attention_logits)).unwrap();
+        let rlipv2::problem::MsDeformAttnInput::Fused { value, reference, sampling_offsets, attention_logits } =
+            d.input()
+        else {
+            unreachable!()
+        };
+        let y = be
+            .ms_deform_attn_t(
+                &pr,
+                &on(be, value),
+                &on(be, reference),
+                &on(be, sampling_offsets),
+                &on(be, attention_logits),
+            )
+            .unwrap();
         let y = be.download(&y).unwrap();
         let host = be.ms_deform_attn(&pr, &d.input(), DType::F32).unwrap();
         let worst = y.iter().zip(&host).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -168,17 +254,48 @@ fn sparse_fusion_case(be: &dyn Backend) {
     let bw = OwnedWeights::seeded(BertLayerProblem::roberta_base(1, 198).weight_shapes(), 810);
     let bound = be.bind_sparse_fusion(&p0, &fw.as_fusion(), &bw.as_bert()).unwrap();
     // the same bound weights for two token counts (the arena is re-laid) and once unbound
-    for (i, &(tokens, start, t, use_bound)) in [(300usize, 27usize, 198usize, true), (41, 40, 117, true), (300, 27, 198, true), (20, 3, 1, false)].iter().enumerate() {
+    for (i, &(tokens, start, t, use_bound)) in
+        [(300usize, 27usize, 198usize, true), (41, 40, 117, true), (300, 27, 198, true), (20, 3, 1, false)]
+            .iter()
+            .enumerate()
+    {
         let p = SparseFusionProblem::rlipv2(1, tokens, start, t);
         let mut rng = Rng::new(910 + i as u64);
-        let (memory, pos, lang) = (rng.fill(tokens * 256, -2.0, 2.0), rng.fill(tokens * 256, -1.0, 1.0), rng.fill(t * 768, -1.0, 1.0));
+        let (memory, pos, lang) =
+            (rng.fill(tokens * 256, -2.0, 2.0), rng.fill(tokens * 256, -1.0, 1.0), rng.fill(t * 768, -1.0, 1.0));
         let mut mem = on(be, &memory);
-        let out = be.sparse_fusion_t(&p, &mut mem, &on(be, &pos), &on(be, &lang), &fw.as_fusion(), &bw.as_bert(), if use_bound { bound.as_ref() } else { None }).unwrap();
+        let out = be
+            .sparse_fusion_t(
+                &p,
+                &mut mem,
+                &on(be, &pos),
+                &on(be, &lang),
+                &fw.as_fusion(),
+                &bw.as_bert(),
+                if use_bound { bound.as_ref() } else { None },
+            )
+            .unwrap();
         let (out, mem) = (be.download(&out).unwrap(), be.download(&mem).unwrap());
         let mut m64 = lift::<f64>(&memory);
-        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(&p, &mut m64, &lift(&pos), &lift(&lang), None, &fw.as_fusion(), &bw.as_bert());
+        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(
+            &p,
+            &mut m64,
+            &lift(&pos),
+            &lift(&lang),
+            None,
+            &fw.as_fusion(),
+            &bw.as_bert(),
+        );
         let mut m32 = memory.clone();
-        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(&p, &mut m32, &pos, &lang, None, &fw.as_fusion(), &bw.as_bert());
+        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(
+            &p,
+            &mut m32,
+            &pos,
+            &lang,
+            None,
+            &fw.as_fusion(),
+            &bw.as_bert(),
+        );
         let label = format!("{}/sparse_fusion_t S{tokens} start{start} T{t} bound {use_bound}", be.kind());
         assert_close_flat(&format!("{label} lang"), &[t, 768], &out, &o64, &o32, &TOL);
         assert_close_flat(&format!("{label} memory"), &[tokens, 256], &mem, &m64, &m32, &TOL);
@@ -187,15 +304,33 @@ fn sparse_fusion_case(be: &dyn Backend) {
 
 fn refusals(be: &dyn Backend) {
     let x = on(be, &[1.0; 6]);
-    let err = be.gemm_t(&GemmProblem::linear(2, 3, 2), &x, &on(be, &[1.0; 5]), Some(&on(be, &[0.0; 2])), None).unwrap_err().to_string();
+    let err = be
+        .gemm_t(&GemmProblem::linear(2, 3, 2), &x, &on(be, &[1.0; 5]), Some(&on(be, &[0.0; 2])), None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("weight"), "{}: {err}", be.kind());
     assert!(be.slice_t(&x, 4, 3).is_err() && be.write_t(&mut on(be, &[0.0; 2]), 1, &x).is_err());
     assert!(be.empty_t(usize::MAX).is_err(), "{}: an impossible allocation is an error", be.kind());
-    let cp = Conv2dProblem { batch: 1, in_c: 2, h: 3, w: 1, out_c: 1, kh: 1, kw: 1, stride: 1, pad: 0, act: Activation::None };
-    let err = be.conv2d_t(&cp, &x, &on(be, &[1.0; 2]), &on(be, &[0.0; 1]), Some(on(be, &[0.0; 2]))).unwrap_err().to_string();
+    let cp = Conv2dProblem {
+        batch: 1,
+        in_c: 2,
+        h: 3,
+        w: 1,
+        out_c: 1,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+        act: Activation::None,
+    };
+    let err =
+        be.conv2d_t(&cp, &x, &on(be, &[1.0; 2]), &on(be, &[0.0; 1]), Some(on(be, &[0.0; 2]))).unwrap_err().to_string();
     assert!(err.contains("residual"), "{}: {err}", be.kind());
     let gn = GroupNormShape { batch: 1, channels: 3, plane: 2, groups: 2, eps: 1e-5 };
-    assert!(be.group_norm_t(&gn, x.clone(), &on(be, &[1.0; 3]), &on(be, &[0.0; 3])).is_err(), "3 channels do not split into 2 groups");
+    assert!(
+        be.group_norm_t(&gn, x.clone(), &on(be, &[1.0; 3]), &on(be, &[0.0; 3])).is_err(),
+        "3 channels do not split into 2 groups"
+    );
     assert!(be.max_pool_t(&x, 2, 2, 2).is_err() && be.to_tokens_t(&mut on(be, &[0.0; 4]), 1, &x, 2, 3).is_err());
     // a device tensor of another instance of the same backend is refused, not read
     if be.owner_id() != 0 {
@@ -243,13 +378,22 @@ fn op_chain(be: &dyn Backend) {
     let counts = match (launches, be.dispatch_count(), submits, be.submission_count()) {
         (Some(a), Some(b), Some(c), Some(d)) => {
             // the download's copy joins the last batch
-            assert!(d - c <= (commands + 1usize).div_ceil(32) as u64, "{}: {} submissions for {commands} commands", be.kind(), d - c);
+            assert!(
+                d - c <= (commands + 1usize).div_ceil(32) as u64,
+                "{}: {} submissions for {commands} commands",
+                be.kind(),
+                d - c
+            );
             format!("; {} launches in {} submissions", b - a, d - c)
         }
         _ => String::new(),
     };
     let recycled = recycled.map(|r| format!("; {r} outputs in recycled buffers")).unwrap_or_default();
-    println!("{}: {commands} chained ops, {:.1} µs per op including the final download{counts}{recycled}", be.kind(), per_op * 1e6);
+    println!(
+        "{}: {commands} chained ops, {:.1} µs per op including the final download{counts}{recycled}",
+        be.kind(),
+        per_op * 1e6
+    );
 }
 
 /// The second image through the encoder uploads its activations only: the weights stay bound.
@@ -271,11 +415,25 @@ fn weights_once(be: &dyn Backend) {
         enc.forward(be, &mut tokens, &lang).unwrap();
         uploads.push((be.uploaded_bytes().unwrap() - start, activations));
     }
-    let weights = (6 * (256 * 256 + 128 * 256 + 2 * 256 * 256 + 2 * 2048 * 256) + 3 * (3 * 2048 * 256 + 3 * 2048 * 768 + 4 * 768 * 768 + 2 * 768 * 3072)) * 4; // matrices only
-    println!("{}: encoder uploads {} B first, {} B second (activations {} B; weights ≥ {weights} B); before {before} B", be.kind(), uploads[0].0, uploads[1].0, uploads[1].1);
+    let weights = (6 * (256 * 256 + 128 * 256 + 2 * 256 * 256 + 2 * 2048 * 256)
+        + 3 * (3 * 2048 * 256 + 3 * 2048 * 768 + 4 * 768 * 768 + 2 * 768 * 3072))
+        * 4; // matrices only
+    println!(
+        "{}: encoder uploads {} B first, {} B second (activations {} B; weights ≥ {weights} B); before {before} B",
+        be.kind(),
+        uploads[0].0,
+        uploads[1].0,
+        uploads[1].1
+    );
     assert!(uploads[0].0 >= weights as u64, "{}: the first image should bind the weights", be.kind());
     // activations plus the 4-byte placeholders of absent bindings
-    assert!(uploads[1].0 <= uploads[1].1 as u64 + 4096, "{}: the second image uploaded {} B, its activations are {} B", be.kind(), uploads[1].0, uploads[1].1);
+    assert!(
+        uploads[1].0 <= uploads[1].1 as u64 + 4096,
+        "{}: the second image uploaded {} B, its activations are {} B",
+        be.kind(),
+        uploads[1].0,
+        uploads[1].1
+    );
 }
 
 /// The whole image graph (front, encoder, decoders and heads) three times: after the first image
@@ -301,19 +459,34 @@ fn graph_weights_once(be: &dyn Backend) {
         let a = be.uploaded_bytes().unwrap();
         let (memory, states) = enc.forward_t(be, &mut tokens, &lang).unwrap();
         let b = be.uploaded_bytes().unwrap();
-        let out = dec.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), 6).unwrap();
+        let out =
+            dec.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), 6).unwrap();
         let heads = vec![out.sub_logits, out.obj_logits, out.verb_logits, out.sub_boxes, out.obj_boxes];
         match &first {
             None => first = Some(heads),
-            Some(f) => assert!(f.iter().zip(&heads).all(|(a, b)| a.iter().map(|v| v.to_bits()).eq(b.iter().map(|v| v.to_bits()))), "{}: image {image} gives other head outputs than image 0", be.kind()),
+            Some(f) => assert!(
+                f.iter().zip(&heads).all(|(a, b)| a.iter().map(|v| v.to_bits()).eq(b.iter().map(|v| v.to_bits()))),
+                "{}: image {image} gives other head outputs than image 0",
+                be.kind()
+            ),
         }
         println!("front {} encoder {} decoders {}", a - start, b - a, be.uploaded_bytes().unwrap() - b);
         uploads.push(be.uploaded_bytes().unwrap() - start);
     }
-    println!("{}: whole graph uploads {} B for the first image, then {} B and {} B", be.kind(), uploads[0], uploads[1], uploads[2]);
+    println!(
+        "{}: whole graph uploads {} B for the first image, then {} B and {} B",
+        be.kind(),
+        uploads[0],
+        uploads[1],
+        uploads[2]
+    );
     assert_eq!(uploads[1], uploads[2], "{}: every image after the first uploads the same", be.kind());
     // front ≈ 94 MB, encoder 199 MB, decoders ≈ 48 MB of weights (matrices of the formula model)
-    assert!(uploads[0] - uploads[1] > 300_000_000, "{}: only the first image binds the weights ({uploads:?})", be.kind());
+    assert!(
+        uploads[0] - uploads[1] > 300_000_000,
+        "{}: only the first image binds the weights ({uploads:?})",
+        be.kind()
+    );
 }
 
 backend_tests! {

@@ -2,14 +2,14 @@
 //! cases that include the real RLIPv2 sizes (Nv = 273, T = 198) and odd ones (Nv = 1, T = 1,
 //! T = 117, B = 2). A backend that opens but lacks an op prints `SKIP <backend>/<op>: <why>`.
 
-#[macro_use]
-mod common;
-
-use common::{assert_close_flat, open_or_skip, Tolerance};
+use crate::common::{assert_close_flat, open_or_skip, Tolerance};
 use rlipv2::backend::{Backend, BackendKind};
-use rlipv2::problem::{Activation, AttentionProblem, BertLayerProblem, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem, SoftmaxProblem, SparseFusionProblem};
-use rlipv2::reference::{self as oracle, lift};
 use rlipv2::problem::OwnedWeights;
+use rlipv2::problem::{
+    Activation, AttentionProblem, BertLayerProblem, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem,
+    SoftmaxProblem, SparseFusionProblem,
+};
+use rlipv2::reference::{self as oracle, lift};
 use rlipv2::seeded::Rng;
 use rlipv2::Error;
 
@@ -32,7 +32,14 @@ fn check(label: &str, shape: &[usize], got: &[f32], r64: Vec<f64>, r32: Vec<f32>
 }
 
 fn gemm_case(be: &dyn Backend) {
-    let cases = [(1, 1, 1, true, Activation::None), (7, 13, 5, true, Activation::Relu), (17, 9, 11, false, Activation::None), (273, 256, 2048, true, Activation::None), (198, 768, 3072, true, Activation::Gelu), (33, 3072, 768, true, Activation::None)];
+    let cases = [
+        (1, 1, 1, true, Activation::None),
+        (7, 13, 5, true, Activation::Relu),
+        (17, 9, 11, false, Activation::None),
+        (273, 256, 2048, true, Activation::None),
+        (198, 768, 3072, true, Activation::Gelu),
+        (33, 3072, 768, true, Activation::None),
+    ];
     for (i, &(m, k, n, bias, act)) in cases.iter().enumerate() {
         let p = GemmProblem { m, k, n, bias, act };
         let mut rng = Rng::new(100 + i as u64);
@@ -42,7 +49,13 @@ fn gemm_case(be: &dyn Backend) {
         let bias = bias.then_some(b.as_slice());
         let Some(got) = run(be, "gemm", || be.gemm(&p, &x, &w, bias)) else { return };
         let label = format!("{}/gemm/{m}x{k}x{n}/{act:?}", be.kind());
-        check(&label, &[m, n], &got, oracle::gemm::gemm::<f64>(&p, &lift(&x), &w, bias), oracle::gemm::gemm::<f32>(&p, &x, &w, bias));
+        check(
+            &label,
+            &[m, n],
+            &got,
+            oracle::gemm::gemm::<f64>(&p, &lift(&x), &w, bias),
+            oracle::gemm::gemm::<f32>(&p, &x, &w, bias),
+        );
         // the resident form (GPU backends): the same output, run after run
         match be.prepare_gemm(&p, &x, &w, bias) {
             Ok(mut r) => {
@@ -58,24 +71,40 @@ fn gemm_case(be: &dyn Backend) {
 }
 
 fn layer_norm_case(be: &dyn Backend) {
-    for (i, &(rows, width, offset)) in [(1usize, 1usize, 0.0f32), (273, 256, 0.0), (198, 768, 100.0), (5, 3, -7.0)].iter().enumerate() {
+    for (i, &(rows, width, offset)) in
+        [(1usize, 1usize, 0.0f32), (273, 256, 0.0), (198, 768, 100.0), (5, 3, -7.0)].iter().enumerate()
+    {
         let p = LayerNormProblem { rows, width, eps: 1e-5 };
         let mut rng = Rng::new(200 + i as u64);
         let x: Vec<f32> = rng.fill(rows * width, -3.0, 3.0).into_iter().map(|v| v + offset).collect();
         let (g, b) = (rng.fill(width, 0.5, 1.5), rng.fill(width, -0.5, 0.5));
         let Some(got) = run(be, "layer_norm", || be.layer_norm(&p, &x, &g, &b)) else { return };
         let label = format!("{}/layer_norm/{rows}x{width}+{offset}", be.kind());
-        check(&label, &[rows, width], &got, oracle::layer_norm::layer_norm::<f64>(&p, &lift(&x), &g, &b), oracle::layer_norm::layer_norm::<f32>(&p, &x, &g, &b));
+        check(
+            &label,
+            &[rows, width],
+            &got,
+            oracle::layer_norm::layer_norm::<f64>(&p, &lift(&x), &g, &b),
+            oracle::layer_norm::layer_norm::<f32>(&p, &x, &g, &b),
+        );
     }
 }
 
 fn softmax_case(be: &dyn Backend) {
-    for (i, &(rows, width, scale)) in [(5usize, 1usize, 1.0f32), (8 * 273, 198, 4.0), (3, 17, 1000.0)].iter().enumerate() {
+    for (i, &(rows, width, scale)) in
+        [(5usize, 1usize, 1.0f32), (8 * 273, 198, 4.0), (3, 17, 1000.0)].iter().enumerate()
+    {
         let p = SoftmaxProblem { rows, width };
         let x = Rng::new(300 + i as u64).fill(rows * width, -scale, scale);
         let Some(got) = run(be, "softmax", || be.softmax(&p, &x)) else { return };
         let label = format!("{}/softmax/{rows}x{width}", be.kind());
-        check(&label, &[rows, width], &got, oracle::softmax::softmax::<f64>(&p, &lift(&x)), oracle::softmax::softmax::<f32>(&p, &x));
+        check(
+            &label,
+            &[rows, width],
+            &got,
+            oracle::softmax::softmax::<f64>(&p, &lift(&x)),
+            oracle::softmax::softmax::<f32>(&p, &x),
+        );
     }
 }
 
@@ -91,7 +120,8 @@ fn attention_case(be: &dyn Backend) {
         let q = rng.fill(p.batch * p.q_len * w, -1.0, 1.0);
         let k = rng.fill(p.batch * p.k_len * w, -1.0, 1.0);
         let v = rng.fill(p.batch * p.k_len * w, -1.0, 1.0);
-        let mask: Option<Vec<f32>> = (i == 0).then(|| (0..p.batch * p.k_len).map(|j| if j % 5 == 4 { -10000.0 } else { 0.0 }).collect());
+        let mask: Option<Vec<f32>> =
+            (i == 0).then(|| (0..p.batch * p.k_len).map(|j| if j % 5 == 4 { -10000.0 } else { 0.0 }).collect());
         let Some(got) = run(be, "attention", || be.attention(p, &q, &k, &v, mask.as_deref())) else { return };
         let label = format!("{}/attention/{:?}", be.kind(), p);
         let r64 = oracle::attention::attention::<f64>(p, &lift(&q), &lift(&k), &lift(&v), mask.as_deref());
@@ -116,8 +146,12 @@ fn gated_cross_attn_case(be: &dyn Backend) {
         let v = rng.fill(p.batch * p.nv * p.v_dim, -2.0, 2.0);
         let pos = rng.fill(p.batch * p.nv * p.v_dim, -1.0, 1.0);
         let l = rng.fill(p.batch * p.t * p.l_dim, -2.0, 2.0);
-        let Some((gv, gl)) = run(be, "gated_cross_attn", || be.gated_cross_attn(p, &v, &pos, &l, &w.as_fusion())) else { return };
-        let (v64, l64) = oracle::gated_cross_attn::gated_cross_attn::<f64>(p, &lift(&v), &lift(&pos), &lift(&l), &w.as_fusion());
+        let Some((gv, gl)) = run(be, "gated_cross_attn", || be.gated_cross_attn(p, &v, &pos, &l, &w.as_fusion()))
+        else {
+            return;
+        };
+        let (v64, l64) =
+            oracle::gated_cross_attn::gated_cross_attn::<f64>(p, &lift(&v), &lift(&pos), &lift(&l), &w.as_fusion());
         let (v32, l32) = oracle::gated_cross_attn::gated_cross_attn::<f32>(p, &v, &pos, &l, &w.as_fusion());
         let label = format!("{}/gated_cross_attn/B{} Nv{} T{} {:?}", be.kind(), p.batch, p.nv, p.t, p.gate);
         check(&format!("{label} v'"), &[p.batch, p.nv, p.v_dim], &gv, v64, v32);
@@ -135,13 +169,34 @@ fn sparse_fusion_case(be: &dyn Backend) {
         let memory = rng.fill(batch * tokens * 256, -2.0, 2.0);
         let pos = rng.fill(batch * tokens * 256, -1.0, 1.0);
         let lang = rng.fill(batch * t * 768, -1.0, 1.0);
-        let mask: Option<Vec<f32>> = masked.then(|| (0..batch * t).map(|j| if j % 7 == 6 { 0.0 } else { 1.0 }).collect());
+        let mask: Option<Vec<f32>> =
+            masked.then(|| (0..batch * t).map(|j| if j % 7 == 6 { 0.0 } else { 1.0 }).collect());
         let mut mem = memory.clone();
-        let Some(out) = run(be, "sparse_fusion", || be.sparse_fusion(&p, &mut mem, &pos, &lang, mask.as_deref(), &fw.as_fusion(), &bw.as_bert())) else { return };
+        let Some(out) = run(be, "sparse_fusion", || {
+            be.sparse_fusion(&p, &mut mem, &pos, &lang, mask.as_deref(), &fw.as_fusion(), &bw.as_bert())
+        }) else {
+            return;
+        };
         let mut m64 = lift::<f64>(&memory);
-        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(&p, &mut m64, &lift(&pos), &lift(&lang), mask.as_deref(), &fw.as_fusion(), &bw.as_bert());
+        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(
+            &p,
+            &mut m64,
+            &lift(&pos),
+            &lift(&lang),
+            mask.as_deref(),
+            &fw.as_fusion(),
+            &bw.as_bert(),
+        );
         let mut m32 = memory.clone();
-        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(&p, &mut m32, &pos, &lang, mask.as_deref(), &fw.as_fusion(), &bw.as_bert());
+        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(
+            &p,
+            &mut m32,
+            &pos,
+            &lang,
+            mask.as_deref(),
+            &fw.as_fusion(),
+            &bw.as_bert(),
+        );
         let label = format!("{}/sparse_fusion/B{batch} S{tokens} start{start} T{t}", be.kind());
         check(&format!("{label} lang"), &[batch, t, 768], &out, o64, o32);
         check(&format!("{label} memory"), &[batch, tokens, 256], &mem, m64, m32);
@@ -193,7 +248,18 @@ fn fusion_ops_reject_bad_shapes_with_the_tensor_name() {
     let bw = OwnedWeights::seeded(sp.lang.weight_shapes(), 2);
     let mut mem = vec![0.0; 10 * 256];
     let bad_start = SparseFusionProblem { start: 5, ..sp };
-    let err = be.sparse_fusion(&bad_start, &mut mem, &vec![0.0; 2560], &l, None, &OwnedWeights::seeded(sp.fusion.weight_shapes(), 3).as_fusion(), &bw.as_bert()).unwrap_err().to_string();
+    let err = be
+        .sparse_fusion(
+            &bad_start,
+            &mut mem,
+            &vec![0.0; 2560],
+            &l,
+            None,
+            &OwnedWeights::seeded(sp.fusion.weight_shapes(), 3).as_fusion(),
+            &bw.as_bert(),
+        )
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("level_start_index"), "{err}");
 }
 
@@ -205,11 +271,22 @@ fn unfused_round_matches_fused_sparse_fusion() {
     let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 31);
     let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 32);
     let mut rng = Rng::new(33);
-    let (memory, pos, lang) = (rng.fill(2 * 30 * 256, -1.0, 1.0), rng.fill(2 * 30 * 256, -1.0, 1.0), rng.fill(2 * 11 * 768, -1.0, 1.0));
+    let (memory, pos, lang) =
+        (rng.fill(2 * 30 * 256, -1.0, 1.0), rng.fill(2 * 30 * 256, -1.0, 1.0), rng.fill(2 * 11 * 768, -1.0, 1.0));
     let mask: Vec<f32> = (0..22).map(|j| if j % 4 == 3 { 0.0 } else { 1.0 }).collect();
     let (mut m1, mut m2) = (memory.clone(), memory.clone());
     let fused = be.sparse_fusion(&p, &mut m1, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert()).unwrap();
-    let unfused = rlipv2::backend::compose::sparse_fusion(be.as_ref(), &p, &mut m2, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert()).unwrap();
+    let unfused = rlipv2::backend::compose::sparse_fusion(
+        be.as_ref(),
+        &p,
+        &mut m2,
+        &pos,
+        &lang,
+        Some(&mask),
+        &fw.as_fusion(),
+        &bw.as_bert(),
+    )
+    .unwrap();
     let d = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(d(&fused, &unfused) < 1e-4 && d(&m1, &m2) < 1e-4, "{} {}", d(&fused, &unfused), d(&m1, &m2));
     assert!(d(&m1, &memory) > 0.1, "the round changed the last level");
@@ -230,20 +307,35 @@ fn launch_budget_gated_cross_attn_3_sparse_fusion_8() {
         let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 41);
         let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 42);
         let mut rng = Rng::new(43);
-        let (mut memory, pos, lang) = (rng.fill(20 * 256, -1.0, 1.0), rng.fill(20 * 256, -1.0, 1.0), rng.fill(5 * 768, -1.0, 1.0));
+        let (mut memory, pos, lang) =
+            (rng.fill(20 * 256, -1.0, 1.0), rng.fill(20 * 256, -1.0, 1.0), rng.fill(5 * 768, -1.0, 1.0));
         let v = memory[14 * 256..].to_vec();
         let vp = pos[14 * 256..].to_vec();
-        if run(be.as_ref(), "gated_cross_attn", || be.gated_cross_attn(&p.fusion, &v, &vp, &lang, &fw.as_fusion())).is_none() {
+        if run(be.as_ref(), "gated_cross_attn", || be.gated_cross_attn(&p.fusion, &v, &vp, &lang, &fw.as_fusion()))
+            .is_none()
+        {
             continue;
         }
         let after_gca = be.dispatch_count().unwrap();
         assert!(after_gca - before <= 3, "{kind}: gated_cross_attn took {} launches (budget 3)", after_gca - before);
-        if run(be.as_ref(), "sparse_fusion", || be.sparse_fusion(&p, &mut memory, &pos, &lang, None, &fw.as_fusion(), &bw.as_bert())).is_none() {
+        if run(be.as_ref(), "sparse_fusion", || {
+            be.sparse_fusion(&p, &mut memory, &pos, &lang, None, &fw.as_fusion(), &bw.as_bert())
+        })
+        .is_none()
+        {
             continue;
         }
         let after_round = be.dispatch_count().unwrap();
-        assert!(after_round - after_gca <= 8, "{kind}: sparse_fusion took {} launches (budget 8)", after_round - after_gca);
-        println!("{kind}: gated_cross_attn {} launches, sparse_fusion round {} launches", after_gca - before, after_round - after_gca);
+        assert!(
+            after_round - after_gca <= 8,
+            "{kind}: sparse_fusion took {} launches (budget 8)",
+            after_round - after_gca
+        );
+        println!(
+            "{kind}: gated_cross_attn {} launches, sparse_fusion round {} launches",
+            after_gca - before,
+            after_round - after_gca
+        );
     }
 }
 
@@ -256,9 +348,14 @@ fn prepared_sparse_fusion_matches_host_to_host() {
         let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 51);
         let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 52);
         let mut rng = Rng::new(53);
-        let (memory, pos, lang) = (rng.fill(2 * 25 * 256, -1.0, 1.0), rng.fill(2 * 25 * 256, -1.0, 1.0), rng.fill(2 * 6 * 768, -1.0, 1.0));
+        let (memory, pos, lang) =
+            (rng.fill(2 * 25 * 256, -1.0, 1.0), rng.fill(2 * 25 * 256, -1.0, 1.0), rng.fill(2 * 6 * 768, -1.0, 1.0));
         let mask: Vec<f32> = (0..12).map(|j| if j == 5 { 0.0 } else { 1.0 }).collect();
-        let Some(mut prepared) = run(be.as_ref(), "prepare_sparse_fusion", || be.prepare_sparse_fusion(&p, &memory, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert())) else { continue };
+        let Some(mut prepared) = run(be.as_ref(), "prepare_sparse_fusion", || {
+            be.prepare_sparse_fusion(&p, &memory, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert())
+        }) else {
+            continue;
+        };
         prepared.run().unwrap();
         let resident = prepared.output().unwrap();
         let mut m = memory.clone();
@@ -280,17 +377,44 @@ fn resident_unfused_round_matches_reference() {
         let fw = OwnedWeights::seeded(p.fusion.weight_shapes(), 61);
         let bw = OwnedWeights::seeded(p.lang.weight_shapes(), 62);
         let mut rng = Rng::new(63);
-        let (memory, pos, lang) = (rng.fill(batch * tokens * 256, -2.0, 2.0), rng.fill(batch * tokens * 256, -1.0, 1.0), rng.fill(batch * t * 768, -1.0, 1.0));
+        let (memory, pos, lang) = (
+            rng.fill(batch * tokens * 256, -2.0, 2.0),
+            rng.fill(batch * tokens * 256, -1.0, 1.0),
+            rng.fill(batch * t * 768, -1.0, 1.0),
+        );
         let mask: Vec<f32> = (0..batch * t).map(|j| if j % 5 == 4 { 0.0 } else { 1.0 }).collect();
-        let Some(mut prepared) = run(be.as_ref(), "prepare_sparse_fusion_unfused", || be.prepare_sparse_fusion_unfused(&p, &memory, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert())) else { continue };
+        let Some(mut prepared) = run(be.as_ref(), "prepare_sparse_fusion_unfused", || {
+            be.prepare_sparse_fusion_unfused(&p, &memory, &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert())
+        }) else {
+            continue;
+        };
         let before = be.dispatch_count();
         prepared.run().unwrap();
         let launches = be.dispatch_count().zip(before).map(|(a, b)| a - b);
         let got = prepared.output().unwrap();
-        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(&p, &mut lift::<f64>(&memory), &lift(&pos), &lift(&lang), Some(&mask), &fw.as_fusion(), &bw.as_bert());
-        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(&p, &mut memory.clone(), &pos, &lang, Some(&mask), &fw.as_fusion(), &bw.as_bert());
+        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(
+            &p,
+            &mut lift::<f64>(&memory),
+            &lift(&pos),
+            &lift(&lang),
+            Some(&mask),
+            &fw.as_fusion(),
+            &bw.as_bert(),
+        );
+        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(
+            &p,
+            &mut memory.clone(),
+            &pos,
+            &lang,
+            Some(&mask),
+            &fw.as_fusion(),
+            &bw.as_bert(),
+        );
         check(&format!("{kind}/resident unfused round lang"), &[batch, t, 768], &got, o64, o32);
         println!("{kind}: resident op-by-op round, {launches:?} launches");
-        assert!(launches.is_none_or(|n| n > 8), "{kind}: the op-by-op round should take more launches than the fused one");
+        assert!(
+            launches.is_none_or(|n| n > 8),
+            "{kind}: the op-by-op round should take more launches than the fused one"
+        );
     }
 }

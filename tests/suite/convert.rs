@@ -15,8 +15,7 @@ use rlipv2::io::pth::{self, Checkpoint};
 use rlipv2::model::{schema, Config};
 use rlipv2::seeded::Rng;
 
-mod common;
-use common::char_tokenizer;
+use crate::common::char_tokenizer;
 
 const FIXTURE: &str = "tests/fixtures/official_format_r50_parseda_v2_q128.pth";
 const SCHEMA: &str = "tests/fixtures/official_schema_r50_parseda_v2_q128.txt";
@@ -43,7 +42,10 @@ fn fixture_config() -> Config {
 #[test]
 fn schema_matches_the_official_state_dict() {
     let c = fixture_config();
-    assert_eq!((c.num_queries, c.dim_feedforward, c.fusion_rounds(), c.text.layers, c.text.vocab), (128, 2048, 3, 12, 50265));
+    assert_eq!(
+        (c.num_queries, c.dim_feedforward, c.fusion_rounds(), c.text.layers, c.text.vocab),
+        (128, 2048, 3, 12, 50265)
+    );
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SCHEMA)).unwrap();
     let expected = schema::expected(&c);
     let mut official_kept = Vec::new();
@@ -55,7 +57,11 @@ fn schema_matches_the_official_state_dict() {
             Some(Some(target)) => {
                 // the official file names the alias pair the other way round or this way; either
                 // way the dropped key and its target share one storage
-                assert!(f[3] == target || text.contains(&format!("{target} float32 {} {}", f[2], f[0])), "{} should alias {target}", f[0]);
+                assert!(
+                    f[3] == target || text.contains(&format!("{target} float32 {} {}", f[2], f[0])),
+                    "{} should alias {target}",
+                    f[0]
+                );
                 aliases += 1;
             }
             Some(None) => {
@@ -100,14 +106,25 @@ fn official_format_checkpoint_converts() {
         let name = f[0];
         let i = if f[3] == "-" { index(name) } else { index(f[3]) };
         let Ok(t) = st.tensor(name) else {
-            assert!(name.contains("_bbox_embed.") && name.starts_with("transformer.") || name.ends_with("position_ids"), "{name} missing");
+            assert!(
+                name.contains("_bbox_embed.") && name.starts_with("transformer.") || name.ends_with("position_ids"),
+                "{name} missing"
+            );
             continue;
         };
         // computed in f64, stored as f32, as torch does
-        let want = if name.ends_with("running_var") { (0.5 + 0.001 * (i % 97) as f64) as f32 } else { (0.001 * (i % 97) as f64 - 0.05) as f32 };
+        let want = if name.ends_with("running_var") {
+            (0.5 + 0.001 * (i % 97) as f64) as f32
+        } else {
+            (0.001 * (i % 97) as f64 - 0.05) as f32
+        };
         let data: &[f32] = bytemuck::cast_slice(t.data());
         assert_eq!(data.len(), t.shape().iter().product::<usize>());
-        assert!(data.iter().all(|&x| x == want), "{name}: expected every value {want}, got {:?}", &data[..2.min(data.len())]);
+        assert!(
+            data.iter().all(|&x| x == want),
+            "{name}: expected every value {want}, got {:?}",
+            &data[..2.min(data.len())]
+        );
     }
 }
 
@@ -145,7 +162,10 @@ fn convert_err(src: &Path, dir: &Path) -> String {
     let out = dir.join("out.safetensors");
     let e = rlipv2::convert::convert(src, &out, None, &mut |_, _| {}).unwrap_err().to_string();
     assert!(!out.exists(), "an output file was left behind");
-    assert!(std::fs::read_dir(dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp-")), "a temporary file was left behind");
+    assert!(
+        std::fs::read_dir(dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp-")),
+        "a temporary file was left behind"
+    );
     e
 }
 
@@ -222,7 +242,8 @@ fn unsupported_configuration_names_the_flag() {
 
 fn data_pkl() -> Vec<u8> {
     let mut z = zip::ZipArchive::new(std::fs::File::open(fixture()).unwrap()).unwrap();
-    let name = (0..z.len()).map(|i| z.by_index(i).unwrap().name().to_string()).find(|n| n.ends_with("data.pkl")).unwrap();
+    let name =
+        (0..z.len()).map(|i| z.by_index(i).unwrap().name().to_string()).find(|n| n.ends_with("data.pkl")).unwrap();
     let mut v = Vec::new();
     z.by_name(&name).unwrap().read_to_end(&mut v).unwrap();
     v
@@ -295,7 +316,9 @@ fn label_embeddings_are_baked_with_a_tokenizer() {
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     assert_eq!(meta.metadata().as_ref().unwrap()[rlipv2::convert::META_LABEL_SETS], "hico,vcoco");
     // the baked rows are the checkpoint's text encoder run on the tokenized label texts
-    let get = |name: &str, _: &[usize]| Ok(bytemuck::pod_collect_to_vec(st.tensor(&format!("{}{name}", text::PREFIX)).unwrap().data()));
+    let get = |name: &str, _: &[usize]| {
+        Ok(bytemuck::pod_collect_to_vec(st.tensor(&format!("{}{name}", text::PREFIX)).unwrap().data()))
+    };
     let enc = TextEncoder::load(fixture_config().text, get).unwrap();
     let cpu = backend::open(BackendKind::Cpu).unwrap();
     for (set, t) in [("hico", 198), ("vcoco", 111)] {
@@ -313,7 +336,9 @@ fn cli_convert_reports_and_fails_cleanly() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.safetensors");
-    let run = |args: &[&std::ffi::OsStr]| std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).args(args).output().unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2")).args(args).output().unwrap()
+    };
     let ok = run(&["convert".as_ref(), fixture().as_os_str(), out.as_os_str()]);
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));

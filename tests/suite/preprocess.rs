@@ -12,34 +12,61 @@ use serde_json::Value;
 
 #[test]
 fn matches_the_official_transform() {
-    let golden: Value = serde_json::from_str(include_str!("fixtures/preprocess_golden.json")).unwrap();
+    let golden: Value = serde_json::from_str(include_str!("../fixtures/preprocess_golden.json")).unwrap();
     for case in golden["cases"].as_array().unwrap() {
         let name = case["image"].as_str().unwrap();
         let img = load_rgb(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images").join(name)).unwrap();
         let p = preprocess(&img);
-        assert_eq!((p.height, p.width), (case["height"].as_u64().unwrap() as usize, case["width"].as_u64().unwrap() as usize), "{name}: size");
+        assert_eq!(
+            (p.height, p.width),
+            (case["height"].as_u64().unwrap() as usize, case["width"].as_u64().unwrap() as usize),
+            "{name}: size"
+        );
         let plane = p.height * p.width;
         let (mut exact, mut total, mut worst) = (0, 0, 0.0f64);
         for c in 0..3 {
             let sum: f64 = p.data[c * plane..(c + 1) * plane].iter().map(|&x| x as f64).sum();
             let want_sum = case["sum"][c].as_f64().unwrap();
-            assert!((sum - want_sum).abs() / plane as f64 <= 0.002, "{name}: channel {c} mean {} vs {}", sum / plane as f64, want_sum / plane as f64);
-            for (pos, want) in case["positions"].as_array().unwrap().iter().zip(case["samples"][c].as_array().unwrap()) {
+            assert!(
+                (sum - want_sum).abs() / plane as f64 <= 0.002,
+                "{name}: channel {c} mean {} vs {}",
+                sum / plane as f64,
+                want_sum / plane as f64
+            );
+            for (pos, want) in case["positions"].as_array().unwrap().iter().zip(case["samples"][c].as_array().unwrap())
+            {
                 let d = (p.data[c * plane + pos.as_u64().unwrap() as usize] as f64 - want.as_f64().unwrap()).abs();
                 worst = worst.max(d);
                 exact += (d < 1e-5) as usize;
                 total += 1;
             }
         }
-        println!("{name}: {}×{} → {}×{}, {exact}/{total} samples exact, worst {worst:.4}", img.width, img.height, p.width, p.height);
-        assert_eq!(exact, total, "{name}: {exact}/{total} samples exact, worst {worst} (one 8-bit step is {})", 1.0 / 255.0 / STD[1]);
+        println!(
+            "{name}: {}×{} → {}×{}, {exact}/{total} samples exact, worst {worst:.4}",
+            img.width, img.height, p.width, p.height
+        );
+        assert_eq!(
+            exact,
+            total,
+            "{name}: {exact}/{total} samples exact, worst {worst} (one 8-bit step is {})",
+            1.0 / 255.0 / STD[1]
+        );
     }
 }
 
 #[test]
 fn size_rule_matches_the_official_formula() {
     // (w, h) → (h, w) as datasets/transforms.py computes it
-    for ((w, h), want) in [((640, 480), (800, 1066)), ((1333, 800), (800, 1333)), ((800, 600), (800, 1066)), ((100, 40), (533, 1332)), ((37, 53), (1145, 800)), ((1000, 1000), (800, 800)), ((3000, 500), (222, 1332)), ((800, 1200), (1200, 800))] {
+    for ((w, h), want) in [
+        ((640, 480), (800, 1066)),
+        ((1333, 800), (800, 1333)),
+        ((800, 600), (800, 1066)),
+        ((100, 40), (533, 1332)),
+        ((37, 53), (1145, 800)),
+        ((1000, 1000), (800, 800)),
+        ((3000, 500), (222, 1332)),
+        ((800, 1200), (1200, 800)),
+    ] {
         assert_eq!(target_size(w, h), want, "{w}×{h}");
     }
 }

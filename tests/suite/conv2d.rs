@@ -4,9 +4,7 @@
 //! enough for the cpu backend to build its columns in several bands; `conv2d_accumulate` (output
 //! in the residual's buffer) on the residual cases. Backends without it SKIP.
 
-mod common;
-
-use common::{assert_close_flat, open_or_skip, Tolerance};
+use crate::common::{assert_close_flat, open_or_skip, Tolerance};
 use rlipv2::backend::BackendKind;
 use rlipv2::problem::{Activation, Conv2dProblem};
 use rlipv2::reference::{self as oracle, lift};
@@ -18,7 +16,18 @@ const TOL: Tolerance = Tolerance { floor: 1e-5, k: 8.0, rtol: 1e-5 };
 #[test]
 fn oracle_hand_case() {
     // 1×1×3×3 input 1..9, one 2×2 kernel of ones, stride 1, pad 0, bias 0.5
-    let p = Conv2dProblem { batch: 1, in_c: 1, h: 3, w: 3, out_c: 1, kh: 2, kw: 2, stride: 1, pad: 0, act: Activation::None };
+    let p = Conv2dProblem {
+        batch: 1,
+        in_c: 1,
+        h: 3,
+        w: 3,
+        out_c: 1,
+        kh: 2,
+        kw: 2,
+        stride: 1,
+        pad: 0,
+        act: Activation::None,
+    };
     let x: Vec<f64> = (1..=9).map(f64::from).collect();
     let y = oracle::conv2d::conv2d::<f64>(&p, &x, &[1.0; 4], &[0.5], None);
     assert_eq!(y, vec![12.5, 16.5, 24.5, 28.5]);
@@ -29,19 +38,72 @@ fn oracle_hand_case() {
 }
 
 fn cases() -> Vec<(&'static str, Conv2dProblem, bool)> {
-    let base = Conv2dProblem { batch: 1, in_c: 16, h: 20, w: 27, out_c: 24, kh: 1, kw: 1, stride: 1, pad: 0, act: Activation::None };
+    let base = Conv2dProblem {
+        batch: 1,
+        in_c: 16,
+        h: 20,
+        w: 27,
+        out_c: 24,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+        act: Activation::None,
+    };
     vec![
         ("1x1", base, false),
         ("3x3 s1 p1 relu", Conv2dProblem { kh: 3, kw: 3, pad: 1, act: Activation::Relu, ..base }, false),
         ("3x3 s2 p1", Conv2dProblem { kh: 3, kw: 3, stride: 2, pad: 1, ..base }, false),
-        ("7x7 s2 p3 stem", Conv2dProblem { in_c: 3, h: 33, w: 45, out_c: 8, kh: 7, kw: 7, stride: 2, pad: 3, act: Activation::Relu, ..base }, false),
+        (
+            "7x7 s2 p3 stem",
+            Conv2dProblem {
+                in_c: 3,
+                h: 33,
+                w: 45,
+                out_c: 8,
+                kh: 7,
+                kw: 7,
+                stride: 2,
+                pad: 3,
+                act: Activation::Relu,
+                ..base
+            },
+            false,
+        ),
         ("1x1 s2 downsample", Conv2dProblem { stride: 2, ..base }, false),
         ("1x1 + residual + relu, B=2", Conv2dProblem { batch: 2, act: Activation::Relu, ..base }, true),
-        ("3x3 + residual, odd", Conv2dProblem { in_c: 5, h: 7, w: 3, out_c: 3, kh: 3, kw: 3, pad: 1, act: Activation::Relu, ..base }, true),
+        (
+            "3x3 + residual, odd",
+            Conv2dProblem { in_c: 5, h: 7, w: 3, out_c: 3, kh: 3, kw: 3, pad: 1, act: Activation::Relu, ..base },
+            true,
+        ),
         // outputs large enough for the GPU backends' 128×128 tiles (backend::gemm_tile), partial tiles
-        ("3x3 + residual + relu, B=2, 128-tiles", Conv2dProblem { batch: 2, in_c: 19, h: 45, w: 61, out_c: 200, kh: 3, kw: 3, pad: 1, act: Activation::Relu, ..base }, true),
-        ("1x1 s2 downsample, 128-tiles", Conv2dProblem { in_c: 33, h: 90, w: 121, out_c: 260, stride: 2, ..base }, false),
-        ("3x3 s2 p1, several column bands", Conv2dProblem { in_c: 64, h: 150, w: 200, out_c: 8, kh: 3, kw: 3, stride: 1, pad: 1, ..base }, false),
+        (
+            "3x3 + residual + relu, B=2, 128-tiles",
+            Conv2dProblem {
+                batch: 2,
+                in_c: 19,
+                h: 45,
+                w: 61,
+                out_c: 200,
+                kh: 3,
+                kw: 3,
+                pad: 1,
+                act: Activation::Relu,
+                ..base
+            },
+            true,
+        ),
+        (
+            "1x1 s2 downsample, 128-tiles",
+            Conv2dProblem { in_c: 33, h: 90, w: 121, out_c: 260, stride: 2, ..base },
+            false,
+        ),
+        (
+            "3x3 s2 p1, several column bands",
+            Conv2dProblem { in_c: 64, h: 150, w: 200, out_c: 8, kh: 3, kw: 3, stride: 1, pad: 1, ..base },
+            false,
+        ),
     ]
 }
 
@@ -68,7 +130,8 @@ fn check(kind: BackendKind) {
         // the in-place form (the bottleneck's last conv): the same result in the residual's buffer
         if let Some(r) = &r {
             let mut acc = r.clone();
-            be.conv2d_accumulate(&p, &x, &w, &b, &mut acc).unwrap_or_else(|e| panic!("{kind}/conv2d_accumulate {name}: {e}"));
+            be.conv2d_accumulate(&p, &x, &w, &b, &mut acc)
+                .unwrap_or_else(|e| panic!("{kind}/conv2d_accumulate {name}: {e}"));
             assert_close_flat(&format!("{kind}/conv2d_accumulate/{name}"), &p.output_shape(), &acc, &y64, &y32, &TOL);
         }
     }
@@ -102,7 +165,8 @@ fn bad_shapes_name_the_tensor() {
     let zero = Conv2dProblem { stride: 0, ..p };
     assert!(be.conv2d(&zero, &[], &[], &[], None).is_err());
     // an accumulator of the wrong size is refused before anything is written
-    let (x, w, b) = (vec![0.0; p.input_shape().iter().product()], vec![0.0; p.weight_shape().iter().product()], vec![0.0; p.out_c]);
+    let (x, w, b) =
+        (vec![0.0; p.input_shape().iter().product()], vec![0.0; p.weight_shape().iter().product()], vec![0.0; p.out_c]);
     let mut acc = vec![7.0; 5];
     let e = be.conv2d_accumulate(&p, &x, &w, &b, &mut acc).unwrap_err().to_string();
     assert!(e.contains("residual"), "{e}");

@@ -1,9 +1,7 @@
 //! Every backend against the f64 oracle on the seeded case table, in both entry forms and every
 //! dtype the backend supports; then the backends against each other.
 
-mod common;
-
-use common::{assert_close, cases, expected, open_or_skip, tolerance, FORMS};
+use crate::common::{assert_close, cases, expected, open_or_skip, tolerance, FORMS};
 use rlipv2::backend::BackendKind;
 use rlipv2::problem::DType;
 
@@ -16,7 +14,9 @@ fn matches_reference(kind: BackendKind) {
         }
         for form in FORMS {
             for case in cases(form) {
-                let got = be.ms_deform_attn(&case.problem, &case.data.input(), dtype).unwrap_or_else(|e| panic!("{kind} {} {dtype}: {e}", case.name));
+                let got = be
+                    .ms_deform_attn(&case.problem, &case.data.input(), dtype)
+                    .unwrap_or_else(|e| panic!("{kind} {} {dtype}: {e}", case.name));
                 let what = format!("{kind}/{dtype}/{}", case.problem.form_name());
                 assert_close(&what, &case, &got, &expected(&case, dtype), &tolerance(dtype));
             }
@@ -54,15 +54,20 @@ fn ms_deform_attn_cubecl_cuda_matches_reference() {
 #[test]
 fn ms_deform_attn_backends_agree() {
     let cpu = rlipv2::backend::open(BackendKind::Cpu).expect("cpu backend always opens");
-    let others: Vec<_> = [BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda].into_iter().filter_map(open_or_skip).collect();
+    let others: Vec<_> = [BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda]
+        .into_iter()
+        .filter_map(open_or_skip)
+        .collect();
     let tol = tolerance(DType::F32);
     for form in FORMS {
         for case in cases(form) {
             let exp = expected(&case, DType::F32);
             let base = cpu.ms_deform_attn(&case.problem, &case.data.input(), DType::F32).expect("cpu run");
             for be in &others {
-                let got = be.ms_deform_attn(&case.problem, &case.data.input(), DType::F32).unwrap_or_else(|e| panic!("{}: {e}", be.kind()));
-                common::assert_agree(&format!("{} vs cpu", be.kind()), &case, &got, &base, &exp, &tol);
+                let got = be
+                    .ms_deform_attn(&case.problem, &case.data.input(), DType::F32)
+                    .unwrap_or_else(|e| panic!("{}: {e}", be.kind()));
+                crate::common::assert_agree(&format!("{} vs cpu", be.kind()), &case, &got, &base, &exp, &tol);
             }
         }
     }
@@ -82,8 +87,14 @@ fn ms_deform_attn_oversized_value_is_a_clear_error_or_correct() {
         let Some(be) = open_or_skip(kind) else { continue };
         match be.ms_deform_attn(&pr, &data.input(), DType::F32) {
             Ok(got) => {
-                let case = common::Case { name: "oversized_value", problem: pr.clone(), data: data.clone() };
-                assert_close(&format!("{kind}/f32/official"), &case, &got, &expected(&case, DType::F32), &tolerance(DType::F32));
+                let case = crate::common::Case { name: "oversized_value", problem: pr.clone(), data: data.clone() };
+                assert_close(
+                    &format!("{kind}/f32/official"),
+                    &case,
+                    &got,
+                    &expected(&case, DType::F32),
+                    &tolerance(DType::F32),
+                );
                 println!("{kind}: ran the 135 MB value tensor");
             }
             Err(e @ rlipv2::Error::Unsupported { .. }) => {

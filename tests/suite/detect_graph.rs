@@ -5,9 +5,7 @@
 //! `tools/official_detect.py`. Checked: every logit (≤ 1e-3) and box (≤ 1e-4) of the 64 pairs, and
 //! identical post-processed top-20 triplets (pair, object, verb) from our heads and the official ones.
 
-mod common;
-
-use common::{formula_lang, formula_weight, front_tokens, open_or_skip};
+use crate::common::{formula_lang, formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
 use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
@@ -19,7 +17,7 @@ use serde_json::Value;
 
 fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
-    let g: Value = serde_json::from_str(include_str!("fixtures/detect_golden.json")).unwrap();
+    let g: Value = serde_json::from_str(include_str!("../fixtures/detect_golden.json")).unwrap();
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
     let front = ImageFront::load(get).unwrap();
     let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
@@ -32,9 +30,17 @@ fn check(kind: BackendKind) {
         let Some(mut tokens) = front_tokens(be.as_ref(), &front, "detect graph", h, w) else { return };
         // the memory stays where the backend computes, as in `detect`
         let (memory, states) = enc.forward_t(be.as_ref(), &mut tokens, &lang).unwrap();
-        let out = dec.forward(be.as_ref(), &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), objects).unwrap();
+        let out = dec
+            .forward(be.as_ref(), &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), objects)
+            .unwrap();
         let mut report = Vec::new();
-        for (name, got, tol) in [("pred_sub_logits", &out.sub_logits, 1e-3), ("pred_obj_logits", &out.obj_logits, 1e-3), ("pred_verb_logits", &out.verb_logits, 1e-3), ("pred_sub_boxes", &out.sub_boxes, 1e-4), ("pred_obj_boxes", &out.obj_boxes, 1e-4)] {
+        for (name, got, tol) in [
+            ("pred_sub_logits", &out.sub_logits, 1e-3),
+            ("pred_obj_logits", &out.obj_logits, 1e-3),
+            ("pred_verb_logits", &out.verb_logits, 1e-3),
+            ("pred_sub_boxes", &out.sub_boxes, 1e-4),
+            ("pred_obj_boxes", &out.obj_boxes, 1e-4),
+        ] {
             let want: Vec<f64> = c[name].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             assert_eq!(got.len(), want.len(), "{name}: length");
             let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
@@ -43,11 +49,24 @@ fn check(kind: BackendKind) {
         }
         println!("{kind} {h}×{w}: max |diff| vs the official model: {}", report.join(", "));
         // the post-processed top-20 triplets of our heads and of the official heads are the same
-        let labels = LabelSet { name: "golden".into(), objects: (0..objects - 1).map(|i| format!("object {i}")).collect(), verbs: (0..verbs).map(|i| format!("verb {i}")).collect(), valid_pairs: None };
-        let want: Vec<Vec<f32>> = ["pred_obj_logits", "pred_verb_logits", "pred_sub_boxes", "pred_obj_boxes", "pred_sub_logits"].iter().map(|k| c[*k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()).collect();
+        let labels = LabelSet {
+            name: "golden".into(),
+            objects: (0..objects - 1).map(|i| format!("object {i}")).collect(),
+            verbs: (0..verbs).map(|i| format!("verb {i}")).collect(),
+            valid_pairs: None,
+        };
+        let want: Vec<Vec<f32>> =
+            ["pred_obj_logits", "pred_verb_logits", "pred_sub_boxes", "pred_obj_boxes", "pred_sub_logits"]
+                .iter()
+                .map(|k| c[*k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+                .collect();
         let heads = |o: &[f32], v: &[f32], sb: &[f32], ob: &[f32], sl: &[f32]| -> Vec<(usize, usize, usize)> {
             let out = HeadOutputs { obj_logits: o, verb_logits: v, sub_boxes: sb, obj_boxes: ob, sub_logits: Some(sl) };
-            postprocess(&out, &labels, (480, 640), &PostConfig::default()).iter().take(20).map(|d| (d.pair, d.object_label, d.verb)).collect()
+            postprocess(&out, &labels, (480, 640), &PostConfig::default())
+                .iter()
+                .take(20)
+                .map(|d| (d.pair, d.object_label, d.verb))
+                .collect()
         };
         let ours = heads(&out.obj_logits, &out.verb_logits, &out.sub_boxes, &out.obj_boxes, &out.sub_logits);
         let official = heads(&want[0], &want[1], &want[2], &want[3], &want[4]);
