@@ -21,10 +21,9 @@ if [ "${1:-}" = "--stage" ]; then
   for ex in wgpu_own_device cubecl_generic; do
     [ -f target/release/examples/$ex ] && cp target/release/examples/$ex .gpu-bin/
   done
-  for name in ms_deform_attn_backends fusion_backends conv2d image_front encoder detect_graph text_encoder resident_ops; do
-    t=$(ls -t target/release/deps/$name-* | grep -v '\.d$' | head -1)
-    cp "$t" .gpu-bin/$name
-  done
+  # the integration tests are one binary (tests/suite); a module name filters it
+  t=$(ls -t target/release/deps/suite-* | grep -v '\.d$' | head -1)
+  cp "$t" .gpu-bin/suite
   strip .gpu-bin/*
   # the official Python tree for `e2e` (OFFICIAL_REPO: see tools/official_tree.sh); its figures stay
   if [ -n "${OFFICIAL_REPO:-}" ]; then
@@ -81,7 +80,7 @@ msda_src=.official/repo/models/ops/src
 sections="${*:-msda fusion graph}"
 if [[ " $sections " == *" msda "* ]]; then
 echo "== tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
-RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/ms_deform_attn_backends --show-output 2>&1 | grep -E -A2 "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
+RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/suite ms_deform_attn_backends:: --show-output 2>&1 | grep -E -A2 "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
 
 echo "== bench" | tee -a "$OUT/log.txt"
 for form in official fused-boxes; do
@@ -94,7 +93,7 @@ fi
 
 if [[ " $sections " == *" fusion "* ]]; then
 echo "== ALIF tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
-RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/fusion_backends --show-output 2>&1 | grep -E -A2 "test |panicked|result|launches" | grep -v "^RUN\|^SKIP" | tee -a "$OUT/log.txt"
+RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/suite fusion_backends:: --show-output 2>&1 | grep -E -A2 "test |panicked|result|launches" | grep -v "^RUN\|^SKIP" | tee -a "$OUT/log.txt"
 echo "== sparse_fusion bench" | tee -a "$OUT/log.txt"
 .gpu-bin/rlipv2 bench sparse_fusion --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --repeat 10 2>/dev/null | tee -a "$OUT/log.txt"
 fi
@@ -102,7 +101,7 @@ fi
 if [[ " $sections " == *" graph "* ]]; then
 echo "== graph fidelity tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
 for t in conv2d text_encoder image_front encoder resident_ops detect_graph; do
-  RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/$t --show-output 2>&1 | grep -E "diff|uploads|SKIP|panicked|test result" | tee -a "$OUT/log.txt"
+  RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/suite $t:: --show-output 2>&1 | grep -E "diff|uploads|SKIP|panicked|test result" | tee -a "$OUT/log.txt"
 done
 echo "== detect end to end (fixture weights, 800x1066 after resize)" | tee -a "$OUT/log.txt"
 work=$(mktemp -d)

@@ -97,7 +97,7 @@ where
         y0 = y0.min(y);
         y1 = y1.max(y);
     }
-    if data.is_empty() || !(y0 > 0.0) {
+    if data.is_empty() || y0.is_nan() || y0 <= 0.0 {
         area.draw(&Text::new(format!("{caption}: no timed cells"), (20, 40), ("sans-serif", 16))).map_err(err)?;
         return Ok(());
     }

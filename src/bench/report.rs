@@ -40,7 +40,8 @@ impl Report {
             ("cuda", cfg!(feature = "cuda")),
         ]
         .into_iter()
-        .filter_map(|(f, on)| on.then(|| f.to_string()))
+        .filter(|&(_, on)| on)
+        .map(|(f, _)| f.to_string())
         .collect();
         let created_unix =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

@@ -189,7 +189,7 @@ fn cells(o: &SuiteOptions) -> Vec<Cell> {
         case: "rlipv2",
         size: t as u64,
         shape: words.clone(),
-        job: Job::GatedCrossAttn(sf.clone()),
+        job: Job::GatedCrossAttn(sf),
         dtypes: false,
     });
     out.push(Cell {
@@ -275,8 +275,8 @@ fn data(job: &Job) -> Result<Data> {
                 b: rng.fill(g.n, -0.1, 0.1),
             },
         ),
-        Job::GatedCrossAttn(p) => Data::GatedCrossAttn(p.clone(), FusionData::seeded(p, &mut rng)),
-        Job::SparseFusion(p) => Data::SparseFusion(p.clone(), FusionData::seeded(p, &mut rng)),
+        Job::GatedCrossAttn(p) => Data::GatedCrossAttn(*p, FusionData::seeded(p, &mut rng)),
+        Job::SparseFusion(p) => Data::SparseFusion(*p, FusionData::seeded(p, &mut rng)),
         Job::Detect(model, image) => {
             let file = crate::io::weights::WeightFile::open(model)?;
             let det = crate::detect::Detector::load(&file, model)?;
@@ -293,13 +293,16 @@ fn data(job: &Job) -> Result<Data> {
     })
 }
 
-/// Times one cell; `Ok((timing, kind of timing, work units per second per median second))`.
+/// A timed cell: (timing, kind of timing, work units per second per median second).
+type CellTime = (Timing, &'static str, Option<(f64, &'static str)>);
+
+/// Times one cell.
 fn time_cell(
     be: &dyn Backend,
     data: &Data,
     dtype: DType,
     repeat: usize,
-) -> Result<(Timing, &'static str, Option<(f64, &'static str)>)> {
+) -> Result<CellTime> {
     match data {
         Data::Msda(pr, d) => {
             let mut p = be.prepare_ms_deform_attn(pr, &d.input(), dtype)?;
@@ -361,7 +364,8 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
         crate::io::image::load_rgb(image)?;
     }
     let total = count(o);
-    let opened: Vec<(BackendKind, std::result::Result<Box<dyn Backend>, String>)> =
+    type Opened = std::result::Result<Box<dyn Backend>, String>;
+    let opened: Vec<(BackendKind, Opened)> =
         o.backends.iter().map(|&k| (k, backend::open(k).map_err(|e| e.to_string()))).collect();
     let mut records = Vec::new();
     let mut done = 0;

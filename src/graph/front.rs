@@ -27,6 +27,9 @@ pub struct Tokens {
     pub level_start: Vec<usize>,
 }
 
+/// Positions kept on a GPU backend: (backend instance, level shapes, positions tensor).
+type CachedPositions = (u64, Vec<(usize, usize)>, Tensor);
+
 struct Projection {
     in_c: usize,
     k: usize,
@@ -44,7 +47,7 @@ pub struct ImageFront {
     bound: Binding<Vec<[Tensor; 4]>>,
     /// The positions of the last level shapes on the GPU backend last used (they depend on the
     /// shapes only, so images of one size share them).
-    positions: std::sync::Mutex<Option<(u64, Vec<(usize, usize)>, Tensor)>>,
+    positions: std::sync::Mutex<Option<CachedPositions>>,
 }
 
 impl ImageFront {

@@ -21,7 +21,7 @@ pub struct LayerNormProblem {
 impl LayerNormProblem {
     /// Checks the dimensions and slice lengths.
     pub fn check(&self, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<()> {
-        if self.rows == 0 || self.width == 0 || !(self.eps > 0.0) {
+        if self.rows == 0 || self.width == 0 || self.eps.is_nan() || self.eps <= 0.0 {
             return Err(Error::limit(
                 OP,
                 "rows, width, eps",

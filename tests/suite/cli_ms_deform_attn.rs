@@ -97,7 +97,8 @@ fn cli_rejects_bad_input_without_writing_output() {
     let dir = tempfile::tempdir().unwrap();
     let pr = problem();
     let data = MsDeformAttnData::random(&pr, 22);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<T>)>, Vec<&str>)> = vec![
+    type Corrupt<T> = Box<dyn Fn(&mut Vec<T>)>;
+    let cases: Vec<(&str, Corrupt<T>, Vec<&str>)> = vec![
         (
             "S ≠ Σ H·W",
             Box::new(|t: &mut Vec<T>| t[1] = i64t("spatial_shapes", vec![2, 2], &[5, 6, 2, 4])),

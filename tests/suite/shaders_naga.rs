@@ -24,7 +24,7 @@ fn compile_all_targets(name: &str, src: &str, overrides: &[(&str, f64)]) {
                 let _ = h;
                 resources
                     .resources
-                    .insert(b.clone(), msl::BindTarget { buffer: Some(b.binding as u8), ..Default::default() });
+                    .insert(*b, msl::BindTarget { buffer: Some(b.binding as u8), ..Default::default() });
             }
         }
         resources.sizes_buffer = Some(30);

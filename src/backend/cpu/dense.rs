@@ -23,6 +23,7 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 }
 
 /// `dst [m×n]` (row stride `dst_rs`, unit column stride) `= lhs [m×k] · rhs [k×n]`.
+#[allow(clippy::too_many_arguments)] // three dimensions, three operands, two strides
 pub(crate) fn matmul(
     m: usize,
     n: usize,

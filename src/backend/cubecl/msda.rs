@@ -90,7 +90,7 @@ pub(crate) struct MsdaPlan {
 
 impl MsdaPlan {
     pub(crate) fn new<R: Runtime>(client: &ComputeClient<R>, pr: &MsDeformAttnProblem, dtype: DType) -> Self {
-        let max_vec = client.properties().hardware.max_vector_size as usize;
+        let max_vec = client.properties().hardware.max_vector_size;
         let vector = if dtype != DType::F32 && max_vec >= 8 { 8 } else { 4 };
         tracing::debug!(%dtype, form = pr.form_name(), vector, "ms_deform_attn kernel variant");
         let groups = pr.channels / UNIT_CHANNELS;
@@ -122,6 +122,7 @@ impl MsdaPlan {
     }
 
     /// The six kernel arrays with their lengths in elements (value/output in vectors).
+    #[allow(clippy::too_many_arguments)] // the six arrays of one launch and their owners
     pub(crate) fn args(
         &self,
         value: Handle,

@@ -145,6 +145,7 @@ pub(super) fn gated_cross_attn(
 
 const SF_OP: &str = crate::problem::sparse_fusion::OP;
 
+#[allow(clippy::too_many_arguments)] // an ALIF round's inputs
 pub(super) fn sparse_fusion(
     be: &WgpuBackend,
     p: &SparseFusionProblem,
@@ -162,6 +163,7 @@ pub(super) fn sparse_fusion(
 }
 
 /// A resident round for repeated timed runs (see [`PreparedRound`]).
+#[allow(clippy::too_many_arguments)] // an ALIF round's inputs
 pub(super) fn prepare_sparse_fusion<'a>(
     be: &'a WgpuBackend,
     p: &SparseFusionProblem,

@@ -20,6 +20,9 @@ use crate::problem::{
     LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
 };
 
+/// An `ms_deform_attn.wgsl` pipeline's key: (entry, f16, reference width, L, P).
+type MsdaKey = (&'static str, bool, u32, usize, usize);
+
 /// The raw-WGSL backend on one wgpu device (its own, or the caller's: [`WgpuBackend::from_device`]).
 pub struct WgpuBackend {
     device: wgpu::Device,
@@ -33,8 +36,7 @@ pub struct WgpuBackend {
     /// Pipelines of `dense.wgsl` and `sparse_fusion.wgsl` by "file.entry", built on first use.
     pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
     /// `ms_deform_attn.wgsl` pipelines by (entry, f16, reference width, L, P).
-    msda_pipelines:
-        std::sync::Mutex<std::collections::HashMap<(&'static str, bool, u32, usize, usize), wgpu::ComputePipeline>>,
+    msda_pipelines: std::sync::Mutex<std::collections::HashMap<MsdaKey, wgpu::ComputePipeline>>,
     /// Compute dispatches recorded so far (every kernel launch of this backend).
     dispatches: AtomicU64,
     /// Bytes copied from the host into device buffers so far.

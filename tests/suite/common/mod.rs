@@ -192,7 +192,8 @@ pub fn assert_agree(what: &str, case: &Case, a: &[f32], b: &[f32], exp: &Expecte
     let mut over = Vec::new();
     for (i, ((&x, &y), &r)) in a.iter().zip(b).zip(&exp.ref64).enumerate() {
         let allowed = 2.0 * (budget + tol.rtol * r.abs());
-        if !((x as f64 - y as f64).abs() <= allowed) {
+        let diff = (x as f64 - y as f64).abs();
+        if diff.is_nan() || diff > allowed {
             over.push((i, x, y, r, allowed));
         }
     }
