@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rlipv2::backend::{self, BackendKind};
+use rlipv2::backend::{self, BackendKind, Ops};
 use rlipv2::bench::case;
 use rlipv2::problem::{DType, Form};
 use rlipv2::seeded::MsDeformAttnData;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::backend::{Backend, Tensor};
+use crate::backend::{Backend, Ops, Tensor};
 use crate::convert::{label_tensor, META_CONFIG};
 use crate::error::{Error, Result};
 use crate::graph::backbone::Feature;

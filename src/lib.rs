@@ -21,7 +21,7 @@
 //!
 //! ## Example: one op on the best backend here, checked against the oracle
 //! ```
-//! use rlipv2::backend;
+//! use rlipv2::backend::{self, Ops}; // Ops: the validated ops of every backend
 //! use rlipv2::problem::{DType, Form, MsDeformAttnProblem};
 //!
 //! // 100 decoder queries over two levels (8×10 and 4×5), 8 heads of 32 channels, 4 points.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rlipv2::backend::{self, BackendKind};
+use rlipv2::backend::{self, BackendKind, Ops};
 use rlipv2::bench;
 use rlipv2::problem::{DType, Form, Gate, RefKind};
 use rlipv2::{io, Error, Result};
@@ -68,8 +68,8 @@ enum Cmd {
         /// The roberta-base tokenizer.json, for label sets not baked into the model file.
         #[arg(long)]
         tokenizer: Option<PathBuf>,
-        /// auto, cpu, reference, wgpu, cubecl-wgpu, cubecl-cuda (GPU backends build the
-        /// backbone's conv columns on the host for now).
+        /// auto, cpu, reference, wgpu, cubecl-wgpu, cubecl-cuda (every stage, the backbone's
+        /// implicit-GEMM convolutions included, runs on the chosen device).
         #[arg(long, default_value = "auto")]
         backend: String,
         /// Detections kept per image after NMS (at most 100: the evaluator's candidate count).

@@ -4,7 +4,7 @@
 //! This is the op-by-op baseline of the benches, and the ALIF ops of backends that have the
 //! building blocks but no fused kernels yet.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Ops};
 use crate::error::Result;
 use crate::problem::gated_cross_attn::LN_EPS;
 use crate::problem::{
@@ -32,7 +32,7 @@ fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
-/// Same contract as [`Backend::gated_cross_attn`]: returns `(v', l')`.
+/// Same contract as [`super::Ops::gated_cross_attn`]: returns `(v', l')`.
 pub fn gated_cross_attn(
     be: &dyn Backend,
     f: &GatedCrossAttnProblem,
@@ -94,7 +94,7 @@ pub fn bert_layer(
     norm(be, rows, h, &add(&dense(be, rows, &inter, &bw.output, lp.ffn, h, Activation::None)?, &a), &bw.out_norm)
 }
 
-/// Same contract as [`Backend::sparse_fusion`].
+/// Same contract as [`super::Ops::sparse_fusion`].
 #[allow(clippy::too_many_arguments)]
 pub fn sparse_fusion(
     be: &dyn Backend,
@@ -109,52 +109,4 @@ pub fn sparse_fusion(
     let (v_new, l_new) = gated_cross_attn(be, &p.fusion, &p.gather_level(memory), &p.gather_level(pos), lang, fw)?;
     p.scatter_level(memory, &v_new);
     bert_layer(be, &p.lang, &l_new, mask, bw)
-}
-
-/// `conv2d` from the backend's `gemm`: columns built on the host for a band of output rows at a
-/// time (`[pixels, Ci·Kh·Kw]`, ≤ 4 M floats), `gemm` against the `[Co, Ci·Kh·Kw]` weights, then
-/// bias, residual and activation on the host while scattering back to NCHW. The conv2d of
-/// backends without a conv kernel yet (correct, not fast: every band goes host → device → host).
-pub fn conv2d<B: Backend + ?Sized>(
-    be: &B,
-    p: &crate::problem::Conv2dProblem,
-    x: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    residual: Option<&[f32]>,
-) -> Result<Vec<f32>> {
-    const MAX_COLUMN_FLOATS: usize = 4 << 20;
-    let (ho, wo) = (p.out_h(), p.out_w());
-    let k = p.in_c * p.kh * p.kw;
-    let plane = ho * wo;
-    let mut y = vec![0f32; p.batch * p.out_c * plane];
-    let rows_per_band = (MAX_COLUMN_FLOATS / (k * wo).max(1)).clamp(1, ho);
-    for b in 0..p.batch {
-        let xb = &x[b * p.in_c * p.h * p.w..(b + 1) * p.in_c * p.h * p.w];
-        for r0 in (0..ho).step_by(rows_per_band) {
-            let rows = rows_per_band.min(ho - r0);
-            let n = rows * wo;
-            let mut col = vec![0f32; n * k];
-            for (j, crow) in col.chunks_mut(k).enumerate() {
-                let (oy, ox) = (r0 + j / wo, j % wo);
-                for (kk, v) in crow.iter_mut().enumerate() {
-                    let (c, ky, kx) = (kk / (p.kh * p.kw), (kk / p.kw) % p.kh, kk % p.kw);
-                    let iy = (oy * p.stride + ky) as isize - p.pad as isize;
-                    let ix = (ox * p.stride + kx) as isize - p.pad as isize;
-                    if iy >= 0 && iy < p.h as isize && ix >= 0 && ix < p.w as isize {
-                        *v = xb[(c * p.h + iy as usize) * p.w + ix as usize];
-                    }
-                }
-            }
-            let band = be.gemm(&GemmProblem::linear(n, k, p.out_c), &col, weight, Some(bias))?;
-            for j in 0..n {
-                for o in 0..p.out_c {
-                    let at = (b * p.out_c + o) * plane + r0 * wo + j;
-                    let v = band[j * p.out_c + o] + residual.map_or(0.0, |r| r[at]);
-                    y[at] = crate::reference::gemm::activate(v as f64, p.act) as f32;
-                }
-            }
-        }
-    }
-    Ok(y)
 }

@@ -1,7 +1,7 @@
 //! The oracle as a backend: f64 accumulation, output rounded to the run's dtype. Slow; for
 //! checking other backends and external harnesses, not for speed.
 
-use super::{Backend, BackendKind, HostInputs, Prepared};
+use super::{BackendKind, HostInputs, HostKernels, Prepared};
 use crate::error::Result;
 use crate::problem::Conv2dProblem;
 use crate::problem::{
@@ -14,7 +14,7 @@ fn lower(x: Vec<f64>) -> Vec<f32> {
     x.into_iter().map(|v| v as f32).collect()
 }
 
-/// The f64 reference oracle behind the [`Backend`] trait (slow; the definition of correct).
+/// The f64 reference oracle as a backend (slow; the definition of correct).
 pub struct ReferenceBackend;
 
 struct ReferenceRun {
@@ -25,17 +25,17 @@ struct ReferenceRun {
     out: Vec<f32>,
 }
 
-impl Backend for ReferenceBackend {
+impl HostKernels for ReferenceBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Reference
     }
     fn device(&self) -> String {
         "host (naive f64 oracle)".into()
     }
-    fn supports(&self, _dtype: DType) -> Result<()> {
-        Ok(())
+    fn details(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
-    fn prepare_valid<'a>(
+    fn prepare_ms_deform_attn<'a>(
         &'a self,
         problem: &MsDeformAttnProblem,
         input: &MsDeformAttnInput,
@@ -45,27 +45,39 @@ impl Backend for ReferenceBackend {
         Ok(Box::new(ReferenceRun { problem: problem.clone(), inputs, dtype, out: Vec::new() }))
     }
 
-    fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn ms_deform_attn(
+        &self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Vec<f32>> {
+        let mut prepared = HostKernels::prepare_ms_deform_attn(self, problem, input, dtype)?;
+        prepared.run()?;
+        prepared.output()
+    }
+    fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(lower(oracle::gemm::gemm::<f64>(p, &lift(x), weight, bias)))
     }
-    fn conv2d_valid(
+    fn conv2d_into(
         &self,
         p: &Conv2dProblem,
         x: &[f32],
         weight: &[f32],
         bias: &[f32],
-        residual: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        let r = residual.map(lift::<f64>);
-        Ok(lower(oracle::conv2d::conv2d::<f64>(p, &lift(x), weight, bias, r.as_deref())))
+        acc: &mut Vec<f32>,
+        residual: bool,
+    ) -> Result<()> {
+        let r = residual.then(|| lift::<f64>(acc));
+        *acc = lower(oracle::conv2d::conv2d::<f64>(p, &lift(x), weight, bias, r.as_deref()));
+        Ok(())
     }
-    fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+    fn layer_norm(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
         Ok(lower(oracle::layer_norm::layer_norm::<f64>(p, &lift(x), gamma, beta)))
     }
-    fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+    fn softmax(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
         Ok(lower(oracle::softmax::softmax::<f64>(p, &lift(x))))
     }
-    fn attention_valid(
+    fn attention(
         &self,
         p: &AttentionProblem,
         q: &[f32],
@@ -75,7 +87,7 @@ impl Backend for ReferenceBackend {
     ) -> Result<Vec<f32>> {
         Ok(lower(oracle::attention::attention::<f64>(p, &lift(q), &lift(k), &lift(v), mask)))
     }
-    fn gated_cross_attn_valid(
+    fn gated_cross_attn(
         &self,
         p: &GatedCrossAttnProblem,
         v: &[f32],
@@ -86,7 +98,7 @@ impl Backend for ReferenceBackend {
         let (a, b) = oracle::gated_cross_attn::gated_cross_attn::<f64>(p, &lift(v), &lift(pos), &lift(l), w);
         Ok((lower(a), lower(b)))
     }
-    fn sparse_fusion_valid(
+    fn sparse_fusion(
         &self,
         p: &SparseFusionProblem,
         memory: &mut [f32],

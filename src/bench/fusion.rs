@@ -1,7 +1,7 @@
 //! Side-by-side timing of one ALIF round: `gated_cross_attn` alone, the fused round
 //! (`sparse_fusion`) and the same round op by op ([`crate::backend::compose::sparse_fusion`]).
 
-use crate::backend::{self, compose::sparse_fusion as unfused_round, BackendKind};
+use crate::backend::{self, compose::sparse_fusion as unfused_round, BackendKind, Ops};
 use crate::problem::{BertLayerProblem, OwnedWeights, SparseFusionProblem};
 use crate::seeded::Rng;
 

@@ -7,7 +7,7 @@ pub mod suite;
 
 use std::time::Instant;
 
-use crate::backend::{self, Backend, BackendKind};
+use crate::backend::{self, Backend, BackendKind, Ops};
 use crate::error::Result;
 use crate::problem::{DType, Form, MsDeformAttnProblem};
 use crate::seeded::MsDeformAttnData;

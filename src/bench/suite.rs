@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{time_host, time_runs, Timing, RLIPV2_LEVELS};
-use crate::backend::{self, Backend, BackendKind};
+use crate::backend::{self, Backend, BackendKind, Ops};
 use crate::error::{Error, Result};
 use crate::problem::{
     Activation, BertLayerProblem, DType, Form, GemmProblem, MsDeformAttnProblem, OwnedWeights, RefKind,
@@ -297,12 +297,7 @@ fn data(job: &Job) -> Result<Data> {
 type CellTime = (Timing, &'static str, Option<(f64, &'static str)>);
 
 /// Times one cell.
-fn time_cell(
-    be: &dyn Backend,
-    data: &Data,
-    dtype: DType,
-    repeat: usize,
-) -> Result<CellTime> {
+fn time_cell(be: &dyn Backend, data: &Data, dtype: DType, repeat: usize) -> Result<CellTime> {
     match data {
         Data::Msda(pr, d) => {
             let mut p = be.prepare_ms_deform_attn(pr, &d.input(), dtype)?;

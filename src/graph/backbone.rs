@@ -3,7 +3,7 @@
 //! (`W' = W·s`, `b' = b − rm·s`, `s = w·rsqrt(rv + 1e-5)`), returning C3, C4, C5.
 
 use super::bind::Binding;
-use crate::backend::{Backend, Tensor};
+use crate::backend::{Backend, Ops, Tensor};
 use crate::error::Result;
 use crate::problem::{Activation, Conv2dProblem};
 

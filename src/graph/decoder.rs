@@ -4,7 +4,7 @@
 //! decoder layer against the last round's language. Batch 1, unpadded.
 
 use super::bind::Binding;
-use crate::backend::{Backend, Tensor};
+use crate::backend::{Backend, Ops, Tensor};
 use crate::error::Result;
 use crate::problem::{Activation, AttentionProblem, Form, GemmProblem, LayerNormProblem, MsDeformAttnProblem, RefKind};
 

@@ -6,7 +6,7 @@
 
 use super::bind::{take_on, Binding};
 use super::front::Tokens;
-use crate::backend::{Backend, Tensor};
+use crate::backend::{Backend, Ops, Tensor};
 use crate::error::Result;
 use crate::problem::{
     Activation, BertLayerProblem, Form, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem,

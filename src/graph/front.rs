@@ -7,7 +7,7 @@
 use super::backbone::{Feature, Map, ResNet50};
 use super::bind::Binding;
 use crate::backend::image::GroupNormShape;
-use crate::backend::{Backend, Tensor};
+use crate::backend::{Backend, Ops, Tensor};
 use crate::error::Result;
 use crate::problem::{Activation, Conv2dProblem};
 

@@ -4,7 +4,7 @@
 //! additive mask (1 − mask)·−10000, pooler `tanh(W·h_<s> + b)`. Labels are batched, padded to the
 //! longest, as the official `batch_encode_plus(padding="longest")` does.
 
-use crate::backend::{compose, Backend};
+use crate::backend::{compose, Backend, Ops};
 use crate::error::{Error, Result};
 use crate::model::config::TextGeometry;
 use crate::problem::{Activation, BertLayerProblem, GemmProblem, LayerNormProblem, OwnedWeights};

@@ -49,6 +49,7 @@ impl Activation {
 /// `y [M,N] = act(x [M,K] · Wᵀ + b)` with `W [N,K]` as PyTorch stores a Linear.
 ///
 /// ```
+/// use rlipv2::backend::Ops;
 /// use rlipv2::problem::{Activation, GemmProblem};
 /// let p = GemmProblem::linear(2, 3, 1).with_act(Activation::Relu);
 /// let be = rlipv2::backend::open(rlipv2::backend::BackendKind::Cpu)?;

@@ -5,7 +5,7 @@
 //! in the residual's buffer) on the residual cases. Backends without it SKIP.
 
 use crate::common::{assert_close_flat, open_or_skip, Tolerance};
-use rlipv2::backend::BackendKind;
+use rlipv2::backend::{BackendKind, Ops};
 use rlipv2::problem::{Activation, Conv2dProblem};
 use rlipv2::reference::{self as oracle, lift};
 use rlipv2::seeded::Rng;

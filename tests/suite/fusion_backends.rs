@@ -3,7 +3,7 @@
 //! T = 117, B = 2). A backend that opens but lacks an op prints `SKIP <backend>/<op>: <why>`.
 
 use crate::common::{assert_close_flat, open_or_skip, Tolerance};
-use rlipv2::backend::{Backend, BackendKind};
+use rlipv2::backend::{Backend, BackendKind, Ops};
 use rlipv2::problem::OwnedWeights;
 use rlipv2::problem::{
     Activation, AttentionProblem, BertLayerProblem, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem,

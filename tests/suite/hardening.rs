@@ -142,7 +142,7 @@ fn msda_input() -> Vec<u8> {
 
 #[test]
 fn mutated_op_inputs_never_panic() {
-    use rlipv2::backend::{open, BackendKind};
+    use rlipv2::backend::{open, BackendKind, Ops};
     use rlipv2::problem::DType;
     let dir = tempfile::tempdir().unwrap();
     let base = msda_input();

@@ -2,7 +2,7 @@
 //! dtype the backend supports; then the backends against each other.
 
 use crate::common::{assert_close, cases, expected, open_or_skip, tolerance, FORMS};
-use rlipv2::backend::BackendKind;
+use rlipv2::backend::{BackendKind, Ops};
 use rlipv2::problem::DType;
 
 fn matches_reference(kind: BackendKind) {

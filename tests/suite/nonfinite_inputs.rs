@@ -4,7 +4,7 @@
 //! outputs of its (query, head) exactly as in the f64 oracle. Every backend must match the oracle's
 //! NaN/Inf pattern element for element and its finite values within tolerance.
 
-use rlipv2::backend::BackendKind;
+use rlipv2::backend::{BackendKind, Ops};
 use rlipv2::problem::{DType, Form, MsDeformAttnProblem, RefKind};
 use rlipv2::reference::ms_deform_attn::ms_deform_attn as oracle;
 use rlipv2::seeded::MsDeformAttnData;

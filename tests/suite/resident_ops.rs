@@ -4,7 +4,7 @@
 
 use crate::common::{assert_close_flat, formula_lang, formula_weight, front_tokens, Tolerance};
 use rlipv2::backend::image::{self, GroupNormShape};
-use rlipv2::backend::{Backend, BackendKind, Tensor};
+use rlipv2::backend::{Backend, BackendKind, Ops, Tensor};
 use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;

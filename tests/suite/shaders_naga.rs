@@ -22,9 +22,7 @@ fn compile_all_targets(name: &str, src: &str, overrides: &[(&str, f64)]) {
         for (h, var) in module.global_variables.iter() {
             if let Some(b) = &var.binding {
                 let _ = h;
-                resources
-                    .resources
-                    .insert(*b, msl::BindTarget { buffer: Some(b.binding as u8), ..Default::default() });
+                resources.resources.insert(*b, msl::BindTarget { buffer: Some(b.binding as u8), ..Default::default() });
             }
         }
         resources.sizes_buffer = Some(30);

@@ -10,15 +10,6 @@ use crate::problem::conv2d::Conv2dProblem;
 
 const MAX_COLUMN_FLOATS: usize = 2 << 20;
 
-pub(crate) fn conv2d(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
-    let mut y = match residual {
-        Some(r) => r.to_vec(),
-        None => vec![0f32; p.batch * p.out_c * p.out_h() * p.out_w()],
-    };
-    conv2d_into(p, x, weight, bias, &mut y, residual.is_some());
-    y
-}
-
 /// `y ← act(conv2d(x) + b [+ y])`: the product accumulates onto `y` when it holds the residual,
 /// so a bottleneck's last conv writes into its residual's buffer.
 pub(crate) fn conv2d_into(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32], residual: bool) {

@@ -14,7 +14,7 @@ mod fusion;
 use rayon::prelude::*;
 
 use super::reference::round_to;
-use super::{Backend, BackendKind, HostInputs, Prepared};
+use super::{BackendKind, HostInputs, HostKernels, Prepared};
 use crate::error::Result;
 use crate::problem::ms_deform_attn::MAX_POINTS;
 use crate::problem::Conv2dProblem;
@@ -48,7 +48,7 @@ struct CpuRun {
     out: Vec<f32>,
 }
 
-impl Backend for CpuBackend {
+impl HostKernels for CpuBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Cpu
     }
@@ -71,10 +71,7 @@ impl Backend for CpuBackend {
             ("ALIF ops", "one score matrix per head for both directions; GEMMs through the gemm crate".into()),
         ]
     }
-    fn supports(&self, _dtype: DType) -> Result<()> {
-        Ok(())
-    }
-    fn prepare_valid<'a>(
+    fn prepare_ms_deform_attn<'a>(
         &'a self,
         problem: &MsDeformAttnProblem,
         input: &MsDeformAttnInput,
@@ -86,14 +83,14 @@ impl Backend for CpuBackend {
 
     /// One-shot f32 runs read the caller's slices directly (no copies: the encoder's inputs are
     /// ≈ 45 MB at 800×1066); other dtypes round `value` in a prepared copy first.
-    fn ms_deform_attn_valid(
+    fn ms_deform_attn(
         &self,
         problem: &MsDeformAttnProblem,
         input: &MsDeformAttnInput,
         dtype: DType,
     ) -> Result<Vec<f32>> {
         if dtype != DType::F32 {
-            let mut prepared = self.prepare_valid(problem, input, dtype)?;
+            let mut prepared = HostKernels::prepare_ms_deform_attn(self, problem, input, dtype)?;
             prepared.run()?;
             return prepared.output();
         }
@@ -102,37 +99,28 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
-    fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(dense::linear(p.m, p.k, p.n, x, weight, bias, p.act))
     }
-    fn conv2d_valid(
-        &self,
-        p: &Conv2dProblem,
-        x: &[f32],
-        weight: &[f32],
-        bias: &[f32],
-        residual: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        Ok(conv::conv2d(p, x, weight, bias, residual))
-    }
-    fn conv2d_accumulate_valid(
+    fn conv2d_into(
         &self,
         p: &Conv2dProblem,
         x: &[f32],
         weight: &[f32],
         bias: &[f32],
         acc: &mut Vec<f32>,
+        residual: bool,
     ) -> Result<()> {
-        conv::conv2d_into(p, x, weight, bias, acc, true);
+        conv::conv2d_into(p, x, weight, bias, acc, residual);
         Ok(())
     }
-    fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+    fn layer_norm(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
         Ok(dense::layer_norm(p, x, gamma, beta))
     }
-    fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+    fn softmax(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
         Ok(dense::softmax(p.width, x))
     }
-    fn attention_valid(
+    fn attention(
         &self,
         p: &AttentionProblem,
         q: &[f32],
@@ -142,7 +130,7 @@ impl Backend for CpuBackend {
     ) -> Result<Vec<f32>> {
         Ok(dense::attention(p, q, k, v, mask))
     }
-    fn gated_cross_attn_valid(
+    fn gated_cross_attn(
         &self,
         p: &GatedCrossAttnProblem,
         v: &[f32],
@@ -152,7 +140,7 @@ impl Backend for CpuBackend {
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         Ok(fusion::gated_cross_attn(p, v, pos, l, w))
     }
-    fn sparse_fusion_valid(
+    fn sparse_fusion(
         &self,
         p: &SparseFusionProblem,
         memory: &mut [f32],

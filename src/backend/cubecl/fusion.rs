@@ -6,9 +6,10 @@ use std::mem::{offset_of, size_of};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::{catch, CubeclBackend};
-use crate::backend::fusion_plan::{self, FusionParams, Job, Kernel, Round};
-use crate::backend::Prepared;
+use super::resident::Buf;
+use super::{catch, retag, CubeclBackend};
+use crate::backend::fusion_plan::{self, FusionParams, Job, Kernel, Round, WeightOffsets};
+use crate::backend::{Checked, FusionOps, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::sparse_fusion as k;
 use crate::problem::{BertLayerWeights, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem};
@@ -199,4 +200,135 @@ pub(super) fn prepare_sparse_fusion<'a, R: Runtime>(
         crate::problem::sparse_fusion::OP,
         fusion_plan::sparse_fusion(be.kind.name(), p, memory, pos, lang, mask, fw, bw)?,
     )
+}
+
+const SF_OP: &str = crate::problem::sparse_fusion::OP;
+
+/// A round's weights on the device (the arena's head, uploaded once) and the last arena built
+/// on them, reused while the token counts stay the same.
+struct BoundRound {
+    weights: Buf,
+    offsets: WeightOffsets,
+    arena: std::sync::Mutex<Option<Buf>>,
+}
+
+impl<R: Runtime> FusionOps for CubeclBackend<R> {
+    fn gated_cross_attn(
+        &self,
+        _: Checked,
+        p: &GatedCrossAttnProblem,
+        v: &[f32],
+        pos: &[f32],
+        l: &[f32],
+        w: &GatedCrossAttnWeights,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self::gated_cross_attn(self, p, v, pos, l, w)
+    }
+    fn sparse_fusion(
+        &self,
+        _: Checked,
+        p: &SparseFusionProblem,
+        memory: &mut [f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Vec<f32>> {
+        self::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
+    }
+    fn prepare_sparse_fusion<'a>(
+        &'a self,
+        _: Checked,
+        p: &SparseFusionProblem,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(self::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
+    }
+    fn prepare_sparse_fusion_unfused<'a>(
+        &'a self,
+        _: Checked,
+        p: &SparseFusionProblem,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(super::unfused::prepare(self, p, memory, pos, lang, mask, fw, bw)?))
+    }
+    fn bind_sparse_fusion(
+        &self,
+        _: Checked,
+        p: &SparseFusionProblem,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Option<Tensor>> {
+        let (host, offsets) = fusion_plan::sparse_fusion_weights(p, fw, bw);
+        let weights =
+            (self.upload("round weights", bytemuck::cast_slice(&host)).map_err(|e| retag(e, SF_OP))?, host.len());
+        Ok(Some(Tensor::device(self.id, host.len(), BoundRound { weights, offsets, arena: Default::default() })))
+    }
+    /// One round on device tensors, as the wgpu backend's: rows, positions and language copied
+    /// into the arena after the bound weights, the 8 launches, the fused rows copied back over
+    /// `memory`'s last level and the language output into a new tensor; no sync.
+    fn sparse_fusion_t(
+        &self,
+        _: Checked,
+        p: &SparseFusionProblem,
+        memory: &mut Tensor,
+        pos: &Tensor,
+        lang: &Tensor,
+        _fw: &GatedCrossAttnWeights,
+        _bw: &BertLayerWeights,
+        bound: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let bound = bound.ok_or_else(|| Error::Device {
+            backend: self.kind.name().into(),
+            reason: "sparse_fusion: the round's weights are not bound".into(),
+        })?;
+        let br = bound.buffer::<BoundRound>(self.id, self.kind.name(), "round weights")?;
+        let r = fusion_plan::sparse_fusion_layout(self.kind.name(), p, &br.offsets)?;
+        let bytes = r.arena_bytes();
+        let max = self.client.properties().memory.max_page_size;
+        if bytes > max {
+            return Err(Error::Unsupported { op: SF_OP, backend: self.kind.name().into(), reason: format!("the round's arena (inputs, weights and intermediates) needs {bytes} bytes, but the device allocates at most {max} bytes per buffer") });
+        }
+        let mem = self.resident(SF_OP, "memory", memory)?;
+        let (posb, langb) = (self.resident(SF_OP, "pos", pos)?, self.resident(SF_OP, "lang", lang)?);
+        let len = (bytes / 4) as usize;
+        let mut cached = br.arena.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = cached.as_ref().is_none_or(|a| a.1 != len);
+        if fresh {
+            *cached = Some((self.client.empty(bytes as usize), len));
+        }
+        let arena = cached.clone().expect("set above");
+        drop(cached);
+        if fresh {
+            self.copy(&br.weights, 0, &arena, 0, br.weights.1)?;
+        }
+        let f = &p.fusion;
+        let rows = f.nv * f.v_dim;
+        for b in 0..f.batch {
+            let at = p.level(b).start;
+            self.copy(&mem, at, &arena, r.v_in as usize + b * rows, rows)?;
+            self.copy(&posb, at, &arena, r.pos_in as usize + b * rows, rows)?;
+        }
+        self.copy(&langb, 0, &arena, r.l_in as usize, langb.1.min(lang.len()))?;
+        for (kernel, params, cubes) in self.round_params(&r)? {
+            self.launch_round_kernel(kernel, &arena, &params, cubes)?;
+        }
+        for b in 0..f.batch {
+            self.copy(&arena, r.v_out.0 as usize + b * rows, &mem, p.level(b).start, rows)?;
+        }
+        let out = self.out(SF_OP, r.l_out.1)?;
+        self.copy(&arena, r.l_out.0 as usize, &out, 0, r.l_out.1)?;
+        Ok(self.tensor(out))
+    }
 }

@@ -6,7 +6,7 @@ use cubecl::server::Handle;
 
 use super::{catch, CubeclBackend};
 use crate::backend::image::{pool_out, GroupNormShape};
-use crate::backend::Tensor;
+use crate::backend::{Checked, ImageOps, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::image as k;
 use crate::problem::{Activation, Conv2dProblem};
@@ -17,13 +17,12 @@ impl<R: Runtime> CubeclBackend<R> {
         self.count_launch();
         Ok(())
     }
+}
 
-    pub(super) fn empty_tensor(&self, len: usize) -> Result<Tensor> {
-        Ok(Tensor::device(self.id, len, self.f32_out("empty", len)?))
-    }
-
-    pub(super) fn conv2d_tensor(
+impl<R: Runtime> ImageOps for CubeclBackend<R> {
+    fn conv2d_t(
         &self,
+        _: Checked,
         p: &Conv2dProblem,
         x: &Tensor,
         weight: &Tensor,
@@ -118,8 +117,7 @@ impl<R: Runtime> CubeclBackend<R> {
         })?;
         Ok(Tensor::device(self.id, len, y.0))
     }
-
-    pub(super) fn max_pool_tensor(&self, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
+    fn max_pool_t(&self, _: Checked, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
         let xb = self.resident("max_pool", "x", x)?;
         let (oh, ow) = pool_out(h, w);
         let total = planes * oh * ow;
@@ -143,14 +141,7 @@ impl<R: Runtime> CubeclBackend<R> {
         })?;
         Ok(Tensor::device(self.id, total, y.0))
     }
-
-    pub(super) fn group_norm_tensor(
-        &self,
-        s: &GroupNormShape,
-        x: Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-    ) -> Result<Tensor> {
+    fn group_norm_t(&self, _: Checked, s: &GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
         let (xb, gb, bb) = (
             self.resident("group_norm", "x", &x)?,
             self.resident("group_norm", "gamma", gamma)?,
@@ -177,9 +168,9 @@ impl<R: Runtime> CubeclBackend<R> {
         })?;
         Ok(Tensor::device(self.id, x.len(), y.0))
     }
-
-    pub(super) fn to_tokens_tensor(
+    fn to_tokens_t(
         &self,
+        _: Checked,
         tokens: &mut Tensor,
         row0: usize,
         level: &Tensor,

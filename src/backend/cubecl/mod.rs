@@ -19,18 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::{Backend, BackendKind, Prepared, Tensor};
+use super::{Backend, BackendKind, Checked, DenseOps, Device, FusionOps, ImageOps, MsdaOps, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::dense;
 use crate::problem::ms_deform_attn::OP;
-use crate::problem::{
-    AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
-    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
-};
+use crate::problem::{DType, GemmProblem, MsDeformAttnInput, MsDeformAttnProblem};
 
 /// Limits of the cubecl attention kernel: keys and head width staged in shared memory.
-const ATTENTION_MAX_KEYS: usize = 2048;
-const ATTENTION_MAX_HEAD_DIM: usize = 256;
+pub(super) const ATTENTION_MAX_KEYS: usize = 2048;
+pub(super) const ATTENTION_MAX_HEAD_DIM: usize = 256;
 
 /// Channels each unit accumulates per tap.
 const UNIT_CHANNELS: usize = 8;
@@ -41,7 +38,7 @@ pub struct CubeclBackend<R: Runtime> {
     client: ComputeClient<R>,
     kind: BackendKind,
     device: String,
-    /// Kernel launches so far (see [`Backend::dispatch_count`]).
+    /// Kernel launches so far (see [`crate::backend::Device::dispatch_count`]).
     launches: AtomicU64,
     /// Bytes copied from the host into device buffers so far (parameter blocks aside).
     uploaded: AtomicU64,
@@ -338,6 +335,21 @@ fn retag(e: Error, op: &'static str) -> Error {
 }
 
 impl<R: Runtime> Backend for CubeclBackend<R> {
+    fn msda(&self) -> &dyn MsdaOps {
+        self
+    }
+    fn dense(&self) -> &dyn DenseOps {
+        self
+    }
+    fn image(&self) -> &dyn ImageOps {
+        self
+    }
+    fn fusion(&self) -> &dyn FusionOps {
+        self
+    }
+}
+
+impl<R: Runtime> Device for CubeclBackend<R> {
     fn kind(&self) -> BackendKind {
         self.kind
     }
@@ -350,13 +362,82 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         let vector = if hw.max_vector_size >= 8 { "8-wide f16/bf16 loads" } else { "4-wide pairs" };
         vec![
             ("max buffer", format!("{} MiB", props.memory.max_page_size >> 20)),
-            ("vectors", format!("up to {} lanes; f16 {}, bf16 {}", hw.max_vector_size, self.supports_type(DType::F16), self.supports_type(DType::Bf16))),
-            ("subgroups", if props.features.plane.is_empty() { "no plane ops (the kernels do not need them)".into() } else { format!("{:?}", props.features.plane) }),
+            (
+                "vectors",
+                format!(
+                    "up to {} lanes; f16 {}, bf16 {}",
+                    hw.max_vector_size,
+                    self.supports_type(DType::F16),
+                    self.supports_type(DType::Bf16)
+                ),
+            ),
+            (
+                "subgroups",
+                if props.features.plane.is_empty() {
+                    "no plane ops (the kernels do not need them)".into()
+                } else {
+                    format!("{:?}", props.features.plane)
+                },
+            ),
             ("ms_deform_attn", format!("kernels/ms_deform_attn.rs, P unrolled, {vector}")),
             ("ALIF ops", "kernels/sparse_fusion.rs: gated_cross_attn 3 launches, sparse_fusion 8".into()),
-            ("conv2d", "kernels/image.rs implicit GEMM on resident tensors (the graph); host im2col bands + the cubecl GEMM host to host".into()),
+            ("conv2d", "kernels/image.rs implicit GEMM (64- or 128-wide output tiles, see backend::gemm_tile)".into()),
         ]
     }
+    fn dispatch_count(&self) -> Option<u64> {
+        Some(self.launches.load(Ordering::Relaxed))
+    }
+    fn submission_count(&self) -> Option<u64> {
+        None
+    }
+    fn recycled_outputs(&self) -> Option<u64> {
+        None
+    }
+    fn uploaded_bytes(&self) -> Option<u64> {
+        Some(self.uploaded())
+    }
+    fn owner_id(&self) -> u64 {
+        self.id
+    }
+    fn bind(&self, what: &str, t: &Tensor) -> Result<Tensor> {
+        if t.as_host().is_none() {
+            t.buffer::<Handle>(self.id, self.kind.name(), what)?;
+            return Ok(t.clone());
+        }
+        Ok(Tensor::device(self.id, t.len(), self.resident("bind", what, t)?.0))
+    }
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if let Some(v) = t.as_host() {
+            return Ok(v.to_vec());
+        }
+        if t.is_empty() {
+            return Ok(Vec::new());
+        }
+        let h = t.buffer::<Handle>(self.id, self.kind.name(), "tensor")?.clone();
+        self.sync("download")?;
+        let kind = self.kind;
+        let bytes = catch("read", kind, || self.client.read_one(h))?
+            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("download: {e:?}") })?;
+        let mut v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        v.truncate(t.len());
+        Ok(v)
+    }
+    fn empty_tensor(&self, _: Checked, len: usize) -> Result<Tensor> {
+        Ok(Tensor::device(self.id, len, self.f32_out("empty", len)?))
+    }
+    fn slice_tensor(&self, _: Checked, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        let src = self.resident("slice", "tensor", t)?;
+        let y = self.out("slice", len)?;
+        self.copy(&src, start, &y, 0, len)?;
+        Ok(self.tensor(y))
+    }
+    fn write_tensor(&self, _: Checked, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+        let (d, s) = (self.resident("write", "dst", dst)?, self.resident("write", "src", src)?);
+        self.copy(&s, 0, &d, at, s.1.min(src.len()))
+    }
+}
+
+impl<R: Runtime> MsdaOps for CubeclBackend<R> {
     fn supports(&self, dtype: DType) -> Result<()> {
         if !self.supports_type(dtype) {
             return Err(Error::Unsupported {
@@ -367,165 +448,9 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
         }
         Ok(())
     }
-    fn dispatch_count(&self) -> Option<u64> {
-        Some(self.launches.load(Ordering::Relaxed))
-    }
-
-    resident_ops!();
-
-    fn gated_cross_attn_valid(
-        &self,
-        p: &GatedCrossAttnProblem,
-        v: &[f32],
-        pos: &[f32],
-        l: &[f32],
-        w: &GatedCrossAttnWeights,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        fusion::gated_cross_attn(self, p, v, pos, l, w)
-    }
-
-    fn sparse_fusion_valid(
-        &self,
-        p: &SparseFusionProblem,
-        memory: &mut [f32],
-        pos: &[f32],
-        lang: &[f32],
-        mask: Option<&[f32]>,
-        fw: &GatedCrossAttnWeights,
-        bw: &BertLayerWeights,
-    ) -> Result<Vec<f32>> {
-        fusion::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
-    }
-
-    fn prepare_sparse_fusion_valid<'a>(
+    fn prepare_ms_deform_attn<'a>(
         &'a self,
-        p: &SparseFusionProblem,
-        memory: &[f32],
-        pos: &[f32],
-        lang: &[f32],
-        mask: Option<&[f32]>,
-        fw: &GatedCrossAttnWeights,
-        bw: &BertLayerWeights,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        Ok(Box::new(fusion::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
-    }
-
-    fn prepare_sparse_fusion_unfused_valid<'a>(
-        &'a self,
-        p: &SparseFusionProblem,
-        memory: &[f32],
-        pos: &[f32],
-        lang: &[f32],
-        mask: Option<&[f32]>,
-        fw: &GatedCrossAttnWeights,
-        bw: &BertLayerWeights,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        Ok(Box::new(unfused::prepare(self, p, memory, pos, lang, mask, fw, bw)?))
-    }
-
-    fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        let mut run = self.gemm_run(p, x, weight, bias)?;
-        run.run()?;
-        run.output()
-    }
-    fn prepare_gemm_valid<'a>(
-        &'a self,
-        p: &GemmProblem,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        Ok(Box::new(self.gemm_run(p, x, weight, bias)?))
-    }
-
-    fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
-        const OP: &str = crate::problem::layer_norm::OP;
-        let (xa, ga, ba) = (self.f32_in(OP, "x", x)?, self.f32_in(OP, "gamma", gamma)?, self.f32_in(OP, "beta", beta)?);
-        let out = self.f32_out(OP, x.len())?;
-        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
-        let cubes = self.row_cubes(p.rows);
-        // SAFETY: as above; one cube per row, rows beyond `rows` terminate.
-        self.finish(OP, out, || unsafe {
-            dense::layer_norm::launch_unchecked::<R>(
-                &self.client,
-                cubes,
-                CubeDim::new_1d(256),
-                xa,
-                ga,
-                ba,
-                y,
-                p.rows as u32,
-                p.width as u32,
-                p.eps,
-            )
-        })
-    }
-
-    fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
-        const OP: &str = crate::problem::softmax::OP;
-        let xa = self.f32_in(OP, "x", x)?;
-        let out = self.f32_out(OP, x.len())?;
-        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
-        let cubes = self.row_cubes(p.rows);
-        // SAFETY: as above.
-        self.finish(OP, out, || unsafe {
-            dense::softmax::launch_unchecked::<R>(
-                &self.client,
-                cubes,
-                CubeDim::new_1d(256),
-                xa,
-                y,
-                p.rows as u32,
-                p.width as u32,
-            )
-        })
-    }
-
-    fn attention_valid(
-        &self,
-        p: &AttentionProblem,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        mask: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        const OP: &str = crate::problem::attention::OP;
-        if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
-        }
-        let (qa, ka, va, ma) = (
-            self.f32_in(OP, "q", q)?,
-            self.f32_in(OP, "k", k)?,
-            self.f32_in(OP, "v", v)?,
-            self.f32_in(OP, "mask", mask.unwrap_or(&[]))?,
-        );
-        let out = self.f32_out(OP, q.len())?;
-        let o = unsafe { ArrayArg::from_raw_parts(out.clone(), q.len()) };
-        let cubes = self.row_cubes(p.batch * p.heads * p.q_len);
-        // SAFETY: as above; one cube per (b, h, query row), extra cubes terminate.
-        self.finish(OP, out, || unsafe {
-            dense::attention::launch_unchecked::<R>(
-                &self.client,
-                cubes,
-                CubeDim::new_1d(256),
-                qa,
-                ka,
-                va,
-                ma,
-                o,
-                p.batch as u32,
-                p.heads as u32,
-                p.q_len as u32,
-                p.k_len as u32,
-                p.head_dim as u32,
-                p.scale,
-                mask.is_some(),
-            )
-        })
-    }
-
-    fn prepare_valid<'a>(
-        &'a self,
+        _: Checked,
         pr: &MsDeformAttnProblem,
         input: &MsDeformAttnInput,
         dtype: DType,
@@ -559,5 +484,38 @@ impl<R: Runtime> Backend for CubeclBackend<R> {
             pr,
         );
         Ok(Box::new(msda::CubeclRun { be: self, plan, args }))
+    }
+    fn ms_deform_attn(
+        &self,
+        ok: Checked,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Vec<f32>> {
+        let mut prepared = self.prepare_ms_deform_attn(ok, problem, input, dtype)?;
+        prepared.run()?;
+        prepared.output()
+    }
+    fn ms_deform_attn_t(
+        &self,
+        _: Checked,
+        pr: &MsDeformAttnProblem,
+        value: &Tensor,
+        reference: &Tensor,
+        offsets: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor> {
+        use crate::problem::ms_deform_attn::OP;
+        let y = self.out(OP, pr.output_len())?;
+        let h = MsDeformAttnHandles {
+            value: self.resident(OP, "value", value)?.0,
+            sampling: self.resident(OP, "sampling_offsets", offsets)?.0,
+            attention: self.resident(OP, "attention_logits", logits)?.0,
+            reference: Some(self.resident(OP, "reference", reference)?.0),
+            output: y.0.clone(),
+        };
+        launch_ms_deform_attn(&self.client, pr, DType::F32, &h)?;
+        self.count_launch();
+        Ok(self.tensor(y))
     }
 }

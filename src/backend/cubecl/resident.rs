@@ -1,26 +1,20 @@
 //! Resident ops of the cubecl backend: [`Tensor`]s are handles of this instance's client, each
 //! op enqueues its kernels on the calling thread's stream without syncing; only
-//! [`CubeclBackend::download_tensor`] waits. Host tensors given to an op are uploaded for that call.
+//! `download` waits. Host tensors given to an op are uploaded for that call.
 
 use std::sync::atomic::Ordering;
 
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::{catch, retag, CubeclBackend, MsDeformAttnHandles};
-use crate::backend::fusion_plan::{self, WeightOffsets};
-use crate::backend::Tensor;
+use super::{catch, retag, CubeclBackend, ATTENTION_MAX_HEAD_DIM, ATTENTION_MAX_KEYS};
+use crate::backend::{Checked, DenseOps, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::dense;
-use crate::problem::{
-    Activation, BertLayerWeights, DType, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnProblem,
-    SparseFusionProblem,
-};
-
-const SF_OP: &str = crate::problem::sparse_fusion::OP;
+use crate::problem::{Activation, AttentionProblem, GemmProblem, LayerNormProblem, SoftmaxProblem};
 
 /// A handle and the f32 elements it holds.
-type Buf = (Handle, usize);
+pub(super) type Buf = (Handle, usize);
 
 pub(super) fn arg<R: Runtime>(b: &Buf) -> ArrayArg<R> {
     // SAFETY: every `Buf` is built with the element count its handle holds.
@@ -39,37 +33,12 @@ impl<R: Runtime> CubeclBackend<R> {
         }
     }
 
-    pub(super) fn bind_tensor(&self, what: &str, t: &Tensor) -> Result<Tensor> {
-        if t.as_host().is_none() {
-            t.buffer::<Handle>(self.id, self.kind.name(), what)?;
-            return Ok(t.clone());
-        }
-        Ok(Tensor::device(self.id, t.len(), self.resident("bind", what, t)?.0))
-    }
-
-    pub(super) fn download_tensor(&self, t: &Tensor) -> Result<Vec<f32>> {
-        if let Some(v) = t.as_host() {
-            return Ok(v.to_vec());
-        }
-        if t.is_empty() {
-            return Ok(Vec::new());
-        }
-        let h = t.buffer::<Handle>(self.id, self.kind.name(), "tensor")?.clone();
-        self.sync("download")?;
-        let kind = self.kind;
-        let bytes = catch("read", kind, || self.client.read_one(h))?
-            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("download: {e:?}") })?;
-        let mut v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
-        v.truncate(t.len());
-        Ok(v)
-    }
-
     /// A fresh output handle of `len` elements.
-    fn out(&self, op: &'static str, len: usize) -> Result<Buf> {
+    pub(super) fn out(&self, op: &'static str, len: usize) -> Result<Buf> {
         Ok((self.f32_out(op, len)?, len))
     }
 
-    fn tensor(&self, b: Buf) -> Tensor {
+    pub(super) fn tensor(&self, b: Buf) -> Tensor {
         Tensor::device(self.id, b.1, b.0)
     }
 
@@ -81,7 +50,7 @@ impl<R: Runtime> CubeclBackend<R> {
     }
 
     /// Enqueues a copy of `n` elements from `src[from..]` to `dst[to..]`.
-    fn copy(&self, src: &Buf, from: usize, dst: &Buf, to: usize, n: usize) -> Result<()> {
+    pub(super) fn copy(&self, src: &Buf, from: usize, dst: &Buf, to: usize, n: usize) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
@@ -101,8 +70,136 @@ impl<R: Runtime> CubeclBackend<R> {
         })
     }
 
-    pub(super) fn gemm_tensor(
+    /// `a + b`, or `act(a · b)` when `mul` (one kernel, `dense::add`).
+    fn elementwise(&self, op: &'static str, a: &Tensor, b: &Tensor, mul: bool, act: Activation) -> Result<Tensor> {
+        let (a, b) = (self.resident(op, "a", a)?, self.resident(op, "b", b)?);
+        let y = self.out(op, a.1)?;
+        let cubes = self.row_cubes(a.1.div_ceil(256));
+        // SAFETY: equal lengths checked by `add_t` / `mul_t`; the kernel stops at n.
+        self.enqueue(|| unsafe {
+            dense::add::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                arg(&a),
+                arg(&b),
+                arg(&y),
+                a.1 as u32,
+                mul,
+                act.code(),
+            )
+        })?;
+        Ok(self.tensor(y))
+    }
+
+    pub(super) fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+}
+
+impl<R: Runtime> DenseOps for CubeclBackend<R> {
+    fn gemm(&self, _: Checked, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        let mut run = self.gemm_run(p, x, weight, bias)?;
+        run.run()?;
+        run.output()
+    }
+    fn prepare_gemm<'a>(
+        &'a self,
+        _: Checked,
+        p: &GemmProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(self.gemm_run(p, x, weight, bias)?))
+    }
+    fn layer_norm(&self, _: Checked, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::layer_norm::OP;
+        let (xa, ga, ba) = (self.f32_in(OP, "x", x)?, self.f32_in(OP, "gamma", gamma)?, self.f32_in(OP, "beta", beta)?);
+        let out = self.f32_out(OP, x.len())?;
+        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
+        let cubes = self.row_cubes(p.rows);
+        // SAFETY: as above; one cube per row, rows beyond `rows` terminate.
+        self.finish(OP, out, || unsafe {
+            dense::layer_norm::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                xa,
+                ga,
+                ba,
+                y,
+                p.rows as u32,
+                p.width as u32,
+                p.eps,
+            )
+        })
+    }
+    fn softmax(&self, _: Checked, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::softmax::OP;
+        let xa = self.f32_in(OP, "x", x)?;
+        let out = self.f32_out(OP, x.len())?;
+        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
+        let cubes = self.row_cubes(p.rows);
+        // SAFETY: as above.
+        self.finish(OP, out, || unsafe {
+            dense::softmax::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                xa,
+                y,
+                p.rows as u32,
+                p.width as u32,
+            )
+        })
+    }
+    fn attention(
         &self,
+        _: Checked,
+        p: &AttentionProblem,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        mask: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::attention::OP;
+        if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
+            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
+        }
+        let (qa, ka, va, ma) = (
+            self.f32_in(OP, "q", q)?,
+            self.f32_in(OP, "k", k)?,
+            self.f32_in(OP, "v", v)?,
+            self.f32_in(OP, "mask", mask.unwrap_or(&[]))?,
+        );
+        let out = self.f32_out(OP, q.len())?;
+        let o = unsafe { ArrayArg::from_raw_parts(out.clone(), q.len()) };
+        let cubes = self.row_cubes(p.batch * p.heads * p.q_len);
+        // SAFETY: as above; one cube per (b, h, query row), extra cubes terminate.
+        self.finish(OP, out, || unsafe {
+            dense::attention::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                qa,
+                ka,
+                va,
+                ma,
+                o,
+                p.batch as u32,
+                p.heads as u32,
+                p.q_len as u32,
+                p.k_len as u32,
+                p.head_dim as u32,
+                p.scale,
+                mask.is_some(),
+            )
+        })
+    }
+    fn gemm_t(
+        &self,
+        _: Checked,
         p: &GemmProblem,
         x: &Tensor,
         weight: &Tensor,
@@ -136,39 +233,45 @@ impl<R: Runtime> CubeclBackend<R> {
         })?;
         Ok(self.tensor(y))
     }
-
-    pub(super) fn add_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    fn add_t(&self, _: Checked, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.elementwise("add", a, b, false, Activation::None)
     }
-
-    pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
+    fn mul_t(&self, _: Checked, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
         self.elementwise("mul", a, b, true, act)
     }
-
-    /// `a + b`, or `act(a · b)` when `mul` (one kernel, `dense::add`).
-    fn elementwise(&self, op: &'static str, a: &Tensor, b: &Tensor, mul: bool, act: Activation) -> Result<Tensor> {
-        let (a, b) = (self.resident(op, "a", a)?, self.resident(op, "b", b)?);
-        let y = self.out(op, a.1)?;
-        let cubes = self.row_cubes(a.1.div_ceil(256));
-        // SAFETY: equal lengths checked by `add_t` / `mul_t`; the kernel stops at n.
+    fn layer_norm_t(
+        &self,
+        _: Checked,
+        p: &LayerNormProblem,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+    ) -> Result<Tensor> {
+        const OP: &str = crate::problem::layer_norm::OP;
+        let (x, g, b) =
+            (self.resident(OP, "x", x)?, self.resident(OP, "gamma", gamma)?, self.resident(OP, "beta", beta)?);
+        let y = self.out(OP, x.1)?;
+        let cubes = self.row_cubes(p.rows);
+        // SAFETY: lengths checked by `layer_norm_t`; one cube per row, extra cubes terminate.
         self.enqueue(|| unsafe {
-            dense::add::launch_unchecked::<R>(
+            dense::layer_norm::launch_unchecked::<R>(
                 &self.client,
                 cubes,
                 CubeDim::new_1d(256),
-                arg(&a),
+                arg(&x),
+                arg(&g),
                 arg(&b),
                 arg(&y),
-                a.1 as u32,
-                mul,
-                act.code(),
+                p.rows as u32,
+                p.width as u32,
+                p.eps,
             )
         })?;
         Ok(self.tensor(y))
     }
-
-    pub(super) fn attention_tensor(
+    fn attention_t(
         &self,
+        _: Checked,
         p: &crate::problem::AttentionProblem,
         q: &Tensor,
         k: &Tensor,
@@ -213,146 +316,4 @@ impl<R: Runtime> CubeclBackend<R> {
         })?;
         Ok(self.tensor(y))
     }
-
-    pub(super) fn layer_norm_tensor(
-        &self,
-        p: &LayerNormProblem,
-        x: &Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-    ) -> Result<Tensor> {
-        const OP: &str = crate::problem::layer_norm::OP;
-        let (x, g, b) =
-            (self.resident(OP, "x", x)?, self.resident(OP, "gamma", gamma)?, self.resident(OP, "beta", beta)?);
-        let y = self.out(OP, x.1)?;
-        let cubes = self.row_cubes(p.rows);
-        // SAFETY: lengths checked by `layer_norm_t`; one cube per row, extra cubes terminate.
-        self.enqueue(|| unsafe {
-            dense::layer_norm::launch_unchecked::<R>(
-                &self.client,
-                cubes,
-                CubeDim::new_1d(256),
-                arg(&x),
-                arg(&g),
-                arg(&b),
-                arg(&y),
-                p.rows as u32,
-                p.width as u32,
-                p.eps,
-            )
-        })?;
-        Ok(self.tensor(y))
-    }
-
-    pub(super) fn ms_deform_attn_tensor(
-        &self,
-        pr: &MsDeformAttnProblem,
-        value: &Tensor,
-        reference: &Tensor,
-        offsets: &Tensor,
-        logits: &Tensor,
-    ) -> Result<Tensor> {
-        use crate::problem::ms_deform_attn::OP;
-        let y = self.out(OP, pr.output_len())?;
-        let h = MsDeformAttnHandles {
-            value: self.resident(OP, "value", value)?.0,
-            sampling: self.resident(OP, "sampling_offsets", offsets)?.0,
-            attention: self.resident(OP, "attention_logits", logits)?.0,
-            reference: Some(self.resident(OP, "reference", reference)?.0),
-            output: y.0.clone(),
-        };
-        super::launch_ms_deform_attn(&self.client, pr, DType::F32, &h)?;
-        self.count_launch();
-        Ok(self.tensor(y))
-    }
-
-    pub(super) fn slice_tensor(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-        let src = self.resident("slice", "tensor", t)?;
-        let y = self.out("slice", len)?;
-        self.copy(&src, start, &y, 0, len)?;
-        Ok(self.tensor(y))
-    }
-
-    pub(super) fn write_tensor(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
-        let (d, s) = (self.resident("write", "dst", dst)?, self.resident("write", "src", src)?);
-        self.copy(&s, 0, &d, at, s.1.min(src.len()))
-    }
-
-    pub(super) fn bind_round_weights(
-        &self,
-        p: &SparseFusionProblem,
-        fw: &GatedCrossAttnWeights,
-        bw: &BertLayerWeights,
-    ) -> Result<Tensor> {
-        let (host, offsets) = fusion_plan::sparse_fusion_weights(p, fw, bw);
-        let weights =
-            (self.upload("round weights", bytemuck::cast_slice(&host)).map_err(|e| retag(e, SF_OP))?, host.len());
-        Ok(Tensor::device(self.id, host.len(), BoundRound { weights, offsets, arena: Default::default() }))
-    }
-
-    /// One round on device tensors, as the wgpu backend's: rows, positions and language copied
-    /// into the arena after the bound weights, the 8 launches, the fused rows copied back over
-    /// `memory`'s last level and the language output into a new tensor; no sync.
-    pub(super) fn sparse_fusion_tensor(
-        &self,
-        p: &SparseFusionProblem,
-        memory: &mut Tensor,
-        pos: &Tensor,
-        lang: &Tensor,
-        bound: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let bound = bound.ok_or_else(|| Error::Device {
-            backend: self.kind.name().into(),
-            reason: "sparse_fusion: the round's weights are not bound".into(),
-        })?;
-        let br = bound.buffer::<BoundRound>(self.id, self.kind.name(), "round weights")?;
-        let r = fusion_plan::sparse_fusion_layout(self.kind.name(), p, &br.offsets)?;
-        let bytes = r.arena_bytes();
-        let max = self.client.properties().memory.max_page_size;
-        if bytes > max {
-            return Err(Error::Unsupported { op: SF_OP, backend: self.kind.name().into(), reason: format!("the round's arena (inputs, weights and intermediates) needs {bytes} bytes, but the device allocates at most {max} bytes per buffer") });
-        }
-        let mem = self.resident(SF_OP, "memory", memory)?;
-        let (posb, langb) = (self.resident(SF_OP, "pos", pos)?, self.resident(SF_OP, "lang", lang)?);
-        let len = (bytes / 4) as usize;
-        let mut cached = br.arena.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = cached.as_ref().is_none_or(|a| a.1 != len);
-        if fresh {
-            *cached = Some((self.client.empty(bytes as usize), len));
-        }
-        let arena = cached.clone().expect("set above");
-        drop(cached);
-        if fresh {
-            self.copy(&br.weights, 0, &arena, 0, br.weights.1)?;
-        }
-        let f = &p.fusion;
-        let rows = f.nv * f.v_dim;
-        for b in 0..f.batch {
-            let at = p.level(b).start;
-            self.copy(&mem, at, &arena, r.v_in as usize + b * rows, rows)?;
-            self.copy(&posb, at, &arena, r.pos_in as usize + b * rows, rows)?;
-        }
-        self.copy(&langb, 0, &arena, r.l_in as usize, langb.1.min(lang.len()))?;
-        for (kernel, params, cubes) in self.round_params(&r)? {
-            self.launch_round_kernel(kernel, &arena, &params, cubes)?;
-        }
-        for b in 0..f.batch {
-            self.copy(&arena, r.v_out.0 as usize + b * rows, &mem, p.level(b).start, rows)?;
-        }
-        let out = self.out(SF_OP, r.l_out.1)?;
-        self.copy(&arena, r.l_out.0 as usize, &out, 0, r.l_out.1)?;
-        Ok(self.tensor(out))
-    }
-
-    pub(super) fn uploaded(&self) -> u64 {
-        self.uploaded.load(Ordering::Relaxed)
-    }
-}
-
-/// A round's weights on the device (the arena's head, uploaded once) and the last arena built
-/// on them, reused while the token counts stay the same.
-struct BoundRound {
-    weights: Buf,
-    offsets: WeightOffsets,
-    arena: std::sync::Mutex<Option<Buf>>,
 }

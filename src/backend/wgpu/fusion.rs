@@ -7,8 +7,8 @@ use wgpu::util::DeviceExt;
 use super::resident::TENSOR_USAGE;
 use super::{device_err, Prepared, WgpuBackend};
 use crate::backend::fusion_plan::{self, Kernel, Round, WeightOffsets};
-use crate::backend::Tensor;
-use crate::error::Result;
+use crate::backend::{Checked, FusionOps, Tensor};
+use crate::error::{Error, Result};
 use crate::problem::{BertLayerWeights, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem};
 
 impl WgpuBackend {
@@ -185,29 +185,88 @@ pub(super) struct BoundRound {
     arena: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
-impl WgpuBackend {
-    /// Uploads one round's weights in the fused kernels' layout.
-    pub(super) fn bind_round_weights(
+impl WgpuBackend {}
+
+impl FusionOps for WgpuBackend {
+    fn gated_cross_attn(
         &self,
+        _: Checked,
+        p: &GatedCrossAttnProblem,
+        v: &[f32],
+        pos: &[f32],
+        l: &[f32],
+        w: &GatedCrossAttnWeights,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self::gated_cross_attn(self, p, v, pos, l, w)
+    }
+    fn sparse_fusion(
+        &self,
+        _: Checked,
+        p: &SparseFusionProblem,
+        memory: &mut [f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Vec<f32>> {
+        self::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
+    }
+    fn prepare_sparse_fusion<'a>(
+        &'a self,
+        _: Checked,
+        p: &SparseFusionProblem,
+        memory: &[f32],
+        pos: &[f32],
+        lang: &[f32],
+        mask: Option<&[f32]>,
+        fw: &GatedCrossAttnWeights,
+        bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(self::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
+    }
+    fn prepare_sparse_fusion_unfused<'a>(
+        &'a self,
+        _: Checked,
+        _p: &SparseFusionProblem,
+        _memory: &[f32],
+        _pos: &[f32],
+        _lang: &[f32],
+        _mask: Option<&[f32]>,
+        _fw: &GatedCrossAttnWeights,
+        _bw: &BertLayerWeights,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        Err(Error::Unsupported {
+            op: crate::problem::sparse_fusion::OP,
+            backend: "wgpu".into(),
+            reason: "no op-by-op round here (cubecl-wgpu has one)".into(),
+        })
+    }
+    /// Uploads one round's weights in the fused kernels' layout.
+    fn bind_sparse_fusion(
+        &self,
+        _: Checked,
         p: &SparseFusionProblem,
         fw: &GatedCrossAttnWeights,
         bw: &BertLayerWeights,
-    ) -> Result<Tensor> {
+    ) -> Result<Option<Tensor>> {
         let (host, offsets) = fusion_plan::sparse_fusion_weights(p, fw, bw);
         let weights = self.buffer(SF_OP, "round weights", bytemuck::cast_slice(&host), TENSOR_USAGE)?;
-        Ok(Tensor::device(self.id, host.len(), BoundRound { weights, offsets, arena: Default::default() }))
+        Ok(Some(Tensor::device(self.id, host.len(), BoundRound { weights, offsets, arena: Default::default() })))
     }
-
     /// One round on device tensors: the last level's rows, positions and language state are
     /// copied into the arena after the bound weights, the 8 launches run, the fused rows are
     /// copied back over `memory`'s last level and the language output into a new tensor; recorded
     /// as one batch command, no wait.
-    pub(super) fn sparse_fusion_tensor(
+    fn sparse_fusion_t(
         &self,
+        _: Checked,
         p: &SparseFusionProblem,
         memory: &mut Tensor,
         pos: &Tensor,
         lang: &Tensor,
+        _fw: &GatedCrossAttnWeights,
+        _bw: &BertLayerWeights,
         bound: Option<&Tensor>,
     ) -> Result<Tensor> {
         let bound = bound.ok_or_else(|| device_err("sparse_fusion: the round's weights are not bound"))?;

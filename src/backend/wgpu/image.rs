@@ -3,7 +3,7 @@
 
 use super::WgpuBackend;
 use crate::backend::image::{pool_out, GroupNormShape};
-use crate::backend::Tensor;
+use crate::backend::{Checked, ImageOps, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::{Activation, Conv2dProblem};
 
@@ -49,13 +49,12 @@ impl WgpuBackend {
         };
         self.run_entry(op, &self.image, key, entry, bytemuck::bytes_of(&params), inputs, out, groups)
     }
+}
 
-    pub(super) fn empty_tensor(&self, len: usize) -> Result<Tensor> {
-        Ok(self.output("empty", len)?.1)
-    }
-
-    pub(super) fn conv2d_tensor(
+impl ImageOps for WgpuBackend {
+    fn conv2d_t(
         &self,
+        _: Checked,
         p: &Conv2dProblem,
         x: &Tensor,
         weight: &Tensor,
@@ -102,8 +101,7 @@ impl WgpuBackend {
         )?;
         Ok(t)
     }
-
-    pub(super) fn max_pool_tensor(&self, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
+    fn max_pool_t(&self, _: Checked, x: &Tensor, planes: usize, h: usize, w: usize) -> Result<Tensor> {
         let (oh, ow) = pool_out(h, w);
         let total = planes * oh * ow;
         let (gx, gy, grid_x) = self.row_grid(total.div_ceil(256));
@@ -120,14 +118,7 @@ impl WgpuBackend {
         self.image_op("max_pool", "max_pool", params, &[("x", Some(x))], &out, (gx, gy, 1))?;
         Ok(t)
     }
-
-    pub(super) fn group_norm_tensor(
-        &self,
-        s: &GroupNormShape,
-        x: Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-    ) -> Result<Tensor> {
+    fn group_norm_t(&self, _: Checked, s: &GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
         let params = ImageParams {
             in_c: s.channels as u32,
             h: 1,
@@ -147,9 +138,9 @@ impl WgpuBackend {
         )?;
         Ok(t)
     }
-
-    pub(super) fn to_tokens_tensor(
+    fn to_tokens_t(
         &self,
+        _: Checked,
         tokens: &mut Tensor,
         row0: usize,
         level: &Tensor,

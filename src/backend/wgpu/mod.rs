@@ -12,13 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, BackendKind, Prepared, Tensor};
+use super::{Backend, BackendKind, Checked, DenseOps, Device, FusionOps, ImageOps, MsdaOps, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
-use crate::problem::{
-    AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
-    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
-};
+use crate::problem::{DType, Form, GemmProblem, MsDeformAttnInput, MsDeformAttnProblem};
+use pool::PooledBuffer;
 
 /// An `ms_deform_attn.wgsl` pipeline's key: (entry, f16, reference width, L, P).
 type MsdaKey = (&'static str, bool, u32, usize, usize);
@@ -520,188 +518,6 @@ struct WgpuRun<'a> {
     dtype: DType,
 }
 
-impl Backend for WgpuBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Wgpu
-    }
-    fn device(&self) -> String {
-        format!(
-            "{} ({:?}, {:?}, driver {} {})",
-            self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
-        )
-    }
-    fn details(&self) -> Vec<(&'static str, String)> {
-        let l = &self.limits;
-        vec![
-            ("device type", format!("{:?}{}", self.info.device_type, if self.info.device_type == wgpu::DeviceType::Cpu { " (software adapter: `auto` prefers the cpu backend)" } else { "" })),
-            ("max buffer", format!("{} MiB (storage binding {} MiB)", l.max_buffer_size >> 20, l.max_storage_buffer_binding_size >> 20)),
-            ("workgroup storage", format!("{} KiB, {} invocations", l.max_compute_workgroup_storage_size >> 10, l.max_compute_invocations_per_workgroup)),
-            ("features", {
-                let f = self.device.features();
-                format!("shader-f16 {}, subgroups {} (neither is needed: f16 is packed in u32, reductions use workgroup memory)", f.contains(wgpu::Features::SHADER_F16), f.contains(wgpu::Features::SUBGROUP))
-            }),
-            ("ms_deform_attn", "shaders/ms_deform_attn.wgsl (official and fused forms; f16 via pack2x16float)".into()),
-            ("ALIF ops", "shaders/sparse_fusion.wgsl: gated_cross_attn 3 launches, sparse_fusion 8".into()),
-            ("conv2d", "image.wgsl implicit GEMM on resident tensors (the graph); host im2col bands + the dense.wgsl GEMM host to host".into()),
-        ]
-    }
-    fn supports(&self, dtype: DType) -> Result<()> {
-        if dtype == DType::Bf16 {
-            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: "WGSL has no bf16 type".into() });
-        }
-        Ok(())
-    }
-    fn dispatch_count(&self) -> Option<u64> {
-        Some(self.dispatches.load(Ordering::Relaxed))
-    }
-    fn submission_count(&self) -> Option<u64> {
-        Some(self.submissions.load(Ordering::Relaxed))
-    }
-    fn recycled_outputs(&self) -> Option<u64> {
-        Some(self.pool.reused())
-    }
-
-    resident_ops!();
-
-    fn gemm_valid(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        let mut run = self.dense_gemm(p, x, weight, bias)?;
-        run.enqueue()?;
-        run.output()
-    }
-    fn prepare_gemm_valid<'a>(
-        &'a self,
-        p: &GemmProblem,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        Ok(Box::new(self.dense_gemm(p, x, weight, bias)?))
-    }
-
-    fn gated_cross_attn_valid(
-        &self,
-        p: &GatedCrossAttnProblem,
-        v: &[f32],
-        pos: &[f32],
-        l: &[f32],
-        w: &GatedCrossAttnWeights,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        fusion::gated_cross_attn(self, p, v, pos, l, w)
-    }
-
-    fn sparse_fusion_valid(
-        &self,
-        p: &SparseFusionProblem,
-        memory: &mut [f32],
-        pos: &[f32],
-        lang: &[f32],
-        mask: Option<&[f32]>,
-        fw: &GatedCrossAttnWeights,
-        bw: &BertLayerWeights,
-    ) -> Result<Vec<f32>> {
-        fusion::sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)
-    }
-
-    fn prepare_sparse_fusion_valid<'a>(
-        &'a self,
-        p: &SparseFusionProblem,
-        memory: &[f32],
-        pos: &[f32],
-        lang: &[f32],
-        mask: Option<&[f32]>,
-        fw: &GatedCrossAttnWeights,
-        bw: &BertLayerWeights,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        Ok(Box::new(fusion::prepare_sparse_fusion(self, p, memory, pos, lang, mask, fw, bw)?))
-    }
-
-    fn layer_norm_valid(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
-        let (gx, gy, grid_x) = self.row_grid(p.rows);
-        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
-        self.run_dense(
-            crate::problem::layer_norm::OP,
-            "layer_norm",
-            dims,
-            &[("x", x), ("gamma", gamma), ("beta", beta)],
-            x.len(),
-            (gx, gy),
-        )
-    }
-
-    fn softmax_valid(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
-        let (gx, gy, grid_x) = self.row_grid(p.rows);
-        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, grid_x, ..Default::default() };
-        self.run_dense(crate::problem::softmax::OP, "softmax", dims, &[("x", x)], x.len(), (gx, gy))
-    }
-
-    fn attention_valid(
-        &self,
-        p: &AttentionProblem,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        mask: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        const OP: &str = crate::problem::attention::OP;
-        if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
-        }
-        let (gx, gy, grid_x) = self.row_grid(p.batch * p.heads * p.q_len);
-        let dims = DenseDims {
-            scale: p.scale,
-            batch: p.batch as u32,
-            heads: p.heads as u32,
-            q_len: p.q_len as u32,
-            k_len: p.k_len as u32,
-            head_dim: p.head_dim as u32,
-            has_mask: mask.is_some() as u32,
-            grid_x,
-            ..Default::default()
-        };
-        self.run_dense(
-            OP,
-            "attention",
-            dims,
-            &[("q", q), ("k", k), ("v", v), ("mask", mask.unwrap_or(&[]))],
-            q.len(),
-            (gx, gy),
-        )
-    }
-
-    fn prepare_valid<'a>(
-        &'a self,
-        pr: &MsDeformAttnProblem,
-        input: &MsDeformAttnInput,
-        dtype: DType,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        let storage = wgpu::BufferUsages::STORAGE;
-        let value = self.buffer(OP, "value", &super::pack(input.value(), dtype), storage)?;
-        let out_bytes = (pr.output_len() * dtype.size()) as u64;
-        let out = self.empty(OP, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
-        let (samp, attn, refp) = match *input {
-            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (
-                self.buffer(OP, "sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?,
-                self.buffer(OP, "attention_weights", bytemuck::cast_slice(attention_weights), storage)?,
-                None,
-            ),
-            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (
-                self.buffer(OP, "sampling_offsets", bytemuck::cast_slice(sampling_offsets), storage)?,
-                self.buffer(OP, "attention_logits", bytemuck::cast_slice(attention_logits), storage)?,
-                Some(self.buffer(OP, "reference", bytemuck::cast_slice(reference), storage)?),
-            ),
-        };
-        let bufs = MsDeformAttnBuffers {
-            value: &value,
-            sampling: &samp,
-            attention: &attn,
-            reference: refp.as_ref(),
-            output: &out,
-        };
-        let (pipeline, bind, groups) = self.msda_bind(pr, dtype, &bufs)?;
-        Ok(Box::new(WgpuRun { be: self, label: "ms_deform_attn", pipeline, bind, out, out_bytes, groups, dtype }))
-    }
-}
-
 /// Buffers of one `ms_deform_attn` call on the caller's device, in the layouts of
 /// [`MsDeformAttnProblem`] (`STORAGE` usage; `value` and `output` in the storage dtype, f16 as
 /// packed pairs; the rest f32).
@@ -890,5 +706,199 @@ impl Prepared for WgpuRun<'_> {
 
     fn output(&mut self) -> Result<Vec<f32>> {
         Ok(super::unpack(&self.be.read_bytes(&self.out, 0, self.out_bytes)?, self.dtype))
+    }
+}
+
+impl Backend for WgpuBackend {
+    fn msda(&self) -> &dyn MsdaOps {
+        self
+    }
+    fn dense(&self) -> &dyn DenseOps {
+        self
+    }
+    fn image(&self) -> &dyn ImageOps {
+        self
+    }
+    fn fusion(&self) -> &dyn FusionOps {
+        self
+    }
+}
+
+impl Device for WgpuBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Wgpu
+    }
+    fn device(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
+        )
+    }
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let l = &self.limits;
+        vec![
+            (
+                "device type",
+                format!(
+                    "{:?}{}",
+                    self.info.device_type,
+                    if self.info.device_type == wgpu::DeviceType::Cpu {
+                        " (software adapter: `auto` prefers the cpu backend)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            (
+                "max buffer",
+                format!(
+                    "{} MiB (storage binding {} MiB)",
+                    l.max_buffer_size >> 20,
+                    l.max_storage_buffer_binding_size >> 20
+                ),
+            ),
+            (
+                "workgroup storage",
+                format!(
+                    "{} KiB, {} invocations",
+                    l.max_compute_workgroup_storage_size >> 10,
+                    l.max_compute_invocations_per_workgroup
+                ),
+            ),
+            ("features", {
+                let f = self.device.features();
+                format!("shader-f16 {}, subgroups {} (neither is needed: f16 is packed in u32, reductions use workgroup memory)", f.contains(wgpu::Features::SHADER_F16), f.contains(wgpu::Features::SUBGROUP))
+            }),
+            ("ms_deform_attn", "shaders/ms_deform_attn.wgsl (official and fused forms; f16 via pack2x16float)".into()),
+            ("ALIF ops", "shaders/sparse_fusion.wgsl: gated_cross_attn 3 launches, sparse_fusion 8".into()),
+            ("conv2d", "image.wgsl implicit GEMM (64- or 128-wide output tiles, see backend::gemm_tile)".into()),
+        ]
+    }
+    fn dispatch_count(&self) -> Option<u64> {
+        Some(self.dispatches.load(Ordering::Relaxed))
+    }
+    fn submission_count(&self) -> Option<u64> {
+        Some(self.submissions.load(Ordering::Relaxed))
+    }
+    fn recycled_outputs(&self) -> Option<u64> {
+        Some(self.pool.reused())
+    }
+    fn uploaded_bytes(&self) -> Option<u64> {
+        Some(self.uploaded())
+    }
+    fn owner_id(&self) -> u64 {
+        self.id
+    }
+    /// `t` as a device tensor of this instance (uploaded if it is a host tensor).
+    fn bind(&self, what: &str, t: &Tensor) -> Result<Tensor> {
+        if t.as_host().is_none() {
+            self.tensor_buffer(t, what)?;
+            return Ok(t.clone());
+        }
+        // bound tensors (weights) are freed with their last handle, not pooled
+        Ok(Tensor::device(self.id, t.len(), PooledBuffer::new(self.resident("bind", what, t)?, None)))
+    }
+    /// The values of `t`, after the work that writes it has finished.
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if let Some(v) = t.as_host() {
+            return Ok(v.to_vec());
+        }
+        if t.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read_f32(self.tensor_buffer(t, "tensor")?, 0, (t.len() * 4) as u64)
+    }
+    fn empty_tensor(&self, _: Checked, len: usize) -> Result<Tensor> {
+        Ok(self.output("empty", len)?.1)
+    }
+    fn slice_tensor(&self, _: Checked, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        let src = self.resident("slice", "tensor", t)?;
+        let (dst, tensor) = self.output("slice", len)?;
+        self.copy(&src, start, &dst, 0, len)?;
+        Ok(tensor)
+    }
+    fn write_tensor(&self, _: Checked, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
+        let d = self.resident("write", "dst", dst)?;
+        let s = self.resident("write", "src", src)?;
+        self.copy(&s, 0, &d, at, src.len())
+    }
+}
+
+impl MsdaOps for WgpuBackend {
+    fn supports(&self, dtype: DType) -> Result<()> {
+        if dtype == DType::Bf16 {
+            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: "WGSL has no bf16 type".into() });
+        }
+        Ok(())
+    }
+    fn prepare_ms_deform_attn<'a>(
+        &'a self,
+        _: Checked,
+        pr: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let storage = wgpu::BufferUsages::STORAGE;
+        let value = self.buffer(OP, "value", &super::pack(input.value(), dtype), storage)?;
+        let out_bytes = (pr.output_len() * dtype.size()) as u64;
+        let out = self.empty(OP, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
+        let (samp, attn, refp) = match *input {
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (
+                self.buffer(OP, "sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?,
+                self.buffer(OP, "attention_weights", bytemuck::cast_slice(attention_weights), storage)?,
+                None,
+            ),
+            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (
+                self.buffer(OP, "sampling_offsets", bytemuck::cast_slice(sampling_offsets), storage)?,
+                self.buffer(OP, "attention_logits", bytemuck::cast_slice(attention_logits), storage)?,
+                Some(self.buffer(OP, "reference", bytemuck::cast_slice(reference), storage)?),
+            ),
+        };
+        let bufs = MsDeformAttnBuffers {
+            value: &value,
+            sampling: &samp,
+            attention: &attn,
+            reference: refp.as_ref(),
+            output: &out,
+        };
+        let (pipeline, bind, groups) = self.msda_bind(pr, dtype, &bufs)?;
+        Ok(Box::new(WgpuRun { be: self, label: "ms_deform_attn", pipeline, bind, out, out_bytes, groups, dtype }))
+    }
+    fn ms_deform_attn(
+        &self,
+        ok: Checked,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Vec<f32>> {
+        let mut prepared = self.prepare_ms_deform_attn(ok, problem, input, dtype)?;
+        prepared.run()?;
+        prepared.output()
+    }
+    fn ms_deform_attn_t(
+        &self,
+        _: Checked,
+        pr: &MsDeformAttnProblem,
+        value: &Tensor,
+        reference: &Tensor,
+        offsets: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor> {
+        use crate::problem::ms_deform_attn::OP;
+        let value = self.resident(OP, "value", value)?;
+        let reference = self.resident(OP, "reference", reference)?;
+        let sampling = self.resident(OP, "sampling_offsets", offsets)?;
+        let attention = self.resident(OP, "attention_logits", logits)?;
+        let (output, tensor) = self.output(OP, pr.output_len())?;
+        let bufs = MsDeformAttnBuffers {
+            value: &value,
+            sampling: &sampling,
+            attention: &attention,
+            reference: Some(&reference),
+            output: &output,
+        };
+        let (pipeline, bind, groups) = self.msda_bind(pr, DType::F32, &bufs)?;
+        self.submit("ms_deform_attn", &pipeline, &bind, (groups.0, groups.1, 1))?;
+        Ok(tensor)
     }
 }

@@ -1,14 +1,14 @@
 //! Resident ops of the wgpu backend: [`Tensor`]s are device buffers of this instance, each op
 //! records its dispatch after the work already recorded (submitted in batches, never waited
-//! for); only [`WgpuBackend::download_tensor`] waits. Host tensors given to an op are uploaded for that call.
+//! for); only `download` waits. Host tensors given to an op are uploaded for that call.
 
 use std::sync::atomic::Ordering;
 
 use super::pool::PooledBuffer;
-use super::{DenseDims, MsDeformAttnBuffers, WgpuBackend};
-use crate::backend::Tensor;
+use super::{DenseDims, WgpuBackend, ATTENTION_MAX_HEAD_DIM, ATTENTION_MAX_KEYS};
+use crate::backend::{Checked, DenseOps, Prepared, Tensor};
 use crate::error::{Error, Result};
-use crate::problem::{Activation, DType, GemmProblem, LayerNormProblem, MsDeformAttnProblem};
+use crate::problem::{Activation, AttentionProblem, GemmProblem, LayerNormProblem, SoftmaxProblem};
 
 /// Usage of every tensor buffer: bound to kernels, copied in and out.
 pub(super) const TENSOR_USAGE: wgpu::BufferUsages =
@@ -26,29 +26,8 @@ impl WgpuBackend {
     }
 
     /// The device buffer of this instance's tensor `t`.
-    fn tensor_buffer<'t>(&self, t: &'t Tensor, what: &str) -> Result<&'t wgpu::Buffer> {
+    pub(super) fn tensor_buffer<'t>(&self, t: &'t Tensor, what: &str) -> Result<&'t wgpu::Buffer> {
         Ok(&t.buffer::<PooledBuffer>(self.id, "wgpu", what)?.buf)
-    }
-
-    /// `t` as a device tensor of this instance (uploaded if it is a host tensor).
-    pub(super) fn bind_tensor(&self, what: &str, t: &Tensor) -> Result<Tensor> {
-        if t.as_host().is_none() {
-            self.tensor_buffer(t, what)?;
-            return Ok(t.clone());
-        }
-        // bound tensors (weights) are freed with their last handle, not pooled
-        Ok(Tensor::device(self.id, t.len(), PooledBuffer::new(self.resident("bind", what, t)?, None)))
-    }
-
-    /// The values of `t`, after the work that writes it has finished.
-    pub(super) fn download_tensor(&self, t: &Tensor) -> Result<Vec<f32>> {
-        if let Some(v) = t.as_host() {
-            return Ok(v.to_vec());
-        }
-        if t.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.read_f32(self.tensor_buffer(t, "tensor")?, 0, (t.len() * 4) as u64)
     }
 
     /// A device tensor of `len` elements for `op`'s output (its values undefined until written):
@@ -63,7 +42,7 @@ impl WgpuBackend {
     }
 
     /// Records one dispatch of `pipeline` after the work already recorded (no wait).
-    fn submit(
+    pub(super) fn submit(
         &self,
         label: &'static str,
         pipeline: &wgpu::ComputePipeline,
@@ -135,8 +114,103 @@ impl WgpuBackend {
         Ok(tensor)
     }
 
-    pub(super) fn gemm_tensor(
+    /// `dense.wgsl`'s `add` entry: flags bit 0 multiplies instead of adding, bits 1-2 the activation.
+    fn elementwise(&self, op: &'static str, flags: u32, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let (gx, gy, grid_x) = self.row_grid(a.len().div_ceil(256));
+        let dims = DenseDims { m: a.len() as u32, flags, grid_x, ..Default::default() };
+        self.dense_t(op, "add", dims, &[("a", Some(a)), ("b", Some(b))], a.len(), (gx, gy))
+    }
+
+    /// Records a copy of `len` elements after the work already recorded (no wait).
+    pub(super) fn copy(
         &self,
+        src: &wgpu::Buffer,
+        from: usize,
+        dst: &wgpu::Buffer,
+        to: usize,
+        len: usize,
+    ) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.record("copy", |enc| enc.copy_buffer_to_buffer(src, from as u64 * 4, dst, to as u64 * 4, len as u64 * 4))
+    }
+
+    pub(super) fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+}
+
+impl DenseOps for WgpuBackend {
+    fn gemm(&self, _: Checked, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        let mut run = self.dense_gemm(p, x, weight, bias)?;
+        run.enqueue()?;
+        run.output()
+    }
+    fn prepare_gemm<'a>(
+        &'a self,
+        _: Checked,
+        p: &GemmProblem,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        Ok(Box::new(self.dense_gemm(p, x, weight, bias)?))
+    }
+    fn layer_norm(&self, _: Checked, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
+        let (gx, gy, grid_x) = self.row_grid(p.rows);
+        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
+        self.run_dense(
+            crate::problem::layer_norm::OP,
+            "layer_norm",
+            dims,
+            &[("x", x), ("gamma", gamma), ("beta", beta)],
+            x.len(),
+            (gx, gy),
+        )
+    }
+    fn softmax(&self, _: Checked, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
+        let (gx, gy, grid_x) = self.row_grid(p.rows);
+        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, grid_x, ..Default::default() };
+        self.run_dense(crate::problem::softmax::OP, "softmax", dims, &[("x", x)], x.len(), (gx, gy))
+    }
+    fn attention(
+        &self,
+        _: Checked,
+        p: &AttentionProblem,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        mask: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
+        const OP: &str = crate::problem::attention::OP;
+        if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
+            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
+        }
+        let (gx, gy, grid_x) = self.row_grid(p.batch * p.heads * p.q_len);
+        let dims = DenseDims {
+            scale: p.scale,
+            batch: p.batch as u32,
+            heads: p.heads as u32,
+            q_len: p.q_len as u32,
+            k_len: p.k_len as u32,
+            head_dim: p.head_dim as u32,
+            has_mask: mask.is_some() as u32,
+            grid_x,
+            ..Default::default()
+        };
+        self.run_dense(
+            OP,
+            "attention",
+            dims,
+            &[("q", q), ("k", k), ("v", v), ("mask", mask.unwrap_or(&[]))],
+            q.len(),
+            (gx, gy),
+        )
+    }
+    fn gemm_t(
+        &self,
+        _: Checked,
         p: &GemmProblem,
         x: &Tensor,
         weight: &Tensor,
@@ -156,24 +230,34 @@ impl WgpuBackend {
             groups,
         )
     }
-
-    pub(super) fn add_tensor(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    fn add_t(&self, _: Checked, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.elementwise("add", 0, a, b)
     }
-
-    pub(super) fn mul_tensor(&self, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
+    fn mul_t(&self, _: Checked, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
         self.elementwise("mul", 1 | (act.code() << 1), a, b)
     }
-
-    /// `dense.wgsl`'s `add` entry: flags bit 0 multiplies instead of adding, bits 1-2 the activation.
-    fn elementwise(&self, op: &'static str, flags: u32, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let (gx, gy, grid_x) = self.row_grid(a.len().div_ceil(256));
-        let dims = DenseDims { m: a.len() as u32, flags, grid_x, ..Default::default() };
-        self.dense_t(op, "add", dims, &[("a", Some(a)), ("b", Some(b))], a.len(), (gx, gy))
-    }
-
-    pub(super) fn attention_tensor(
+    fn layer_norm_t(
         &self,
+        _: Checked,
+        p: &LayerNormProblem,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+    ) -> Result<Tensor> {
+        let (gx, gy, grid_x) = self.row_grid(p.rows);
+        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
+        self.dense_t(
+            crate::problem::layer_norm::OP,
+            "layer_norm",
+            dims,
+            &[("x", Some(x)), ("gamma", Some(gamma)), ("beta", Some(beta))],
+            x.len(),
+            (gx, gy),
+        )
+    }
+    fn attention_t(
+        &self,
+        _: Checked,
         p: &crate::problem::AttentionProblem,
         q: &Tensor,
         k: &Tensor,
@@ -213,75 +297,5 @@ impl WgpuBackend {
             q.len(),
             (gx, gy),
         )
-    }
-
-    pub(super) fn layer_norm_tensor(
-        &self,
-        p: &LayerNormProblem,
-        x: &Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-    ) -> Result<Tensor> {
-        let (gx, gy, grid_x) = self.row_grid(p.rows);
-        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
-        self.dense_t(
-            crate::problem::layer_norm::OP,
-            "layer_norm",
-            dims,
-            &[("x", Some(x)), ("gamma", Some(gamma)), ("beta", Some(beta))],
-            x.len(),
-            (gx, gy),
-        )
-    }
-
-    pub(super) fn ms_deform_attn_tensor(
-        &self,
-        pr: &MsDeformAttnProblem,
-        value: &Tensor,
-        reference: &Tensor,
-        offsets: &Tensor,
-        logits: &Tensor,
-    ) -> Result<Tensor> {
-        use crate::problem::ms_deform_attn::OP;
-        let value = self.resident(OP, "value", value)?;
-        let reference = self.resident(OP, "reference", reference)?;
-        let sampling = self.resident(OP, "sampling_offsets", offsets)?;
-        let attention = self.resident(OP, "attention_logits", logits)?;
-        let (output, tensor) = self.output(OP, pr.output_len())?;
-        let bufs = MsDeformAttnBuffers {
-            value: &value,
-            sampling: &sampling,
-            attention: &attention,
-            reference: Some(&reference),
-            output: &output,
-        };
-        let (pipeline, bind, groups) = self.msda_bind(pr, DType::F32, &bufs)?;
-        self.submit("ms_deform_attn", &pipeline, &bind, (groups.0, groups.1, 1))?;
-        Ok(tensor)
-    }
-
-    pub(super) fn slice_tensor(&self, t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-        let src = self.resident("slice", "tensor", t)?;
-        let (dst, tensor) = self.output("slice", len)?;
-        self.copy(&src, start, &dst, 0, len)?;
-        Ok(tensor)
-    }
-
-    pub(super) fn write_tensor(&self, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
-        let d = self.resident("write", "dst", dst)?;
-        let s = self.resident("write", "src", src)?;
-        self.copy(&s, 0, &d, at, src.len())
-    }
-
-    /// Records a copy of `len` elements after the work already recorded (no wait).
-    fn copy(&self, src: &wgpu::Buffer, from: usize, dst: &wgpu::Buffer, to: usize, len: usize) -> Result<()> {
-        if len == 0 {
-            return Ok(());
-        }
-        self.record("copy", |enc| enc.copy_buffer_to_buffer(src, from as u64 * 4, dst, to as u64 * 4, len as u64 * 4))
-    }
-
-    pub(super) fn uploaded(&self) -> u64 {
-        self.uploaded.load(Ordering::Relaxed)
     }
 }
