@@ -13,6 +13,7 @@ use crate::graph::decoder::{Decoders, Memory};
 use crate::graph::encoder::Encoder;
 use crate::graph::front::ImageFront;
 use crate::graph::text::{self, TextEncoder};
+use crate::graph::vars::Vars;
 use crate::io::weights::WeightFile;
 use crate::model::labels::LabelSet;
 use crate::model::postprocess::{postprocess, Detection, HeadOutputs, PostConfig};
@@ -92,11 +93,12 @@ impl Detector {
         let config: Config = serde_json::from_str(raw)
             .map_err(|e| Error::Format { file: path.to_path_buf(), reason: format!("bad `{META_CONFIG}`: {e}") })?;
         let get = |n: &str, s: &[usize]| file.get(n, s);
+        let vars = Vars::new(&get);
         let c = &config;
-        let front = ImageFront::load(get)?;
+        let front = ImageFront::load(&vars)?;
         let encoder =
-            Encoder::load(c.enc_layers, c.num_feature_levels, c.dim_feedforward, c.fusion_interval, c.gate(), get)?;
-        let decoders = Decoders::load(c.num_queries, c.dec_layers, c.num_feature_levels, c.dim_feedforward, get)?;
+            Encoder::load(c.enc_layers, c.num_feature_levels, c.dim_feedforward, c.fusion_interval, c.gate(), &vars)?;
+        let decoders = Decoders::load(c.num_queries, c.dec_layers, c.num_feature_levels, c.dim_feedforward, &vars)?;
         Ok(Detector { config, front, encoder, decoders })
     }
 

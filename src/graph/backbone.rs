@@ -3,6 +3,7 @@
 //! (`W' = W·s`, `b' = b − rm·s`, `s = w·rsqrt(rv + 1e-5)`), returning C3, C4, C5.
 
 use super::bind::Binding;
+use super::vars::Vars;
 use crate::backend::{Backend, Ops, Tensor};
 use crate::error::Result;
 use crate::problem::{Activation, Conv2dProblem};
@@ -10,7 +11,7 @@ use crate::problem::{Activation, Conv2dProblem};
 const BN_EPS: f32 = 1e-5;
 
 /// Prefix of the backbone in the official state dict.
-pub const PREFIX: &str = "backbone.0.body.";
+pub const PREFIX: &str = "backbone.0.body";
 
 /// A feature map `[C, H, W]` (batch 1).
 #[derive(Clone, Debug)]
@@ -60,13 +61,11 @@ struct ConvBn {
     bias: Tensor,
 }
 
-type Get<'g> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'g;
-
 impl ConvBn {
-    fn load(get: &mut Get, conv: &str, bn: &str, in_c: usize, out_c: usize, k: usize, stride: usize) -> Result<Self> {
-        let mut weight = get(&format!("{conv}.weight"), &[out_c, in_c, k, k])?;
-        let [w, b, rm, rv] =
-            ["weight", "bias", "running_mean", "running_var"].map(|n| get(&format!("{bn}.{n}"), &[out_c]));
+    /// A conv under `conv` with the frozen BatchNorm under `bn` folded in.
+    fn load(conv: &Vars, bn: &Vars, in_c: usize, out_c: usize, k: usize, stride: usize) -> Result<Self> {
+        let mut weight = conv.get("weight", &[out_c, in_c, k, k])?;
+        let [w, b, rm, rv] = ["weight", "bias", "running_mean", "running_var"].map(|n| bn.get(n, &[out_c]));
         let (w, b, rm, rv) = (w?, b?, rm?, rv?);
         let per = in_c * k * k;
         let mut bias = vec![0f32; out_c];
@@ -124,32 +123,26 @@ pub struct ResNet50 {
 }
 
 impl ResNet50 {
-    /// Loads through `get(name, shape)`; names after [`PREFIX`] (`conv1.weight`, `layer1.0.bn2.bias`, …).
-    pub fn load(mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>) -> Result<Self> {
-        let get: &mut Get = &mut get;
-        let stem = ConvBn::load(get, "conv1", "bn1", 3, 64, 7, 2)?;
+    /// Loads `conv1.weight`, `layer1.0.bn2.bias`, … under `vars` (at [`PREFIX`] in a model file).
+    pub fn load(vars: &Vars) -> Result<Self> {
+        let stem = ConvBn::load(&vars.pp("conv1"), &vars.pp("bn1"), 3, 64, 7, 2)?;
         let mut layers = Vec::new();
         let mut inp = 64;
         for (li, (&blocks, &planes)) in [3usize, 4, 6, 3].iter().zip(&[64usize, 128, 256, 512]).enumerate() {
             let stride = if li == 0 { 1 } else { 2 };
             let mut layer = Vec::new();
             for j in 0..blocks {
-                let p = format!("layer{}.{j}", li + 1);
+                let v = vars.pp(format!("layer{}", li + 1)).pp(j);
                 let s = if j == 0 { stride } else { 1 };
+                let conv_bn = |i: usize| (v.pp(format!("conv{i}")), v.pp(format!("bn{i}")));
+                let ((c1, b1), (c2, b2), (c3, b3)) = (conv_bn(1), conv_bn(2), conv_bn(3));
+                let down = v.pp("downsample");
                 layer.push(Bottleneck {
-                    conv1: ConvBn::load(get, &format!("{p}.conv1"), &format!("{p}.bn1"), inp, planes, 1, 1)?,
-                    conv2: ConvBn::load(get, &format!("{p}.conv2"), &format!("{p}.bn2"), planes, planes, 3, s)?,
-                    conv3: ConvBn::load(get, &format!("{p}.conv3"), &format!("{p}.bn3"), planes, 4 * planes, 1, 1)?,
+                    conv1: ConvBn::load(&c1, &b1, inp, planes, 1, 1)?,
+                    conv2: ConvBn::load(&c2, &b2, planes, planes, 3, s)?,
+                    conv3: ConvBn::load(&c3, &b3, planes, 4 * planes, 1, 1)?,
                     downsample: if j == 0 {
-                        Some(ConvBn::load(
-                            get,
-                            &format!("{p}.downsample.0"),
-                            &format!("{p}.downsample.1"),
-                            inp,
-                            4 * planes,
-                            1,
-                            s,
-                        )?)
+                        Some(ConvBn::load(&down.pp(0), &down.pp(1), inp, 4 * planes, 1, s)?)
                     } else {
                         None
                     },

@@ -4,9 +4,11 @@
 //! decoder layer against the last round's language. Batch 1, unpadded.
 
 use super::bind::Binding;
+use super::layers::{Lin, Mlp, Norm};
+use super::vars::Vars;
 use crate::backend::{Backend, Ops, Tensor};
 use crate::error::Result;
-use crate::problem::{Activation, AttentionProblem, Form, GemmProblem, LayerNormProblem, MsDeformAttnProblem, RefKind};
+use crate::problem::{Activation, AttentionProblem, Form, GemmProblem, MsDeformAttnProblem, RefKind};
 
 const D: usize = 256;
 const HEADS: usize = 8;
@@ -14,79 +16,6 @@ const POINTS: usize = 4;
 const LN_EPS: f32 = 1e-5;
 /// `−ln((1 − 0.01)/0.01)`: the constant logit prior (hoi.py), not in the checkpoint.
 pub const BIAS_C: f32 = -4.595_12;
-
-type Get<'g> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'g;
-
-/// A linear layer `[out, in]` + bias; its tensors bound to the backend on first use.
-struct Lin {
-    inp: usize,
-    out: usize,
-    w: Tensor,
-    b: Tensor,
-    bound: Binding<(Tensor, Tensor)>,
-}
-
-impl Lin {
-    fn load(get: &mut Get, name: &str, out: usize, inp: usize) -> Result<Self> {
-        Ok(Lin::new(inp, out, get(&format!("{name}.weight"), &[out, inp])?, get(&format!("{name}.bias"), &[out])?))
-    }
-    fn new(inp: usize, out: usize, w: Vec<f32>, b: Vec<f32>) -> Self {
-        Lin { inp, out, w: Tensor::host(w), b: Tensor::host(b), bound: Binding::default() }
-    }
-    /// `act(x [n, in]·Wᵀ + b)` where `be` computes.
-    fn run_t(&self, be: &dyn Backend, x: &Tensor, act: Activation) -> Result<Tensor> {
-        self.run_res(be, x, act, None)
-    }
-    /// `act(x·Wᵀ + b) + residual` on tensors.
-    fn run_res(&self, be: &dyn Backend, x: &Tensor, act: Activation, residual: Option<&Tensor>) -> Result<Tensor> {
-        let wb = self.bound.get(be, || Ok((be.bind("decoder weight", &self.w)?, be.bind("decoder bias", &self.b)?)))?;
-        be.gemm_t(
-            &GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act),
-            x,
-            &wb.0,
-            Some(&wb.1),
-            residual,
-        )
-    }
-}
-
-/// An MLP with ReLU between its layers.
-struct Mlp(Vec<Lin>);
-
-impl Mlp {
-    fn load(get: &mut Get, name: &str, dims: &[usize]) -> Result<Self> {
-        (0..dims.len() - 1)
-            .map(|i| Lin::load(get, &format!("{name}.layers.{i}"), dims[i + 1], dims[i]))
-            .collect::<Result<Vec<_>>>()
-            .map(Mlp)
-    }
-    fn run_t(&self, be: &dyn Backend, x: &Tensor) -> Result<Tensor> {
-        let mut y = x.clone();
-        for (i, l) in self.0.iter().enumerate() {
-            y = l.run_t(be, &y, if i + 1 < self.0.len() { Activation::Relu } else { Activation::None })?;
-        }
-        Ok(y)
-    }
-}
-
-/// A LayerNorm over 256 channels; its tensors bound to the backend on first use.
-struct Norm(Tensor, Tensor, Binding<(Tensor, Tensor)>);
-
-impl Norm {
-    fn load(get: &mut Get, name: &str) -> Result<Self> {
-        Ok(Norm(
-            Tensor::host(get(&format!("{name}.weight"), &[D])?),
-            Tensor::host(get(&format!("{name}.bias"), &[D])?),
-            Binding::default(),
-        ))
-    }
-    fn run_t(&self, be: &dyn Backend, x: &Tensor, eps: f32) -> Result<Tensor> {
-        let gb = self
-            .2
-            .get(be, || Ok((be.bind("decoder norm weight", &self.0)?, be.bind("decoder norm bias", &self.1)?)))?;
-        be.layer_norm_t(&LayerNormProblem { rows: x.len() / D, width: D, eps }, x, &gb.0, &gb.1)
-    }
-}
 
 /// MBF (`MultiBranchFusion(256, 256, 256, 16)`): `relu(Σ_k fc_3.k(relu(fc_1.k(h_s) · fc_2.k(h_o))))`.
 /// Its 16 branches run as three 256-wide layers: fc_1 and fc_2 stacked over the branches'
@@ -102,27 +31,29 @@ impl Mbf {
     const BRANCHES: usize = 16;
     const WIDTH: usize = D / Mbf::BRANCHES;
 
-    fn load(get: &mut Get) -> Result<Self> {
+    /// Loads `fc_{1,2,3}.{k}` under `vars` (`transformer.verb_tgt_generator`).
+    fn load(vars: &Vars) -> Result<Self> {
         let (b, w) = (Mbf::BRANCHES, Mbf::WIDTH);
-        let name = |which: usize, k: usize, what: &str| format!("transformer.verb_tgt_generator.fc_{which}.{k}.{what}");
-        let stacked = |get: &mut Get, which: usize| -> Result<Lin> {
+        let stacked = |which: usize| -> Result<Lin> {
+            let fc = vars.pp(format!("fc_{which}"));
             let (mut wt, mut bias) = (Vec::with_capacity(D * D), Vec::with_capacity(D));
             for k in 0..b {
-                wt.extend(get(&name(which, k, "weight"), &[w, D])?);
-                bias.extend(get(&name(which, k, "bias"), &[w])?);
+                wt.extend(fc.pp(k).get("weight", &[w, D])?);
+                bias.extend(fc.pp(k).get("bias", &[w])?);
             }
-            Ok(Lin::new(D, D, wt, bias))
+            Ok(Lin::new(fc.path("*"), D, D, wt, bias))
         };
-        let (fc_1, fc_2) = (stacked(get, 1)?, stacked(get, 2)?);
+        let (fc_1, fc_2) = (stacked(1)?, stacked(2)?);
+        let fc_3 = vars.pp("fc_3");
         let (mut wt, mut bias) = (vec![0f32; D * D], vec![0f32; D]);
         for k in 0..b {
-            let wk = get(&name(3, k, "weight"), &[D, w])?;
+            let wk = fc_3.pp(k).get("weight", &[D, w])?;
             for o in 0..D {
                 wt[o * D + k * w..o * D + (k + 1) * w].copy_from_slice(&wk[o * w..(o + 1) * w]);
             }
-            bias.iter_mut().zip(get(&name(3, k, "bias"), &[D])?).for_each(|(s, v)| *s += v);
+            bias.iter_mut().zip(fc_3.pp(k).get("bias", &[D])?).for_each(|(s, v)| *s += v);
         }
-        Ok(Mbf { fc_1, fc_2, fc_3: Lin::new(D, D, wt, bias) })
+        Ok(Mbf { fc_1, fc_2, fc_3: Lin::new(fc_3.path("*"), D, D, wt, bias) })
     }
 
     /// The verb decoder's queries: `MBF(h_s, h_o) + tgt` (`tgt` = the two halves of verb_tgt summed).
@@ -185,36 +116,35 @@ fn sine4(boxes: &[f32]) -> Vec<f32> {
 }
 
 impl Decoder {
-    fn load(get: &mut Get, prefix: &str, layers: usize, levels: usize, ffn: usize) -> Result<Self> {
+    /// Loads `layers.{k}.…`, `query_scale` and `ref_point_head` under `vars`.
+    fn load(vars: &Vars, layers: usize, levels: usize, ffn: usize) -> Result<Self> {
         let taps = HEADS * levels * POINTS;
         let mut ls = Vec::new();
         for k in 0..layers {
-            let p = format!("{prefix}.layers.{k}");
+            let v = vars.pp("layers").pp(k);
+            let (ca, sa) = (v.pp("cross_attn"), v.pp("self_attn"));
+            let (w, b) = (sa.get("in_proj_weight", &[3 * D, D])?, sa.get("in_proj_bias", &[3 * D])?);
             ls.push(DecoderLayer {
-                sampling_offsets: Lin::load(get, &format!("{p}.cross_attn.sampling_offsets"), 2 * taps, D)?,
-                attention_weights: Lin::load(get, &format!("{p}.cross_attn.attention_weights"), taps, D)?,
-                value_proj: Lin::load(get, &format!("{p}.cross_attn.value_proj"), D, D)?,
-                output_proj: Lin::load(get, &format!("{p}.cross_attn.output_proj"), D, D)?,
-                norm1: Norm::load(get, &format!("{p}.norm1"))?,
-                in_proj: {
-                    let (w, b) = (
-                        get(&format!("{p}.self_attn.in_proj_weight"), &[3 * D, D])?,
-                        get(&format!("{p}.self_attn.in_proj_bias"), &[3 * D])?,
-                    );
-                    [0, 1, 2]
-                        .map(|i| Lin::new(D, D, w[i * D * D..(i + 1) * D * D].to_vec(), b[i * D..(i + 1) * D].to_vec()))
-                },
-                out_proj: Lin::load(get, &format!("{p}.self_attn.out_proj"), D, D)?,
-                norm2: Norm::load(get, &format!("{p}.norm2"))?,
-                linear1: Lin::load(get, &format!("{p}.linear1"), ffn, D)?,
-                linear2: Lin::load(get, &format!("{p}.linear2"), D, ffn)?,
-                norm3: Norm::load(get, &format!("{p}.norm3"))?,
+                sampling_offsets: Lin::load(&ca.pp("sampling_offsets"), 2 * taps, D)?,
+                attention_weights: Lin::load(&ca.pp("attention_weights"), taps, D)?,
+                value_proj: Lin::load(&ca.pp("value_proj"), D, D)?,
+                output_proj: Lin::load(&ca.pp("output_proj"), D, D)?,
+                norm1: Norm::load(&v.pp("norm1"), D, LN_EPS)?,
+                in_proj: [0, 1, 2].map(|i| {
+                    let (wi, bi) = (w[i * D * D..(i + 1) * D * D].to_vec(), b[i * D..(i + 1) * D].to_vec());
+                    Lin::new(sa.path("in_proj_weight"), D, D, wi, bi)
+                }),
+                out_proj: Lin::load(&sa.pp("out_proj"), D, D)?,
+                norm2: Norm::load(&v.pp("norm2"), D, LN_EPS)?,
+                linear1: Lin::load(&v.pp("linear1"), ffn, D)?,
+                linear2: Lin::load(&v.pp("linear2"), D, ffn)?,
+                norm3: Norm::load(&v.pp("norm3"), D, LN_EPS)?,
             });
         }
         Ok(Decoder {
             layers: ls,
-            query_scale: Mlp::load(get, &format!("{prefix}.query_scale"), &[D, D, D])?,
-            ref_point_head: Mlp::load(get, &format!("{prefix}.ref_point_head"), &[2 * D, D, D])?,
+            query_scale: Mlp::load(&vars.pp("query_scale"), &[D, D, D])?,
+            ref_point_head: Mlp::load(&vars.pp("ref_point_head"), &[2 * D, D, D])?,
         })
     }
 }
@@ -242,7 +172,7 @@ impl DecoderLayer {
             scale: ((D / HEADS) as f32).powf(-0.5),
         };
         let sa = be.attention_t(&ap, &q, &k, &v)?;
-        let x = self.norm2.run_t(be, &self.out_proj.run_res(be, &sa, Activation::None, Some(x))?, LN_EPS)?;
+        let x = self.norm2.run_t(be, &self.out_proj.run_res(be, &sa, Activation::None, Some(x))?)?;
         // deformable cross-attention with 4-D reference boxes (the same box at every level), on
         // the memory where it lives
         let query = be.add_t(&x, qpos)?;
@@ -256,9 +186,9 @@ impl DecoderLayer {
         let sampled =
             be.ms_deform_attn_t(&p, &value, &Tensor::on(be, "reference boxes", reference)?, &offsets, &logits)?;
         drop((value, offsets, logits));
-        let x = self.norm1.run_t(be, &self.output_proj.run_res(be, &sampled, Activation::None, Some(&x))?, LN_EPS)?;
+        let x = self.norm1.run_t(be, &self.output_proj.run_res(be, &sampled, Activation::None, Some(&x))?)?;
         let h = self.linear1.run_t(be, &x, Activation::Relu)?;
-        self.norm3.run_t(be, &self.linear2.run_res(be, &h, Activation::None, Some(&x))?, LN_EPS)
+        self.norm3.run_t(be, &self.linear2.run_res(be, &h, Activation::None, Some(&x))?)
     }
 }
 
@@ -318,27 +248,20 @@ pub struct Decoders {
 }
 
 impl Decoders {
-    /// Loads the decoders' weights by official name through `get(name, shape)`.
-    pub fn load(
-        num_queries: usize,
-        dec_layers: usize,
-        levels: usize,
-        ffn: usize,
-        mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>,
-    ) -> Result<Self> {
-        let get: &mut Get = &mut get;
-        let ho = Decoder::load(get, "transformer.ho_decoder", dec_layers, levels, ffn)?;
-        let verb = Decoder::load(get, "transformer.verb_decoder", dec_layers, levels, ffn)?;
-        let bbox = |get: &mut Get, side: &str| {
-            (0..2 * dec_layers)
-                .map(|i| Mlp::load(get, &format!("{side}_bbox_embed.{i}"), &[D, D, D, 4]))
-                .collect::<Result<Vec<_>>>()
+    /// Loads the decoders' weights by their official state-dict names (`vars` at the root).
+    pub fn load(num_queries: usize, dec_layers: usize, levels: usize, ffn: usize, vars: &Vars) -> Result<Self> {
+        let tr = vars.pp("transformer");
+        let ho = Decoder::load(&tr.pp("ho_decoder"), dec_layers, levels, ffn)?;
+        let verb = Decoder::load(&tr.pp("verb_decoder"), dec_layers, levels, ffn)?;
+        let bbox = |side: &str| {
+            let v = vars.pp(format!("{side}_bbox_embed"));
+            (0..2 * dec_layers).map(|i| Mlp::load(&v.pp(i), &[D, D, D, 4])).collect::<Result<Vec<_>>>()
         };
-        let sub_bbox = bbox(get, "sub")?;
-        let obj_bbox = bbox(get, "obj")?;
-        let mbf = Mbf::load(get)?;
+        let sub_bbox = bbox("sub")?;
+        let obj_bbox = bbox("obj")?;
+        let mbf = Mbf::load(&tr.pp("verb_tgt_generator"))?;
         let np = num_queries / 2;
-        let verb_tgt = get("verb_tgt_embed.weight", &[num_queries, D])?;
+        let verb_tgt = vars.get("verb_tgt_embed.weight", &[num_queries, D])?;
         let verb_tgt = (0..np * D).map(|i| verb_tgt[i] + verb_tgt[np * D + i]).collect();
         Ok(Decoders {
             num_queries,
@@ -347,15 +270,15 @@ impl Decoders {
             sub_bbox,
             obj_bbox,
             mbf,
-            tgt: Tensor::host(get("tgt_embed.weight", &[num_queries, D])?),
+            tgt: vars.tensor("tgt_embed.weight", &[num_queries, D])?,
             verb_tgt: Tensor::host(verb_tgt),
             bound: Binding::default(),
-            refpoint: get("refpoint_embed.weight", &[num_queries, 4])?,
-            resizer: Lin::load(get, "transformer.resizer.fc", D, 768)?,
-            resizer_norm: Norm::load(get, "transformer.resizer.layer_norm")?,
-            projection_text: Lin::load(get, "projection_text", D, D)?,
-            bias_obj_a: get("bias_obj_a", &[D])?,
-            bias_pred_a: get("bias_pred_a", &[D])?,
+            refpoint: vars.get("refpoint_embed.weight", &[num_queries, 4])?,
+            resizer: Lin::load(&tr.pp("resizer.fc"), D, 768)?,
+            resizer_norm: Norm::load(&tr.pp("resizer.layer_norm"), D, 1e-12)?,
+            projection_text: Lin::load(&vars.pp("projection_text"), D, D)?,
+            bias_obj_a: vars.get("bias_obj_a", &[D])?,
+            bias_pred_a: vars.get("bias_pred_a", &[D])?,
         })
     }
 
@@ -426,7 +349,7 @@ impl Decoders {
         // text: resizer (LayerNorm eps 1e-12), L2 normalize, /2, projection
         let resized = self
             .resizer_norm
-            .run_t(be, &self.resizer.run_t(be, &Tensor::on(be, "language", lang.to_vec())?, Activation::None)?, 1e-12)?
+            .run_t(be, &self.resizer.run_t(be, &Tensor::on(be, "language", lang.to_vec())?, Activation::None)?)?
             .into_vec(be)?;
         let normed: Vec<f32> = resized
             .chunks_exact(D)

@@ -6,11 +6,13 @@
 
 use super::bind::{take_on, Binding};
 use super::front::Tokens;
+use super::layers::{Lin, Norm};
+use super::vars::Vars;
 use crate::backend::{Backend, Ops, Tensor};
 use crate::error::Result;
 use crate::problem::{
-    Activation, BertLayerProblem, Form, Gate, GatedCrossAttnProblem, GemmProblem, LayerNormProblem,
-    MsDeformAttnProblem, OwnedWeights, RefKind, SparseFusionProblem,
+    Activation, BertLayerProblem, Form, Gate, GatedCrossAttnProblem, MsDeformAttnProblem, OwnedWeights, RefKind,
+    SparseFusionProblem,
 };
 
 const D: usize = 256;
@@ -22,122 +24,84 @@ const LN_EPS: f32 = 1e-5;
 const FFN_ROWS: usize = 2048;
 const DEVICE_FFN_ROWS: usize = 16384;
 
-/// Names of an encoder layer's tensors after `transformer.encoder.layers.{i}.`, in load order.
-const LAYER_NAMES: [&str; 16] = [
-    "self_attn.sampling_offsets.weight",
-    "self_attn.sampling_offsets.bias",
-    "self_attn.attention_weights.weight",
-    "self_attn.attention_weights.bias",
-    "self_attn.value_proj.weight",
-    "self_attn.value_proj.bias",
-    "self_attn.output_proj.weight",
-    "self_attn.output_proj.bias",
-    "norm1.weight",
-    "norm1.bias",
-    "linear1.weight",
-    "linear1.bias",
-    "linear2.weight",
-    "linear2.bias",
-    "norm2.weight",
-    "norm2.bias",
-];
+/// One post-norm deformable encoder layer (`transformer.encoder.layers.{i}`).
+struct EncoderLayer {
+    sampling_offsets: Lin,
+    attention_weights: Lin,
+    value_proj: Lin,
+    output_proj: Lin,
+    norm1: Norm,
+    linear1: Lin,
+    linear2: Lin,
+    norm2: Norm,
+}
+
+impl EncoderLayer {
+    fn load(vars: &Vars, levels: usize, ffn: usize) -> Result<Self> {
+        let taps = HEADS * levels * POINTS;
+        let sa = vars.pp("self_attn");
+        Ok(EncoderLayer {
+            sampling_offsets: Lin::load(&sa.pp("sampling_offsets"), 2 * taps, D)?,
+            attention_weights: Lin::load(&sa.pp("attention_weights"), taps, D)?,
+            value_proj: Lin::load(&sa.pp("value_proj"), D, D)?,
+            output_proj: Lin::load(&sa.pp("output_proj"), D, D)?,
+            norm1: Norm::load(&vars.pp("norm1"), D, LN_EPS)?,
+            linear1: Lin::load(&vars.pp("linear1"), ffn, D)?,
+            linear2: Lin::load(&vars.pp("linear2"), D, ffn)?,
+            norm2: Norm::load(&vars.pp("norm2"), D, LN_EPS)?,
+        })
+    }
+}
 
 /// The 6-layer deformable encoder with its three `sparse_fusion` rounds (ALIF).
 pub struct Encoder {
     levels: usize,
-    ffn: usize,
     fusion_interval: usize,
     gate: Gate,
-    layers: Vec<Vec<Tensor>>,
+    layers: Vec<EncoderLayer>,
     /// (VLFuse weights, RoBERTa-layer weights) per round.
     rounds: Vec<(OwnedWeights, OwnedWeights)>,
-    /// The weights as the backend last used holds them: bound once per backend instance, so a
-    /// GPU backend uploads them once, not per image.
-    bound: Binding<Bound>,
-}
-
-/// Weights on one backend instance.
-struct Bound {
-    layers: Vec<Vec<Tensor>>,
-    /// Each round's weights in the backend's fused-kernel layout, where it has one.
-    rounds: Vec<Option<Tensor>>,
+    /// Each round's weights in the fused-kernel layout of the backend last used, where it has
+    /// one: bound once per backend instance, so a GPU backend uploads them once, not per image.
+    bound_rounds: Binding<Vec<Option<Tensor>>>,
 }
 
 impl Encoder {
-    /// Loads `layers` encoder layers and `layers / fusion_interval` fusion rounds through
-    /// `get(name, shape)` with full state-dict names.
+    /// Loads `layers` encoder layers and `layers / fusion_interval` fusion rounds under
+    /// `transformer.encoder` (`vars` at the root).
     pub fn load(
         layers: usize,
         levels: usize,
         ffn: usize,
         fusion_interval: usize,
         gate: Gate,
-        mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>,
+        vars: &Vars,
     ) -> Result<Self> {
-        let taps = HEADS * levels * POINTS;
-        let shapes: [Vec<usize>; 16] = [
-            vec![2 * taps, D],
-            vec![2 * taps],
-            vec![taps, D],
-            vec![taps],
-            vec![D, D],
-            vec![D],
-            vec![D, D],
-            vec![D],
-            vec![D],
-            vec![D],
-            vec![ffn, D],
-            vec![ffn],
-            vec![D, ffn],
-            vec![D],
-            vec![D],
-            vec![D],
-        ];
-        let mut ls = Vec::with_capacity(layers);
-        for i in 0..layers {
-            ls.push(
-                LAYER_NAMES
-                    .iter()
-                    .zip(&shapes)
-                    .map(|(n, s)| get(&format!("transformer.encoder.layers.{i}.{n}"), s).map(Tensor::host))
-                    .collect::<Result<Vec<_>>>()?,
-            );
-        }
+        let enc = vars.pp("transformer.encoder");
+        let ls = (0..layers)
+            .map(|i| EncoderLayer::load(&enc.pp("layers").pp(i), levels, ffn))
+            .collect::<Result<Vec<_>>>()?;
         let mut rounds = Vec::new();
         for r in 0..layers / fusion_interval {
             let mut fw = OwnedWeights::default();
             for (n, s) in GatedCrossAttnProblem::rlipv2(1, 1, 1).weight_shapes() {
-                fw.tensors.push(get(&format!("transformer.encoder.VLFuse_layers.{r}.{n}"), &s)?);
+                fw.tensors.push(enc.pp("VLFuse_layers").pp(r).get(n, &s)?);
                 fw.names.push(n);
             }
             let mut bw = OwnedWeights::default();
             for (n, s) in BertLayerProblem::roberta_base(1, 1).weight_shapes() {
-                bw.tensors.push(get(&format!("transformer.encoder.roberta_layers.{r}.{n}"), &s)?);
+                bw.tensors.push(enc.pp("roberta_layers").pp(r).get(n, &s)?);
                 bw.names.push(n);
             }
             rounds.push((fw, bw));
         }
-        Ok(Encoder { levels, ffn, fusion_interval, gate, layers: ls, rounds, bound: Binding::default() })
+        Ok(Encoder { levels, fusion_interval, gate, layers: ls, rounds, bound_rounds: Binding::default() })
     }
 
-    /// Binds the weights to `be` (host backends share the loaded tensors; GPU backends upload them).
-    fn bind(&self, be: &dyn Backend) -> Result<Bound> {
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for (i, l) in self.layers.iter().enumerate() {
-            layers.push(
-                l.iter()
-                    .zip(LAYER_NAMES)
-                    .map(|(t, n)| be.bind(&format!("transformer.encoder.layers.{i}.{n}"), t))
-                    .collect::<Result<Vec<_>>>()?,
-            );
-        }
+    /// Each round's weights in `be`'s fused-kernel layout (`None` where it reads the host structs).
+    fn bind_rounds(&self, be: &dyn Backend) -> Result<Vec<Option<Tensor>>> {
         let p = SparseFusionProblem::rlipv2(1, 1, 0, 1);
-        let rounds = self
-            .rounds
-            .iter()
-            .map(|(fw, bw)| be.bind_sparse_fusion(&p, &fw.as_fusion(), &bw.as_bert()))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Bound { layers, rounds })
+        self.rounds.iter().map(|(fw, bw)| be.bind_sparse_fusion(&p, &fw.as_fusion(), &bw.as_bert())).collect()
     }
 
     /// `(memory [S, 256], the language state after each round [T, 768])` for tokens and the label
@@ -153,7 +117,7 @@ impl Encoder {
         let s = tokens.src.len() / D;
         let t = lang.len() / 768;
         let last = *tokens.level_start.last().unwrap_or(&0);
-        let bound = self.bound.get(be, || self.bind(be))?;
+        let bound_rounds = self.bound_rounds.get(be, || self.bind_rounds(be))?;
         // reference points: each token's own centre, the same for every level (valid ratios 1)
         let mut reference = Vec::with_capacity(s * self.levels * 2);
         for &(h, w) in &tokens.shapes {
@@ -173,7 +137,7 @@ impl Encoder {
         let pos = take_on(be, "positions", &mut tokens.pos)?;
         let mut lang = Tensor::on(be, "labels", lang.to_vec())?;
         let mut states = Vec::new();
-        for (i, w) in bound.layers.iter().enumerate() {
+        for (i, layer) in self.layers.iter().enumerate() {
             if i % self.fusion_interval == 0 {
                 let r = i / self.fusion_interval;
                 let (fw, bw) = &self.rounds[r];
@@ -186,11 +150,11 @@ impl Encoder {
                     &lang,
                     &fw.as_fusion(),
                     &bw.as_bert(),
-                    bound.rounds[r].as_ref(),
+                    bound_rounds[r].as_ref(),
                 )?;
                 states.push(be.download(&lang)?);
             }
-            x = self.layer(be, w, &x, &pos, &reference, &msda)?;
+            x = self.layer(be, layer, &x, &pos, &reference, &msda)?;
         }
         Ok((x, states))
     }
@@ -198,29 +162,25 @@ impl Encoder {
     fn layer(
         &self,
         be: &dyn Backend,
-        w: &[Tensor],
+        w: &EncoderLayer,
         x: &Tensor,
         pos: &Tensor,
         reference: &Tensor,
         msda: &MsDeformAttnProblem,
     ) -> Result<Tensor> {
         let s = x.len() / D;
-        let taps = HEADS * self.levels * POINTS;
-        let lin = |inp: &Tensor, k: usize, n: usize, wi: usize, res: Option<&Tensor>| {
-            be.gemm_t(&GemmProblem::linear(s, k, n), inp, &w[wi], Some(&w[wi + 1]), res)
-        };
+        let none = Activation::None;
         // each [S, ·] tensor is dropped as soon as it is consumed: at 800×1066 one is 18 MB
         let query = be.add_t(x, pos)?;
-        let offsets = lin(&query, D, 2 * taps, 0, None)?;
-        let logits = lin(&query, D, taps, 2, None)?;
+        let offsets = w.sampling_offsets.run_t(be, &query, none)?;
+        let logits = w.attention_weights.run_t(be, &query, none)?;
         drop(query);
-        let value = lin(x, D, D, 4, None)?;
+        let value = w.value_proj.run_t(be, x, none)?;
         let sampled = be.ms_deform_attn_t(msda, &value, reference, &offsets, &logits)?;
         drop((value, offsets, logits));
-        let res = lin(&sampled, D, D, 6, Some(x))?;
+        let res = w.output_proj.run_res(be, &sampled, none, Some(x))?;
         drop(sampled);
-        let ln = LayerNormProblem { rows: s, width: D, eps: LN_EPS };
-        let x = be.layer_norm_t(&ln, &res, &w[8], &w[9])?;
+        let x = w.norm1.run_t(be, &res)?;
         drop(res);
         // the FFN in row blocks: the [S, FFN] hidden would be 146 MB at 800×1066 (host memory;
         // over many devices' 128 MB binding limit)
@@ -229,14 +189,8 @@ impl Encoder {
         for r0 in (0..s).step_by(block) {
             let r = block.min(s - r0);
             let rows = if r == s { x.clone() } else { be.slice_t(&x, r0 * D, r * D)? };
-            let h = be.gemm_t(
-                &GemmProblem::linear(r, D, self.ffn).with_act(Activation::Relu),
-                &rows,
-                &w[10],
-                Some(&w[11]),
-                None,
-            )?;
-            let y = be.gemm_t(&GemmProblem::linear(r, self.ffn, D), &h, &w[12], Some(&w[13]), Some(&rows))?;
+            let h = w.linear1.run_t(be, &rows, Activation::Relu)?;
+            let y = w.linear2.run_res(be, &h, none, Some(&rows))?;
             drop((rows, h));
             if r == s {
                 res = y;
@@ -245,6 +199,6 @@ impl Encoder {
             }
         }
         drop(x);
-        be.layer_norm_t(&ln, &res, &w[14], &w[15])
+        w.norm2.run_t(be, &res)
     }
 }

@@ -6,6 +6,7 @@
 
 use super::backbone::{Feature, Map, ResNet50};
 use super::bind::Binding;
+use super::vars::Vars;
 use crate::backend::image::GroupNormShape;
 use crate::backend::{Backend, Ops, Tensor};
 use crate::error::Result;
@@ -35,7 +36,27 @@ struct Projection {
     k: usize,
     stride: usize,
     /// conv weight, conv bias, GroupNorm weight, GroupNorm bias
-    tensors: [Tensor; 4],
+    weights: ProjectionWeights,
+}
+
+/// An input projection's conv (`input_proj.{l}.0`) and GroupNorm (`input_proj.{l}.1`).
+struct ProjectionWeights {
+    conv_weight: Tensor,
+    conv_bias: Tensor,
+    norm_weight: Tensor,
+    norm_bias: Tensor,
+}
+
+impl ProjectionWeights {
+    fn bind(&self, be: &dyn Backend) -> Result<Self> {
+        let b = |t: &Tensor| be.bind("input projection", t);
+        Ok(ProjectionWeights {
+            conv_weight: b(&self.conv_weight)?,
+            conv_bias: b(&self.conv_bias)?,
+            norm_weight: b(&self.norm_weight)?,
+            norm_bias: b(&self.norm_bias)?,
+        })
+    }
 }
 
 /// Backbone, input projections with GroupNorm, sine positions and level embeddings.
@@ -44,31 +65,29 @@ pub struct ImageFront {
     projections: Vec<Projection>,
     level_embed: Vec<f32>,
     /// The projections' tensors on the backend last used.
-    bound: Binding<Vec<[Tensor; 4]>>,
+    bound: Binding<Vec<ProjectionWeights>>,
     /// The positions of the last level shapes on the GPU backend last used (they depend on the
     /// shapes only, so images of one size share them).
     positions: std::sync::Mutex<Option<CachedPositions>>,
 }
 
 impl ImageFront {
-    /// Loads through `get(name, shape)` with full state-dict names.
-    pub fn load(mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>) -> Result<Self> {
-        let backbone = ResNet50::load(|n, s| get(&format!("{}{n}", super::backbone::PREFIX), s))?;
+    /// Loads the backbone (under [`super::backbone::PREFIX`]), `input_proj.*` and
+    /// `transformer.level_embed` (`vars` at the root).
+    pub fn load(vars: &Vars) -> Result<Self> {
+        let backbone = ResNet50::load(&vars.pp(super::backbone::PREFIX))?;
         let mut projections = Vec::new();
         for (l, (in_c, k, stride)) in [(512, 1, 1), (1024, 1, 1), (2048, 1, 1), (2048, 3, 2)].into_iter().enumerate() {
-            projections.push(Projection {
-                in_c,
-                k,
-                stride,
-                tensors: [
-                    Tensor::host(get(&format!("input_proj.{l}.0.weight"), &[D, in_c, k, k])?),
-                    Tensor::host(get(&format!("input_proj.{l}.0.bias"), &[D])?),
-                    Tensor::host(get(&format!("input_proj.{l}.1.weight"), &[D])?),
-                    Tensor::host(get(&format!("input_proj.{l}.1.bias"), &[D])?),
-                ],
-            });
+            let (conv, norm) = (vars.pp("input_proj").pp(l).pp(0), vars.pp("input_proj").pp(l).pp(1));
+            let weights = ProjectionWeights {
+                conv_weight: conv.tensor("weight", &[D, in_c, k, k])?,
+                conv_bias: conv.tensor("bias", &[D])?,
+                norm_weight: norm.tensor("weight", &[D])?,
+                norm_bias: norm.tensor("bias", &[D])?,
+            };
+            projections.push(Projection { in_c, k, stride, weights });
         }
-        let level_embed = get("transformer.level_embed", &[projections.len(), D])?;
+        let level_embed = vars.get("transformer.level_embed", &[projections.len(), D])?;
         Ok(ImageFront { backbone, projections, level_embed, bound: Binding::default(), positions: Default::default() })
     }
 
@@ -77,19 +96,7 @@ impl ImageFront {
     /// computes on its buffer, a GPU backend uploads it.
     pub fn forward(&self, be: &dyn Backend, image: Feature) -> Result<Tokens> {
         let mut feats = self.backbone.forward_t(be, Map::take(be, image)?)?;
-        let bound = self.bound.get(be, || {
-            self.projections
-                .iter()
-                .map(|p| {
-                    Ok([0, 1, 2, 3]
-                        .map(|i| be.bind("input projection", &p.tensors[i]))
-                        .into_iter()
-                        .collect::<Result<Vec<_>>>()?
-                        .try_into()
-                        .expect("four"))
-                })
-                .collect()
-        })?;
+        let bound = self.bound.get(be, || self.projections.iter().map(|p| p.weights.bind(be)).collect())?;
         let mut levels = Vec::new();
         let last = feats.len() - 1;
         for (l, (p, w)) in self.projections.iter().zip(bound.iter()).enumerate() {
@@ -106,13 +113,13 @@ impl ImageFront {
                 pad: p.k / 2,
                 act: Activation::None,
             };
-            let y = be.conv2d_t(&cp, &x.t, &w[0], &w[1], None)?;
+            let y = be.conv2d_t(&cp, &x.t, &w.conv_weight, &w.conv_bias, None)?;
             let plane = cp.out_h() * cp.out_w();
             let y = be.group_norm_t(
                 &GroupNormShape { batch: 1, channels: D, plane, groups: GN_GROUPS, eps: GN_EPS },
                 y,
-                &w[2],
-                &w[3],
+                &w.norm_weight,
+                &w.norm_bias,
             )?;
             levels.push(Map { c: D, h: cp.out_h(), w: cp.out_w(), t: y });
             if l < last {

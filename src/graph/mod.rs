@@ -7,4 +7,6 @@ mod bind;
 pub mod decoder;
 pub mod encoder;
 pub mod front;
+mod layers;
 pub mod text;
+pub mod vars;

@@ -7,6 +7,7 @@ use crate::common::{formula_lang, formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
+use rlipv2::graph::vars::Vars;
 use rlipv2::problem::Gate;
 use serde_json::Value;
 
@@ -14,8 +15,9 @@ fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
     let g: Value = serde_json::from_str(include_str!("../fixtures/encoder_golden.json")).unwrap();
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
-    let front = ImageFront::load(get).unwrap();
-    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
+    let vars = Vars::new(&get);
+    let front = ImageFront::load(&vars).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
     let t = g["t"].as_u64().unwrap() as usize;
     let lang = formula_lang(t);
     for c in g["cases"].as_array().unwrap() {

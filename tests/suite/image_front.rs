@@ -6,6 +6,7 @@
 use crate::common::{formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
 use rlipv2::graph::front::{sine_position, ImageFront};
+use rlipv2::graph::vars::Vars;
 use serde_json::Value;
 
 fn golden() -> Value {
@@ -14,7 +15,7 @@ fn golden() -> Value {
 
 fn check(kind: BackendKind) {
     let Some(be) = open_or_skip(kind) else { return };
-    let front = ImageFront::load(|name, shape| Ok(formula_weight(name, shape))).unwrap();
+    let front = ImageFront::load(&Vars::new(&|name: &str, shape: &[usize]| Ok(formula_weight(name, shape)))).unwrap();
     for g in golden()["cases"].as_array().unwrap() {
         let (h, w) = (g["height"].as_u64().unwrap() as usize, g["width"].as_u64().unwrap() as usize);
         let Some(tokens) = front_tokens(be.as_ref(), &front, "image front", h, w) else { return };

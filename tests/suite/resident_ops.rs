@@ -8,6 +8,7 @@ use rlipv2::backend::{Backend, BackendKind, Ops, Tensor};
 use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
+use rlipv2::graph::vars::Vars;
 use rlipv2::problem::{
     Activation, BertLayerProblem, Conv2dProblem, DType, Form, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem,
     OwnedWeights, RefKind, SparseFusionProblem,
@@ -403,8 +404,9 @@ fn weights_once(be: &dyn Backend) {
         return;
     };
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
-    let front = ImageFront::load(get).unwrap();
-    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
+    let vars = Vars::new(&get);
+    let front = ImageFront::load(&vars).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
     let lang = formula_lang(7);
     let mut uploads = Vec::new();
     for _ in 0..2 {
@@ -447,9 +449,10 @@ fn graph_weights_once(be: &dyn Backend) {
         return;
     };
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
-    let front = ImageFront::load(get).unwrap();
-    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, get).unwrap();
-    let dec = Decoders::load(128, 3, 4, 2048, get).unwrap();
+    let vars = Vars::new(&get);
+    let front = ImageFront::load(&vars).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
+    let dec = Decoders::load(128, 3, 4, 2048, &vars).unwrap();
     let lang = formula_lang(10);
     let mut uploads = Vec::new();
     let mut first: Option<Vec<Vec<f32>>> = None;
