@@ -11,6 +11,7 @@
 use cubecl::prelude::*;
 
 use super::dense::{reduce_cube, slab_fma, V4};
+use crate::backend::fusion_layout::*;
 
 const WG: usize = 256;
 const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
@@ -57,36 +58,6 @@ const J_SCALE: usize = 14;
 const J_RES: usize = 15;
 
 // Job flags (same values as the WGSL).
-const F_LN: u32 = 1;
-const F_POS: u32 = 2;
-const F_MAP_A: u32 = 4;
-const F_GELU: u32 = 8;
-const F_STATS: u32 = 16;
-const F_GATE: u32 = 32;
-const F_MAP_OUT: u32 = 64;
-const F_RESID: u32 = 128;
-
-// Offset slots.
-const O_Q: usize = 0;
-const O_K: usize = 1;
-const O_VV: usize = 2;
-const O_VL: usize = 3;
-const O_CTXV: usize = 4;
-const O_CTXL: usize = 5;
-const O_LQ: usize = 6;
-const O_LK: usize = 7;
-const O_LV: usize = 8;
-const O_A: usize = 9;
-const O_LOUT: usize = 11;
-const O_LNEW: usize = 12;
-const O_MASK: usize = 13;
-const O_WO: usize = 14;
-const O_BO: usize = 15;
-const O_N1W: usize = 16;
-const O_N1B: usize = 17;
-const O_INTER2: usize = 18;
-const O_N2W: usize = 20;
-const O_N2B: usize = 21;
 
 #[cube]
 fn word(p: &Array<u32>, i: usize) -> usize {

@@ -22,6 +22,7 @@
 //              channels.
 //   add        one 256-wide workgroup per 256 elements, same 2-D numbering of workgroups;
 //              flags bit 0 multiplies instead (mul), bits 1-2 the activation as gemm's.
+// The GEMM mainloops (tile64, tile128) and `reduce` come from tile.wgsl, assembled in front.
 // Math: gemm y = act(x·Wᵀ + b) [+ residual], act ∈ {none, ReLU, GELU(erf)}; layer_norm biased variance;
 // softmax and attention subtract the row max.
 
@@ -39,14 +40,6 @@ struct Dims {
 @group(0) @binding(4) var<storage, read> d: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-// 64×64 output tile per 256-invocation workgroup, each invocation a 4×4 register block; K is
-// walked in 16-deep slabs staged (k-major) in workgroup memory as vec4s (the same tile as
-// sparse_fusion.wgsl's gemm_jobs).
-const TM: u32 = 64u;
-const TK: u32 = 16u;
-var<workgroup> as4: array<vec4<f32>, 256>;     // [k][row / 4]
-var<workgroup> ws4: array<vec4<f32>, 256>;     // [k][col / 4]
-
 // erf with |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); WGSL has no erf builtin.
 fn erf_approx(x: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.3275911 * abs(x));
@@ -60,47 +53,33 @@ fn activate(x: f32, act: u32) -> f32 {
     return x;
 }
 
+// The GEMM operands for the tile mainloops of tile.wgsl: A = x [M,K], B = W [N,K].
+fn tile_a(ctx: u32, row0: u32, r: u32, k: u32, kk: u32) -> f32 {
+    if (row0 + r >= dims.m) { return 0.0; }
+    return a[(row0 + r) * dims.k + k];
+}
+
+fn tile_b(ctx: u32, col: u32, k: u32) -> f32 {
+    if (col >= dims.n) { return 0.0; }
+    return b[col * dims.k + k];
+}
+
+fn tile_slab(ctx: u32, lid: u32, k0: u32) {}
+
 @compute @workgroup_size(256)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
-    let row0 = wid.y * TM;
-    let col0 = wid.x * TM;
+    let row0 = wid.y * 64u;
+    let col0 = wid.x * 64u;
+    var acc = tile64(0u, lid, row0, col0, dims.k);
     let ty = lid / 16u;
     let tx = lid % 16u;
-    var acc: array<vec4<f32>, 4>;                 // acc[i] = row ty·4 + i, columns tx·4 .. +4
-    let kk = lid % TK;                            // this invocation stages k = k0 + kk of
-    let q4 = lid / TK;                            // rows (and columns) q4·4 .. q4·4 + 4
-    for (var k0 = 0u; k0 < dims.k; k0 += TK) {
-        let k = k0 + kk;
-        var xv = vec4(0.0);
-        var wv = vec4(0.0);
-        for (var q = 0u; q < 4u; q++) {
-            let r = q4 * 4u + q;
-            if (row0 + r < dims.m && k < dims.k) { xv[q] = a[(row0 + r) * dims.k + k]; }
-            if (col0 + r < dims.n && k < dims.k) { wv[q] = b[(col0 + r) * dims.k + k]; }
-        }
-        as4[kk * 16u + q4] = xv;
-        ws4[kk * 16u + q4] = wv;
-        workgroupBarrier();
-        for (var s = 0u; s < TK; s++) {
-            let av = as4[s * 16u + ty];
-            let bv = ws4[s * 16u + tx];
-            acc[0] = fma(vec4(av.x), bv, acc[0]);
-            acc[1] = fma(vec4(av.y), bv, acc[1]);
-            acc[2] = fma(vec4(av.z), bv, acc[2]);
-            acc[3] = fma(vec4(av.w), bv, acc[3]);
-        }
-        workgroupBarrier();
-    }
     for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
             epilogue(acc[i][j], row0 + ty * 4u + i, col0 + tx * 4u + j);
         }
     }
 }
-
-var<workgroup> as8: array<vec4<f32>, 256>;     // gemm128: [k (8)][row / 4 (32)]
-var<workgroup> ws8: array<vec4<f32>, 256>;     // gemm128: [k (8)][col / 4 (32)]
 
 fn epilogue(acc: f32, row: u32, col: u32) {
     if (row < dims.m && col < dims.n) {
@@ -117,50 +96,11 @@ fn gemm128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let lid = lid3.x;
     let row0 = wid.y * 128u;
     let col0 = wid.x * 128u;
+    var acc = tile128(0u, lid, row0, col0, dims.k, false);
     let ty = lid / 16u;
     let tx = lid % 16u;
-    var acc: array<vec4<f32>, 16>;                // acc[2i + h]: row i of the block, column half h
-    let kk = lid % 8u;                            // this invocation stages k = k0 + kk of
-    let q4 = lid / 8u;                            // rows (and columns) q4·4 .. q4·4 + 4
-    for (var k0 = 0u; k0 < dims.k; k0 += 8u) {
-        let k = k0 + kk;
-        var xv = vec4(0.0);
-        var wv = vec4(0.0);
-        for (var q = 0u; q < 4u; q++) {
-            let r = q4 * 4u + q;
-            if (row0 + r < dims.m && k < dims.k) { xv[q] = a[(row0 + r) * dims.k + k]; }
-            if (col0 + r < dims.n && k < dims.k) { wv[q] = b[(col0 + r) * dims.k + k]; }
-        }
-        as8[kk * 32u + q4] = xv;
-        ws8[kk * 32u + q4] = wv;
-        workgroupBarrier();
-        for (var s = 0u; s < 8u; s++) {
-            let a0 = as8[s * 32u + ty];
-            let a1 = as8[s * 32u + 16u + ty];
-            let b0 = ws8[s * 32u + tx];
-            let b1 = ws8[s * 32u + 16u + tx];
-            // unrolled by hand: constant indices keep the 16 accumulators in registers
-            acc[0] = fma(vec4(a0.x), b0, acc[0]);
-            acc[1] = fma(vec4(a0.x), b1, acc[1]);
-            acc[8] = fma(vec4(a1.x), b0, acc[8]);
-            acc[9] = fma(vec4(a1.x), b1, acc[9]);
-            acc[2] = fma(vec4(a0.y), b0, acc[2]);
-            acc[3] = fma(vec4(a0.y), b1, acc[3]);
-            acc[10] = fma(vec4(a1.y), b0, acc[10]);
-            acc[11] = fma(vec4(a1.y), b1, acc[11]);
-            acc[4] = fma(vec4(a0.z), b0, acc[4]);
-            acc[5] = fma(vec4(a0.z), b1, acc[5]);
-            acc[12] = fma(vec4(a1.z), b0, acc[12]);
-            acc[13] = fma(vec4(a1.z), b1, acc[13]);
-            acc[6] = fma(vec4(a0.w), b0, acc[6]);
-            acc[7] = fma(vec4(a0.w), b1, acc[7]);
-            acc[14] = fma(vec4(a1.w), b0, acc[14]);
-            acc[15] = fma(vec4(a1.w), b1, acc[15]);
-        }
-        workgroupBarrier();
-    }
     for (var i = 0u; i < 8u; i++) {
-        let row = row0 + (i / 4u) * 64u + ty * 4u + i % 4u;
+        let row = row0 + tile128_row(ty, i);
         for (var j = 0u; j < 4u; j++) {
             epilogue(acc[2u * i][j], row, col0 + tx * 4u + j);
             epilogue(acc[2u * i + 1u][j], row, col0 + 64u + tx * 4u + j);
@@ -169,23 +109,6 @@ fn gemm128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 }
 
 const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
-
-// Sum (op 0) or max (op 1) of one value per invocation over the workgroup; every invocation gets it.
-fn reduce(v: f32, lid: u32, op: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), op == 1u);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
 @compute @workgroup_size(256)
 fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let row = wid.y * dims.grid_x + wid.x;
@@ -194,10 +117,10 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let base = row * dims.width;
     var s = 0.0;
     for (var i = lid; i < dims.width; i += WG) { s += a[base + i]; }
-    let mean = reduce(s, lid, 0u) / f32(dims.width);
+    let mean = reduce(s, lid, false) / f32(dims.width);
     var q = 0.0;
     for (var i = lid; i < dims.width; i += WG) { let t = a[base + i] - mean; q += t * t; }
-    let inv = inverseSqrt(reduce(q, lid, 0u) / f32(dims.width) + dims.eps);
+    let inv = inverseSqrt(reduce(q, lid, false) / f32(dims.width) + dims.eps);
     for (var i = lid; i < dims.width; i += WG) {
         out[base + i] = (a[base + i] - mean) * inv * b[i] + c[i];
     }
@@ -211,10 +134,10 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let base = row * dims.width;
     var m = -3.4e38;
     for (var i = lid; i < dims.width; i += WG) { m = max(m, a[base + i]); }
-    let mx = reduce(m, lid, 1u);
+    let mx = reduce(m, lid, true);
     var s = 0.0;
     for (var i = lid; i < dims.width; i += WG) { s += exp(a[base + i] - mx); }
-    let inv = 1.0 / reduce(s, lid, 0u);
+    let inv = 1.0 / reduce(s, lid, false);
     for (var i = lid; i < dims.width; i += WG) { out[base + i] = exp(a[base + i] - mx) * inv; }
 }
 
@@ -244,10 +167,10 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         sc[j] = s;
         m = max(m, s);
     }
-    let mx = reduce(m, lid, 1u);
+    let mx = reduce(m, lid, true);
     var s = 0.0;
     for (var j = lid; j < dims.k_len; j += WG) { let e = exp(sc[j] - mx); sc[j] = e; s += e; }
-    let inv = 1.0 / reduce(s, lid, 0u);   // the barriers in reduce also publish sc
+    let inv = 1.0 / reduce(s, lid, false);   // the barriers in reduce also publish sc
     for (var t = lid; t < dims.head_dim; t += WG) {
         var o = 0.0;
         for (var j = 0u; j < dims.k_len; j++) { o += sc[j] * c[(bb * dims.k_len + j) * w + h * dims.head_dim + t]; }

@@ -17,6 +17,7 @@
 //   max_pool, to_tokens   one invocation per output element, 2-D numbering of 256-wide workgroups.
 //   group_norm  one 256-wide workgroup per (image, group): mean, then variance about it, then
 //               the normalized values (biased variance, eps in P).
+// The GEMM mainloops (tile64, tile128) and `reduce` come from tile.wgsl, assembled in front.
 // Math: conv y = act(W·cols + b [+ residual]), act = ReLU when flags bit 0 is set (identity
 // otherwise), residual added when bit 3 is set — a bottleneck adds its identity before the ReLU.
 
@@ -34,11 +35,7 @@ struct P {
 @group(0) @binding(4) var<storage, read> r: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-const TM: u32 = 64u;
-const TK: u32 = 16u;
 const WG: u32 = 256u;
-var<workgroup> as4: array<vec4<f32>, 256>;     // [k][channel / 4]
-var<workgroup> bs4: array<vec4<f32>, 256>;     // [k][pixel / 4]
 
 // Column k of output pixel n of image b: x[b, ci, oy·s + ky − pad, ox·s + kx − pad] or 0.
 fn col(b: u32, n: u32, k: u32) -> f32 {
@@ -52,42 +49,28 @@ fn col(b: u32, n: u32, k: u32) -> f32 {
     return x[((b * p.in_c + ci) * p.h + u32(iy)) * p.w + u32(ix)];
 }
 
+// The operands for tile.wgsl's mainloops: A = W [Co, Ci·Kh·Kw], B = the columns of image `ctx`.
+fn tile_a(ctx: u32, row0: u32, r: u32, k: u32, kk: u32) -> f32 {
+    if (row0 + r >= p.out_c) { return 0.0; }
+    return w[(row0 + r) * p.in_c * p.kh * p.kw + k];
+}
+
+fn tile_b(ctx: u32, px: u32, k: u32) -> f32 {
+    if (px >= p.out_h * p.out_w) { return 0.0; }
+    return col(ctx, px, k);
+}
+
+fn tile_slab(ctx: u32, lid: u32, k0: u32) {}
+
 @compute @workgroup_size(256)
 fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     let b = wid.z;
-    let m = p.out_c;
-    let n = p.out_h * p.out_w;
-    let k = p.in_c * p.kh * p.kw;
-    let row0 = wid.y * TM;
-    let col0 = wid.x * TM;
+    let row0 = wid.y * 64u;
+    let col0 = wid.x * 64u;
+    var acc = tile64(b, lid, row0, col0, p.in_c * p.kh * p.kw);
     let ty = lid / 16u;
     let tx = lid % 16u;
-    var acc: array<vec4<f32>, 4>;
-    let kk = lid % TK;
-    let q4 = lid / TK;
-    for (var k0 = 0u; k0 < k; k0 += TK) {
-        let kc = k0 + kk;
-        var av = vec4(0.0);
-        var bv = vec4(0.0);
-        for (var q = 0u; q < 4u; q++) {
-            let i = q4 * 4u + q;
-            if (row0 + i < m && kc < k) { av[q] = w[(row0 + i) * k + kc]; }
-            if (col0 + i < n && kc < k) { bv[q] = col(b, col0 + i, kc); }
-        }
-        as4[kk * 16u + q4] = av;
-        bs4[kk * 16u + q4] = bv;
-        workgroupBarrier();
-        for (var s = 0u; s < TK; s++) {
-            let a = as4[s * 16u + ty];
-            let bb = bs4[s * 16u + tx];
-            acc[0] = fma(vec4(a.x), bb, acc[0]);
-            acc[1] = fma(vec4(a.y), bb, acc[1]);
-            acc[2] = fma(vec4(a.z), bb, acc[2]);
-            acc[3] = fma(vec4(a.w), bb, acc[3]);
-        }
-        workgroupBarrier();
-    }
     for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
             conv_out(acc[i][j], b, row0 + ty * 4u + i, col0 + tx * 4u + j);
@@ -108,63 +91,19 @@ fn conv_out(v: f32, b: u32, row: u32, px: u32) {
 }
 
 // `conv` for large outputs: 128×128 tiles, each invocation an 8×8 block (as dense.wgsl's
-// gemm128), K in 8-deep slabs. The columns are staged with pixels along the invocations, so
-// neighbouring invocations read neighbouring pixels of one input plane.
+// gemm128). The columns are staged with pixels along the invocations, so neighbouring
+// invocations read neighbouring pixels of one input plane.
 @compute @workgroup_size(256)
 fn conv128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     let b = wid.z;
-    let m = p.out_c;
-    let n = p.out_h * p.out_w;
-    let k = p.in_c * p.kh * p.kw;
     let row0 = wid.y * 128u;
     let col0 = wid.x * 128u;
+    var acc = tile128(b, lid, row0, col0, p.in_c * p.kh * p.kw, true);
     let ty = lid / 16u;
     let tx = lid % 16u;
-    var acc: array<vec4<f32>, 16>;                // acc[2i + h]: row i of the block, column half h
-    let kk = lid % 8u;                            // weights: k = k0 + kk of channels q4·4 .. + 4
-    let q4 = lid / 8u;
-    let kb = lid / 32u;                           // columns: k = k0 + kb of pixels p4·4 .. + 4
-    let p4 = lid % 32u;
-    for (var k0 = 0u; k0 < k; k0 += 8u) {
-        var av = vec4(0.0);
-        var bv = vec4(0.0);
-        for (var q = 0u; q < 4u; q++) {
-            let i = q4 * 4u + q;
-            if (row0 + i < m && k0 + kk < k) { av[q] = w[(row0 + i) * k + k0 + kk]; }
-            let px = col0 + p4 * 4u + q;
-            if (px < n && k0 + kb < k) { bv[q] = col(b, px, k0 + kb); }
-        }
-        as4[kk * 32u + q4] = av;
-        bs4[kb * 32u + p4] = bv;
-        workgroupBarrier();
-        for (var s = 0u; s < 8u; s++) {
-            let a0 = as4[s * 32u + ty];
-            let a1 = as4[s * 32u + 16u + ty];
-            let b0 = bs4[s * 32u + tx];
-            let b1 = bs4[s * 32u + 16u + tx];
-            // unrolled by hand: constant indices keep the 16 accumulators in registers
-            acc[0] = fma(vec4(a0.x), b0, acc[0]);
-            acc[1] = fma(vec4(a0.x), b1, acc[1]);
-            acc[8] = fma(vec4(a1.x), b0, acc[8]);
-            acc[9] = fma(vec4(a1.x), b1, acc[9]);
-            acc[2] = fma(vec4(a0.y), b0, acc[2]);
-            acc[3] = fma(vec4(a0.y), b1, acc[3]);
-            acc[10] = fma(vec4(a1.y), b0, acc[10]);
-            acc[11] = fma(vec4(a1.y), b1, acc[11]);
-            acc[4] = fma(vec4(a0.z), b0, acc[4]);
-            acc[5] = fma(vec4(a0.z), b1, acc[5]);
-            acc[12] = fma(vec4(a1.z), b0, acc[12]);
-            acc[13] = fma(vec4(a1.z), b1, acc[13]);
-            acc[6] = fma(vec4(a0.w), b0, acc[6]);
-            acc[7] = fma(vec4(a0.w), b1, acc[7]);
-            acc[14] = fma(vec4(a1.w), b0, acc[14]);
-            acc[15] = fma(vec4(a1.w), b1, acc[15]);
-        }
-        workgroupBarrier();
-    }
     for (var i = 0u; i < 8u; i++) {
-        let row = row0 + (i / 4u) * 64u + ty * 4u + i % 4u;
+        let row = row0 + tile128_row(ty, i);
         for (var j = 0u; j < 4u; j++) {
             conv_out(acc[2u * i][j], b, row, col0 + tx * 4u + j);
             conv_out(acc[2u * i + 1u][j], b, row, col0 + 64u + tx * 4u + j);
@@ -195,20 +134,6 @@ fn max_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     out[i] = m;
 }
 
-var<workgroup> red: array<f32, 256>;
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] += red[lid + s]; }
-        workgroupBarrier();
-    }
-    let t = red[0];
-    workgroupBarrier();
-    return t;
-}
-
 @compute @workgroup_size(256)
 fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
@@ -220,10 +145,10 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let base = (b * p.in_c + g * per_c) * plane;
     var s = 0.0;
     for (var i = lid; i < n; i += WG) { s += x[base + i]; }
-    let mean = reduce_sum(s, lid) / f32(n);
+    let mean = reduce(s, lid, false) / f32(n);
     var q = 0.0;
     for (var i = lid; i < n; i += WG) { let d = x[base + i] - mean; q += d * d; }
-    let rstd = inverseSqrt(reduce_sum(q, lid) / f32(n) + p.eps);
+    let rstd = inverseSqrt(reduce(q, lid, false) / f32(n) + p.eps);
     for (var i = lid; i < n; i += WG) {
         let ch = g * per_c + i / plane;
         out[base + i] = (x[base + i] - mean) * rstd * w[ch] + c[ch];

@@ -31,15 +31,9 @@ struct Job {
     stat: u32, gamma: u32, scale: f32, res: u32,
 }
 
-// Job flags
-const F_LN: u32 = 1u;          // LayerNorm prologue on the A rows (ln_w, ln_b)
-const F_POS: u32 = 2u;         // add pos rows after the LayerNorm
-const F_MAP_A: u32 = 4u;       // A and pos rows are image rows (mapped)
-const F_GELU: u32 = 8u;
-const F_STATS: u32 = 16u;      // store each row's (mean, rstd) at `stat`
-const F_GATE: u32 = 32u;       // out = LN(res row; stat, ln_w, ln_b) + g·y
-const F_MAP_OUT: u32 = 64u;    // out and res rows are image rows (mapped)
-const F_RESID: u32 = 128u;     // out = y + res[row, col] (plain residual)
+// Job flags (F_*) and the slots of p.off (O_*) are constants generated from
+// src/backend/fusion_layout.rs and put in front of this file with tile.wgsl (the GEMM
+// mainloop, the reductions; see src/shaders.rs).
 
 struct P {
     batch: u32, nv: u32, t: u32, e: u32,
@@ -51,28 +45,6 @@ struct P {
     jobs: array<Job, 4>,
 }
 
-// Offset slots in p.off
-const O_Q: u32 = 0u;
-const O_K: u32 = 1u;
-const O_VV: u32 = 2u;
-const O_VL: u32 = 3u;
-const O_CTXV: u32 = 4u;
-const O_CTXL: u32 = 5u;
-const O_LQ: u32 = 6u;
-const O_LK: u32 = 7u;
-const O_LV: u32 = 8u;
-const O_A: u32 = 9u;
-const O_INTER: u32 = 10u;
-const O_LOUT: u32 = 11u;
-const O_LNEW: u32 = 12u;
-const O_MASK: u32 = 13u;
-const O_WO: u32 = 14u;         // attention.output.dense.weight, transposed: [in, out]
-const O_BO: u32 = 15u;
-const O_N1W: u32 = 16u;
-const O_N1B: u32 = 17u;
-const O_INTER2: u32 = 18u;     // FFN down-projection + residual, before the last LayerNorm
-const O_N2W: u32 = 20u;
-const O_N2B: u32 = 21u;
 
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> arena: array<f32>;
@@ -102,8 +74,6 @@ fn gelu(x: f32) -> f32 {
 // two vec4s per 16 FMAs (on a software adapter every divergent load is a per-lane loop).
 const TM: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> as4: array<vec4<f32>, 256>;     // [k][row / 4]
-var<workgroup> ws4: array<vec4<f32>, 256>;     // [k][col / 4]
 var<workgroup> part4: array<array<f32, 4>, 64>;
 var<workgroup> row_mean: array<f32, 64>;
 var<workgroup> row_rstd: array<f32, 64>;
@@ -129,6 +99,32 @@ fn a_value(job: Job, k: u32, lr: u32, kk: u32) -> f32 {
     }
     if ((job.flags & F_POS) != 0u) { x += arena[job.pos + a_row * job.k + k]; }
     return x;
+}
+
+// The operands of job `ctx` for tile.wgsl's tile64: A with its prologue (see `a_value`),
+// B = the job's weight [N, K]; per slab, the LayerNorm γ and β of its K columns.
+fn tile_a(ctx: u32, row0: u32, r: u32, k: u32, kk: u32) -> f32 {
+    let job = p.jobs[ctx];
+    if (row0 + r >= job.rows) { return 0.0; }
+    return a_value(job, k, r, kk);
+}
+
+fn tile_b(ctx: u32, col: u32, k: u32) -> f32 {
+    let job = p.jobs[ctx];
+    if (col >= job.n) { return 0.0; }
+    return arena[job.w + col * job.k + k];
+}
+
+fn tile_slab(ctx: u32, lid: u32, k0: u32) {
+    let job = p.jobs[ctx];
+    if ((job.flags & F_LN) != 0u) {
+        if (lid < TK) {
+            let k = k0 + lid;
+            lnw_s[lid] = select(0.0, arena[job.ln_w + k], k < job.k);
+            lnb_s[lid] = select(0.0, arena[job.ln_b + k], k < job.k);
+        }
+        workgroupBarrier();
+    }
 }
 
 @compute @workgroup_size(256)
@@ -174,46 +170,9 @@ fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         workgroupBarrier();
     }
 
+    var acc = tile64(j, lid, row0, col0, job.k);   // acc[i] = row ty·4 + i, columns tx·4 .. +4
     let ty = lid / 16u;
     let tx = lid % 16u;
-    var acc: array<vec4<f32>, 4>;                 // acc[i] = row ty·4 + i, columns tx·4 .. +4
-    for (var k0 = 0u; k0 < job.k; k0 += TK) {
-        if ((job.flags & F_LN) != 0u) {
-            if (lid < TK) {
-                let k = k0 + lid;
-                lnw_s[lid] = select(0.0, arena[job.ln_w + k], k < job.k);
-                lnb_s[lid] = select(0.0, arena[job.ln_b + k], k < job.k);
-            }
-            workgroupBarrier();
-        }
-        {
-            // this invocation stages k = k0 + kk of rows (and columns) q4·4 .. q4·4 + 4
-            let kk = lid % TK;
-            let q4 = lid / TK;
-            let k = k0 + kk;
-            var xv = vec4(0.0);
-            var wv = vec4(0.0);
-            for (var c = 0u; c < 4u; c++) {
-                let r = q4 * 4u + c;
-                if (row0 + r < job.rows && k < job.k) { xv[c] = a_value(job, k, r, kk); }
-                let col = col0 + r;
-                if (col < job.n && k < job.k) { wv[c] = arena[job.w + col * job.k + k]; }
-            }
-            as4[kk * 16u + q4] = xv;
-            ws4[kk * 16u + q4] = wv;
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            let av = as4[kk * 16u + ty];
-            let bv = ws4[kk * 16u + tx];
-            acc[0] = fma(vec4(av.x), bv, acc[0]);
-            acc[1] = fma(vec4(av.y), bv, acc[1]);
-            acc[2] = fma(vec4(av.z), bv, acc[2]);
-            acc[3] = fma(vec4(av.w), bv, acc[3]);
-        }
-        workgroupBarrier();
-    }
-
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + ty * 4u + i;
         for (var jj = 0u; jj < 4u; jj++) {
@@ -237,21 +196,8 @@ fn gemm_jobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
 }
 
-// ---------------------------------------------------------------- reductions (256 wide)
+// (the 256-wide reductions `reduce` and `reduce4` come from tile.wgsl)
 const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
-
-fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), is_max); }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 // ---------------------------------------------------------------- launch 2: both directions
 // One workgroup per (side, b, h, block of 4 query rows): each key and value element read from
@@ -259,19 +205,6 @@ fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
 const AR: u32 = 4u;
 var<workgroup> qs4: array<vec4<f32>, 256>;    // [channel d] (Dh ≤ 256)
 var<workgroup> sc4: array<vec4<f32>, 1024>;   // [key j] (≤ 1024 keys)
-var<workgroup> red4: array<vec4<f32>, 256>;
-
-fn reduce4(v: vec4<f32>, lid: u32, is_max: bool) -> vec4<f32> {
-    red4[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red4[lid] = select(red4[lid] + red4[lid + s], max(red4[lid], red4[lid + s]), is_max); }
-        workgroupBarrier();
-    }
-    let r = red4[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(256)
 fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {

@@ -9,6 +9,7 @@
 //! plan weights and inputs into one arena. Image rows are the last level only (tokens = Nv,
 //! start = 0), copied in from and back to the caller's `[B,S,C]` buffer.
 
+use super::fusion_layout::*;
 use crate::error::{Error, Result};
 use crate::problem::{
     BertLayerProblem, BertLayerWeights, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, SparseFusionProblem,
@@ -35,15 +36,6 @@ pub(crate) struct Job {
     pub scale: f32,
     pub res: u32,
 }
-
-pub(crate) const F_LN: u32 = 1;
-pub(crate) const F_POS: u32 = 2;
-pub(crate) const F_MAP_A: u32 = 4;
-pub(crate) const F_GELU: u32 = 8;
-pub(crate) const F_STATS: u32 = 16;
-pub(crate) const F_GATE: u32 = 32;
-pub(crate) const F_MAP_OUT: u32 = 64;
-pub(crate) const F_RESID: u32 = 128;
 
 /// The parameter block of a launch (`P` in the WGSL shader; read as u32 words by the cubecl kernels).
 #[repr(C)]
@@ -72,29 +64,6 @@ pub(crate) struct FusionParams {
     pub off: [u32; 32],
     pub jobs: [Job; 4],
 }
-
-// Offset slots (O_* in the shader).
-const O_Q: usize = 0;
-const O_K: usize = 1;
-const O_VV: usize = 2;
-const O_VL: usize = 3;
-const O_CTXV: usize = 4;
-const O_CTXL: usize = 5;
-const O_LQ: usize = 6;
-const O_LK: usize = 7;
-const O_LV: usize = 8;
-const O_A: usize = 9;
-const O_INTER: usize = 10;
-const O_LOUT: usize = 11;
-const O_LNEW: usize = 12;
-const O_MASK: usize = 13;
-const O_WO: usize = 14;
-const O_BO: usize = 15;
-const O_N1W: usize = 16;
-const O_N1B: usize = 17;
-const O_INTER2: usize = 18;
-const O_N2W: usize = 20;
-const O_N2B: usize = 21;
 
 /// Output tile edge of `gemm_jobs`.
 pub(crate) const GEMM_TILE: usize = 64;

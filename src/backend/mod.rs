@@ -10,6 +10,9 @@ pub mod cubecl;
 mod device;
 mod entry;
 pub mod families;
+/// The ALIF arena contract (slots, job flags), shared with the kernels and the WGSL.
+#[allow(dead_code)] // a host-only build uses none of it
+pub(crate) mod fusion_layout;
 #[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
 pub(crate) mod fusion_plan;
 mod host;
