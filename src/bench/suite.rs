@@ -216,6 +216,11 @@ fn cells(o: &SuiteOptions) -> Vec<Cell> {
     out
 }
 
+/// The `(op, case)` of every cell `o` times, in the order the suite runs them.
+pub fn planned(o: &SuiteOptions) -> Vec<(String, String)> {
+    cells(o).into_iter().map(|c| (c.op, c.case.to_string())).collect()
+}
+
 /// How many cells [`run`] will time (for a progress bar).
 pub fn count(o: &SuiteOptions) -> usize {
     cells(o).iter().map(|c| if c.dtypes { o.dtypes.len() } else { 1 }).sum::<usize>() * o.backends.len()
@@ -427,48 +432,4 @@ pub fn cpu_median(records: &[Record], r: &Record) -> Option<f64> {
         .iter()
         .find(|c| c.backend == "cpu" && c.op == r.op && c.case == r.case && c.size == r.size && c.dtype == r.dtype)
         .and_then(|c| c.median_ms)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_levels_follow_the_r50_strides() {
-        // 800×1333 → the RLIPv2 encoder levels of spec §2.1
-        assert_eq!(levels_for_image(800, 1333), RLIPV2_LEVELS.to_vec());
-        assert_eq!(levels_for_image(1, 1), vec![(1, 1); 4]);
-    }
-
-    #[test]
-    fn quick_suite_covers_every_op_and_both_sweeps() {
-        let mut o = SuiteOptions {
-            backends: vec![BackendKind::Cpu],
-            dtypes: vec![DType::F32, DType::F16],
-            repeat: 1,
-            quick: true,
-            detect: None,
-            ops: Vec::new(),
-        };
-        let c = cells(&o);
-        for op in [
-            "ms_deform_attn/official",
-            "ms_deform_attn/fused-points",
-            "ms_deform_attn/fused-boxes",
-            "gemm",
-            "gated_cross_attn",
-            "sparse_fusion/fused",
-        ] {
-            assert!(c.iter().any(|c| c.op == op), "{op} missing");
-        }
-        assert_eq!(c.iter().filter(|c| c.case == "queries").count(), 3);
-        assert_eq!(c.iter().filter(|c| c.case == "image").count(), 3);
-        // 9 msda cells × 2 dtypes + 3 f32-only cells
-        assert_eq!(count(&o), 9 * 2 + 3);
-        // --ops narrows to op families
-        o.ops = vec!["gemm".into(), "sparse_fusion".into()];
-        assert_eq!(cells(&o).iter().map(|c| c.op.as_str()).collect::<Vec<_>>(), ["gemm", "sparse_fusion/fused"]);
-        assert!(check_ops(&o.ops).is_ok());
-        assert!(check_ops(&["conv".into()]).unwrap_err().to_string().contains("one of ms_deform_attn"));
-    }
 }

@@ -29,3 +29,4 @@ mod preprocess;
 mod resident_ops;
 mod shaders_naga;
 mod text_encoder;
+mod unit;
