@@ -5,3 +5,4 @@ pub mod dense;
 pub mod image;
 pub mod ms_deform_attn;
 pub mod sparse_fusion;
+pub mod tile;

@@ -10,7 +10,7 @@
 
 use cubecl::prelude::*;
 
-use super::dense::{reduce_cube, slab_fma, V4};
+use super::tile::{reduce, reduce_cube, slab_fma, V1, V4};
 use crate::backend::fusion_layout::*;
 
 const WG: usize = 256;
@@ -274,30 +274,6 @@ pub fn gemm_jobs(arena: &mut Array<f32>, p: &Array<u32>) {
 /// Query rows per `attend` cube.
 const AR: usize = 4;
 
-/// `reduce_cube` for 4 rows at once (component r = query row r of the block).
-#[cube]
-fn reduce4(shared: &mut SharedMemory<V4>, v: V4, #[comptime] is_max: bool) -> V4 {
-    let lid = UNIT_POS as usize;
-    shared[lid] = v;
-    sync_cube();
-    let mut s = 128usize;
-    while s > 0 {
-        if lid < s {
-            let other = shared[lid + s];
-            if comptime![is_max] {
-                shared[lid] = max(shared[lid], other);
-            } else {
-                shared[lid] = shared[lid] + other;
-            }
-        }
-        sync_cube();
-        s /= 2;
-    }
-    let r = shared[0];
-    sync_cube();
-    r
-}
-
 /// Launch 2: one cube per (side, b, h, block of 4 query rows); each key and value element read
 /// serves the 4 rows (vec4 component r = query row i0 + r). Image rows attend over the T label
 /// keys with values Vl; label rows over the Nv image keys (the scaled queries) with values Vv.
@@ -364,7 +340,7 @@ pub fn attend(arena: &mut Array<f32>, p: &Array<u32>) {
         m = max(m, s);
         j += WG;
     }
-    let mx = reduce4(&mut red, m, true);
+    let mx = reduce_cube::<Const<4>>(&mut red, m, true);
     let mut sum = V4::new(0.0f32);
     let mut j = lid;
     while j < n_k {
@@ -373,7 +349,7 @@ pub fn attend(arena: &mut Array<f32>, p: &Array<u32>) {
         sum += x;
         j += WG;
     }
-    let inv = V4::new(1.0f32) / reduce4(&mut red, sum, false);
+    let inv = V4::new(1.0f32) / reduce_cube::<Const<4>>(&mut red, sum, false);
     let mut d = lid;
     while d < dh {
         let mut o = V4::new(0.0f32);
@@ -396,7 +372,7 @@ pub fn attend(arena: &mut Array<f32>, p: &Array<u32>) {
 fn norm_row(
     arena: &mut Array<f32>,
     rowv: &SharedMemory<f32>,
-    red: &mut SharedMemory<f32>,
+    red: &mut SharedMemory<V1>,
     width: usize,
     w: usize,
     b: usize,
@@ -410,7 +386,7 @@ fn norm_row(
         s += rowv[c];
         c += WG;
     }
-    let mean = reduce_cube(red, s, false) / f32::cast_from(width as u32);
+    let mean = reduce(red, s, false) / f32::cast_from(width as u32);
     let mut q = 0.0f32;
     let mut c = lid;
     while c < width {
@@ -418,7 +394,7 @@ fn norm_row(
         q += d * d;
         c += WG;
     }
-    let rstd = 1.0f32 / (reduce_cube(red, q, false) / f32::cast_from(width as u32) + eps).sqrt();
+    let rstd = 1.0f32 / (reduce(red, q, false) / f32::cast_from(width as u32) + eps).sqrt();
     let mut c = lid;
     while c < width {
         arena[dst + c] = (rowv[c] - mean) * rstd * arena[w + c] + arena[b + c];
@@ -435,7 +411,7 @@ pub fn lang_attend(arena: &mut Array<f32>, p: &Array<u32>) {
     if r >= word(p, P_BATCH) * t {
         terminate!();
     }
-    let mut red = SharedMemory::<f32>::new(256usize);
+    let mut red = SharedMemory::<V1>::new(256usize);
     let mut rowv = SharedMemory::<f32>::new(1024usize);
     let mut ctx = SharedMemory::<f32>::new(1024usize);
     let mut sc = SharedMemory::<f32>::new(2048usize);
@@ -468,7 +444,7 @@ pub fn lang_attend(arena: &mut Array<f32>, p: &Array<u32>) {
             m = max(m, s);
             j += WG;
         }
-        let mx = reduce_cube(&mut red, m, true);
+        let mx = reduce(&mut red, m, true);
         let mut sum = 0.0f32;
         let mut j = lid;
         while j < t {
@@ -477,7 +453,7 @@ pub fn lang_attend(arena: &mut Array<f32>, p: &Array<u32>) {
             sum += x;
             j += WG;
         }
-        let inv = 1.0f32 / reduce_cube(&mut red, sum, false);
+        let inv = 1.0f32 / reduce(&mut red, sum, false);
         let mut d = lid;
         while d < ldh {
             let mut o = 0.0f32;
@@ -520,7 +496,7 @@ pub fn norm_rows(arena: &mut Array<f32>, p: &Array<u32>) {
     if r >= word(p, P_BATCH) * word(p, P_T) {
         terminate!();
     }
-    let mut red = SharedMemory::<f32>::new(256usize);
+    let mut red = SharedMemory::<V1>::new(256usize);
     let mut rowv = SharedMemory::<f32>::new(1024usize);
     let lid = UNIT_POS as usize;
     let lh = word(p, P_LH);

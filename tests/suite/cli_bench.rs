@@ -59,17 +59,7 @@ fn suite_writes_json_markdown_chart_and_compares() {
 
     // second run: cpu only, with detect end to end, compared against the first
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tok = crate::common::char_tokenizer(dir.path());
-    let model = dir.path().join("m.safetensors");
-    let c = bin()
-        .arg("convert")
-        .arg(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth"))
-        .arg(&model)
-        .arg("--tokenizer")
-        .arg(&tok)
-        .output()
-        .unwrap();
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let model = crate::common::converted_fixture(dir.path());
     let second = dir.path().join("second");
     let out = bin()
         .args(["bench", "suite", "--quick", "--repeat", "1", "--dtypes", "f32", "--backends", "cpu", "--weights"])

@@ -18,18 +18,7 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let tok = char_tokenizer(dir.path());
-    let model = dir.path().join("m.safetensors");
-    let c = bin()
-        .args([
-            "convert".as_ref(),
-            root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth").as_os_str(),
-            model.as_os_str(),
-            "--tokenizer".as_ref(),
-            tok.as_os_str(),
-        ])
-        .output()
-        .unwrap();
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let model = crate::common::converted_fixture(dir.path());
     let images = dir.path().join("imgs");
     std::fs::create_dir(&images).unwrap();
     std::fs::copy(root.join("tests/fixtures/images/rgba_100x40.png"), images.join("a.png")).unwrap();

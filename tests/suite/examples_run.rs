@@ -50,17 +50,7 @@ fn cubecl_generic_example_matches_the_oracle() {
 fn detect_example_prints_triplets() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let tok = crate::common::char_tokenizer(dir.path());
-    let model = dir.path().join("m.safetensors");
-    let c = Command::new(env!("CARGO_BIN_EXE_rlipv2"))
-        .arg("convert")
-        .arg(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth"))
-        .arg(&model)
-        .arg("--tokenizer")
-        .arg(&tok)
-        .output()
-        .unwrap();
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let model = crate::common::converted_fixture(dir.path());
     let out = run(Command::new(example("detect"))
         .arg(&model)
         .arg(root.join("tests/fixtures/images/rgba_100x40.png"))

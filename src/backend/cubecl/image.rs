@@ -67,53 +67,29 @@ impl<R: Runtime> ImageOps for CubeclBackend<R> {
         );
         // SAFETY: lengths checked by `conv2d_t`; the kernels bounds-check channels, pixels and taps.
         self.launch(|| unsafe {
-            if tile == 128 {
-                k::conv128::launch_unchecked::<R>(
-                    &self.client,
-                    cubes,
-                    CubeDim::new_1d(256),
-                    a(&xb),
-                    a(&wb),
-                    a(&bb),
-                    a(&rb),
-                    a(&y),
-                    in_c,
-                    h,
-                    w,
-                    out_c,
-                    kh,
-                    kw,
-                    stride,
-                    pad,
-                    oh,
-                    ow,
-                    relu,
-                    residual.is_some(),
-                )
-            } else {
-                k::conv::launch_unchecked::<R>(
-                    &self.client,
-                    cubes,
-                    CubeDim::new_1d(256),
-                    a(&xb),
-                    a(&wb),
-                    a(&bb),
-                    a(&rb),
-                    a(&y),
-                    in_c,
-                    h,
-                    w,
-                    out_c,
-                    kh,
-                    kw,
-                    stride,
-                    pad,
-                    oh,
-                    ow,
-                    relu,
-                    residual.is_some(),
-                )
-            }
+            k::conv::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                a(&xb),
+                a(&wb),
+                a(&bb),
+                a(&rb),
+                a(&y),
+                in_c,
+                h,
+                w,
+                out_c,
+                kh,
+                kw,
+                stride,
+                pad,
+                oh,
+                ow,
+                tile,
+                relu,
+                residual.is_some(),
+            )
         })?;
         Ok(Tensor::device(self.id, len, y.0))
     }

@@ -47,7 +47,7 @@ pub struct CubeclBackend<R: Runtime> {
     _r: PhantomData<R>,
 }
 
-/// Enqueues `dense::gemm` or `dense::gemm128` (see [`crate::backend::gemm_tile`]) for `p`:
+/// Enqueues `dense::gemm` with the tile of [`crate::backend::gemm_tile`] for `p`:
 /// `y = act(x·wᵀ + b) [+ r]`.
 ///
 /// # Safety
@@ -67,43 +67,25 @@ unsafe fn launch_gemm<R: Runtime>(
     let tile = super::gemm_tile(p.m, p.n);
     let cubes = CubeCount::Static(p.n.div_ceil(tile) as u32, p.m.div_ceil(tile) as u32, 1);
     let (m, k, n, act) = (p.m as u32, p.k as u32, p.n as u32, p.act.code());
-    // SAFETY: the caller's lengths; both kernels bounds-check rows, columns and k
+    // SAFETY: the caller's lengths; the kernel bounds-checks rows, columns and k
     unsafe {
-        if tile == 128 {
-            dense::gemm128::launch_unchecked::<R>(
-                client,
-                cubes,
-                CubeDim::new_1d(256),
-                x,
-                w,
-                b,
-                r,
-                y,
-                m,
-                k,
-                n,
-                has_bias,
-                act,
-                has_res,
-            )
-        } else {
-            dense::gemm::launch_unchecked::<R>(
-                client,
-                cubes,
-                CubeDim::new_1d(256),
-                x,
-                w,
-                b,
-                r,
-                y,
-                m,
-                k,
-                n,
-                has_bias,
-                act,
-                has_res,
-            )
-        }
+        dense::gemm::launch_unchecked::<R>(
+            client,
+            cubes,
+            CubeDim::new_1d(256),
+            x,
+            w,
+            b,
+            r,
+            y,
+            m,
+            k,
+            n,
+            tile,
+            has_bias,
+            act,
+            has_res,
+        )
     }
 }
 

@@ -349,3 +349,32 @@ pub fn front_tokens(
         Err(e) => panic!("{}/{what}: {e}", be.kind()),
     }
 }
+
+/// The fixture checkpoint converted by `rlipv2 convert` (labels baked through [`char_tokenizer`]),
+/// as `dir/m.safetensors`. The conversion (≈ 11 s, 856 MB) runs once per test process; each test
+/// gets its own hard link, so label caches written beside the model stay per test.
+/// `convert.rs` tests the conversion itself.
+pub fn converted_fixture(dir: &std::path::Path) -> std::path::PathBuf {
+    static CONVERTED: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> = std::sync::OnceLock::new();
+    let (_keep, model) = CONVERTED.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let tok = char_tokenizer(dir.path());
+        let model = dir.path().join("m.safetensors");
+        let c = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2"))
+            .arg("convert")
+            .arg(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth"))
+            .arg(&model)
+            .arg("--tokenizer")
+            .arg(&tok)
+            .output()
+            .unwrap();
+        assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+        (dir, model)
+    });
+    let mine = dir.join("m.safetensors");
+    if std::fs::hard_link(model, &mine).is_err() {
+        std::fs::copy(model, &mine).unwrap();
+    }
+    mine
+}
