@@ -74,6 +74,29 @@ fn load_b(b: &Array<f32>, cols: &Cols, j: usize, k: usize, n: usize, kdim: usize
     v
 }
 
+/// Rows `row .. row + 4` of A at `k`, as one vec4 (zeros outside A).
+#[cube]
+fn quad_a(a: &Array<f32>, row: usize, k: usize, m: usize, kdim: usize) -> V4 {
+    let mut v = V4::new(0.0f32);
+    #[unroll]
+    for q in 0..4usize {
+        v[q] = load_a(a, row + q, k, m, kdim);
+    }
+    v
+}
+
+/// Columns `col .. col + 4` of B at `k`, as one vec4 (zeros outside B).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn quad_b(b: &Array<f32>, cols: &Cols, col: usize, k: usize, n: usize, kdim: usize, #[comptime] conv: bool) -> V4 {
+    let mut v = V4::new(0.0f32);
+    #[unroll]
+    for q in 0..4usize {
+        v[q] = load_b(b, cols, col + q, k, n, kdim, conv);
+    }
+    v
+}
+
 /// The 64×64 tile's inner loop over one staged 16-deep slab: `xs`, `ws` hold [16 k][16 row
 /// (column) quads]; the unit at (ty, tx) accumulates rows ty·4 + i (acc[i]) and columns tx·4 ..
 /// tx·4 + 4. Two vec4 reads per 16 FMAs (on a software adapter every divergent load is a per-lane
@@ -138,15 +161,8 @@ fn tile64(
     let q4 = lid / 16;
     let mut k0 = 0usize;
     while k0 < kdim {
-        let mut av = V4::new(0.0f32);
-        let mut bv = V4::new(0.0f32);
-        #[unroll]
-        for q in 0..4usize {
-            av[q] = load_a(a, row0 + q4 * 4 + q, k0 + kk, m, kdim);
-            bv[q] = load_b(b, cols, col0 + q4 * 4 + q, k0 + kk, n, kdim, conv);
-        }
-        xs[kk * 16 + q4] = av;
-        ws[kk * 16 + q4] = bv;
+        xs[kk * 16 + q4] = quad_a(a, row0 + q4 * 4, k0 + kk, m, kdim);
+        ws[kk * 16 + q4] = quad_b(b, cols, col0 + q4 * 4, k0 + kk, n, kdim, conv);
         sync_cube();
         slab_fma(&xs, &ws, ty, tx, acc);
         sync_cube();
@@ -189,15 +205,8 @@ fn tile128(
     }
     let mut k0 = 0usize;
     while k0 < kdim {
-        let mut av = V4::new(0.0f32);
-        let mut bv = V4::new(0.0f32);
-        #[unroll]
-        for q in 0..4usize {
-            av[q] = load_a(a, row0 + q4 * 4 + q, k0 + kk, m, kdim);
-            bv[q] = load_b(b, cols, col0 + p4 * 4 + q, k0 + kb, n, kdim, conv);
-        }
-        xs[kk * 32 + q4] = av;
-        ws[kb * 32 + p4] = bv;
+        xs[kk * 32 + q4] = quad_a(a, row0 + q4 * 4, k0 + kk, m, kdim);
+        ws[kb * 32 + p4] = quad_b(b, cols, col0 + p4 * 4, k0 + kb, n, kdim, conv);
         sync_cube();
         slab_fma8(&xs, &ws, ty, tx, acc);
         sync_cube();

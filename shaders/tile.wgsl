@@ -27,6 +27,20 @@
 var<workgroup> tile_as: array<vec4<f32>, 256>;
 var<workgroup> tile_bs: array<vec4<f32>, 256>;
 
+// Stages one slab position of this invocation: rows row0 + qa·4 .. + 4 of A at k0 + ka into
+// tile_as[ka·quads + qa], columns col0 + qb·4 .. + 4 of B at k0 + kb into tile_bs[kb·quads + qb]
+// (quads: row quads per slab row, 16 or 32); zeros past K.
+fn tile_stage(ctx: u32, row0: u32, col0: u32, kdim: u32, k0: u32, ka: u32, qa: u32, kb: u32, qb: u32, quads: u32) {
+    var av = vec4(0.0);
+    var bv = vec4(0.0);
+    for (var q = 0u; q < 4u; q++) {
+        if (k0 + ka < kdim) { av[q] = tile_a(ctx, row0, qa * 4u + q, k0 + ka, ka); }
+        if (k0 + kb < kdim) { bv[q] = tile_b(ctx, col0 + qb * 4u + q, k0 + kb); }
+    }
+    tile_as[ka * quads + qa] = av;
+    tile_bs[kb * quads + qb] = bv;
+}
+
 fn tile64(ctx: u32, lid: u32, row0: u32, col0: u32, kdim: u32) -> array<vec4<f32>, 4> {
     let ty = lid / 16u;
     let tx = lid % 16u;
@@ -35,17 +49,7 @@ fn tile64(ctx: u32, lid: u32, row0: u32, col0: u32, kdim: u32) -> array<vec4<f32
     let q4 = lid / 16u;                           // rows (and columns) q4·4 .. q4·4 + 4
     for (var k0 = 0u; k0 < kdim; k0 += 16u) {
         tile_slab(ctx, lid, k0);
-        let k = k0 + kk;
-        var av = vec4(0.0);
-        var bv = vec4(0.0);
-        if (k < kdim) {
-            for (var q = 0u; q < 4u; q++) {
-                av[q] = tile_a(ctx, row0, q4 * 4u + q, k, kk);
-                bv[q] = tile_b(ctx, col0 + q4 * 4u + q, k);
-            }
-        }
-        tile_as[kk * 16u + q4] = av;
-        tile_bs[kk * 16u + q4] = bv;
+        tile_stage(ctx, row0, col0, kdim, k0, kk, q4, kk, q4, 16u);
         workgroupBarrier();
         for (var s = 0u; s < 16u; s++) {
             let a = tile_as[s * 16u + ty];
@@ -70,14 +74,7 @@ fn tile128(ctx: u32, lid: u32, row0: u32, col0: u32, kdim: u32, b_lanes: bool) -
     let p4 = select(q4, lid % 32u, b_lanes);
     for (var k0 = 0u; k0 < kdim; k0 += 8u) {
         tile_slab(ctx, lid, k0);
-        var av = vec4(0.0);
-        var bv = vec4(0.0);
-        for (var q = 0u; q < 4u; q++) {
-            if (k0 + kk < kdim) { av[q] = tile_a(ctx, row0, q4 * 4u + q, k0 + kk, kk); }
-            if (k0 + kb < kdim) { bv[q] = tile_b(ctx, col0 + p4 * 4u + q, k0 + kb); }
-        }
-        tile_as[kk * 32u + q4] = av;
-        tile_bs[kb * 32u + p4] = bv;
+        tile_stage(ctx, row0, col0, kdim, k0, kk, q4, kb, p4, 32u);
         workgroupBarrier();
         for (var s = 0u; s < 8u; s++) {
             let a0 = tile_as[s * 32u + ty];
