@@ -4,7 +4,7 @@
 
 use cubecl::prelude::*;
 
-use super::tile::{reduce, tile128_row, tile_block, Cols, V1, V4};
+use super::tile::{block_row, reduce, tile_block, Cols, V1, V4};
 
 const WG: usize = 256;
 const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
@@ -62,7 +62,7 @@ fn gemm_out(
 
 /// `y [M,N] = act(x [M,K]·Wᵀ + b) [+ res [M,N]]`, `W [N,K]`; act 0 none, 1 ReLU, 2 exact-erf GELU.
 /// One 256-unit cube per `tile`×`tile` output tile (64: a 4×4 block per unit; 128, for large
-/// products: 8×8, see `backend::gemm_tile` and `tile::tile128`).
+/// products: 8×8; see `backend::gemm_tile` and `tile::tile_block`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
@@ -89,7 +89,7 @@ pub fn gemm(
     let halves = comptime![tile / 64];
     #[unroll]
     for i in 0..comptime![4 * tile / 64] {
-        let row = row0 + tile128_row(ty, i);
+        let row = row0 + block_row(ty, i);
         #[unroll]
         for h in 0..halves {
             #[unroll]

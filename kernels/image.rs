@@ -6,7 +6,7 @@
 use cubecl::prelude::*;
 
 use super::dense::flat_pos;
-use super::tile::{reduce, tile128_row, tile_block, Cols, V1, V4};
+use super::tile::{block_row, reduce, tile_block, Cols, V1, V4};
 
 const WG: usize = 256;
 
@@ -75,7 +75,7 @@ pub fn conv(
     let halves = comptime![tile / 64];
     #[unroll]
     for i in 0..comptime![4 * tile / 64] {
-        let row = row0 + tile128_row(ty, i);
+        let row = row0 + block_row(ty, i);
         #[unroll]
         for hh in 0..halves {
             #[unroll]

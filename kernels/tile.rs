@@ -1,14 +1,15 @@
-//! The one register-blocked GEMM mainloop per tile size of the cubecl kernels (the twin of
+//! The one register-blocked GEMM mainloop of the cubecl kernels, for both tile sizes (the twin of
 //! `shaders/tile.wgsl`), and the one cube-wide reduction, generic over the vector width.
 //!
 //! A tile computes `C[row, col] = Σ_k A[row, k] · B[col, k]` with `A` a row-major `[M, K]` array
 //! and `B` either a row-major `[N, K]` array (a GEMM's weight) or, when `conv` (comptime), the
 //! implicit-GEMM columns of one image (`cols`: never stored, gathered while staging).
 //!
-//! - `tile64`: one 256-unit cube per 64×64 tile; the unit at (ty, tx) = (lid / 16, lid % 16)
+//! `tile_block` runs either tile size (comptime):
+//! - 64: one 256-unit cube per 64×64 tile; the unit at (ty, tx) = (lid / 16, lid % 16)
 //!   accumulates rows ty·4 + i in `acc[i]`, columns tx·4 .. + 4; K in 16-deep slabs staged as
 //!   vec4s [k][row (column) quad].
-//! - `tile128`: 128×128, an 8×8 block per unit (rows ty·4 + i: `acc[2i + h]`, 64 + ty·4 + i:
+//! - 128: 128×128, an 8×8 block per unit (rows ty·4 + i: `acc[2i + h]`, 64 + ty·4 + i:
 //!   `acc[8 + 2i + h]`, against column quads tx (h = 0) and 16 + tx (h = 1)); K in 8-deep slabs.
 //!   A conv stages its columns with pixels along the units (neighbouring units read neighbouring
 //!   pixels of one plane); a GEMM stages k along the units (a weight row is contiguous in k).
@@ -132,89 +133,9 @@ fn slab_fma8(xs: &SharedMemory<V4>, ws: &SharedMemory<V4>, ty: usize, tx: usize,
     }
 }
 
-/// The 64×64 tile at (row0, col0): `acc` (4 vec4s, zeroed here) gets this unit's 4×4 block.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn tile64(
-    a: &Array<f32>,
-    b: &Array<f32>,
-    cols: &Cols,
-    row0: usize,
-    col0: usize,
-    m: usize,
-    n: usize,
-    kdim: usize,
-    acc: &mut Array<V4>,
-    #[comptime] conv: bool,
-) {
-    let mut xs = SharedMemory::<V4>::new(256usize);
-    let mut ws = SharedMemory::<V4>::new(256usize);
-    let lid = UNIT_POS as usize;
-    let ty = lid / 16;
-    let tx = lid % 16;
-    #[unroll]
-    for i in 0..4usize {
-        acc[i] = V4::new(0.0f32);
-    }
-    // this unit stages k = k0 + kk of rows (and columns) q4·4 .. q4·4 + 4
-    let kk = lid % 16;
-    let q4 = lid / 16;
-    let mut k0 = 0usize;
-    while k0 < kdim {
-        xs[kk * 16 + q4] = quad_a(a, row0 + q4 * 4, k0 + kk, m, kdim);
-        ws[kk * 16 + q4] = quad_b(b, cols, col0 + q4 * 4, k0 + kk, n, kdim, conv);
-        sync_cube();
-        slab_fma(&xs, &ws, ty, tx, acc);
-        sync_cube();
-        k0 += 16;
-    }
-}
-
-/// The 128×128 tile at (row0, col0): `acc` (16 vec4s, zeroed here) gets this unit's 8×8 block.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn tile128(
-    a: &Array<f32>,
-    b: &Array<f32>,
-    cols: &Cols,
-    row0: usize,
-    col0: usize,
-    m: usize,
-    n: usize,
-    kdim: usize,
-    acc: &mut Array<V4>,
-    #[comptime] conv: bool,
-) {
-    let mut xs = SharedMemory::<V4>::new(256usize); // [k (8)][row / 4 (32)]
-    let mut ws = SharedMemory::<V4>::new(256usize); // [k (8)][col / 4 (32)]
-    let lid = UNIT_POS as usize;
-    let ty = lid / 16;
-    let tx = lid % 16;
-    #[unroll]
-    for i in 0..16usize {
-        acc[i] = V4::new(0.0f32);
-    }
-    // A: k = k0 + kk of rows q4·4 .. + 4; B: k = k0 + kb of columns p4·4 .. + 4
-    let kk = lid % 8;
-    let q4 = lid / 8;
-    let mut kb = kk;
-    let mut p4 = q4;
-    if comptime![conv] {
-        kb = lid / 32;
-        p4 = lid % 32;
-    }
-    let mut k0 = 0usize;
-    while k0 < kdim {
-        xs[kk * 32 + q4] = quad_a(a, row0 + q4 * 4, k0 + kk, m, kdim);
-        ws[kb * 32 + p4] = quad_b(b, cols, col0 + p4 * 4, k0 + kb, n, kdim, conv);
-        sync_cube();
-        slab_fma8(&xs, &ws, ty, tx, acc);
-        sync_cube();
-        k0 += 8;
-    }
-}
-
-/// [`tile64`] or [`tile128`] by `tile` (comptime): `acc` holds `tile²/1024` vec4s.
+/// The `tile`×`tile` output tile at (row0, col0) (comptime: 64, or 128 for large products):
+/// `acc` (`tile²/1024` vec4s, zeroed here) gets this unit's block — 4×4 for 64, 8×8 for 128
+/// (see the module docs for which rows and columns).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tile_block(
@@ -230,16 +151,46 @@ pub(crate) fn tile_block(
     #[comptime] tile: usize,
     #[comptime] conv: bool,
 ) {
-    if comptime![tile == 128] {
-        tile128(a, b, cols, row0, col0, m, n, kdim, acc, conv);
-    } else {
-        tile64(a, b, cols, row0, col0, m, n, kdim, acc, conv);
+    let big = comptime![tile == 128];
+    let depth = comptime![if tile == 128 { 8usize } else { 16usize }]; // K slab depth
+    let quads = comptime![tile / 4]; // row (column) quads per slab row
+    let mut xs = SharedMemory::<V4>::new(256usize); // [k][row quad]
+    let mut ws = SharedMemory::<V4>::new(256usize); // [k][column quad]
+    let lid = UNIT_POS as usize;
+    let ty = lid / 16;
+    let tx = lid % 16;
+    #[unroll]
+    for i in 0..comptime![tile * tile / 1024] {
+        acc[i] = V4::new(0.0f32);
+    }
+    // A: this unit stages k = k0 + kk of rows q4·4 .. + 4; B: k = k0 + kb of columns p4·4 .. + 4
+    // (a conv's 128 tile puts pixels along the units instead)
+    let kk = lid % depth;
+    let q4 = lid / depth;
+    let mut kb = kk;
+    let mut p4 = q4;
+    if comptime![big && conv] {
+        kb = lid / 32;
+        p4 = lid % 32;
+    }
+    let mut k0 = 0usize;
+    while k0 < kdim {
+        xs[kk * quads + q4] = quad_a(a, row0 + q4 * 4, k0 + kk, m, kdim);
+        ws[kb * quads + p4] = quad_b(b, cols, col0 + p4 * 4, k0 + kb, n, kdim, conv);
+        sync_cube();
+        if comptime![big] {
+            slab_fma8(&xs, &ws, ty, tx, acc);
+        } else {
+            slab_fma(&xs, &ws, ty, tx, acc);
+        }
+        sync_cube();
+        k0 += depth;
     }
 }
 
-/// Row `i` of a tile block (0 .. 4 for tile64, 0 .. 8 for tile128): its offset in the tile: its offset in the 128-row tile.
+/// Row `i` of a unit's block (0 .. 4 in a 64 tile, 0 .. 8 in a 128 tile): its offset in the tile.
 #[cube]
-pub(crate) fn tile128_row(ty: usize, i: usize) -> usize {
+pub(crate) fn block_row(ty: usize, i: usize) -> usize {
     (i / 4) * 64 + ty * 4 + i % 4
 }
 

@@ -140,7 +140,7 @@ pub(super) fn gated_cross_attn(
     w: &GatedCrossAttnWeights,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     const OP: &str = crate::problem::gated_cross_attn::OP;
-    be.run_round(OP, fusion_plan::gated_cross_attn("wgpu", p, v, pos, l, w)?)
+    be.run_round(OP, fusion_plan::gated_cross_attn(crate::backend::BackendKind::Wgpu.name(), p, v, pos, l, w)?)
 }
 
 const SF_OP: &str = crate::problem::sparse_fusion::OP;
@@ -156,7 +156,7 @@ pub(super) fn sparse_fusion(
     fw: &GatedCrossAttnWeights,
     bw: &BertLayerWeights,
 ) -> Result<Vec<f32>> {
-    let r = fusion_plan::sparse_fusion("wgpu", p, memory, pos, lang, mask, fw, bw)?;
+    let r = fusion_plan::sparse_fusion(crate::backend::BackendKind::Wgpu.name(), p, memory, pos, lang, mask, fw, bw)?;
     let (v_new, lang_out) = be.run_round(SF_OP, r)?;
     p.scatter_level(memory, &v_new);
     Ok(lang_out)
@@ -174,7 +174,10 @@ pub(super) fn prepare_sparse_fusion<'a>(
     fw: &GatedCrossAttnWeights,
     bw: &BertLayerWeights,
 ) -> Result<PreparedRound<'a>> {
-    be.prepare_round(SF_OP, fusion_plan::sparse_fusion("wgpu", p, memory, pos, lang, mask, fw, bw)?)
+    be.prepare_round(
+        SF_OP,
+        fusion_plan::sparse_fusion(crate::backend::BackendKind::Wgpu.name(), p, memory, pos, lang, mask, fw, bw)?,
+    )
 }
 
 /// A `sparse_fusion` round's weights on the device (the arena's head, uploaded once) and the
@@ -238,7 +241,7 @@ impl FusionOps for WgpuBackend {
     ) -> Result<Box<dyn Prepared + 'a>> {
         Err(Error::Unsupported {
             op: crate::problem::sparse_fusion::OP,
-            backend: "wgpu".into(),
+            backend: crate::backend::BackendKind::Wgpu.name().into(),
             reason: "no op-by-op round here (cubecl-wgpu has one)".into(),
         })
     }
@@ -270,8 +273,8 @@ impl FusionOps for WgpuBackend {
         bound: Option<&Tensor>,
     ) -> Result<Tensor> {
         let bound = bound.ok_or_else(|| device_err("sparse_fusion: the round's weights are not bound"))?;
-        let br = bound.buffer::<BoundRound>(self.id, "wgpu", "round weights")?;
-        let r = fusion_plan::sparse_fusion_layout("wgpu", p, &br.offsets)?;
+        let br = bound.buffer::<BoundRound>(self.id, crate::backend::BackendKind::Wgpu.name(), "round weights")?;
+        let r = fusion_plan::sparse_fusion_layout(crate::backend::BackendKind::Wgpu.name(), p, &br.offsets)?;
         let bytes = r.arena_bytes();
         self.check_size(SF_OP, "arena (inputs, weights and intermediates)", bytes)?;
         let mem = self.resident(SF_OP, "memory", memory)?;

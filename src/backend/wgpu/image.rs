@@ -68,7 +68,7 @@ impl ImageOps for WgpuBackend {
             Activation::Gelu => {
                 return Err(Error::Unsupported {
                     op: OP,
-                    backend: "wgpu".into(),
+                    backend: crate::backend::BackendKind::Wgpu.name().into(),
                     reason: "image.wgsl's conv has ReLU and identity epilogues only".into(),
                 })
             }

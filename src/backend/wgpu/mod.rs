@@ -128,11 +128,11 @@ fn gemm_entry(p: &GemmProblem) -> (&'static str, (u32, u32)) {
 }
 
 fn unavailable(reason: impl Into<String>) -> Error {
-    Error::BackendUnavailable { backend: "wgpu".into(), reason: reason.into() }
+    Error::BackendUnavailable { backend: crate::backend::BackendKind::Wgpu.name().into(), reason: reason.into() }
 }
 
 fn device_err(reason: impl std::fmt::Display) -> Error {
-    Error::Device { backend: "wgpu".into(), reason: reason.to_string() }
+    Error::Device { backend: crate::backend::BackendKind::Wgpu.name().into(), reason: reason.to_string() }
 }
 
 fn poll_err(e: wgpu::PollError) -> Error {
@@ -316,7 +316,7 @@ impl WgpuBackend {
         if groups.0 > max || groups.1 > max {
             return Err(Error::Unsupported {
                 op,
-                backend: "wgpu".into(),
+                backend: crate::backend::BackendKind::Wgpu.name().into(),
                 reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension"),
             });
         }
@@ -498,7 +498,7 @@ impl WgpuBackend {
         if bytes > max {
             return Err(Error::Unsupported {
                 op,
-                backend: "wgpu".into(),
+                backend: crate::backend::BackendKind::Wgpu.name().into(),
                 reason: format!("tensor `{what}` needs {bytes} bytes, but {} binds at most {max} bytes per buffer; split the batch or queries", self.info.name),
             });
         }
@@ -570,7 +570,7 @@ impl WgpuBackend {
         if gy > max_x {
             return Err(Error::Unsupported {
                 op: OP,
-                backend: "wgpu".into(),
+                backend: crate::backend::BackendKind::Wgpu.name().into(),
                 reason: format!("{total} invocations exceed the adapter's dispatch limit"),
             });
         }
@@ -827,7 +827,11 @@ impl Device for WgpuBackend {
 impl MsdaOps for WgpuBackend {
     fn supports(&self, dtype: DType) -> Result<()> {
         if dtype == DType::Bf16 {
-            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: "WGSL has no bf16 type".into() });
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: crate::backend::BackendKind::Wgpu.name().into(),
+                reason: "WGSL has no bf16 type".into(),
+            });
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ impl WgpuBackend {
 
     /// The device buffer of this instance's tensor `t`.
     pub(super) fn tensor_buffer<'t>(&self, t: &'t Tensor, what: &str) -> Result<&'t wgpu::Buffer> {
-        Ok(&t.buffer::<PooledBuffer>(self.id, "wgpu", what)?.buf)
+        Ok(&t.buffer::<PooledBuffer>(self.id, crate::backend::BackendKind::Wgpu.name(), what)?.buf)
     }
 
     /// A device tensor of `len` elements for `op`'s output (its values undefined until written):
@@ -75,7 +75,7 @@ impl WgpuBackend {
         if groups.0 > max || groups.1 > max || groups.2 > max {
             return Err(Error::Unsupported {
                 op,
-                backend: "wgpu".into(),
+                backend: crate::backend::BackendKind::Wgpu.name().into(),
                 reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension"),
             });
         }
@@ -185,7 +185,7 @@ impl DenseOps for WgpuBackend {
     ) -> Result<Vec<f32>> {
         const OP: &str = crate::problem::attention::OP;
         if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported { op: OP, backend: "wgpu".into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
+            return Err(Error::Unsupported { op: OP, backend: crate::backend::BackendKind::Wgpu.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
         }
         let (gx, gy, grid_x) = self.row_grid(p.batch * p.heads * p.q_len);
         let dims = DenseDims {
@@ -267,7 +267,7 @@ impl DenseOps for WgpuBackend {
         if p.k_len > super::ATTENTION_MAX_KEYS || p.head_dim > super::ATTENTION_MAX_HEAD_DIM {
             return Err(Error::Unsupported {
                 op: OP,
-                backend: "wgpu".into(),
+                backend: crate::backend::BackendKind::Wgpu.name().into(),
                 reason: format!(
                     "Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head",
                     p.k_len,
