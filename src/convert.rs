@@ -289,14 +289,15 @@ fn bake_labels(
     tokenizer: &Path,
 ) -> Result<Vec<(&'static str, usize, Vec<f32>)>> {
     use crate::graph::text::{self, TextEncoder};
-    let enc = TextEncoder::load(config.text.clone(), |name, _shape| {
-        let full = format!("{}{name}", text::PREFIX);
-        let t = by_name.get(full.as_str()).ok_or_else(|| Error::Format {
+    // the schema check has already matched every tensor's shape to the configuration
+    let source = |full: &str, _shape: &[usize]| {
+        let t = by_name.get(full).ok_or_else(|| Error::Format {
             file: ck.path().to_path_buf(),
             reason: format!("text encoder tensor `{full}` is missing"),
         })?;
-        Ok(bytemuck::pod_collect_to_vec(&ck.read(&full, t)?))
-    })?;
+        Ok(bytemuck::pod_collect_to_vec(&ck.read(full, t)?))
+    };
+    let enc = TextEncoder::load(config.text.clone(), &crate::graph::vars::Vars::new(&source).pp(text::PREFIX))?;
     let cpu = crate::backend::open(crate::backend::BackendKind::Cpu)?;
     let mut out = Vec::new();
     for set in BAKED_LABEL_SETS {

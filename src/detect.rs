@@ -127,7 +127,8 @@ impl Detector {
             eprintln!("labels: {} texts from the cache", t);
             return Ok(Labels { lang: bytemuck::pod_collect_to_vec(&lang), set });
         }
-        let enc = TextEncoder::load(self.config.text.clone(), |n, s| file.get(&format!("{}{n}", text::PREFIX), s))?;
+        let source = |n: &str, s: &[usize]| file.get(n, s);
+        let enc = TextEncoder::load(self.config.text.clone(), &Vars::new(&source).pp(text::PREFIX))?;
         eprintln!("labels: encoding {t} texts with the model's text encoder");
         let lang = enc.encode(be, &text::tokenize(tok, &texts)?)?;
         if let Some(c) = cache {

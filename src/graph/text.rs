@@ -4,6 +4,7 @@
 //! additive mask (1 − mask)·−10000, pooler `tanh(W·h_<s> + b)`. Labels are batched, padded to the
 //! longest, as the official `batch_encode_plus(padding="longest")` does.
 
+use super::vars::Vars;
 use crate::backend::{compose, Backend, Ops};
 use crate::error::{Error, Result};
 use crate::model::config::TextGeometry;
@@ -27,12 +28,13 @@ pub struct TextEncoder {
 }
 
 /// The prefix of the text encoder in the official state dict.
-pub const PREFIX: &str = "transformer.text_encoder.";
+pub const PREFIX: &str = "transformer.text_encoder";
 
 impl TextEncoder {
-    /// Loads the weights through `get(name, shape)` (names after [`PREFIX`]), each checked for
-    /// its shape by the getter.
-    pub fn load(geometry: TextGeometry, mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>>) -> Result<Self> {
+    /// Loads `embeddings.*`, `encoder.layer.{i}.*` and `pooler.*` under `vars` (at [`PREFIX`] in
+    /// a model file), each checked for its shape by the source.
+    pub fn load(geometry: TextGeometry, vars: &Vars) -> Result<Self> {
+        let get = |name: &str, shape: &[usize]| vars.get(name, shape);
         let h = BertLayerProblem::roberta_base(1, 1).hidden;
         let mut embeddings = OwnedWeights::default();
         for (name, shape) in [

@@ -10,6 +10,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use rlipv2::graph::vars::Vars;
 use rlipv2::io::pickle::{self, Limits, Value};
 use rlipv2::io::pth::{self, Checkpoint};
 use rlipv2::model::{schema, Config};
@@ -316,10 +317,8 @@ fn label_embeddings_are_baked_with_a_tokenizer() {
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     assert_eq!(meta.metadata().as_ref().unwrap()[rlipv2::convert::META_LABEL_SETS], "hico,vcoco");
     // the baked rows are the checkpoint's text encoder run on the tokenized label texts
-    let get = |name: &str, _: &[usize]| {
-        Ok(bytemuck::pod_collect_to_vec(st.tensor(&format!("{}{name}", text::PREFIX)).unwrap().data()))
-    };
-    let enc = TextEncoder::load(fixture_config().text, get).unwrap();
+    let get = |name: &str, _: &[usize]| Ok(bytemuck::pod_collect_to_vec(st.tensor(name).unwrap().data()));
+    let enc = TextEncoder::load(fixture_config().text, &Vars::new(&get).pp(text::PREFIX)).unwrap();
     let cpu = backend::open(BackendKind::Cpu).unwrap();
     for (set, t) in [("hico", 198), ("vcoco", 111)] {
         let baked = st.tensor(&rlipv2::convert::label_tensor(set)).unwrap();

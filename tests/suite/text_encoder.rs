@@ -7,6 +7,7 @@
 use crate::common::open_or_skip;
 use rlipv2::backend::BackendKind;
 use rlipv2::graph::text::TextEncoder;
+use rlipv2::graph::vars::Vars;
 use rlipv2::model::config::TextGeometry;
 use serde_json::Value;
 
@@ -41,7 +42,8 @@ fn encoder() -> TextEncoder {
         layers: g["layers"].as_u64().unwrap() as usize,
     };
     // transformers names the module without the `transformer.text_encoder.` prefix
-    TextEncoder::load(geometry, |name, shape| Ok(formula(name, shape.iter().product()))).unwrap()
+    let get = |name: &str, shape: &[usize]| Ok(formula(name, shape.iter().product()));
+    TextEncoder::load(geometry, &Vars::new(&get)).unwrap()
 }
 
 fn labels() -> Vec<Vec<u32>> {
