@@ -107,7 +107,7 @@ pub trait Ops: Backend {
         p.check(x, weight, bias, residual)?;
         let t = |v: &[f32]| Tensor::host(v.to_vec());
         let y = self.image().conv2d_t(OK, p, &t(x), &t(weight), &t(bias), residual.map(t))?;
-        self.take_values(y)
+        y.into_vec(self)
     }
 
     /// `acc ← act(conv2d(x, W) + b + acc)`: [`Ops::conv2d`] with the residual's buffer reused
@@ -124,7 +124,7 @@ pub trait Ops: Backend {
         let t = |v: &[f32]| Tensor::host(v.to_vec());
         let residual = Tensor::host(std::mem::take(acc));
         let y = self.image().conv2d_t(OK, p, &t(x), &t(weight), &t(bias), Some(residual))?;
-        *acc = self.take_values(y)?;
+        *acc = y.into_vec(self)?;
         Ok(())
     }
 
@@ -418,14 +418,6 @@ pub trait Ops: Backend {
             *t = self.bind(what, t)?;
         }
         Ok(())
-    }
-
-    /// The values of an op's output tensor: moved out where it is a host tensor, read back otherwise.
-    fn take_values(&self, t: Tensor) -> Result<Vec<f32>> {
-        match t.into_host() {
-            Ok(v) => Ok(v),
-            Err(t) => self.download(&t),
-        }
     }
 }
 

@@ -89,6 +89,12 @@ pub trait Prepared {
     }
     /// Reads the output of the last run back to the host, as f32.
     fn output(&mut self) -> Result<Vec<f32>>;
+    /// One run, host to host: [`Prepared::run`] then [`Prepared::output`] (the one-shot op of a
+    /// backend whose only launch path is the prepared one).
+    fn run_once(&mut self) -> Result<Vec<f32>> {
+        self.run()?;
+        self.output()
+    }
     /// Names of the launches of one run, where they can be queued one at a time (a per-launch
     /// profile of a multi-launch op); empty when the op is one launch or not split.
     fn stages(&self) -> Vec<&'static str> {

@@ -51,9 +51,7 @@ impl HostKernels for ReferenceBackend {
         input: &MsDeformAttnInput,
         dtype: DType,
     ) -> Result<Vec<f32>> {
-        let mut prepared = HostKernels::prepare_ms_deform_attn(self, problem, input, dtype)?;
-        prepared.run()?;
-        prepared.output()
+        HostKernels::prepare_ms_deform_attn(self, problem, input, dtype)?.run_once()
     }
     fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(lower(oracle::gemm::gemm::<f64>(p, &lift(x), weight, bias)))

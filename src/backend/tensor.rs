@@ -56,7 +56,7 @@ impl Tensor {
     }
 
     /// The values of a tensor made by `be`, moved out where it is a host tensor, downloaded otherwise.
-    pub fn into_vec(self, be: &dyn super::Backend) -> Result<Vec<f32>> {
+    pub fn into_vec<D: super::Device + ?Sized>(self, be: &D) -> Result<Vec<f32>> {
         match self.into_host() {
             Ok(v) => Ok(v),
             Err(t) => be.download(&t),

@@ -41,7 +41,7 @@ impl Mbf {
                 wt.extend(fc.pp(k).get("weight", &[w, D])?);
                 bias.extend(fc.pp(k).get("bias", &[w])?);
             }
-            Ok(Lin::new(fc.path("*"), D, D, wt, bias))
+            Ok(Lin::new([fc.path("*.weight"), fc.path("*.bias")], D, D, wt, bias))
         };
         let (fc_1, fc_2) = (stacked(1)?, stacked(2)?);
         let fc_3 = vars.pp("fc_3");
@@ -53,7 +53,8 @@ impl Mbf {
             }
             bias.iter_mut().zip(fc_3.pp(k).get("bias", &[D])?).for_each(|(s, v)| *s += v);
         }
-        Ok(Mbf { fc_1, fc_2, fc_3: Lin::new(fc_3.path("*"), D, D, wt, bias) })
+        let names = [fc_3.path("*.weight"), fc_3.path("*.bias")];
+        Ok(Mbf { fc_1, fc_2, fc_3: Lin::new(names, D, D, wt, bias) })
     }
 
     /// The verb decoder's queries: `MBF(h_s, h_o) + tgt` (`tgt` = the two halves of verb_tgt summed).
@@ -132,7 +133,7 @@ impl Decoder {
                 norm1: Norm::load(&v.pp("norm1"), D, LN_EPS)?,
                 in_proj: [0, 1, 2].map(|i| {
                     let (wi, bi) = (w[i * D * D..(i + 1) * D * D].to_vec(), b[i * D..(i + 1) * D].to_vec());
-                    Lin::new(sa.path("in_proj_weight"), D, D, wi, bi)
+                    Lin::new([sa.path("in_proj_weight"), sa.path("in_proj_bias")], D, D, wi, bi)
                 }),
                 out_proj: Lin::load(&sa.pp("out_proj"), D, D)?,
                 norm2: Norm::load(&v.pp("norm2"), D, LN_EPS)?,

@@ -11,7 +11,8 @@ use crate::problem::{Activation, GemmProblem, LayerNormProblem};
 pub(crate) struct Lin {
     pub(crate) inp: usize,
     pub(crate) out: usize,
-    name: String,
+    /// Full names of the weight and the bias, for errors.
+    names: [String; 2],
     pub(crate) w: Tensor,
     pub(crate) b: Tensor,
     bound: Binding<(Tensor, Tensor)>,
@@ -20,12 +21,13 @@ pub(crate) struct Lin {
 impl Lin {
     /// `weight` and `bias` under `vars`.
     pub(crate) fn load(vars: &Vars, out: usize, inp: usize) -> Result<Self> {
-        Ok(Lin::new(vars.path("weight"), inp, out, vars.get("weight", &[out, inp])?, vars.get("bias", &[out])?))
+        let names = [vars.path("weight"), vars.path("bias")];
+        Ok(Lin::new(names, inp, out, vars.get("weight", &[out, inp])?, vars.get("bias", &[out])?))
     }
 
-    /// A layer from values already in hand (`name` for errors).
-    pub(crate) fn new(name: String, inp: usize, out: usize, w: Vec<f32>, b: Vec<f32>) -> Self {
-        Lin { inp, out, name, w: Tensor::host(w), b: Tensor::host(b), bound: Binding::default() }
+    /// A layer from values already in hand (`names` of weight and bias for errors).
+    pub(crate) fn new(names: [String; 2], inp: usize, out: usize, w: Vec<f32>, b: Vec<f32>) -> Self {
+        Lin { inp, out, names, w: Tensor::host(w), b: Tensor::host(b), bound: Binding::default() }
     }
 
     /// `act(x [n, in]·Wᵀ + b)` where `be` computes.
@@ -41,7 +43,8 @@ impl Lin {
         act: Activation,
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let wb = self.bound.get(be, || Ok((be.bind(&self.name, &self.w)?, be.bind(&self.name, &self.b)?)))?;
+        let [wn, bn] = &self.names;
+        let wb = self.bound.get(be, || Ok((be.bind(wn, &self.w)?, be.bind(bn, &self.b)?)))?;
         let p = GemmProblem::linear(x.len() / self.inp, self.inp, self.out).with_act(act);
         be.gemm_t(&p, x, &wb.0, Some(&wb.1), residual)
     }
@@ -72,7 +75,8 @@ impl Mlp {
 pub(crate) struct Norm {
     width: usize,
     eps: f32,
-    name: String,
+    /// Full names of the weight and the bias, for errors.
+    names: [String; 2],
     gamma: Tensor,
     beta: Tensor,
     bound: Binding<(Tensor, Tensor)>,
@@ -84,7 +88,7 @@ impl Norm {
         Ok(Norm {
             width,
             eps,
-            name: vars.path("weight"),
+            names: [vars.path("weight"), vars.path("bias")],
             gamma: vars.tensor("weight", &[width])?,
             beta: vars.tensor("bias", &[width])?,
             bound: Binding::default(),
@@ -93,7 +97,8 @@ impl Norm {
 
     /// LayerNorm of each `width`-wide row of `x`.
     pub(crate) fn run_t(&self, be: &dyn Backend, x: &Tensor) -> Result<Tensor> {
-        let gb = self.bound.get(be, || Ok((be.bind(&self.name, &self.gamma)?, be.bind(&self.name, &self.beta)?)))?;
+        let [wn, bn] = &self.names;
+        let gb = self.bound.get(be, || Ok((be.bind(wn, &self.gamma)?, be.bind(bn, &self.beta)?)))?;
         be.layer_norm_t(
             &LayerNormProblem { rows: x.len() / self.width, width: self.width, eps: self.eps },
             x,

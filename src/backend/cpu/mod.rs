@@ -90,9 +90,7 @@ impl HostKernels for CpuBackend {
         dtype: DType,
     ) -> Result<Vec<f32>> {
         if dtype != DType::F32 {
-            let mut prepared = HostKernels::prepare_ms_deform_attn(self, problem, input, dtype)?;
-            prepared.run()?;
-            return prepared.output();
+            return HostKernels::prepare_ms_deform_attn(self, problem, input, dtype)?.run_once();
         }
         let mut out = vec![0.0; problem.output_len()];
         compute(problem, input, dtype, &mut out);

@@ -474,9 +474,7 @@ impl<R: Runtime> MsdaOps for CubeclBackend<R> {
         input: &MsDeformAttnInput,
         dtype: DType,
     ) -> Result<Vec<f32>> {
-        let mut prepared = self.prepare_ms_deform_attn(ok, problem, input, dtype)?;
-        prepared.run()?;
-        prepared.output()
+        self.prepare_ms_deform_attn(ok, problem, input, dtype)?.run_once()
     }
     fn ms_deform_attn_t(
         &self,

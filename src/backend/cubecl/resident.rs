@@ -99,9 +99,7 @@ impl<R: Runtime> CubeclBackend<R> {
 
 impl<R: Runtime> DenseOps for CubeclBackend<R> {
     fn gemm(&self, _: Checked, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        let mut run = self.gemm_run(p, x, weight, bias)?;
-        run.run()?;
-        run.output()
+        self.gemm_run(p, x, weight, bias)?.run_once()
     }
     fn prepare_gemm<'a>(
         &'a self,
