@@ -36,6 +36,9 @@ pub trait Device {
     fn bind(&self, what: &str, t: &Tensor) -> Result<Tensor>;
     /// The values of `t`, waiting for the work that writes it.
     fn download(&self, t: &Tensor) -> Result<Vec<f32>>;
+    /// Waits until every op queued so far has finished on the device (host backends compute
+    /// when called, so for them it returns at once). Timed runs end with it.
+    fn wait(&self) -> Result<()>;
     /// A tensor of `len` elements whose values the caller writes before reading them (zeros on
     /// the host backends).
     fn empty_tensor(&self, ok: Checked, len: usize) -> Result<Tensor>;

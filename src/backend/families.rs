@@ -46,38 +46,9 @@ pub trait MsdaOps {
     ) -> Result<Tensor>;
 }
 
-/// Products, norms, attention and elementwise ops.
+/// Products, norms, attention and elementwise ops, on tensors.
 pub trait DenseOps {
-    /// `y [M,N] = act(x [M,K]·Wᵀ + b)`, host to host.
-    fn gemm(&self, ok: Checked, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>>;
-    /// [`DenseOps::gemm`] with its inputs kept on the device for timed runs (`Unsupported` on the
-    /// host backends, whose host-to-host call is already resident).
-    fn prepare_gemm<'a>(
-        &'a self,
-        ok: Checked,
-        p: &GemmProblem,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-    ) -> Result<Box<dyn Prepared + 'a>>;
-    /// Row LayerNorm of `x [R,C]`, host to host.
-    fn layer_norm(&self, ok: Checked, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32])
-        -> Result<Vec<f32>>;
-    /// Row softmax of `x [R,C]`, host to host.
-    fn softmax(&self, ok: Checked, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>>;
-    /// Multi-head attention on packed `[B,L,H·Dh]` projections, optional additive key mask
-    /// `[B,Lk]`, host to host.
-    fn attention(
-        &self,
-        ok: Checked,
-        p: &AttentionProblem,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        mask: Option<&[f32]>,
-    ) -> Result<Vec<f32>>;
-
-    /// [`DenseOps::gemm`] on tensors, plus an optional `residual [M,N]` added after the activation.
+    /// `y [M,N] = act(x [M,K]·Wᵀ + b [+ residual])`: `residual [M,N]` is added after the activation.
     fn gemm_t(
         &self,
         ok: Checked,
@@ -91,7 +62,7 @@ pub trait DenseOps {
     fn add_t(&self, ok: Checked, a: &Tensor, b: &Tensor) -> Result<Tensor>;
     /// Elementwise `act(a · b)`.
     fn mul_t(&self, ok: Checked, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor>;
-    /// [`DenseOps::layer_norm`] on tensors.
+    /// Row LayerNorm of `x [R,C]`.
     fn layer_norm_t(
         &self,
         ok: Checked,
@@ -100,8 +71,19 @@ pub trait DenseOps {
         gamma: &Tensor,
         beta: &Tensor,
     ) -> Result<Tensor>;
-    /// [`DenseOps::attention`] on tensors, no mask.
-    fn attention_t(&self, ok: Checked, p: &AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor>;
+    /// Row softmax of `x [R,C]`.
+    fn softmax_t(&self, ok: Checked, p: &SoftmaxProblem, x: &Tensor) -> Result<Tensor>;
+    /// Multi-head attention on packed `[B,L,H·Dh]` projections, optional additive key mask
+    /// `[B,Lk]`.
+    fn attention_t(
+        &self,
+        ok: Checked,
+        p: &AttentionProblem,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor>;
 }
 
 /// The backbone's image ops, on tensors.

@@ -147,6 +147,9 @@ impl<H: HostKernels> Device for H {
         host(HostKernels::kind(self), what, t)?;
         Ok(t.clone())
     }
+    fn wait(&self) -> Result<()> {
+        Ok(())
+    }
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
         Ok(host(HostKernels::kind(self), "tensor", t)?.to_vec())
     }
@@ -207,36 +210,6 @@ impl<H: HostKernels> MsdaOps for H {
 }
 
 impl<H: HostKernels> DenseOps for H {
-    fn gemm(&self, _: Checked, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        HostKernels::gemm(self, p, x, weight, bias)
-    }
-    fn prepare_gemm<'a>(
-        &'a self,
-        _: Checked,
-        _p: &GemmProblem,
-        _x: &[f32],
-        _weight: &[f32],
-        _bias: Option<&[f32]>,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        Err(not_resident(HostKernels::kind(self), crate::problem::gemm::OP))
-    }
-    fn layer_norm(&self, _: Checked, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
-        HostKernels::layer_norm(self, p, x, gamma, beta)
-    }
-    fn softmax(&self, _: Checked, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
-        HostKernels::softmax(self, p, x)
-    }
-    fn attention(
-        &self,
-        _: Checked,
-        p: &AttentionProblem,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        mask: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        HostKernels::attention(self, p, q, k, v, mask)
-    }
     fn gemm_t(
         &self,
         _: Checked,
@@ -274,9 +247,21 @@ impl<H: HostKernels> DenseOps for H {
         let y = HostKernels::layer_norm(self, p, host(k, "x", x)?, host(k, "gamma", gamma)?, host(k, "beta", beta)?)?;
         Ok(Tensor::host(y))
     }
-    fn attention_t(&self, _: Checked, p: &AttentionProblem, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn softmax_t(&self, _: Checked, p: &SoftmaxProblem, x: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::host(HostKernels::softmax(self, p, host(HostKernels::kind(self), "x", x)?)?))
+    }
+    fn attention_t(
+        &self,
+        _: Checked,
+        p: &AttentionProblem,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let kind = HostKernels::kind(self);
-        let y = HostKernels::attention(self, p, host(kind, "q", q)?, host(kind, "k", k)?, host(kind, "v", v)?, None)?;
+        let mask = mask.map(|m| host(kind, "mask", m)).transpose()?;
+        let y = HostKernels::attention(self, p, host(kind, "q", q)?, host(kind, "k", k)?, host(kind, "v", v)?, mask)?;
         Ok(Tensor::host(y))
     }
 }

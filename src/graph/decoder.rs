@@ -172,7 +172,7 @@ impl DecoderLayer {
             head_dim: D / HEADS,
             scale: ((D / HEADS) as f32).powf(-0.5),
         };
-        let sa = be.attention_t(&ap, &q, &k, &v)?;
+        let sa = be.attention_t(&ap, &q, &k, &v, None)?;
         let x = self.norm2.run_t(be, &self.out_proj.run_res(be, &sa, Activation::None, Some(x))?)?;
         // deformable cross-attention with 4-D reference boxes (the same box at every level), on
         // the memory where it lives

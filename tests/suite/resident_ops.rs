@@ -208,9 +208,13 @@ fn attention_case(be: &dyn Backend) {
             rng.fill(batch * k_len * w, -1.0, 1.0),
             rng.fill(batch * k_len * w, -1.0, 1.0),
         );
-        let y = be.download(&be.attention_t(&p, &on(be, &q), &on(be, &k), &on(be, &v)).unwrap()).unwrap();
-        let o64 = oracle::attention::attention::<f64>(&p, &lift(&q), &lift(&k), &lift(&v), None);
-        let o32 = oracle::attention::attention::<f32>(&p, &q, &k, &v, None);
+        // the second case masks every third key of each batch item (additive, as the text encoder)
+        let mask: Option<Vec<f32>> =
+            (i == 1).then(|| (0..batch * k_len).map(|j| if j % 3 == 2 { -10000.0 } else { 0.0 }).collect());
+        let m = mask.as_deref().map(|m| on(be, m));
+        let y = be.download(&be.attention_t(&p, &on(be, &q), &on(be, &k), &on(be, &v), m.as_ref()).unwrap()).unwrap();
+        let o64 = oracle::attention::attention::<f64>(&p, &lift(&q), &lift(&k), &lift(&v), mask.as_deref());
+        let o32 = oracle::attention::attention::<f32>(&p, &q, &k, &v, mask.as_deref());
         assert_close_flat(&format!("{}/attention_t {p:?}", be.kind()), &[batch, q_len, w], &y, &o64, &o32, &TOL);
     }
 }

@@ -25,10 +25,6 @@ use crate::kernels::dense;
 use crate::problem::ms_deform_attn::OP;
 use crate::problem::{DType, GemmProblem, MsDeformAttnInput, MsDeformAttnProblem};
 
-/// Limits of the cubecl attention kernel: keys and head width staged in shared memory.
-pub(super) const ATTENTION_MAX_KEYS: usize = 2048;
-pub(super) const ATTENTION_MAX_HEAD_DIM: usize = 256;
-
 /// Channels each unit accumulates per tap.
 const UNIT_CHANNELS: usize = 8;
 const CUBE: u32 = 128;
@@ -206,13 +202,6 @@ impl<R: Runtime> CubeclBackend<R> {
         CubeCount::Static(x as u32, n.div_ceil(x) as u32, 1)
     }
 
-    fn f32_in(&self, op: &'static str, what: &str, data: &[f32]) -> Result<ArrayArg<R>> {
-        let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-        let h = self.upload(what, bytemuck::cast_slice(data)).map_err(|e| retag(e, op))?;
-        // SAFETY: the handle holds exactly `data.len()` f32 values.
-        Ok(unsafe { ArrayArg::from_raw_parts(h, data.len()) })
-    }
-
     fn f32_out(&self, op: &'static str, len: usize) -> Result<Handle> {
         let bytes = len.max(1) * 4;
         if bytes as u64 > self.client.properties().memory.max_page_size {
@@ -232,79 +221,6 @@ impl<R: Runtime> CubeclBackend<R> {
         let kind = self.kind;
         catch("sync", kind, || pollster::block_on(self.client.sync()))?
             .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{what}: {e:?}") })
-    }
-
-    /// Runs `launch` (which enqueues one kernel writing `out`), waits, reads `out`.
-    fn finish(&self, op: &'static str, out: Handle, launch: impl FnOnce()) -> Result<Vec<f32>> {
-        let kind = self.kind;
-        let dev = |e: String| Error::Device { backend: kind.name().into(), reason: format!("{op}: {e}") };
-        catch("launch", kind, launch)?;
-        self.count_launch();
-        self.sync(op)?;
-        let bytes = catch("read", kind, || self.client.read_one(out))?.map_err(|e| dev(format!("{e:?}")))?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-}
-
-impl<R: Runtime> CubeclBackend<R> {
-    /// `x`, `weight`, `bias` uploaded and an output allocated for the 64×64-tile GEMM kernel.
-    fn gemm_run(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<GemmRun<'_, R>> {
-        const OP: &str = crate::problem::gemm::OP;
-        let up = |what: &str, data: &[f32]| -> Result<(Handle, usize)> {
-            let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-            Ok((self.upload(what, bytemuck::cast_slice(data)).map_err(|e| retag(e, OP))?, data.len()))
-        };
-        Ok(GemmRun {
-            be: self,
-            x: up("x", x)?,
-            w: up("weight", weight)?,
-            b: up("bias", bias.unwrap_or(&[]))?,
-            out: (self.f32_out(OP, p.m * p.n)?, p.m * p.n),
-            p: *p,
-            has_bias: bias.is_some(),
-        })
-    }
-}
-
-/// One GEMM on resident buffers (the backend's `gemm` and the bench suite's resident cell).
-struct GemmRun<'a, R: Runtime> {
-    be: &'a CubeclBackend<R>,
-    x: (Handle, usize),
-    w: (Handle, usize),
-    b: (Handle, usize),
-    out: (Handle, usize),
-    p: GemmProblem,
-    has_bias: bool,
-}
-
-impl<R: Runtime> Prepared for GemmRun<'_, R> {
-    fn enqueue(&mut self) -> Result<()> {
-        let arg = |h: &(Handle, usize)| unsafe { ArrayArg::from_raw_parts(h.0.clone(), h.1) };
-        // SAFETY: array lengths match the validated problem.
-        catch("launch", self.be.kind, || unsafe {
-            launch_gemm(
-                &self.be.client,
-                &self.p,
-                arg(&self.x),
-                arg(&self.w),
-                arg(&self.b),
-                arg(&self.b),
-                arg(&self.out),
-                self.has_bias,
-                false,
-            )
-        })?;
-        self.be.count_launch();
-        Ok(())
-    }
-    fn wait(&mut self) -> Result<()> {
-        self.be.sync(crate::problem::gemm::OP)
-    }
-    fn output(&mut self) -> Result<Vec<f32>> {
-        let kind = self.be.kind;
-        let bytes = catch("read", kind, || self.be.client.read_one(self.out.0.clone()))?
-            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("gemm: {e:?}") })?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }
 
@@ -387,6 +303,9 @@ impl<R: Runtime> Device for CubeclBackend<R> {
             return Ok(t.clone());
         }
         Ok(Tensor::device(self.id, t.len(), self.resident("bind", what, t)?.0))
+    }
+    fn wait(&self) -> Result<()> {
+        self.sync("wait")
     }
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
         if let Some(v) = t.as_host() {

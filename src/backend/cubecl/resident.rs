@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::{catch, retag, CubeclBackend, ATTENTION_MAX_HEAD_DIM, ATTENTION_MAX_KEYS};
-use crate::backend::{Checked, DenseOps, Prepared, Tensor};
-use crate::error::{Error, Result};
+use super::{catch, retag, CubeclBackend};
+use crate::backend::{Checked, DenseOps, Tensor};
+use crate::error::Result;
 use crate::kernels::dense;
 use crate::problem::{Activation, AttentionProblem, GemmProblem, LayerNormProblem, SoftmaxProblem};
 
@@ -98,103 +98,6 @@ impl<R: Runtime> CubeclBackend<R> {
 }
 
 impl<R: Runtime> DenseOps for CubeclBackend<R> {
-    fn gemm(&self, _: Checked, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        self.gemm_run(p, x, weight, bias)?.run_once()
-    }
-    fn prepare_gemm<'a>(
-        &'a self,
-        _: Checked,
-        p: &GemmProblem,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        Ok(Box::new(self.gemm_run(p, x, weight, bias)?))
-    }
-    fn layer_norm(&self, _: Checked, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
-        const OP: &str = crate::problem::layer_norm::OP;
-        let (xa, ga, ba) = (self.f32_in(OP, "x", x)?, self.f32_in(OP, "gamma", gamma)?, self.f32_in(OP, "beta", beta)?);
-        let out = self.f32_out(OP, x.len())?;
-        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
-        let cubes = self.row_cubes(p.rows);
-        // SAFETY: as above; one cube per row, rows beyond `rows` terminate.
-        self.finish(OP, out, || unsafe {
-            dense::layer_norm::launch_unchecked::<R>(
-                &self.client,
-                cubes,
-                CubeDim::new_1d(256),
-                xa,
-                ga,
-                ba,
-                y,
-                p.rows as u32,
-                p.width as u32,
-                p.eps,
-            )
-        })
-    }
-    fn softmax(&self, _: Checked, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
-        const OP: &str = crate::problem::softmax::OP;
-        let xa = self.f32_in(OP, "x", x)?;
-        let out = self.f32_out(OP, x.len())?;
-        let y = unsafe { ArrayArg::from_raw_parts(out.clone(), x.len()) };
-        let cubes = self.row_cubes(p.rows);
-        // SAFETY: as above.
-        self.finish(OP, out, || unsafe {
-            dense::softmax::launch_unchecked::<R>(
-                &self.client,
-                cubes,
-                CubeDim::new_1d(256),
-                xa,
-                y,
-                p.rows as u32,
-                p.width as u32,
-            )
-        })
-    }
-    fn attention(
-        &self,
-        _: Checked,
-        p: &AttentionProblem,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        mask: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        const OP: &str = crate::problem::attention::OP;
-        if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported { op: OP, backend: self.kind.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
-        }
-        let (qa, ka, va, ma) = (
-            self.f32_in(OP, "q", q)?,
-            self.f32_in(OP, "k", k)?,
-            self.f32_in(OP, "v", v)?,
-            self.f32_in(OP, "mask", mask.unwrap_or(&[]))?,
-        );
-        let out = self.f32_out(OP, q.len())?;
-        let o = unsafe { ArrayArg::from_raw_parts(out.clone(), q.len()) };
-        let cubes = self.row_cubes(p.batch * p.heads * p.q_len);
-        // SAFETY: as above; one cube per (b, h, query row), extra cubes terminate.
-        self.finish(OP, out, || unsafe {
-            dense::attention::launch_unchecked::<R>(
-                &self.client,
-                cubes,
-                CubeDim::new_1d(256),
-                qa,
-                ka,
-                va,
-                ma,
-                o,
-                p.batch as u32,
-                p.heads as u32,
-                p.q_len as u32,
-                p.k_len as u32,
-                p.head_dim as u32,
-                p.scale,
-                mask.is_some(),
-            )
-        })
-    }
     fn gemm_t(
         &self,
         _: Checked,
@@ -267,29 +170,41 @@ impl<R: Runtime> DenseOps for CubeclBackend<R> {
         })?;
         Ok(self.tensor(y))
     }
+    fn softmax_t(&self, _: Checked, p: &SoftmaxProblem, x: &Tensor) -> Result<Tensor> {
+        const OP: &str = crate::problem::softmax::OP;
+        let x = self.resident(OP, "x", x)?;
+        let y = self.out(OP, x.1)?;
+        let cubes = self.row_cubes(p.rows);
+        // SAFETY: lengths checked by `softmax_t`; one cube per row, extra cubes terminate.
+        self.enqueue(|| unsafe {
+            dense::softmax::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                arg(&x),
+                arg(&y),
+                p.rows as u32,
+                p.width as u32,
+            )
+        })?;
+        Ok(self.tensor(y))
+    }
     fn attention_t(
         &self,
         _: Checked,
-        p: &crate::problem::AttentionProblem,
+        p: &AttentionProblem,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         const OP: &str = crate::problem::attention::OP;
-        if p.k_len > super::ATTENTION_MAX_KEYS || p.head_dim > super::ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported {
-                op: OP,
-                backend: self.kind.name().into(),
-                reason: format!(
-                    "Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head",
-                    p.k_len,
-                    p.head_dim,
-                    super::ATTENTION_MAX_KEYS,
-                    super::ATTENTION_MAX_HEAD_DIM
-                ),
-            });
-        }
+        p.gpu_fits(self.kind)?;
         let (qb, kb, vb) = (self.resident(OP, "q", q)?, self.resident(OP, "k", k)?, self.resident(OP, "v", v)?);
+        let mb = match mask {
+            Some(m) => self.resident(OP, "mask", m)?,
+            None => qb.clone(),
+        };
         let y = self.out(OP, qb.1)?;
         let cubes = self.row_cubes(p.batch * p.heads * p.q_len);
         // SAFETY: lengths checked by `attention_t`; one cube per (b, h, query row), extra cubes terminate.
@@ -301,7 +216,7 @@ impl<R: Runtime> DenseOps for CubeclBackend<R> {
                 arg(&qb),
                 arg(&kb),
                 arg(&vb),
-                arg(&qb),
+                arg(&mb),
                 arg(&y),
                 p.batch as u32,
                 p.heads as u32,
@@ -309,7 +224,7 @@ impl<R: Runtime> DenseOps for CubeclBackend<R> {
                 p.k_len as u32,
                 p.head_dim as u32,
                 p.scale,
-                false,
+                mask.is_some(),
             )
         })?;
         Ok(self.tensor(y))

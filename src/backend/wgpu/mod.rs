@@ -88,10 +88,6 @@ struct DenseDims {
     _pad: u32,
 }
 
-/// Limits of `dense.wgsl`'s attention: keys and head width staged in workgroup memory.
-const ATTENTION_MAX_KEYS: usize = 2048;
-const ATTENTION_MAX_HEAD_DIM: usize = 256;
-
 /// Mirrors `Params` in `shaders/ms_deform_attn.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -283,61 +279,6 @@ impl WgpuBackend {
         pass.set_bind_group(0, bind, &[]);
         pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         self.dispatches.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Runs one `dense.wgsl` entry point once and reads its output back (see [`Self::prepare_dense`]).
-    fn run_dense(
-        &self,
-        op: &'static str,
-        entry: &'static str,
-        dims: DenseDims,
-        inputs: &[(&str, &[f32])],
-        out_len: usize,
-        groups: (u32, u32),
-    ) -> Result<Vec<f32>> {
-        let mut run = self.prepare_dense(op, entry, dims, inputs, out_len, groups)?;
-        run.enqueue()?;
-        run.output()
-    }
-
-    /// Uploads the inputs of one `dense.wgsl` entry point and binds them: `dims`, the inputs at
-    /// bindings 1.. (an empty slice binds a 1-element placeholder), an `out_len` output at
-    /// binding 5, `groups` workgroups. Nothing runs yet.
-    fn prepare_dense(
-        &self,
-        op: &'static str,
-        entry: &'static str,
-        dims: DenseDims,
-        inputs: &[(&str, &[f32])],
-        out_len: usize,
-        groups: (u32, u32),
-    ) -> Result<WgpuRun<'_>> {
-        let max = self.limits.max_compute_workgroups_per_dimension;
-        if groups.0 > max || groups.1 > max {
-            return Err(Error::Unsupported {
-                op,
-                backend: crate::backend::BackendKind::Wgpu.name().into(),
-                reason: format!("{groups:?} workgroups exceed the adapter's {max} per dimension"),
-            });
-        }
-        let key = dense_key(entry);
-        let storage = wgpu::BufferUsages::STORAGE;
-        let mut bufs = Vec::new();
-        for (what, data) in inputs {
-            let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-            bufs.push(self.buffer(op, what, bytemuck::cast_slice(data), storage)?);
-        }
-        let out_bytes = (out_len.max(1) * 4) as u64;
-        let out = self.empty(op, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
-        let (pipeline, bind) = self.bind_module(
-            &self.dense,
-            key,
-            entry,
-            bytemuck::bytes_of(&dims),
-            &bufs.iter().collect::<Vec<_>>(),
-            &out,
-        )?;
-        Ok(WgpuRun { be: self, label: entry, pipeline, bind, out, out_bytes, groups, dtype: DType::F32 })
     }
 
     /// The pipeline of `entry` in `module` (cached under `key`) bound to the uniform `params` at
@@ -668,28 +609,6 @@ impl WgpuBackend {
     }
 }
 
-impl WgpuBackend {
-    fn dense_gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<WgpuRun<'_>> {
-        let act = p.act.code();
-        let dims = DenseDims {
-            m: p.m as u32,
-            k: p.k as u32,
-            n: p.n as u32,
-            flags: bias.is_some() as u32 | (act << 1),
-            ..Default::default()
-        };
-        let (entry, groups) = gemm_entry(p);
-        self.prepare_dense(
-            crate::problem::gemm::OP,
-            entry,
-            dims,
-            &[("x", x), ("weight", weight), ("bias", bias.unwrap_or(&[])), ("residual", &[])],
-            p.m * p.n,
-            groups,
-        )
-    }
-}
-
 impl Prepared for WgpuRun<'_> {
     fn enqueue(&mut self) -> Result<()> {
         let be = self.be;
@@ -799,6 +718,9 @@ impl Device for WgpuBackend {
         Ok(Tensor::device(self.id, t.len(), PooledBuffer::new(self.resident("bind", what, t)?, None)))
     }
     /// The values of `t`, after the work that writes it has finished.
+    fn wait(&self) -> Result<()> {
+        self.wait_idle()
+    }
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
         if let Some(v) = t.as_host() {
             return Ok(v.to_vec());

@@ -5,8 +5,8 @@
 use std::sync::atomic::Ordering;
 
 use super::pool::PooledBuffer;
-use super::{DenseDims, WgpuBackend, ATTENTION_MAX_HEAD_DIM, ATTENTION_MAX_KEYS};
-use crate::backend::{Checked, DenseOps, Prepared, Tensor};
+use super::{DenseDims, WgpuBackend};
+use crate::backend::{BackendKind, Checked, DenseOps, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::{Activation, AttentionProblem, GemmProblem, LayerNormProblem, SoftmaxProblem};
 
@@ -142,72 +142,6 @@ impl WgpuBackend {
 }
 
 impl DenseOps for WgpuBackend {
-    fn gemm(&self, _: Checked, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        let mut run = self.dense_gemm(p, x, weight, bias)?;
-        run.enqueue()?;
-        run.output()
-    }
-    fn prepare_gemm<'a>(
-        &'a self,
-        _: Checked,
-        p: &GemmProblem,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        Ok(Box::new(self.dense_gemm(p, x, weight, bias)?))
-    }
-    fn layer_norm(&self, _: Checked, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
-        let (gx, gy, grid_x) = self.row_grid(p.rows);
-        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, eps: p.eps, grid_x, ..Default::default() };
-        self.run_dense(
-            crate::problem::layer_norm::OP,
-            "layer_norm",
-            dims,
-            &[("x", x), ("gamma", gamma), ("beta", beta)],
-            x.len(),
-            (gx, gy),
-        )
-    }
-    fn softmax(&self, _: Checked, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
-        let (gx, gy, grid_x) = self.row_grid(p.rows);
-        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, grid_x, ..Default::default() };
-        self.run_dense(crate::problem::softmax::OP, "softmax", dims, &[("x", x)], x.len(), (gx, gy))
-    }
-    fn attention(
-        &self,
-        _: Checked,
-        p: &AttentionProblem,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        mask: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        const OP: &str = crate::problem::attention::OP;
-        if p.k_len > ATTENTION_MAX_KEYS || p.head_dim > ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported { op: OP, backend: crate::backend::BackendKind::Wgpu.name().into(), reason: format!("Lk = {} and Dh = {}: this kernel stages at most {ATTENTION_MAX_KEYS} keys and {ATTENTION_MAX_HEAD_DIM} channels per head", p.k_len, p.head_dim) });
-        }
-        let (gx, gy, grid_x) = self.row_grid(p.batch * p.heads * p.q_len);
-        let dims = DenseDims {
-            scale: p.scale,
-            batch: p.batch as u32,
-            heads: p.heads as u32,
-            q_len: p.q_len as u32,
-            k_len: p.k_len as u32,
-            head_dim: p.head_dim as u32,
-            has_mask: mask.is_some() as u32,
-            grid_x,
-            ..Default::default()
-        };
-        self.run_dense(
-            OP,
-            "attention",
-            dims,
-            &[("q", q), ("k", k), ("v", v), ("mask", mask.unwrap_or(&[]))],
-            q.len(),
-            (gx, gy),
-        )
-    }
     fn gemm_t(
         &self,
         _: Checked,
@@ -255,28 +189,22 @@ impl DenseOps for WgpuBackend {
             (gx, gy),
         )
     }
+    fn softmax_t(&self, _: Checked, p: &SoftmaxProblem, x: &Tensor) -> Result<Tensor> {
+        let (gx, gy, grid_x) = self.row_grid(p.rows);
+        let dims = DenseDims { rows: p.rows as u32, width: p.width as u32, grid_x, ..Default::default() };
+        self.dense_t(crate::problem::softmax::OP, "softmax", dims, &[("x", Some(x))], x.len(), (gx, gy))
+    }
     fn attention_t(
         &self,
         _: Checked,
-        p: &crate::problem::AttentionProblem,
+        p: &AttentionProblem,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         const OP: &str = crate::problem::attention::OP;
-        if p.k_len > super::ATTENTION_MAX_KEYS || p.head_dim > super::ATTENTION_MAX_HEAD_DIM {
-            return Err(Error::Unsupported {
-                op: OP,
-                backend: crate::backend::BackendKind::Wgpu.name().into(),
-                reason: format!(
-                    "Lk = {} and Dh = {}: this kernel stages at most {} keys and {} channels per head",
-                    p.k_len,
-                    p.head_dim,
-                    super::ATTENTION_MAX_KEYS,
-                    super::ATTENTION_MAX_HEAD_DIM
-                ),
-            });
-        }
+        p.gpu_fits(BackendKind::Wgpu)?;
         let (gx, gy, grid_x) = self.row_grid(p.batch * p.heads * p.q_len);
         let dims = DenseDims {
             scale: p.scale,
@@ -285,7 +213,7 @@ impl DenseOps for WgpuBackend {
             q_len: p.q_len as u32,
             k_len: p.k_len as u32,
             head_dim: p.head_dim as u32,
-            has_mask: 0,
+            has_mask: mask.is_some() as u32,
             grid_x,
             ..Default::default()
         };
@@ -293,7 +221,7 @@ impl DenseOps for WgpuBackend {
             OP,
             "attention",
             dims,
-            &[("q", Some(q)), ("k", Some(k)), ("v", Some(v)), ("mask", None)],
+            &[("q", Some(q)), ("k", Some(k)), ("v", Some(v)), ("mask", mask)],
             q.len(),
             (gx, gy),
         )
