@@ -8,16 +8,17 @@
 //! S = Σ H_l·W_l flattened tokens, T text tokens, C model width.
 //!
 //! ## Layers (dependencies flow one way)
-//! 1. [`problem`]: shapes, layout contracts, validation, cost; [`model`]: the RLIPv2
-//!    configuration and checkpoint schema. No device.
-//! 2. [`reference`](mod@reference): the naive CPU oracle, generic over f32/f64 — the definition of correct.
-//! 3. [`backend`]: `reference`, `cpu` (rayon), `wgpu` (WGSL from `shaders/`), `cubecl` (kernels
+//! 1. [`ops`]: one folder per op — its problem (shapes, layout contract, validation, cost), its
+//!    naive oracle (generic over f32/f64, the definition of correct) and its cpu code;
+//!    [`problem`] and [`reference`](mod@reference) re-export the first two under the public
+//!    paths; [`model`]: the RLIPv2 configuration and checkpoint schema. No device.
+//! 2. [`backend`]: `reference`, `cpu` (rayon), `wgpu` (WGSL from `shaders/`), `cubecl` (kernels
 //!    from `kernels/`, on cubecl's wgpu and CUDA runtimes).
-//! 4. [`io`]: safetensors files for the op CLI and the pickle-free torch checkpoint reader;
+//! 3. [`io`]: safetensors files for the op CLI and the pickle-free torch checkpoint reader;
 //!    [`convert`]: official checkpoint → safetensors; [`graph`]: the inference graph from
 //!    backend ops; [`seeded`]: seeded inputs and weights;
 //!    [`bench`](mod@bench): side-by-side timing.
-//! 5. the `rlipv2` binary (`src/main.rs`): thin CLI over the above.
+//! 4. the `rlipv2` binary (`src/main.rs`): thin CLI over the above.
 //!
 //! ## Example: one op on the best backend here, checked against the oracle
 //! ```
@@ -53,6 +54,7 @@ pub mod error;
 pub mod graph;
 pub mod io;
 pub mod model;
+pub mod ops;
 pub mod problem;
 pub mod reference;
 pub mod seeded;

@@ -1,15 +1,8 @@
-//! Layer 1: pure problem descriptions. One struct per op with every dimension, the memory-layout
-//! contract, `validate()`, `flops()` and `bytes()`. Backends, the oracle, tests and benches read
-//! shapes from here only.
+//! The problems of every op under one path: each is defined in its op's folder
+//! (`crate::ops::<op>`, with every dimension, the memory-layout contract, `validate()`, `flops()`
+//! and `bytes()`) and re-exported here, with the types shared by several ops (`DType`, weights).
 
-pub mod attention;
-pub mod conv2d;
-pub mod gated_cross_attn;
-pub mod gemm;
-pub mod layer_norm;
-pub mod ms_deform_attn;
-pub mod softmax;
-pub mod sparse_fusion;
+pub use crate::ops::{attention, conv2d, gated_cross_attn, gemm, layer_norm, ms_deform_attn, softmax, sparse_fusion};
 pub mod weights;
 
 pub use attention::AttentionProblem;

@@ -1,14 +1,15 @@
-//! Layer 2: the CPU oracle. Naive loops, generic over f32/f64, the formula in each doc comment.
-//! This is the only definition of "correct"; it never copies a kernel's tiling or fusion.
+//! The oracle: naive loops, generic over f32/f64, the formula in each doc comment. This is the
+//! only definition of "correct"; it never copies a kernel's tiling or fusion. Each op's oracle is
+//! `crate::ops::<op>::oracle`, re-exported here by op name; the arithmetic they share is below.
 
-pub mod attention;
-pub mod conv2d;
-pub mod gated_cross_attn;
-pub mod gemm;
-pub mod layer_norm;
-pub mod ms_deform_attn;
-pub mod softmax;
-pub mod sparse_fusion;
+pub use crate::ops::attention::oracle as attention;
+pub use crate::ops::conv2d::oracle as conv2d;
+pub use crate::ops::gated_cross_attn::oracle as gated_cross_attn;
+pub use crate::ops::gemm::oracle as gemm;
+pub use crate::ops::layer_norm::oracle as layer_norm;
+pub use crate::ops::ms_deform_attn::oracle as ms_deform_attn;
+pub use crate::ops::softmax::oracle as softmax;
+pub use crate::ops::sparse_fusion::oracle as sparse_fusion;
 
 /// The arithmetic the oracle needs, implemented for f32 and f64.
 pub trait Real:

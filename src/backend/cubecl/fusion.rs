@@ -98,8 +98,8 @@ impl<R: Runtime> CubeclBackend<R> {
         params: &Handle,
         cubes: CubeCount,
     ) -> Result<()> {
-        let arena = unsafe { ArrayArg::from_raw_parts(arena.0.clone(), arena.1) };
-        let p = unsafe { ArrayArg::from_raw_parts(params.clone(), size_of::<FusionParams>() / 4) };
+        let arena = super::resident::arg(arena);
+        let p = super::resident::arg(&(params.clone(), size_of::<FusionParams>() / 4));
         let (client, dim) = (&self.client, CubeDim::new_1d(256));
         // SAFETY: every offset in the parameter block lies inside the arena (the plan
         // allocated each region), and every kernel bounds-checks its cube index.

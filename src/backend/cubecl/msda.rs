@@ -158,7 +158,7 @@ impl MsdaPlan {
     }
 
     fn launch_typed<F: Float + CubeElement, R: Runtime>(&self, client: &ComputeClient<R>, a: &[(Handle, usize); 6]) {
-        let arg = |h: &(Handle, usize)| unsafe { ArrayArg::from_raw_parts(h.0.clone(), h.1) };
+        let arg = super::resident::arg::<R>;
         let [queries, heads, groups, tokens, levels, total] = self.dims;
         let (fused, boxes) = match self.form {
             Form::Official => (false, false),

@@ -13,11 +13,15 @@ use crate::error::Result;
 use crate::kernels::dense;
 use crate::problem::{Activation, AttentionProblem, GemmProblem, LayerNormProblem, SoftmaxProblem};
 
-/// A handle and the f32 elements it holds.
+/// A device array: a handle and the elements it holds (f32, or the storage dtype of an MSDA
+/// value). The only way this backend hands a handle to a kernel is [`arg`].
 pub(super) type Buf = (Handle, usize);
 
+/// The kernel argument of `b`.
 pub(super) fn arg<R: Runtime>(b: &Buf) -> ArrayArg<R> {
-    // SAFETY: every `Buf` is built with the element count its handle holds.
+    // SAFETY: the one place a raw handle becomes a kernel array. Every `Buf` is made with the
+    // element count its handle holds (`upload`, `f32_out` and the arena planner allocate exactly
+    // that many, at least one), so the array's length never exceeds the allocation.
     unsafe { ArrayArg::from_raw_parts(b.0.clone(), b.1.max(1)) }
 }
 

@@ -4,24 +4,13 @@
 //! side-by-side baseline of the fused round (`fusion.rs`), timed the same way.
 
 use cubecl::prelude::*;
-use cubecl::server::Handle;
 
+use super::resident::{arg, Buf};
 use super::{catch, CubeclBackend};
 use crate::backend::Prepared;
 use crate::error::{Error, Result};
 use crate::kernels::dense;
 use crate::problem::{Activation, BertLayerWeights, Gate, GatedCrossAttnWeights, Linear, Norm, SparseFusionProblem};
-
-/// A device buffer of f32 values.
-#[derive(Clone)]
-struct Buf(Handle, usize);
-
-impl Buf {
-    fn arg<R: Runtime>(&self) -> ArrayArg<R> {
-        // SAFETY: the handle holds `self.1` f32 values.
-        unsafe { ArrayArg::from_raw_parts(self.0.clone(), self.1) }
-    }
-}
 
 type Launch<'a> = Box<dyn Fn() + 'a>;
 
@@ -42,11 +31,11 @@ impl<'a, R: Runtime> Builder<'a, R> {
     fn upload(&self, what: &str, data: &[f32]) -> Result<Buf> {
         let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
         let h = self.be.upload(what, bytemuck::cast_slice(data)).map_err(|e| super::retag(e, OP))?;
-        Ok(Buf(h, data.len()))
+        Ok((h, data.len()))
     }
 
     fn empty(&self, len: usize) -> Result<Buf> {
-        Ok(Buf(self.be.f32_out(OP, len)?, len.max(1)))
+        Ok((self.be.f32_out(OP, len)?, len.max(1)))
     }
 
     fn norm(&mut self, x: &Buf, n: &Norm, rows: usize, width: usize) -> Result<Buf> {
@@ -62,10 +51,10 @@ impl<'a, R: Runtime> Builder<'a, R> {
                     &be.client,
                     cubes.clone(),
                     CubeDim::new_1d(256),
-                    x.arg(),
-                    g.arg(),
-                    b.arg(),
-                    out.arg(),
+                    arg(&x),
+                    arg(&g),
+                    arg(&b),
+                    arg(&out),
                     rows as u32,
                     width as u32,
                     eps,
@@ -82,7 +71,7 @@ impl<'a, R: Runtime> Builder<'a, R> {
         self.launches.push((
             "gemm",
             Box::new(move || unsafe {
-                super::launch_gemm::<R>(&be.client, &p, x.arg(), w.arg(), b.arg(), b.arg(), out.arg(), true, false)
+                super::launch_gemm::<R>(&be.client, &p, arg(&x), arg(&w), arg(&b), arg(&b), arg(&out), true, false)
             }),
         ));
         Ok(y)
@@ -117,11 +106,11 @@ impl<'a, R: Runtime> Builder<'a, R> {
                     &be.client,
                     cubes.clone(),
                     CubeDim::new_1d(256),
-                    q.arg(),
-                    k.arg(),
-                    v.arg(),
-                    m.arg(),
-                    out.arg(),
+                    arg(&q),
+                    arg(&k),
+                    arg(&v),
+                    arg(&m),
+                    arg(&out),
                     batch as u32,
                     heads as u32,
                     q_len as u32,
@@ -146,9 +135,9 @@ impl<'a, R: Runtime> Builder<'a, R> {
                     &be.client,
                     cubes.clone(),
                     CubeDim::new_1d(256),
-                    a.arg(),
-                    b.arg(),
-                    out.arg(),
+                    arg(&a),
+                    arg(&b),
+                    arg(&out),
                     a.1 as u32,
                     false,
                     0,
@@ -174,10 +163,10 @@ impl<'a, R: Runtime> Builder<'a, R> {
                     &be.client,
                     cubes.clone(),
                     CubeDim::new_1d(256),
-                    x.arg(),
-                    d.arg(),
-                    g.arg(),
-                    out.arg(),
+                    arg(&x),
+                    arg(&d),
+                    arg(&g),
+                    arg(&out),
                     x.1 as u32,
                     width as u32,
                     gate,

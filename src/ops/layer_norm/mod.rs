@@ -1,6 +1,9 @@
 //! `layer_norm`: each row of `x [R,C]` normalized with biased variance, then `·γ + β`
 //! (`γ, β [C]`): `y = (x − mean) / √(var + eps) · γ + β`.
 
+pub(crate) mod cpu;
+pub mod oracle;
+
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 

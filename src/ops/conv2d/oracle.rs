@@ -2,9 +2,9 @@
 
 use rayon::prelude::*;
 
-use super::gemm::activate;
-use super::Real;
+use crate::ops::gemm::oracle::activate;
 use crate::problem::conv2d::Conv2dProblem;
+use crate::reference::Real;
 
 /// conv2d + bias (+ residual) then the activation, accumulated in `T`.
 pub fn conv2d<T: Real>(p: &Conv2dProblem, x: &[T], weight: &[f32], bias: &[f32], residual: Option<&[T]>) -> Vec<T> {

@@ -1,6 +1,9 @@
 //! `gemm`: `y [M,N] = act(x [M,K] · Wᵀ + b)`, with `W` stored `[N,K]` as PyTorch's `nn.Linear`
 //! keeps it and `b [N]` optional. GELU is the exact-erf form.
 
+pub(crate) mod cpu;
+pub mod oracle;
+
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::MAX_ELEMENTS;
 

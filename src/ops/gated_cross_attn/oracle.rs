@@ -3,14 +3,14 @@
 //! queries over the text keys; the text side uses the same score matrix transposed, i.e.
 //! attention with the text keys as queries over the scaled image queries, scale 1.
 
-use super::attention::attention;
-use super::gemm::gemm;
-use super::layer_norm::layer_norm;
-use super::Real;
+use crate::ops::attention::oracle::attention;
+use crate::ops::gemm::oracle::gemm;
+use crate::ops::layer_norm::oracle::layer_norm;
 use crate::problem::gated_cross_attn::LN_EPS;
 use crate::problem::{
     AttentionProblem, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem, LayerNormProblem, Linear,
 };
+use crate::reference::Real;
 
 fn linear<T: Real>(rows: usize, x: &[T], lin: &Linear, k: usize, n: usize) -> Vec<T> {
     gemm(&GemmProblem::linear(rows, k, n), x, lin.weight, Some(lin.bias))

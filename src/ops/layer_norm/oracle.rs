@@ -1,7 +1,7 @@
 //! Oracle: `y = (x − mean) / √(var + eps) · γ + β` per row, biased variance.
 
-use super::Real;
 use crate::problem::LayerNormProblem;
+use crate::reference::Real;
 
 /// LayerNorm with biased variance, as PyTorch.
 pub fn layer_norm<T: Real>(p: &LayerNormProblem, x: &[T], gamma: &[f32], beta: &[f32]) -> Vec<T> {

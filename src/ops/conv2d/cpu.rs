@@ -5,7 +5,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::dense::{matmul_into, View};
+use crate::ops::gemm::cpu::{matmul_into, View};
 use crate::problem::conv2d::Conv2dProblem;
 
 const MAX_COLUMN_FLOATS: usize = 2 << 20;

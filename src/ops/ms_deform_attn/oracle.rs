@@ -8,8 +8,8 @@
 //! Fused form: `A = softmax over L·P of the logits (max-subtracted)`,
 //! points: `loc = ref + off / (W_l, H_l)`; boxes: `loc = ref_xy + off / P · ref_wh · 0.5`.
 
-use super::Real;
 use crate::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+use crate::reference::Real;
 
 /// Sampling locations `[B,Q,M,L,P,2]` and attention weights `[B,Q,M,L,P]` of the fused form,
 /// computed exactly as the official module does before calling its core.

@@ -1,5 +1,8 @@
 //! `softmax` over the last axis of `x [R,C]`, max-subtracted: `y = exp(x − max) / Σ exp(x − max)`.
 
+pub(crate) mod cpu;
+pub mod oracle;
+
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 

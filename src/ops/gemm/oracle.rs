@@ -2,8 +2,8 @@
 
 use rayon::prelude::*;
 
-use super::Real;
 use crate::problem::{Activation, GemmProblem};
+use crate::reference::Real;
 
 /// `act(x·Wᵀ + b)` accumulated in `T`.
 pub fn gemm<T: Real>(p: &GemmProblem, x: &[T], weight: &[f32], bias: Option<&[f32]>) -> Vec<T> {

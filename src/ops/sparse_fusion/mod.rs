@@ -9,6 +9,9 @@
 //! ```
 //! The caller keeps every round's `lang_out`: the heads read all three.
 
+pub(crate) mod cpu;
+pub mod oracle;
+
 use crate::error::{Error, Result};
 use crate::problem::gated_cross_attn::{GatedCrossAttnProblem, GatedCrossAttnWeights, Linear, Norm};
 use crate::problem::gemm::check_len;

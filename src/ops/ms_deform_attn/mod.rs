@@ -9,6 +9,9 @@
 //!   `attention_logits` `[B, Q, M, L·P]` (pre-softmax)
 //! - `output`              `[B, Q, M·D]`, channel `m·D + d`
 
+pub(crate) mod cpu;
+pub mod oracle;
+
 use crate::error::{Error, Result};
 use crate::problem::DType;
 

@@ -3,6 +3,9 @@
 //! input projections and the stride-64 level need). `residual [B,Co,Ho,Wo]` is added before the
 //! activation (a ResNet bottleneck's `relu(bn3(conv3(x)) + identity)` with BatchNorm folded).
 
+pub(crate) mod cpu;
+pub mod oracle;
+
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 use crate::problem::ms_deform_attn::MAX_ELEMENTS;

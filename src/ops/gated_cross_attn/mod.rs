@@ -20,6 +20,9 @@
 //! text-side softmax and its optional ±50000 clamps (flags off in every released script) do not
 //! change the result and are not reproduced.
 
+pub(crate) mod cpu;
+pub mod oracle;
+
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 

@@ -1,7 +1,7 @@
 //! Oracle: row softmax, max-subtracted: `exp(x − max) / Σ exp(x − max)`.
 
-use super::Real;
 use crate::problem::SoftmaxProblem;
+use crate::reference::Real;
 
 /// Row softmax, max-subtracted.
 pub fn softmax<T: Real>(p: &SoftmaxProblem, x: &[T]) -> Vec<T> {

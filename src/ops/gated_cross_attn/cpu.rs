@@ -1,22 +1,22 @@
-//! CPU ALIF ops. `gated_cross_attn` computes each head's score matrix once and takes both
-//! softmaxes from it (rows → image side, columns → text side); `sparse_fusion` reads and writes
-//! the last level of the token buffer in place.
+//! The cpu backend's `gated_cross_attn`: each head's score matrix is computed once and both
+//! softmaxes are taken from it (rows → image side, columns → text side).
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::dense::{attention, layer_norm, linear, matmul, softmax_row, View};
+use crate::ops::gemm::cpu::{linear, matmul, View};
+use crate::ops::layer_norm::cpu::layer_norm;
+use crate::ops::softmax::cpu::softmax_row;
 use crate::problem::gated_cross_attn::LN_EPS;
-use crate::problem::{
-    Activation, AttentionProblem, BertLayerProblem, BertLayerWeights, Gate, GatedCrossAttnProblem,
-    GatedCrossAttnWeights, LayerNormProblem, Linear, Norm, SparseFusionProblem,
-};
+use crate::problem::{Activation, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, LayerNormProblem, Linear, Norm};
 
-fn dense(rows: usize, x: &[f32], lin: &Linear, k: usize, n: usize, act: Activation) -> Vec<f32> {
+/// `act(x·Wᵀ + b)` of one PyTorch `Linear`.
+pub(crate) fn dense(rows: usize, x: &[f32], lin: &Linear, k: usize, n: usize, act: Activation) -> Vec<f32> {
     linear(rows, k, n, x, lin.weight, Some(lin.bias), act)
 }
 
-fn norm(rows: usize, width: usize, x: &[f32], n: &Norm) -> Vec<f32> {
+/// LayerNorm with the ALIF epsilon.
+pub(crate) fn norm(rows: usize, width: usize, x: &[f32], n: &Norm) -> Vec<f32> {
     layer_norm(&LayerNormProblem { rows, width, eps: LN_EPS }, x, n.weight, n.bias)
 }
 
@@ -115,42 +115,4 @@ fn gate(kind: Gate, mut base: Vec<f32>, delta: &[f32], gamma: &[f32]) -> Vec<f32
         }
     });
     base
-}
-
-pub(crate) fn bert_layer(p: &BertLayerProblem, x: &[f32], mask: Option<&[f32]>, w: &BertLayerWeights) -> Vec<f32> {
-    let (rows, h) = (p.batch * p.t, p.hidden);
-    let q = dense(rows, x, &w.query, h, h, Activation::None);
-    let k = dense(rows, x, &w.key, h, h, Activation::None);
-    let v = dense(rows, x, &w.value, h, h, Activation::None);
-    let additive: Option<Vec<f32>> = mask.map(|m| m.iter().map(|&v| (1.0 - v) * -10000.0).collect());
-    let ap = AttentionProblem {
-        batch: p.batch,
-        heads: p.heads,
-        q_len: p.t,
-        k_len: p.t,
-        head_dim: p.head_dim(),
-        scale: (p.head_dim() as f32).powf(-0.5),
-    };
-    let ctx = attention(&ap, &q, &k, &v, additive.as_deref());
-    let mut a = dense(rows, &ctx, &w.attn_out, h, h, Activation::None);
-    a.par_iter_mut().zip(x).for_each(|(o, r)| *o += r);
-    let a = norm(rows, h, &a, &w.attn_norm);
-    let inter = dense(rows, &a, &w.intermediate, h, p.ffn, Activation::Gelu);
-    let mut o = dense(rows, &inter, &w.output, p.ffn, h, Activation::None);
-    o.par_iter_mut().zip(&a).for_each(|(o, r)| *o += r);
-    norm(rows, h, &o, &w.out_norm)
-}
-
-pub(crate) fn sparse_fusion(
-    p: &SparseFusionProblem,
-    memory: &mut [f32],
-    pos: &[f32],
-    lang: &[f32],
-    mask: Option<&[f32]>,
-    fw: &GatedCrossAttnWeights,
-    bw: &BertLayerWeights,
-) -> Vec<f32> {
-    let (v_new, l_new) = gated_cross_attn(&p.fusion, &p.gather_level(memory), &p.gather_level(pos), lang, fw);
-    p.scatter_level(memory, &v_new);
-    bert_layer(&p.lang, &l_new, mask, bw)
 }

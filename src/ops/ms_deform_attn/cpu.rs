@@ -1,169 +1,19 @@
-//! Fast native CPU backend. Building blocks and ALIF ops live in `dense` and `fusion`; this file
-//! holds `ms_deform_attn`: rayon over (b, q) rows; for each head the D channels of a tap are
-//! contiguous in `value [B,S,M,D]`, so the inner loop is a straight multiply-add over a slice
-//! that the compiler vectorizes. Softmax and location arithmetic of the fused form are done per
-//! head in registers, never stored.
+//! The cpu backend's `ms_deform_attn`: rayon over (b, q) rows; for each head the D channels of
+//! a tap are contiguous in `value [B,S,M,D]`, so the inner loop is a straight multiply-add over a
+//! slice that the compiler vectorizes. Softmax and location arithmetic of the fused form are done
+//! per head in registers, never stored.
 //!
 //! f16/bf16: `value` is rounded to the dtype on upload and held as f32 (the CPU has no 16-bit
 //! float arithmetic worth using); accumulation is f32 and the output is rounded to the dtype.
 
-mod conv;
-mod dense;
-mod fusion;
-
 use rayon::prelude::*;
 
-use super::reference::round_to;
-use super::{BackendKind, HostInputs, HostKernels, Prepared};
-use crate::error::Result;
-use crate::problem::ms_deform_attn::MAX_POINTS;
-use crate::problem::Conv2dProblem;
-use crate::problem::{
-    AttentionProblem, BertLayerWeights, DType, Form, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
-    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, RefKind, SoftmaxProblem, SparseFusionProblem,
-};
-
-/// The native CPU backend: rayon over rows/queries, the `gemm` crate, AVX2+FMA where present.
-pub struct CpuBackend {
-    threads: usize,
-}
-
-impl CpuBackend {
-    /// The backend on rayon's global pool (`RAYON_NUM_THREADS` sets its size).
-    pub fn new() -> Self {
-        CpuBackend { threads: rayon::current_num_threads() }
-    }
-}
-
-impl Default for CpuBackend {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-struct CpuRun {
-    problem: MsDeformAttnProblem,
-    inputs: HostInputs,
-    dtype: DType,
-    out: Vec<f32>,
-}
-
-impl HostKernels for CpuBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cpu
-    }
-    fn device(&self) -> String {
-        format!("host CPU, {} threads", self.threads)
-    }
-    fn details(&self) -> Vec<(&'static str, String)> {
-        #[cfg(target_arch = "x86_64")]
-        let simd = if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            "AVX2 + FMA"
-        } else {
-            "portable"
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let simd = "portable";
-        vec![
-            ("threads", self.threads.to_string()),
-            ("ms_deform_attn", format!("rayon over queries, compile-time channels, {simd} path")),
-            ("gemm, conv2d", "the gemm crate (packed SIMD); conv2d as banded im2col + gemm".into()),
-            ("ALIF ops", "one score matrix per head for both directions; GEMMs through the gemm crate".into()),
-        ]
-    }
-    fn prepare_ms_deform_attn<'a>(
-        &'a self,
-        problem: &MsDeformAttnProblem,
-        input: &MsDeformAttnInput,
-        dtype: DType,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        let inputs = HostInputs::new(problem, input, |x| round_to(x, dtype));
-        Ok(Box::new(CpuRun { problem: problem.clone(), inputs, dtype, out: vec![0.0; problem.output_len()] }))
-    }
-
-    /// One-shot f32 runs read the caller's slices directly (no copies: the encoder's inputs are
-    /// ≈ 45 MB at 800×1066); other dtypes round `value` in a prepared copy first.
-    fn ms_deform_attn(
-        &self,
-        problem: &MsDeformAttnProblem,
-        input: &MsDeformAttnInput,
-        dtype: DType,
-    ) -> Result<Vec<f32>> {
-        if dtype != DType::F32 {
-            return HostKernels::prepare_ms_deform_attn(self, problem, input, dtype)?.run_once();
-        }
-        let mut out = vec![0.0; problem.output_len()];
-        compute(problem, input, dtype, &mut out);
-        Ok(out)
-    }
-
-    fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        Ok(dense::linear(p.m, p.k, p.n, x, weight, bias, p.act))
-    }
-    fn conv2d_into(
-        &self,
-        p: &Conv2dProblem,
-        x: &[f32],
-        weight: &[f32],
-        bias: &[f32],
-        acc: &mut Vec<f32>,
-        residual: bool,
-    ) -> Result<()> {
-        conv::conv2d_into(p, x, weight, bias, acc, residual);
-        Ok(())
-    }
-    fn layer_norm(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
-        Ok(dense::layer_norm(p, x, gamma, beta))
-    }
-    fn softmax(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
-        Ok(dense::softmax(p.width, x))
-    }
-    fn attention(
-        &self,
-        p: &AttentionProblem,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        mask: Option<&[f32]>,
-    ) -> Result<Vec<f32>> {
-        Ok(dense::attention(p, q, k, v, mask))
-    }
-    fn gated_cross_attn(
-        &self,
-        p: &GatedCrossAttnProblem,
-        v: &[f32],
-        pos: &[f32],
-        l: &[f32],
-        w: &GatedCrossAttnWeights,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok(fusion::gated_cross_attn(p, v, pos, l, w))
-    }
-    fn sparse_fusion(
-        &self,
-        p: &SparseFusionProblem,
-        memory: &mut [f32],
-        pos: &[f32],
-        lang: &[f32],
-        mask: Option<&[f32]>,
-        fw: &GatedCrossAttnWeights,
-        bw: &BertLayerWeights,
-    ) -> Result<Vec<f32>> {
-        Ok(fusion::sparse_fusion(p, memory, pos, lang, mask, fw, bw))
-    }
-}
-
-impl Prepared for CpuRun {
-    fn enqueue(&mut self) -> Result<()> {
-        compute(&self.problem, &self.inputs.input(), self.dtype, &mut self.out);
-        Ok(())
-    }
-    fn output(&mut self) -> Result<Vec<f32>> {
-        Ok(self.out.clone())
-    }
-}
+use super::{Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind, MAX_POINTS};
+use crate::backend::reference::round_to;
+use crate::problem::DType;
 
 /// `out [B,Q,M·D]` of `input` (value already in the dtype's precision), rows in parallel.
-fn compute(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType, out: &mut [f32]) {
+pub(crate) fn compute(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, dtype: DType, out: &mut [f32]) {
     let row_len = pr.heads * pr.channels;
     out.par_chunks_mut(row_len).with_min_len(8).enumerate().for_each(|(bq, row)| {
         match pr.channels {

@@ -1,15 +1,15 @@
 //! Oracle for one ALIF round (`problem::sparse_fusion`) and its post-LN BERT layer.
 
-use super::attention::attention;
-use super::gated_cross_attn::gated_cross_attn;
-use super::gemm::gemm;
-use super::layer_norm::layer_norm;
-use super::Real;
+use crate::ops::attention::oracle::attention;
+use crate::ops::gated_cross_attn::oracle::gated_cross_attn;
+use crate::ops::gemm::oracle::gemm;
+use crate::ops::layer_norm::oracle::layer_norm;
 use crate::problem::gated_cross_attn::LN_EPS;
 use crate::problem::{
     Activation, AttentionProblem, BertLayerProblem, BertLayerWeights, GatedCrossAttnWeights, GemmProblem,
     LayerNormProblem, Linear, Norm, SparseFusionProblem,
 };
+use crate::reference::Real;
 
 fn dense<T: Real>(rows: usize, x: &[T], lin: &Linear, k: usize, n: usize, act: Activation) -> Vec<T> {
     gemm(&GemmProblem::linear(rows, k, n).with_act(act), x, lin.weight, Some(lin.bias))

@@ -1,9 +1,9 @@
 //! Oracle: `out[b,i,h] = Σ_j softmax_j(scale · q_i·k_j + mask[b,j]) · v_j` per head, on packed
 //! `[B,L,H·Dh]` projections.
 
-use super::softmax::softmax_row;
-use super::Real;
+use crate::ops::softmax::oracle::softmax_row;
 use crate::problem::AttentionProblem;
+use crate::reference::Real;
 
 /// Multi-head attention, softmax over keys, optional additive key mask `[B,Lk]`.
 pub fn attention<T: Real>(p: &AttentionProblem, q: &[T], k: &[T], v: &[T], mask: Option<&[f32]>) -> Vec<T> {

@@ -3,6 +3,9 @@
 //! `q [B,Lq,H·Dh]`, `k, v [B,Lk,H·Dh]` (head h in channels `h·Dh..(h+1)·Dh`), optional additive
 //! key mask `[B,Lk]`: `out[b,i,h] = Σ_j softmax_j(scale · q_i·k_j + mask[b,j]) · v_j` → `[B,Lq,H·Dh]`.
 
+pub(crate) mod cpu;
+pub mod oracle;
+
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 

@@ -1,0 +1,23 @@
+//! The cpu backend's row softmax.
+
+use rayon::prelude::*;
+
+/// In-place max-subtracted softmax of one row.
+#[inline]
+pub(crate) fn softmax_row(row: &mut [f32]) {
+    let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut s = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - mx).exp();
+        s += *v;
+    }
+    let inv = 1.0 / s;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Softmax of each `width`-wide row of `x`.
+pub(crate) fn softmax(width: usize, x: &[f32]) -> Vec<f32> {
+    let mut y = x.to_vec();
+    y.par_chunks_mut(width).for_each(softmax_row);
+    y
+}
