@@ -1,5 +1,5 @@
 //! Building blocks of the ALIF ops (f32): `gemm`, `layer_norm`, `softmax`, `attention`.
-//! Same mapping as `shaders/dense.wgsl`: one 256-unit cube per 64×64 GEMM output tile (4×4 per
+//! Same mapping as `shaders/gemm.wgsl` and the row-op shaders: one 256-unit cube per 64×64 GEMM output tile (4×4 per
 //! unit), one 256-unit cube per row for the row ops and per (b, h, query) for attention.
 
 use cubecl::prelude::*;

@@ -17,7 +17,8 @@
 //   max_pool, to_tokens   one invocation per output element, 2-D numbering of 256-wide workgroups.
 //   group_norm  one 256-wide workgroup per (image, group): mean, then variance about it, then
 //               the normalized values (biased variance, eps in P).
-// The GEMM mainloops (tile64, tile128) and `reduce` come from tile.wgsl, assembled in front.
+// The GEMM mainloops (tile64, tile128) come from tile.wgsl and `reduce` from reduce.wgsl,
+// assembled in front.
 // Math: conv y = act(W·cols + b [+ residual]), act = ReLU when flags bit 0 is set (identity
 // otherwise), residual added when bit 3 is set — a bottleneck adds its identity before the ReLU.
 

@@ -2,7 +2,7 @@
 // gated_cross_attn alone is launches 1–3.
 //
 // Bindings (group 0):
-//   0 p      uniform             P (mirrors `FusionParams` in src/backend/wgpu_fusion.rs)
+//   0 p      uniform             P (mirrors `FusionParams` in src/backend/fusion_plan.rs)
 //   1 arena  storage, read_write array<f32>: every input, weight, intermediate and output of the
 //            round, at element offsets given in `p.off` (slots O_*) and in the GEMM job table.
 //
@@ -32,8 +32,8 @@ struct Job {
 }
 
 // Job flags (F_*) and the slots of p.off (O_*) are constants generated from
-// src/backend/fusion_layout.rs and put in front of this file with tile.wgsl (the GEMM
-// mainloop, the reductions; see src/shaders.rs).
+// src/backend/fusion_layout.rs and put in front of this file with activation.wgsl (gelu),
+// tile.wgsl (the GEMM mainloop) and reduce.wgsl (the reductions; see src/shaders.rs).
 
 struct P {
     batch: u32, nv: u32, t: u32, e: u32,
@@ -55,17 +55,6 @@ fn off(slot: u32) -> u32 {
 
 fn image_row(r: u32) -> u32 {
     return (r / p.nv) * p.tokens + p.start + r % p.nv;
-}
-
-fn erf_approx(x: f32) -> f32 {
-    // |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); WGSL has no erf builtin.
-    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
-    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
-    return select(-y, y, x >= 0.0);
-}
-
-fn gelu(x: f32) -> f32 {
-    return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752));
 }
 
 // ---------------------------------------------------------------- grouped GEMM

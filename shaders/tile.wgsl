@@ -1,6 +1,6 @@
 // tile.wgsl — the prelude every GEMM-like module is assembled with (src/shaders.rs puts it in
-// front of dense.wgsl, image.wgsl and sparse_fusion.wgsl): the one register-blocked GEMM
-// mainloop per tile size, and the one workgroup reduction. Not a module on its own.
+// front of gemm.wgsl, image.wgsl and sparse_fusion.wgsl): the one register-blocked GEMM
+// mainloop per tile size. Not a module on its own.
 //
 // A module that uses the mainloops defines, for C[row, col] = Σ_k A[row, k] · B[col, k]:
 //   fn tile_a(ctx: u32, row0: u32, r: u32, k: u32, kk: u32) -> f32
@@ -106,27 +106,4 @@ fn tile128(ctx: u32, lid: u32, row0: u32, col0: u32, kdim: u32, b_lanes: bool) -
 // Row `i` (0 .. 8) of a tile128 block: its offset in the 128-row tile.
 fn tile128_row(ty: u32, i: u32) -> u32 {
     return (i / 4u) * 64u + ty * 4u + i % 4u;
-}
-
-// Sum (or max) over the workgroup's 256 invocations of one vec4 each, lane by lane; every
-// invocation gets the result. Called in uniform control flow.
-var<workgroup> red4: array<vec4<f32>, 256>;
-
-fn reduce4(v: vec4<f32>, lid: u32, is_max: bool) -> vec4<f32> {
-    red4[lid] = v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red4[lid] = select(red4[lid] + red4[lid + s], max(red4[lid], red4[lid + s]), is_max);
-        }
-        workgroupBarrier();
-    }
-    let r = red4[0];
-    workgroupBarrier();
-    return r;
-}
-
-// `reduce4` of one scalar per invocation.
-fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
-    return reduce4(vec4(v, 0.0, 0.0, 0.0), lid, is_max).x;
 }

@@ -1,7 +1,7 @@
 //! The public entry points of every op: each validates its inputs against the op's problem, then
-//! calls the method of the same name on the backend's family trait with a [`Checked`]. `Ops` is
-//! implemented once for every [`Backend`] and cannot be implemented again, so no backend can
-//! skip or change the validation.
+//! calls the backend's kernel method for it (`launch_<name>`, declared in `ops/<op>/kernel.rs`)
+//! with a [`Checked`]. `Ops` is implemented once for every [`Backend`] and cannot be implemented
+//! again, so no backend can skip or change the validation.
 
 use super::image::GroupNormShape;
 use super::{Backend, Checked, Prepared, Tensor};
@@ -20,7 +20,7 @@ const OK: Checked = Checked(());
 pub trait Ops: Backend {
     /// Whether this backend can run `ms_deform_attn` in `dtype`.
     fn supports(&self, dtype: DType) -> Result<()> {
-        self.msda().supports(dtype)
+        self.msda_supports(dtype)
     }
 
     /// Validates the problem and inputs, then uploads them and builds the kernel.
@@ -32,8 +32,8 @@ pub trait Ops: Backend {
     ) -> Result<Box<dyn Prepared + 'a>> {
         problem.validate()?;
         input.check(problem)?;
-        self.msda().supports(dtype)?;
-        self.msda().prepare_ms_deform_attn(OK, problem, input, dtype)
+        self.msda_supports(dtype)?;
+        self.launch_prepare_ms_deform_attn(OK, problem, input, dtype)
     }
 
     /// Runs `ms_deform_attn` once, host to host. Returns `[B,Q,M·D]` as f32.
@@ -45,8 +45,8 @@ pub trait Ops: Backend {
     ) -> Result<Vec<f32>> {
         problem.validate()?;
         input.check(problem)?;
-        self.msda().supports(dtype)?;
-        self.msda().ms_deform_attn(OK, problem, input, dtype)
+        self.msda_supports(dtype)?;
+        self.launch_ms_deform_attn(OK, problem, input, dtype)
     }
 
     /// [`Ops::ms_deform_attn`] on tensors, fused form, f32: `value`, `reference`,
@@ -72,14 +72,14 @@ pub trait Ops: Backend {
         ] {
             check_len(OP, what, &shape, t.len())?;
         }
-        self.msda().ms_deform_attn_t(OK, pr, value, reference, offsets, logits)
+        self.launch_ms_deform_attn_t(OK, pr, value, reference, offsets, logits)
     }
 
     /// `y [M,N] = act(x [M,K]·Wᵀ + b)`, `W [N,K]`, host to host: [`Ops::gemm_t`] on the bound
     /// inputs, the output read back.
     fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         p.check(x, weight, bias)?;
-        let y = self.dense().gemm_t(OK, p, &host(x), &host(weight), bias.map(host).as_ref(), None)?;
+        let y = self.launch_gemm_t(OK, p, &host(x), &host(weight), bias.map(host).as_ref(), None)?;
         y.into_vec(self)
     }
 
@@ -96,7 +96,7 @@ pub trait Ops: Backend {
         let (x, w) = (self.bind("x", &host(x))?, self.bind("weight", &host(weight))?);
         let b = bias.map(|b| self.bind("bias", &host(b))).transpose()?;
         let p = *p;
-        Ok(Box::new(Repeated::new(self, move |be: &'a Self| be.dense().gemm_t(OK, &p, &x, &w, b.as_ref(), None))))
+        Ok(Box::new(Repeated::new(self, move |be: &'a Self| be.launch_gemm_t(OK, &p, &x, &w, b.as_ref(), None))))
     }
 
     /// `y = act(conv2d(x, W) + b [+ residual])`, NCHW (see [`Conv2dProblem`]), host to host:
@@ -110,7 +110,7 @@ pub trait Ops: Backend {
         residual: Option<&[f32]>,
     ) -> Result<Vec<f32>> {
         p.check(x, weight, bias, residual)?;
-        let y = self.image().conv2d_t(OK, p, &host(x), &host(weight), &host(bias), residual.map(host))?;
+        let y = self.launch_conv2d_t(OK, p, &host(x), &host(weight), &host(bias), residual.map(host))?;
         y.into_vec(self)
     }
 
@@ -126,7 +126,7 @@ pub trait Ops: Backend {
     ) -> Result<()> {
         p.check(x, weight, bias, Some(acc))?;
         let residual = Tensor::host(std::mem::take(acc));
-        let y = self.image().conv2d_t(OK, p, &host(x), &host(weight), &host(bias), Some(residual))?;
+        let y = self.launch_conv2d_t(OK, p, &host(x), &host(weight), &host(bias), Some(residual))?;
         *acc = y.into_vec(self)?;
         Ok(())
     }
@@ -134,13 +134,13 @@ pub trait Ops: Backend {
     /// Row LayerNorm of `x [R,C]`, host to host.
     fn layer_norm(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {
         p.check(x, gamma, beta)?;
-        self.dense().layer_norm_t(OK, p, &host(x), &host(gamma), &host(beta))?.into_vec(self)
+        self.launch_layer_norm_t(OK, p, &host(x), &host(gamma), &host(beta))?.into_vec(self)
     }
 
     /// Row softmax of `x [R,C]`, host to host.
     fn softmax(&self, p: &SoftmaxProblem, x: &[f32]) -> Result<Vec<f32>> {
         p.check(x)?;
-        self.dense().softmax_t(OK, p, &host(x))?.into_vec(self)
+        self.launch_softmax_t(OK, p, &host(x))?.into_vec(self)
     }
 
     /// Multi-head attention on packed `[B,L,H·Dh]` projections, optional additive key mask
@@ -154,7 +154,7 @@ pub trait Ops: Backend {
         mask: Option<&[f32]>,
     ) -> Result<Vec<f32>> {
         p.check(q, k, v, mask)?;
-        let y = self.dense().attention_t(OK, p, &host(q), &host(k), &host(v), mask.map(host).as_ref())?;
+        let y = self.launch_attention_t(OK, p, &host(q), &host(k), &host(v), mask.map(host).as_ref())?;
         y.into_vec(self)
     }
 
@@ -168,7 +168,7 @@ pub trait Ops: Backend {
         w: &GatedCrossAttnWeights,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         p.check(v, pos, l, w)?;
-        self.fusion().gated_cross_attn(OK, p, v, pos, l, w)
+        self.launch_gated_cross_attn(OK, p, v, pos, l, w)
     }
 
     /// One ALIF round: fuses `memory [B,S,C]`'s last level in place, returns the new language
@@ -184,7 +184,7 @@ pub trait Ops: Backend {
         bw: &BertLayerWeights,
     ) -> Result<Vec<f32>> {
         p.check(memory, pos, lang, mask, fw, bw)?;
-        self.fusion().sparse_fusion(OK, p, memory, pos, lang, mask, fw, bw)
+        self.launch_sparse_fusion(OK, p, memory, pos, lang, mask, fw, bw)
     }
 
     /// A `sparse_fusion` round kept on the device (inputs and weights uploaded once) for repeated,
@@ -201,7 +201,7 @@ pub trait Ops: Backend {
         bw: &BertLayerWeights,
     ) -> Result<Box<dyn Prepared + 'a>> {
         p.check(memory, pos, lang, mask, fw, bw)?;
-        self.fusion().prepare_sparse_fusion(OK, p, memory, pos, lang, mask, fw, bw)
+        self.launch_prepare_sparse_fusion(OK, p, memory, pos, lang, mask, fw, bw)
     }
 
     /// The same round op by op (LayerNorm, GEMM, attention once per direction, adds, … about two
@@ -218,7 +218,7 @@ pub trait Ops: Backend {
         bw: &BertLayerWeights,
     ) -> Result<Box<dyn Prepared + 'a>> {
         p.check(memory, pos, lang, mask, fw, bw)?;
-        self.fusion().prepare_sparse_fusion_unfused(OK, p, memory, pos, lang, mask, fw, bw)
+        self.launch_prepare_sparse_fusion_unfused(OK, p, memory, pos, lang, mask, fw, bw)
     }
 
     // Resident ops: the same ops on [`Tensor`]s, so that a graph keeps its weights and
@@ -276,7 +276,7 @@ pub trait Ops: Backend {
         if let Some(r) = &residual {
             check_len(OP, "residual", &p.output_shape(), r.len())?;
         }
-        self.image().conv2d_t(OK, p, x, weight, bias, residual)
+        self.launch_conv2d_t(OK, p, x, weight, bias, residual)
     }
 
     /// 3×3 max pooling, stride 2, padding 1, of `planes` planes `h × w` (see [`super::image::pool_out`]).
@@ -285,13 +285,13 @@ pub trait Ops: Backend {
             return Err(Error::limit("max_pool", "x", "empty planes"));
         }
         check_len("max_pool", "x", &[planes, h, w], x.len())?;
-        self.image().max_pool_t(OK, x, planes, h, w)
+        self.launch_max_pool_t(OK, x, planes, h, w)
     }
 
     /// GroupNorm of `x [B, C, plane]` with per-channel `gamma`, `beta`.
     fn group_norm_t(&self, s: &GroupNormShape, x: Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
         s.check(x.len(), gamma.len(), beta.len())?;
-        self.image().group_norm_t(OK, s, x, gamma, beta)
+        self.launch_group_norm_t(OK, s, x, gamma, beta)
     }
 
     /// Writes `level [C, plane]` transposed into rows `row0 ..` of `tokens [S, C]`.
@@ -305,7 +305,7 @@ pub trait Ops: Backend {
             ));
         }
         self.make_resident("tokens", tokens)?;
-        self.image().to_tokens_t(OK, tokens, row0, level, c, plane)
+        self.launch_to_tokens_t(OK, tokens, row0, level, c, plane)
     }
 
     /// [`Ops::gemm`] on tensors, plus an optional `residual [M,N]` added after the activation.
@@ -334,19 +334,19 @@ pub trait Ops: Backend {
         if let Some(r) = residual {
             check_len(OP, "residual", &[p.m, p.n], r.len())?;
         }
-        self.dense().gemm_t(OK, p, x, weight, bias, residual)
+        self.launch_gemm_t(OK, p, x, weight, bias, residual)
     }
 
     /// Elementwise `a + b` (equal lengths).
     fn add_t(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         check_len("add", "b", &[a.len()], b.len())?;
-        self.dense().add_t(OK, a, b)
+        self.launch_add_t(OK, a, b)
     }
 
     /// Elementwise `act(a · b)` (equal lengths).
     fn mul_t(&self, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
         check_len("mul", "b", &[a.len()], b.len())?;
-        self.dense().mul_t(OK, a, b, act)
+        self.launch_mul_t(OK, a, b, act)
     }
 
     /// [`Ops::attention`] on tensors.
@@ -359,7 +359,7 @@ pub trait Ops: Backend {
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         p.check_lens(q.len(), k.len(), v.len(), mask.map(Tensor::len))?;
-        self.dense().attention_t(OK, p, q, k, v, mask)
+        self.launch_attention_t(OK, p, q, k, v, mask)
     }
 
     /// [`Ops::layer_norm`] on tensors.
@@ -368,13 +368,13 @@ pub trait Ops: Backend {
         check_len(OP, "x", &[p.rows, p.width], x.len())?;
         check_len(OP, "gamma", &[p.width], gamma.len())?;
         check_len(OP, "beta", &[p.width], beta.len())?;
-        self.dense().layer_norm_t(OK, p, x, gamma, beta)
+        self.launch_layer_norm_t(OK, p, x, gamma, beta)
     }
 
     /// [`Ops::softmax`] on tensors.
     fn softmax_t(&self, p: &SoftmaxProblem, x: &Tensor) -> Result<Tensor> {
         check_len(crate::problem::softmax::OP, "x", &[p.rows, p.width], x.len())?;
-        self.dense().softmax_t(OK, p, x)
+        self.launch_softmax_t(OK, p, x)
     }
 
     /// The weights of one `sparse_fusion` round laid out for this backend's fused kernels and
@@ -387,7 +387,7 @@ pub trait Ops: Backend {
         bw: &BertLayerWeights,
     ) -> Result<Option<Tensor>> {
         check_weights(p, fw, bw)?;
-        self.fusion().bind_sparse_fusion(OK, p, fw, bw)
+        self.launch_bind_sparse_fusion(OK, p, fw, bw)
     }
 
     /// [`Ops::sparse_fusion`] on tensors (every label valid): fuses `memory`'s last level in
@@ -415,11 +415,11 @@ pub trait Ops: Backend {
         let bound = match bound {
             Some(b) => Some(b),
             None => {
-                made = self.fusion().bind_sparse_fusion(OK, p, fw, bw)?;
+                made = self.launch_bind_sparse_fusion(OK, p, fw, bw)?;
                 made.as_ref()
             }
         };
-        self.fusion().sparse_fusion_t(OK, p, memory, pos, lang, fw, bw, bound)
+        self.launch_sparse_fusion_t(OK, p, memory, pos, lang, fw, bw, bound)
     }
 
     /// Replaces a tensor that an op writes in place by its copy on this backend when it lives

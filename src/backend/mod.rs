@@ -1,7 +1,8 @@
 //! Layer 3: backends: the naive `reference`, the fast native `cpu`, `wgpu` (raw WGSL from
 //! `shaders/`) and `cubecl` (kernels from `kernels/`, on its wgpu and CUDA runtimes). A
-//! [`Backend`] is a [`Device`] plus one implementation per op family ([`families`]); the public
-//! entry points ([`Ops`]) validate, then call the family method with a [`Checked`].
+//! [`Backend`] is a [`Device`] plus each op's kernel trait (in `ops/<op>/kernel.rs`, implemented
+//! for every backend in that folder); the public entry points ([`Ops`]) validate, then call the
+//! kernel method with a [`Checked`].
 
 pub mod compose;
 pub mod cpu;
@@ -9,7 +10,6 @@ pub mod cpu;
 pub mod cubecl;
 mod device;
 mod entry;
-pub mod families;
 /// The ALIF arena contract (slots, job flags), shared with the kernels and the WGSL.
 #[allow(dead_code)] // a host-only build uses none of it
 pub(crate) mod fusion_layout;
@@ -24,8 +24,19 @@ pub mod wgpu;
 
 pub use device::{Checked, Device};
 pub use entry::Ops;
-pub use families::{DenseOps, FusionOps, ImageOps, MsdaOps};
 pub use host::HostKernels;
+pub(crate) use host::{foreign_tensor, host_values};
+
+pub use crate::ops::attention::AttentionKernel;
+pub use crate::ops::conv2d::Conv2dKernel;
+pub use crate::ops::elementwise::ElementwiseKernel;
+pub use crate::ops::gated_cross_attn::GatedCrossAttnKernel;
+pub use crate::ops::gemm::GemmKernel;
+pub use crate::ops::image::ImageKernel;
+pub use crate::ops::layer_norm::LayerNormKernel;
+pub use crate::ops::ms_deform_attn::MsdaKernel;
+pub use crate::ops::softmax::SoftmaxKernel;
+pub use crate::ops::sparse_fusion::SparseFusionKernel;
 pub use tensor::Tensor;
 
 use crate::error::{Error, Result};
@@ -106,18 +117,39 @@ pub trait Prepared {
     }
 }
 
-/// A device plus the kernels for it: the [`Device`] and one implementation of each op family.
-/// Call the ops through [`Ops`], which validates; the family methods need its [`Checked`].
-/// Host backends get all of this from [`HostKernels`]; a GPU backend implements each trait.
-pub trait Backend: Device {
-    /// Multi-scale deformable attention.
-    fn msda(&self) -> &dyn MsdaOps;
-    /// GEMM, LayerNorm, softmax, attention, elementwise ops.
-    fn dense(&self) -> &dyn DenseOps;
-    /// conv2d, max pooling, GroupNorm, the level-to-token transpose.
-    fn image(&self) -> &dyn ImageOps;
-    /// The ALIF fusion ops.
-    fn fusion(&self) -> &dyn FusionOps;
+/// A device plus the kernels for it: the [`Device`] and each op's kernel trait (defined, with
+/// every backend's implementation, in the op's folder `ops/<op>/`). Any type with all of them is
+/// a `Backend`; a backend that lacks one does not compile where it is opened. Call the ops
+/// through [`Ops`], which validates; the kernel methods need its [`Checked`]. Host backends get
+/// the kernel traits from [`HostKernels`].
+pub trait Backend:
+    Device
+    + MsdaKernel
+    + GemmKernel
+    + ElementwiseKernel
+    + LayerNormKernel
+    + SoftmaxKernel
+    + AttentionKernel
+    + Conv2dKernel
+    + ImageKernel
+    + GatedCrossAttnKernel
+    + SparseFusionKernel
+{
+}
+
+impl<T> Backend for T where
+    T: Device
+        + MsdaKernel
+        + GemmKernel
+        + ElementwiseKernel
+        + LayerNormKernel
+        + SoftmaxKernel
+        + AttentionKernel
+        + Conv2dKernel
+        + ImageKernel
+        + GatedCrossAttnKernel
+        + SparseFusionKernel
+{
 }
 
 /// Opens one backend by kind. A backend that is not compiled in or finds no device is an

@@ -6,12 +6,10 @@
 //! `catch_unwind`; sizes are checked against the device limits before any allocation.
 
 mod fusion;
-mod image;
-mod msda;
 mod resident;
-mod unfused;
 
-pub use msda::{launch_ms_deform_attn, MsDeformAttnHandles};
+pub use crate::ops::ms_deform_attn::cubecl::{launch_ms_deform_attn, MsDeformAttnHandles};
+pub(crate) use resident::{arg, Buf};
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,28 +17,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::{Backend, BackendKind, Checked, DenseOps, Device, FusionOps, ImageOps, MsdaOps, Prepared, Tensor};
+use super::{BackendKind, Checked, Device, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::dense;
 use crate::problem::ms_deform_attn::OP;
-use crate::problem::{DType, GemmProblem, MsDeformAttnInput, MsDeformAttnProblem};
+use crate::problem::{DType, GemmProblem};
 
 /// Channels each unit accumulates per tap.
-const UNIT_CHANNELS: usize = 8;
-const CUBE: u32 = 128;
+pub(crate) const UNIT_CHANNELS: usize = 8;
+pub(crate) const CUBE: u32 = 128;
 
 /// The cubecl backend on runtime `R` (wgpu or CUDA); counts its kernel launches.
 pub struct CubeclBackend<R: Runtime> {
-    client: ComputeClient<R>,
-    kind: BackendKind,
-    device: String,
+    pub(crate) client: ComputeClient<R>,
+    pub(crate) kind: BackendKind,
+    pub(crate) device: String,
     /// Kernel launches so far (see [`crate::backend::Device::dispatch_count`]).
-    launches: AtomicU64,
+    pub(crate) launches: AtomicU64,
     /// Bytes copied from the host into device buffers so far (parameter blocks aside).
-    uploaded: AtomicU64,
+    pub(crate) uploaded: AtomicU64,
     /// Owner id of this instance's device tensors.
-    id: u64,
-    _r: PhantomData<R>,
+    pub(crate) id: u64,
+    pub(crate) _r: PhantomData<R>,
 }
 
 /// Enqueues `dense::gemm` with the tile of [`crate::backend::gemm_tile`] for `p`:
@@ -49,7 +47,7 @@ pub struct CubeclBackend<R: Runtime> {
 /// # Safety
 /// `x`, `w` and `y` hold m·k, n·k and m·n values; `b` n values when `has_bias`, `r` m·n when `has_res`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn launch_gemm<R: Runtime>(
+pub(crate) unsafe fn launch_gemm<R: Runtime>(
     client: &ComputeClient<R>,
     p: &GemmProblem,
     x: ArrayArg<R>,
@@ -85,7 +83,7 @@ unsafe fn launch_gemm<R: Runtime>(
     }
 }
 
-fn catch<T>(what: &str, backend: BackendKind, f: impl FnOnce() -> T) -> Result<T> {
+pub(crate) fn catch<T>(what: &str, backend: BackendKind, f: impl FnOnce() -> T) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
         let msg = e
             .downcast_ref::<String>()
@@ -167,7 +165,7 @@ impl CubeclBackend<cubecl::cuda::CudaRuntime> {
 }
 
 impl<R: Runtime> CubeclBackend<R> {
-    fn supports_type(&self, dtype: DType) -> bool {
+    pub(crate) fn supports_type(&self, dtype: DType) -> bool {
         let features = &self.client.properties().features;
         match dtype {
             DType::F32 => true,
@@ -176,7 +174,7 @@ impl<R: Runtime> CubeclBackend<R> {
         }
     }
 
-    fn upload(&self, what: &str, bytes: &[u8]) -> Result<Handle> {
+    pub(crate) fn upload(&self, what: &str, bytes: &[u8]) -> Result<Handle> {
         let max = self.client.properties().memory.max_page_size;
         if bytes.len() as u64 > max {
             return Err(Error::Unsupported {
@@ -191,18 +189,18 @@ impl<R: Runtime> CubeclBackend<R> {
 }
 
 impl<R: Runtime> CubeclBackend<R> {
-    fn count_launch(&self) {
+    pub(crate) fn count_launch(&self) {
         self.launches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A 2-D grid of `n` cubes, numbered `y · count_x + x` by the kernels.
-    fn row_cubes(&self, n: usize) -> CubeCount {
+    pub(crate) fn row_cubes(&self, n: usize) -> CubeCount {
         let max = (self.client.properties().hardware.max_cube_count.0 as usize).clamp(1, 65535);
         let x = n.clamp(1, max);
         CubeCount::Static(x as u32, n.div_ceil(x) as u32, 1)
     }
 
-    fn f32_out(&self, op: &'static str, len: usize) -> Result<Handle> {
+    pub(crate) fn f32_out(&self, op: &'static str, len: usize) -> Result<Handle> {
         let bytes = len.max(1) * 4;
         if bytes as u64 > self.client.properties().memory.max_page_size {
             return Err(Error::Unsupported {
@@ -225,25 +223,10 @@ impl<R: Runtime> CubeclBackend<R> {
 }
 
 /// Puts the real op name on an upload error raised with the MSDA op name.
-fn retag(e: Error, op: &'static str) -> Error {
+pub(crate) fn retag(e: Error, op: &'static str) -> Error {
     match e {
         Error::Unsupported { backend, reason, .. } => Error::Unsupported { op, backend, reason },
         other => other,
-    }
-}
-
-impl<R: Runtime> Backend for CubeclBackend<R> {
-    fn msda(&self) -> &dyn MsdaOps {
-        self
-    }
-    fn dense(&self) -> &dyn DenseOps {
-        self
-    }
-    fn image(&self) -> &dyn ImageOps {
-        self
-    }
-    fn fusion(&self) -> &dyn FusionOps {
-        self
     }
 }
 
@@ -335,86 +318,5 @@ impl<R: Runtime> Device for CubeclBackend<R> {
     fn write_tensor(&self, _: Checked, dst: &mut Tensor, at: usize, src: &Tensor) -> Result<()> {
         let (d, s) = (self.resident("write", "dst", dst)?, self.resident("write", "src", src)?);
         self.copy(&s, 0, &d, at, s.1.min(src.len()))
-    }
-}
-
-impl<R: Runtime> MsdaOps for CubeclBackend<R> {
-    fn supports(&self, dtype: DType) -> Result<()> {
-        if !self.supports_type(dtype) {
-            return Err(Error::Unsupported {
-                op: OP,
-                backend: self.kind.name().into(),
-                reason: format!("{} has no {dtype} support", self.device),
-            });
-        }
-        Ok(())
-    }
-    fn prepare_ms_deform_attn<'a>(
-        &'a self,
-        _: Checked,
-        pr: &MsDeformAttnProblem,
-        input: &MsDeformAttnInput,
-        dtype: DType,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        let plan = msda::MsdaPlan::new(&self.client, pr, dtype);
-        let (samp, attn, refp): (&[f32], &[f32], &[f32]) = match *input {
-            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => {
-                (sampling_locations, attention_weights, &[0.0])
-            }
-            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => {
-                (sampling_offsets, attention_logits, reference)
-            }
-        };
-        let out_bytes = pr.output_len() * dtype.size();
-        if out_bytes as u64 > self.client.properties().memory.max_page_size {
-            return Err(Error::Unsupported {
-                op: OP,
-                backend: self.kind.name().into(),
-                reason: format!("output needs {out_bytes} bytes, more than the device allocates per buffer"),
-            });
-        }
-        let up = |what: &str, data: &[f32]| self.upload(what, bytemuck::cast_slice(data));
-        let value = self.upload("value", &super::pack(input.value(), dtype))?;
-        let args = plan.args(
-            value,
-            plan.shapes_handle(&self.client, pr),
-            up("sampling", samp)?,
-            up("attention", attn)?,
-            up("reference", refp)?,
-            self.client.empty(out_bytes),
-            pr,
-        );
-        Ok(Box::new(msda::CubeclRun { be: self, plan, args }))
-    }
-    fn ms_deform_attn(
-        &self,
-        ok: Checked,
-        problem: &MsDeformAttnProblem,
-        input: &MsDeformAttnInput,
-        dtype: DType,
-    ) -> Result<Vec<f32>> {
-        self.prepare_ms_deform_attn(ok, problem, input, dtype)?.run_once()
-    }
-    fn ms_deform_attn_t(
-        &self,
-        _: Checked,
-        pr: &MsDeformAttnProblem,
-        value: &Tensor,
-        reference: &Tensor,
-        offsets: &Tensor,
-        logits: &Tensor,
-    ) -> Result<Tensor> {
-        use crate::problem::ms_deform_attn::OP;
-        let y = self.out(OP, pr.output_len())?;
-        let h = MsDeformAttnHandles {
-            value: self.resident(OP, "value", value)?.0,
-            sampling: self.resident(OP, "sampling_offsets", offsets)?.0,
-            attention: self.resident(OP, "attention_logits", logits)?.0,
-            reference: Some(self.resident(OP, "reference", reference)?.0),
-            output: y.0.clone(),
-        };
-        launch_ms_deform_attn(&self.client, pr, DType::F32, &h)?;
-        self.count_launch();
-        Ok(self.tensor(y))
     }
 }

@@ -7,15 +7,17 @@ mod image;
 mod pool;
 mod resident;
 
+pub use crate::ops::ms_deform_attn::wgpu::MsDeformAttnBuffers;
+pub(crate) use image::ImageParams;
+pub(crate) use resident::{Entry, TENSOR_USAGE};
+
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, BackendKind, Checked, DenseOps, Device, FusionOps, ImageOps, MsdaOps, Prepared, Tensor};
+use super::{BackendKind, Checked, Device, Tensor};
 use crate::error::{Error, Result};
-use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
-use crate::problem::{DType, Form, GemmProblem, MsDeformAttnInput, MsDeformAttnProblem};
 use pool::PooledBuffer;
 
 /// An `ms_deform_attn.wgsl` pipeline's key: (entry, f16, reference width, L, P).
@@ -23,32 +25,36 @@ type MsdaKey = (&'static str, bool, u32, usize, usize);
 
 /// The raw-WGSL backend on one wgpu device (its own, or the caller's: [`WgpuBackend::from_device`]).
 pub struct WgpuBackend {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    info: wgpu::AdapterInfo,
-    limits: wgpu::Limits,
-    module: wgpu::ShaderModule,
-    dense: wgpu::ShaderModule,
-    fusion: wgpu::ShaderModule,
-    image: wgpu::ShaderModule,
-    /// Pipelines of `dense.wgsl` and `sparse_fusion.wgsl` by "file.entry", built on first use.
-    pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) module: wgpu::ShaderModule,
+    pub(crate) gemm: wgpu::ShaderModule,
+    pub(crate) layer_norm: wgpu::ShaderModule,
+    pub(crate) softmax: wgpu::ShaderModule,
+    pub(crate) attention: wgpu::ShaderModule,
+    pub(crate) elementwise: wgpu::ShaderModule,
+    pub(crate) fusion: wgpu::ShaderModule,
+    pub(crate) image: wgpu::ShaderModule,
+    /// Pipelines of every module but `ms_deform_attn.wgsl` by "file.entry", built on first use.
+    pub(crate) pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
     /// `ms_deform_attn.wgsl` pipelines by (entry, f16, reference width, L, P).
-    msda_pipelines: std::sync::Mutex<std::collections::HashMap<MsdaKey, wgpu::ComputePipeline>>,
+    pub(crate) msda_pipelines: std::sync::Mutex<std::collections::HashMap<MsdaKey, wgpu::ComputePipeline>>,
     /// Compute dispatches recorded so far (every kernel launch of this backend).
-    dispatches: AtomicU64,
+    pub(crate) dispatches: AtomicU64,
     /// Bytes copied from the host into device buffers so far.
-    uploaded: AtomicU64,
+    pub(crate) uploaded: AtomicU64,
     /// Command buffers submitted to the queue so far.
-    submissions: AtomicU64,
+    pub(crate) submissions: AtomicU64,
     /// Resident work recorded but not yet submitted (see [`WgpuBackend::record`]).
     pending: std::sync::Mutex<Pending>,
     /// Buffers of dropped tensors, for the next outputs of their sizes.
-    pool: std::sync::Arc<pool::BufferPool>,
+    pub(crate) pool: std::sync::Arc<pool::BufferPool>,
     /// One zero bound wherever a kernel's optional input is absent.
-    placeholder: wgpu::Buffer,
+    pub(crate) placeholder: wgpu::Buffer,
     /// Owner id of this instance's device tensors.
-    id: u64,
+    pub(crate) id: u64,
 }
 
 /// Resident ops append their passes and copies to one command encoder, submitted every
@@ -66,68 +72,11 @@ struct Pending {
 /// starts on the first ops of a stage while the host records its last.
 const FLUSH_EVERY: usize = 32;
 
-/// Mirrors `Dims` in `shaders/dense.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct DenseDims {
-    m: u32,
-    k: u32,
-    n: u32,
-    flags: u32,
-    rows: u32,
-    width: u32,
-    eps: f32,
-    scale: f32,
-    batch: u32,
-    heads: u32,
-    q_len: u32,
-    k_len: u32,
-    head_dim: u32,
-    has_mask: u32,
-    grid_x: u32,
-    _pad: u32,
-}
-
-/// Mirrors `Params` in `shaders/ms_deform_attn.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MsdaParams {
-    batch: u32,
-    queries: u32,
-    heads: u32,
-    groups: u32,
-    tokens: u32,
-    total: u32,
-    grid_x: u32,
-    _pad: [u32; 5],
-    shapes: [[u32; 4]; MAX_LEVELS],
-}
-
-const WORKGROUP: u32 = 128;
-
-/// Pipeline-cache key of a `dense.wgsl` entry point.
-fn dense_key(entry: &str) -> &'static str {
-    match entry {
-        "gemm" => "dense.gemm",
-        "gemm128" => "dense.gemm128",
-        "layer_norm" => "dense.layer_norm",
-        "softmax" => "dense.softmax",
-        "add" => "dense.add",
-        _ => "dense.attention",
-    }
-}
-
-/// The `dense.wgsl` GEMM entry for `p` and its workgroup grid (column tiles, row tiles).
-fn gemm_entry(p: &GemmProblem) -> (&'static str, (u32, u32)) {
-    let tile = super::gemm_tile(p.m, p.n);
-    (if tile == 128 { "gemm128" } else { "gemm" }, (p.n.div_ceil(tile) as u32, p.m.div_ceil(tile) as u32))
-}
-
-fn unavailable(reason: impl Into<String>) -> Error {
+pub(crate) fn unavailable(reason: impl Into<String>) -> Error {
     Error::BackendUnavailable { backend: crate::backend::BackendKind::Wgpu.name().into(), reason: reason.into() }
 }
 
-fn device_err(reason: impl std::fmt::Display) -> Error {
+pub(crate) fn device_err(reason: impl std::fmt::Display) -> Error {
     Error::Device { backend: crate::backend::BackendKind::Wgpu.name().into(), reason: reason.to_string() }
 }
 
@@ -204,7 +153,11 @@ impl WgpuBackend {
                 None => Ok(m),
             }
         };
-        let dense = compile("dense.wgsl", crate::shaders::DENSE, true)?;
+        let gemm = compile("gemm.wgsl", crate::shaders::GEMM, true)?;
+        let layer_norm = compile("layer_norm.wgsl", crate::shaders::LAYER_NORM, true)?;
+        let softmax = compile("softmax.wgsl", crate::shaders::SOFTMAX, true)?;
+        let attention = compile("attention.wgsl", crate::shaders::ATTENTION, true)?;
+        let elementwise = compile("elementwise.wgsl", crate::shaders::ELEMENTWISE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
         let image = compile("image.wgsl", crate::shaders::IMAGE, true)?;
         let placeholder = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -218,7 +171,11 @@ impl WgpuBackend {
             info,
             limits,
             module,
-            dense,
+            gemm,
+            layer_norm,
+            softmax,
+            attention,
+            elementwise,
             fusion,
             image,
             pipelines: Default::default(),
@@ -234,7 +191,7 @@ impl WgpuBackend {
     }
 
     /// The pipeline of `entry` in `module`, cached under `key`.
-    fn pipeline(
+    pub(crate) fn pipeline(
         &self,
         module: &wgpu::ShaderModule,
         key: &'static str,
@@ -257,7 +214,7 @@ impl WgpuBackend {
     }
 
     /// Records one dispatch in `pass` and counts it.
-    fn dispatch(
+    pub(crate) fn dispatch(
         &self,
         pass: &mut wgpu::ComputePass,
         pipeline: &wgpu::ComputePipeline,
@@ -268,7 +225,7 @@ impl WgpuBackend {
     }
 
     /// [`Self::dispatch`] on a 3-D grid.
-    fn dispatch3(
+    pub(crate) fn dispatch3(
         &self,
         pass: &mut wgpu::ComputePass,
         pipeline: &wgpu::ComputePipeline,
@@ -282,9 +239,9 @@ impl WgpuBackend {
     }
 
     /// The pipeline of `entry` in `module` (cached under `key`) bound to the uniform `params` at
-    /// binding 0, `inputs` at bindings 1.. and `out` at binding 5 (the layout of `dense.wgsl` and
-    /// `image.wgsl`).
-    fn bind_module(
+    /// binding 0, `inputs` at bindings 1.. and `out` at binding 5 (the layout of every op module
+    /// but `ms_deform_attn.wgsl` and `sparse_fusion.wgsl`).
+    pub(crate) fn bind_module(
         &self,
         module: &wgpu::ShaderModule,
         key: &'static str,
@@ -318,7 +275,7 @@ impl WgpuBackend {
 
     /// Records `commands` (a compute pass or copies, labelled `label`) after the resident work
     /// already recorded; submits the batch when it holds [`FLUSH_EVERY`] commands.
-    fn record(&self, label: &'static str, commands: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
+    pub(crate) fn record(&self, label: &'static str, commands: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
         let mut pending = self.pending.lock().map_err(|_| device_err("command recorder poisoned"))?;
         let enc = pending.encoder.get_or_insert_with(|| {
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("rlipv2 batch") })
@@ -332,7 +289,7 @@ impl WgpuBackend {
     }
 
     /// Submits the recorded work (if any); the index to wait for.
-    fn flush(&self) -> Result<Option<wgpu::SubmissionIndex>> {
+    pub(crate) fn flush(&self) -> Result<Option<wgpu::SubmissionIndex>> {
         let mut pending = self.pending.lock().map_err(|_| device_err("command recorder poisoned"))?;
         self.submit_pending(&mut pending)
     }
@@ -353,7 +310,7 @@ impl WgpuBackend {
     }
 
     /// Submits the recorded work and waits for the device to finish everything submitted.
-    fn wait_idle(&self) -> Result<()> {
+    pub(crate) fn wait_idle(&self) -> Result<()> {
         self.flush()?;
         self.device
             .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) })
@@ -362,12 +319,12 @@ impl WgpuBackend {
     }
 
     /// Reads `bytes` of `buf` from byte `offset` (both multiples of 4) as f32.
-    fn read_f32(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<f32>> {
+    pub(crate) fn read_f32(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<f32>> {
         self.read_bytes(buf, offset, bytes).map(|b| bytemuck::pod_collect_to_vec(&b))
     }
 
     /// Copies `bytes` of `buf` from byte `offset` to the host.
-    fn read_bytes(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_bytes(&self, buf: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let staging = self.oom_checked("readback", bytes, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback"),
@@ -392,14 +349,20 @@ impl WgpuBackend {
     }
 
     /// A 2-D grid of `n` one-per-row workgroups: (x, y, grid_x).
-    fn row_grid(&self, n: usize) -> (u32, u32, u32) {
+    pub(crate) fn row_grid(&self, n: usize) -> (u32, u32, u32) {
         let max = self.limits.max_compute_workgroups_per_dimension as usize;
         let x = n.clamp(1, max);
         (x as u32, n.div_ceil(x) as u32, x as u32)
     }
 
     /// A buffer holding `contents` for `op` (size checked against the adapter first).
-    fn buffer(&self, op: &'static str, what: &str, contents: &[u8], usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+    pub(crate) fn buffer(
+        &self,
+        op: &'static str,
+        what: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
         self.check_size(op, what, contents.len() as u64)?;
         self.uploaded.fetch_add(contents.len() as u64, Ordering::Relaxed);
         self.oom_checked(what, contents.len() as u64, || {
@@ -408,7 +371,13 @@ impl WgpuBackend {
     }
 
     /// An uninitialised `bytes`-long buffer (size checked against the adapter first).
-    fn empty(&self, op: &'static str, what: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+    pub(crate) fn empty(
+        &self,
+        op: &'static str,
+        what: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
         self.check_size(op, what, bytes)?;
         self.oom_checked(what, bytes, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -422,7 +391,12 @@ impl WgpuBackend {
 
     /// Runs an allocation inside an out-of-memory error scope: a device that cannot hold the
     /// buffer gives an error naming it instead of an uncaptured error later.
-    fn oom_checked(&self, what: &str, bytes: u64, alloc: impl FnOnce() -> wgpu::Buffer) -> Result<wgpu::Buffer> {
+    pub(crate) fn oom_checked(
+        &self,
+        what: &str,
+        bytes: u64,
+        alloc: impl FnOnce() -> wgpu::Buffer,
+    ) -> Result<wgpu::Buffer> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buf = alloc();
         match pollster::block_on(scope.pop()) {
@@ -434,7 +408,7 @@ impl WgpuBackend {
         }
     }
 
-    fn check_size(&self, op: &'static str, what: &str, bytes: u64) -> Result<()> {
+    pub(crate) fn check_size(&self, op: &'static str, what: &str, bytes: u64) -> Result<()> {
         let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         if bytes > max {
             return Err(Error::Unsupported {
@@ -444,202 +418,6 @@ impl WgpuBackend {
             });
         }
         Ok(())
-    }
-}
-
-/// One prepared dispatch (ms_deform_attn or a dense.wgsl entry point) on resident buffers.
-struct WgpuRun<'a> {
-    be: &'a WgpuBackend,
-    label: &'static str,
-    pipeline: wgpu::ComputePipeline,
-    bind: wgpu::BindGroup,
-    out: wgpu::Buffer,
-    out_bytes: u64,
-    groups: (u32, u32),
-    dtype: DType,
-}
-
-/// Buffers of one `ms_deform_attn` call on the caller's device, in the layouts of
-/// [`MsDeformAttnProblem`] (`STORAGE` usage; `value` and `output` in the storage dtype, f16 as
-/// packed pairs; the rest f32).
-pub struct MsDeformAttnBuffers<'a> {
-    /// `value [B,S,M,D]` in the storage dtype.
-    pub value: &'a wgpu::Buffer,
-    /// official form: `sampling_locations [B,Q,M,L,P,2]`; fused: `sampling_offsets`, same shape
-    pub sampling: &'a wgpu::Buffer,
-    /// official form: `attention_weights [B,Q,M,L,P]`; fused: `attention_logits [B,Q,M,L·P]`
-    pub attention: &'a wgpu::Buffer,
-    /// fused form only: `reference [B,Q,L,2]` points or `[B,Q,L,4]` boxes
-    pub reference: Option<&'a wgpu::Buffer>,
-    /// `output [B,Q,M·D]` in the storage dtype, written by the kernel.
-    pub output: &'a wgpu::Buffer,
-}
-
-impl WgpuBackend {
-    /// Records `ms_deform_attn` for `pr` into the caller's `encoder`, reading and writing the
-    /// caller's buffers (nothing is copied or submitted). Checks the problem, the dtype and every
-    /// buffer's size first; a mismatch is an error naming the tensor.
-    pub fn encode_ms_deform_attn(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        pr: &MsDeformAttnProblem,
-        dtype: DType,
-        bufs: &MsDeformAttnBuffers,
-    ) -> Result<()> {
-        pr.validate()?;
-        self.supports(dtype)?;
-        let (pipeline, bind, groups) = self.msda_bind(pr, dtype, bufs)?;
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ms_deform_attn"), timestamp_writes: None });
-        self.dispatch(&mut pass, &pipeline, &bind, groups);
-        Ok(())
-    }
-
-    /// Pipeline, bind group and grid of one problem on `bufs` (sizes checked here).
-    fn msda_bind(
-        &self,
-        pr: &MsDeformAttnProblem,
-        dtype: DType,
-        bufs: &MsDeformAttnBuffers,
-    ) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))> {
-        let groups = (pr.channels / 8) as u32;
-        let total = (pr.batch * pr.queries * pr.heads) as u64 * groups as u64;
-        let workgroups = total.div_ceil(WORKGROUP as u64);
-        let max_x = self.limits.max_compute_workgroups_per_dimension as u64;
-        let gx = workgroups.min(max_x);
-        let gy = workgroups.div_ceil(gx);
-        if gy > max_x {
-            return Err(Error::Unsupported {
-                op: OP,
-                backend: crate::backend::BackendKind::Wgpu.name().into(),
-                reason: format!("{total} invocations exceed the adapter's dispatch limit"),
-            });
-        }
-        let (entry, ref_dim) = match pr.form {
-            Form::Official => ("main_official", 2),
-            Form::Fused(kind) => ("main_fused", kind.dim() as u32),
-        };
-        let by_name = |what: &str| match what {
-            "value" => Some(bufs.value),
-            "sampling" => Some(bufs.sampling),
-            "attention" => Some(bufs.attention),
-            "reference" => bufs.reference,
-            _ => Some(bufs.output),
-        };
-        pr.check_buffers(dtype, |what| by_name(what).map(|b| b.size()))?;
-        for (what, bytes) in pr.buffer_bytes(dtype) {
-            self.check_size(OP, what, bytes)?;
-        }
-        let mut shapes = [[0u32; 4]; MAX_LEVELS];
-        for (s, lv) in shapes.iter_mut().zip(&pr.levels) {
-            *s = [lv.h as u32, lv.w as u32, lv.start as u32, 0];
-        }
-        let params = MsdaParams {
-            batch: pr.batch as u32,
-            queries: pr.queries as u32,
-            heads: pr.heads as u32,
-            groups,
-            tokens: pr.tokens as u32,
-            total: total as u32,
-            grid_x: (gx as u32) * WORKGROUP,
-            _pad: [0; 5],
-            shapes,
-        };
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let half = dtype == DType::F16;
-        let key = (entry, half, ref_dim, pr.num_levels(), pr.points);
-        let pipeline = {
-            let mut cache = self.msda_pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
-            cache
-                .entry(key)
-                .or_insert_with(|| {
-                    tracing::debug!(
-                        entry,
-                        half,
-                        ref_dim,
-                        levels = pr.num_levels(),
-                        points = pr.points,
-                        "ms_deform_attn.wgsl pipeline"
-                    );
-                    let constants = [
-                        ("WG", WORKGROUP as f64),
-                        ("HALF", half as u32 as f64),
-                        ("REF_DIM", ref_dim as f64),
-                        ("LEVELS", pr.num_levels() as f64),
-                        ("POINTS", pr.points as f64),
-                    ];
-                    self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry),
-                        layout: None,
-                        module: &self.module,
-                        entry_point: Some(entry),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &constants,
-                            ..Default::default()
-                        },
-                        cache: None,
-                    })
-                })
-                .clone()
-        };
-        let mut entries = vec![
-            wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: bufs.value.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: bufs.output.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: bufs.sampling.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 4, resource: bufs.attention.as_entire_binding() },
-        ];
-        if let (Form::Fused(_), Some(r)) = (pr.form, bufs.reference) {
-            entries.push(wgpu::BindGroupEntry { binding: 5, resource: r.as_entire_binding() });
-        }
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("ms_deform_attn"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(device_err(format!("building the {entry} pipeline: {e}")));
-        }
-        Ok((pipeline, bind, (gx as u32, gy as u32)))
-    }
-}
-
-impl Prepared for WgpuRun<'_> {
-    fn enqueue(&mut self) -> Result<()> {
-        let be = self.be;
-        be.record(self.label, |enc| {
-            let mut pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.label), timestamp_writes: None });
-            be.dispatch(&mut pass, &self.pipeline, &self.bind, self.groups);
-        })
-    }
-
-    fn wait(&mut self) -> Result<()> {
-        self.be.wait_idle()
-    }
-
-    fn output(&mut self) -> Result<Vec<f32>> {
-        Ok(super::unpack(&self.be.read_bytes(&self.out, 0, self.out_bytes)?, self.dtype))
-    }
-}
-
-impl Backend for WgpuBackend {
-    fn msda(&self) -> &dyn MsdaOps {
-        self
-    }
-    fn dense(&self) -> &dyn DenseOps {
-        self
-    }
-    fn image(&self) -> &dyn ImageOps {
-        self
-    }
-    fn fusion(&self) -> &dyn FusionOps {
-        self
     }
 }
 
@@ -743,86 +521,5 @@ impl Device for WgpuBackend {
         let d = self.resident("write", "dst", dst)?;
         let s = self.resident("write", "src", src)?;
         self.copy(&s, 0, &d, at, src.len())
-    }
-}
-
-impl MsdaOps for WgpuBackend {
-    fn supports(&self, dtype: DType) -> Result<()> {
-        if dtype == DType::Bf16 {
-            return Err(Error::Unsupported {
-                op: OP,
-                backend: crate::backend::BackendKind::Wgpu.name().into(),
-                reason: "WGSL has no bf16 type".into(),
-            });
-        }
-        Ok(())
-    }
-    fn prepare_ms_deform_attn<'a>(
-        &'a self,
-        _: Checked,
-        pr: &MsDeformAttnProblem,
-        input: &MsDeformAttnInput,
-        dtype: DType,
-    ) -> Result<Box<dyn Prepared + 'a>> {
-        let storage = wgpu::BufferUsages::STORAGE;
-        let value = self.buffer(OP, "value", &super::pack(input.value(), dtype), storage)?;
-        let out_bytes = (pr.output_len() * dtype.size()) as u64;
-        let out = self.empty(OP, "output", out_bytes, storage | wgpu::BufferUsages::COPY_SRC)?;
-        let (samp, attn, refp) = match *input {
-            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => (
-                self.buffer(OP, "sampling_locations", bytemuck::cast_slice(sampling_locations), storage)?,
-                self.buffer(OP, "attention_weights", bytemuck::cast_slice(attention_weights), storage)?,
-                None,
-            ),
-            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => (
-                self.buffer(OP, "sampling_offsets", bytemuck::cast_slice(sampling_offsets), storage)?,
-                self.buffer(OP, "attention_logits", bytemuck::cast_slice(attention_logits), storage)?,
-                Some(self.buffer(OP, "reference", bytemuck::cast_slice(reference), storage)?),
-            ),
-        };
-        let bufs = MsDeformAttnBuffers {
-            value: &value,
-            sampling: &samp,
-            attention: &attn,
-            reference: refp.as_ref(),
-            output: &out,
-        };
-        let (pipeline, bind, groups) = self.msda_bind(pr, dtype, &bufs)?;
-        Ok(Box::new(WgpuRun { be: self, label: "ms_deform_attn", pipeline, bind, out, out_bytes, groups, dtype }))
-    }
-    fn ms_deform_attn(
-        &self,
-        ok: Checked,
-        problem: &MsDeformAttnProblem,
-        input: &MsDeformAttnInput,
-        dtype: DType,
-    ) -> Result<Vec<f32>> {
-        self.prepare_ms_deform_attn(ok, problem, input, dtype)?.run_once()
-    }
-    fn ms_deform_attn_t(
-        &self,
-        _: Checked,
-        pr: &MsDeformAttnProblem,
-        value: &Tensor,
-        reference: &Tensor,
-        offsets: &Tensor,
-        logits: &Tensor,
-    ) -> Result<Tensor> {
-        use crate::problem::ms_deform_attn::OP;
-        let value = self.resident(OP, "value", value)?;
-        let reference = self.resident(OP, "reference", reference)?;
-        let sampling = self.resident(OP, "sampling_offsets", offsets)?;
-        let attention = self.resident(OP, "attention_logits", logits)?;
-        let (output, tensor) = self.output(OP, pr.output_len())?;
-        let bufs = MsDeformAttnBuffers {
-            value: &value,
-            sampling: &sampling,
-            attention: &attention,
-            reference: Some(&reference),
-            output: &output,
-        };
-        let (pipeline, bind, groups) = self.msda_bind(pr, DType::F32, &bufs)?;
-        self.submit("ms_deform_attn", &pipeline, &bind, (groups.0, groups.1, 1))?;
-        Ok(tensor)
     }
 }

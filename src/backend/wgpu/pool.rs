@@ -17,7 +17,7 @@ const MAX_IDLE_BYTES: u64 = 512 << 20;
 
 /// Idle tensor buffers by byte size.
 #[derive(Default)]
-pub(super) struct BufferPool {
+pub(crate) struct BufferPool {
     idle: Mutex<Idle>,
     /// Outputs served from the pool so far.
     reused: AtomicU64,
@@ -30,7 +30,7 @@ struct Idle {
 }
 
 /// A tensor's device buffer; returned to its pool when the tensor's last handle drops.
-pub(super) struct PooledBuffer {
+pub(crate) struct PooledBuffer {
     pub buf: wgpu::Buffer,
     pool: Weak<BufferPool>,
 }
@@ -60,7 +60,7 @@ impl BufferPool {
         Some(buf)
     }
 
-    fn put(&self, buf: wgpu::Buffer) {
+    pub(crate) fn put(&self, buf: wgpu::Buffer) {
         let bytes = buf.size();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.bytes + bytes > MAX_IDLE_BYTES {

@@ -4,7 +4,14 @@
 //! key mask `[B,Lk]`: `out[b,i,h] = Σ_j softmax_j(scale · q_i·k_j + mask[b,j]) · v_j` → `[B,Lq,H·Dh]`.
 
 pub(crate) mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod cubecl;
+pub(crate) mod kernel;
 pub mod oracle;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use kernel::AttentionKernel;
 
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
@@ -55,7 +62,7 @@ impl AttentionProblem {
         Ok(())
     }
 
-    /// Whether the GPU kernels (`shaders/dense.wgsl`, `kernels/dense.rs`) can run it: both stage
+    /// Whether the GPU kernels (`shaders/attention.wgsl`, `kernels/dense.rs`) can run it: both stage
     /// one query's scores for all keys and one head's channels in workgroup memory.
     pub fn gpu_fits(&self, backend: crate::backend::BackendKind) -> Result<()> {
         if self.k_len > GPU_MAX_KEYS || self.head_dim > GPU_MAX_HEAD_DIM {

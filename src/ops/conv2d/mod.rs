@@ -4,7 +4,14 @@
 //! activation (a ResNet bottleneck's `relu(bn3(conv3(x)) + identity)` with BatchNorm folded).
 
 pub(crate) mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod cubecl;
+pub(crate) mod kernel;
 pub mod oracle;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use kernel::Conv2dKernel;
 
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;

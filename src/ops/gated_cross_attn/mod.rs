@@ -21,7 +21,14 @@
 //! change the result and are not reproduced.
 
 pub(crate) mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod cubecl;
+pub(crate) mod kernel;
 pub mod oracle;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use kernel::GatedCrossAttnKernel;
 
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;

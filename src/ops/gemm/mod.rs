@@ -2,7 +2,14 @@
 //! keeps it and `b [N]` optional. GELU is the exact-erf form.
 
 pub(crate) mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod cubecl;
+pub(crate) mod kernel;
 pub mod oracle;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use kernel::GemmKernel;
 
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::MAX_ELEMENTS;

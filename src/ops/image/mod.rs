@@ -2,6 +2,14 @@
 //! GroupNorm and the flatten of a level into token rows (the defaults of the `*_t` methods on
 //! host tensors; the GPU backends have their own kernels).
 
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod cubecl;
+pub(crate) mod kernel;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use kernel::ImageKernel;
+
 use crate::error::{Error, Result};
 
 /// GroupNorm's shape: `batch` images of `channels` planes of `plane` pixels, `groups` groups.

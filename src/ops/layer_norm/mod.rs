@@ -2,7 +2,14 @@
 //! (`γ, β [C]`): `y = (x − mean) / √(var + eps) · γ + β`.
 
 pub(crate) mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod cubecl;
+pub(crate) mod kernel;
 pub mod oracle;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use kernel::LayerNormKernel;
 
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;

@@ -10,7 +10,14 @@
 //! - `output`              `[B, Q, M·D]`, channel `m·D + d`
 
 pub(crate) mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+pub(crate) mod cubecl;
+pub(crate) mod kernel;
 pub mod oracle;
+#[cfg(feature = "wgpu")]
+pub(crate) mod wgpu;
+
+pub use kernel::MsdaKernel;
 
 use crate::error::{Error, Result};
 use crate::problem::DType;

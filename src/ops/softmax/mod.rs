@@ -1,7 +1,14 @@
 //! `softmax` over the last axis of `x [R,C]`, max-subtracted: `y = exp(x − max) / Σ exp(x − max)`.
 
 pub(crate) mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod cubecl;
+pub(crate) mod kernel;
 pub mod oracle;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use kernel::SoftmaxKernel;
 
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;

@@ -10,7 +10,16 @@
 //! The caller keeps every round's `lang_out`: the heads read all three.
 
 pub(crate) mod cpu;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod cubecl;
+pub(crate) mod kernel;
 pub mod oracle;
+#[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
+mod unfused;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use kernel::SparseFusionKernel;
 
 use crate::error::{Error, Result};
 use crate::problem::gated_cross_attn::{GatedCrossAttnProblem, GatedCrossAttnWeights, Linear, Norm};

@@ -1,12 +1,11 @@
 //! The `sparse_fusion` round op by op on the device, as `backend::compose` spells it (LayerNorm,
 //! adds, GEMMs, attention once per direction, gated residuals, then the language layer): 24
 //! launches over separate buffers, inputs and weights uploaded once. It is the resident
-//! side-by-side baseline of the fused round (`fusion.rs`), timed the same way.
+//! side-by-side baseline of the fused round (`cubecl.rs`), timed the same way.
 
 use cubecl::prelude::*;
 
-use super::resident::{arg, Buf};
-use super::{catch, CubeclBackend};
+use crate::backend::cubecl::{arg, catch, retag, Buf, CubeclBackend};
 use crate::backend::Prepared;
 use crate::error::{Error, Result};
 use crate::kernels::dense;
@@ -30,7 +29,7 @@ const OP: &str = crate::problem::sparse_fusion::OP;
 impl<'a, R: Runtime> Builder<'a, R> {
     fn upload(&self, what: &str, data: &[f32]) -> Result<Buf> {
         let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-        let h = self.be.upload(what, bytemuck::cast_slice(data)).map_err(|e| super::retag(e, OP))?;
+        let h = self.be.upload(what, bytemuck::cast_slice(data)).map_err(|e| retag(e, OP))?;
         Ok((h, data.len()))
     }
 
@@ -71,7 +70,17 @@ impl<'a, R: Runtime> Builder<'a, R> {
         self.launches.push((
             "gemm",
             Box::new(move || unsafe {
-                super::launch_gemm::<R>(&be.client, &p, arg(&x), arg(&w), arg(&b), arg(&b), arg(&out), true, false)
+                crate::backend::cubecl::launch_gemm::<R>(
+                    &be.client,
+                    &p,
+                    arg(&x),
+                    arg(&w),
+                    arg(&b),
+                    arg(&b),
+                    arg(&out),
+                    true,
+                    false,
+                )
             }),
         ));
         Ok(y)

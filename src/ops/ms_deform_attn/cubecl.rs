@@ -4,12 +4,13 @@
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-use super::{catch, CubeclBackend, CUBE, UNIT_CHANNELS};
-use crate::backend::Prepared;
+use super::MsdaKernel;
+use crate::backend::cubecl::{arg, catch, CubeclBackend, CUBE, UNIT_CHANNELS};
+use crate::backend::{Checked, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::kernels::ms_deform_attn::ms_deform_attn;
 use crate::problem::ms_deform_attn::OP;
-use crate::problem::{DType, Form, MsDeformAttnProblem, RefKind};
+use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 
 /// Device buffers of one `ms_deform_attn` call, in the layouts of [`MsDeformAttnProblem`]:
 /// `value [B,S,M,D]` and `output [B,Q,M·D]` in the storage dtype, the rest f32.
@@ -158,7 +159,6 @@ impl MsdaPlan {
     }
 
     fn launch_typed<F: Float + CubeElement, R: Runtime>(&self, client: &ComputeClient<R>, a: &[(Handle, usize); 6]) {
-        let arg = super::resident::arg::<R>;
         let [queries, heads, groups, tokens, levels, total] = self.dims;
         let (fused, boxes) = match self.form {
             Form::Official => (false, false),
@@ -216,5 +216,77 @@ impl<R: Runtime> Prepared for CubeclRun<'_, R> {
         let bytes = catch("read", kind, || self.be.client.read_one(self.args[5].0.clone()))?
             .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })?;
         Ok(crate::backend::unpack(&bytes, self.plan.dtype))
+    }
+}
+
+impl<R: Runtime> MsdaKernel for CubeclBackend<R> {
+    fn msda_supports(&self, dtype: DType) -> Result<()> {
+        if !self.supports_type(dtype) {
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: self.kind.name().into(),
+                reason: format!("{} has no {dtype} support", self.device),
+            });
+        }
+        Ok(())
+    }
+    fn launch_prepare_ms_deform_attn<'a>(
+        &'a self,
+        _: Checked,
+        pr: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        dtype: DType,
+    ) -> Result<Box<dyn Prepared + 'a>> {
+        let plan = MsdaPlan::new(&self.client, pr, dtype);
+        let (samp, attn, refp): (&[f32], &[f32], &[f32]) = match *input {
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => {
+                (sampling_locations, attention_weights, &[0.0])
+            }
+            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => {
+                (sampling_offsets, attention_logits, reference)
+            }
+        };
+        let out_bytes = pr.output_len() * dtype.size();
+        if out_bytes as u64 > self.client.properties().memory.max_page_size {
+            return Err(Error::Unsupported {
+                op: OP,
+                backend: self.kind.name().into(),
+                reason: format!("output needs {out_bytes} bytes, more than the device allocates per buffer"),
+            });
+        }
+        let up = |what: &str, data: &[f32]| self.upload(what, bytemuck::cast_slice(data));
+        let value = self.upload("value", &crate::backend::pack(input.value(), dtype))?;
+        let args = plan.args(
+            value,
+            plan.shapes_handle(&self.client, pr),
+            up("sampling", samp)?,
+            up("attention", attn)?,
+            up("reference", refp)?,
+            self.client.empty(out_bytes),
+            pr,
+        );
+        Ok(Box::new(CubeclRun { be: self, plan, args }))
+    }
+    fn launch_ms_deform_attn_t(
+        &self,
+        _: Checked,
+        pr: &MsDeformAttnProblem,
+        value: &Tensor,
+        reference: &Tensor,
+        offsets: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor> {
+        use crate::problem::ms_deform_attn::OP;
+        let y = self.out(OP, pr.output_len())?;
+        let h = MsDeformAttnHandles {
+            value: self.resident(OP, "value", value)?.0,
+            sampling: self.resident(OP, "sampling_offsets", offsets)?.0,
+            attention: self.resident(OP, "attention_logits", logits)?.0,
+            reference: Some(self.resident(OP, "reference", reference)?.0),
+            output: y.0.clone(),
+        };
+        launch_ms_deform_attn(&self.client, pr, DType::F32, &h)?;
+        self.count_launch();
+        Ok(self.tensor(y))
     }
 }
