@@ -8,7 +8,7 @@ use crate::ops;
 use crate::problem::Conv2dProblem;
 use crate::problem::{
     AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
-    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
+    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads, SoftmaxProblem, SparseFusionProblem,
 };
 
 /// The native CPU backend: rayon over rows/queries, the `gemm` crate, AVX2+FMA where present.
@@ -85,6 +85,15 @@ impl HostKernels for CpuBackend {
         Ok(out)
     }
 
+    fn ms_deform_attn_backward(
+        &self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        grad_output: &[f32],
+        dtype: DType,
+    ) -> Result<MsdaGrads> {
+        Ok(ops::ms_deform_attn_backward::cpu::backward(problem, input, grad_output, dtype))
+    }
     fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(ops::gemm::cpu::linear(p.m, p.k, p.n, x, weight, bias, p.act))
     }

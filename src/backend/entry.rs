@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
 use crate::problem::{
     Activation, AttentionProblem, BertLayerWeights, Conv2dProblem, DType, Form, GatedCrossAttnProblem,
-    GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem,
-    SparseFusionProblem,
+    GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads,
+    SoftmaxProblem, SparseFusionProblem,
 };
 
 const OK: Checked = Checked(());
@@ -47,6 +47,23 @@ pub trait Ops: Backend {
         input.check(problem)?;
         self.msda_supports(dtype)?;
         self.launch_ms_deform_attn(OK, problem, input, dtype)
+    }
+
+    /// The gradients of [`Ops::ms_deform_attn`] at `input` for `grad_output [B,Q,M·D]` (f32), host
+    /// to host: `value` in `dtype`'s precision, f32 accumulation, f32 gradients in the layouts of
+    /// [`MsdaGrads`]. Deterministic: the same call gives the same bits, whatever the threads.
+    fn ms_deform_attn_backward(
+        &self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        grad_output: &[f32],
+        dtype: DType,
+    ) -> Result<MsdaGrads> {
+        problem.validate()?;
+        input.check(problem)?;
+        crate::ops::ms_deform_attn_backward::check_grad_output(problem, grad_output.len())?;
+        self.msda_supports(dtype)?;
+        self.launch_ms_deform_attn_backward(OK, problem, input, grad_output, dtype)
     }
 
     /// [`Ops::ms_deform_attn`] on tensors, fused form, f32: `value`, `reference`,

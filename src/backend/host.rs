@@ -7,7 +7,8 @@ use super::{BackendKind, Checked, Device, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::{
     AttentionProblem, BertLayerWeights, Conv2dProblem, DType, GatedCrossAttnProblem, GatedCrossAttnWeights,
-    GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
+    GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads, SoftmaxProblem,
+    SparseFusionProblem,
 };
 
 /// The ops of a host backend on slices, inputs already validated (by [`super::Ops`]).
@@ -33,6 +34,14 @@ pub trait HostKernels: Sync {
         input: &MsDeformAttnInput,
         dtype: DType,
     ) -> Result<Vec<f32>>;
+    /// The gradients of `ms_deform_attn` (value rounded to `dtype`).
+    fn ms_deform_attn_backward(
+        &self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        grad_output: &[f32],
+        dtype: DType,
+    ) -> Result<MsdaGrads>;
     /// `act(x·Wᵀ + b)`.
     fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>>;
     /// `acc ← act(conv2d(x, W) + b [+ acc])`: `residual` says whether `acc` holds one on entry

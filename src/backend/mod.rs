@@ -35,6 +35,7 @@ pub use crate::ops::gemm::GemmKernel;
 pub use crate::ops::image::ImageKernel;
 pub use crate::ops::layer_norm::LayerNormKernel;
 pub use crate::ops::ms_deform_attn::MsdaKernel;
+pub use crate::ops::ms_deform_attn_backward::MsdaBackwardKernel;
 pub use crate::ops::softmax::SoftmaxKernel;
 pub use crate::ops::sparse_fusion::SparseFusionKernel;
 pub use tensor::Tensor;
@@ -125,6 +126,7 @@ pub trait Prepared {
 pub trait Backend:
     Device
     + MsdaKernel
+    + MsdaBackwardKernel
     + GemmKernel
     + ElementwiseKernel
     + LayerNormKernel
@@ -140,6 +142,7 @@ pub trait Backend:
 impl<T> Backend for T where
     T: Device
         + MsdaKernel
+        + MsdaBackwardKernel
         + GemmKernel
         + ElementwiseKernel
         + LayerNormKernel

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::problem::Conv2dProblem;
 use crate::problem::{
     AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
-    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, SoftmaxProblem, SparseFusionProblem,
+    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads, SoftmaxProblem, SparseFusionProblem,
 };
 use crate::reference::{self as oracle, lift, ms_deform_attn::ms_deform_attn};
 
@@ -52,6 +52,25 @@ impl HostKernels for ReferenceBackend {
         dtype: DType,
     ) -> Result<Vec<f32>> {
         HostKernels::prepare_ms_deform_attn(self, problem, input, dtype)?.run_once()
+    }
+    fn ms_deform_attn_backward(
+        &self,
+        problem: &MsDeformAttnProblem,
+        input: &MsDeformAttnInput,
+        grad_output: &[f32],
+        dtype: DType,
+    ) -> Result<MsdaGrads> {
+        let value: Vec<f32> = input.value().iter().map(|&x| round_to(x, dtype)).collect();
+        let input = match *input {
+            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => {
+                MsDeformAttnInput::Official { value: &value, sampling_locations, attention_weights }
+            }
+            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => {
+                MsDeformAttnInput::Fused { value: &value, reference, sampling_offsets, attention_logits }
+            }
+        };
+        let (v, s, a) = oracle::ms_deform_attn_backward::backward::<f64>(problem, &input, grad_output);
+        Ok(MsdaGrads { value: lower(v), sampling: lower(s), attention: lower(a) })
     }
     fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
         Ok(lower(oracle::gemm::gemm::<f64>(p, &lift(x), weight, bias)))

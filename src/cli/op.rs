@@ -32,6 +32,29 @@ pub enum OpCmd {
         #[arg(long)]
         repeat: Option<usize>,
     },
+    #[command(name = "ms_deform_attn_backward")]
+    /// The gradients of `ms_deform_attn`, official form and semantics (the CUDA op's col2im),
+    /// deterministic. IN holds the forward's five tensors plus `grad_output` f32 [B,Q,M·D]; OUT
+    /// gets `grad_value` f32 [B,S,M,D], `grad_sampling_locations` [B,Q,M,L,P,2] and
+    /// `grad_attention_weights` [B,Q,M,L,P], the names and layouts of the official autograd
+    /// function.
+    ///
+    /// Example: rlipv2 op ms_deform_attn_backward --backend cpu --input in.safetensors --output grads.safetensors
+    MsDeformAttnBackward {
+        /// reference | cpu | wgpu | cubecl-wgpu | cubecl-cuda | auto (backward: reference and cpu so far)
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        /// Storage type of value: f32, f16 or bf16 (accumulation and gradients are f32).
+        #[arg(long, default_value = "f32")]
+        dtype: DType,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        /// Also run N more times and print median and min time.
+        #[arg(long)]
+        repeat: Option<usize>,
+    },
     #[command(name = "gated_cross_attn")]
     /// ALIF gated bi-directional cross-attention. IN holds `v` f32 [B,Nv,Cv], `pos` [B,Nv,Cv],
     /// `l` [B,T,Cl]; WEIGHTS the 18 `b_attn.*` tensors (after --prefix); OUT gets `v_out`
@@ -114,6 +137,35 @@ pub fn run(op: OpCmd) -> Result<()> {
             }
             io::write_f32_tensors(&output, &[("output", pr.output_shape(), &out)])?;
             eprintln!("wrote `output` {:?} to {}", pr.output_shape(), output.display());
+            Ok(())
+        }
+        OpCmd::MsDeformAttnBackward { backend, dtype, input, output, repeat } => {
+            let (file, grad) = io::read_ms_deform_attn_backward(&input)?;
+            let (be, why) = backend::select(&backend)?;
+            eprintln!("backend: {why}");
+            let pr = &file.problem;
+            let g = be.ms_deform_attn_backward(pr, &file.input(), &grad, dtype)?;
+            if let Some(n) = repeat {
+                let t =
+                    bench::time_host(n, || be.ms_deform_attn_backward(pr, &file.input(), &grad, dtype).map(|_| ()))?;
+                println!(
+                    "ms_deform_attn_backward {} {}: median {:.3} ms, min {:.3} ms over {n} runs",
+                    be.kind(),
+                    dtype,
+                    t.median_s * 1e3,
+                    t.min_s * 1e3
+                );
+            }
+            let [nv, ns, na] = rlipv2::problem::ms_deform_attn_backward::grad_names(pr.form);
+            io::write_f32_tensors(
+                &output,
+                &[
+                    (nv, pr.value_shape(), &g.value),
+                    (ns, pr.locations_shape(), &g.sampling),
+                    (na, pr.weights_shape(), &g.attention),
+                ],
+            )?;
+            eprintln!("wrote `{nv}`, `{ns}`, `{na}` to {}", output.display());
             Ok(())
         }
         OpCmd::GatedCrossAttn { args, prefix } => {

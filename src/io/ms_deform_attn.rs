@@ -39,7 +39,24 @@ impl MsDeformAttnFile {
 /// `attention_weights` (official names and layouts) and checks them against each other.
 pub fn read_ms_deform_attn(path: &Path) -> Result<MsDeformAttnFile> {
     let bytes = read_bytes(path)?;
-    let r = Reader::parse(OP, path, &bytes)?;
+    forward_inputs(OP, &Reader::parse(OP, path, &bytes)?)
+}
+
+/// Reads the forward's inputs (as [`read_ms_deform_attn`]) and `grad_output` f32 `[B,Q,M·D]`,
+/// for `ms_deform_attn_backward`.
+pub fn read_ms_deform_attn_backward(path: &Path) -> Result<(MsDeformAttnFile, Vec<f32>)> {
+    const BWD: &str = crate::problem::ms_deform_attn_backward::OP;
+    let bytes = read_bytes(path)?;
+    let r = Reader::parse(BWD, path, &bytes)?;
+    let file = forward_inputs(BWD, &r)?;
+    let g = r.tensor("grad_output", Dtype::F32, 3)?;
+    let pr = &file.problem;
+    expect_shape(BWD, "grad_output", g.shape(), &[pr.batch, pr.queries, pr.heads * pr.channels])?;
+    Ok((file, bytemuck::pod_collect_to_vec(g.data())))
+}
+
+/// The five forward tensors of `r`, checked against each other; errors name `op`.
+fn forward_inputs(op: &'static str, r: &Reader) -> Result<MsDeformAttnFile> {
     let value = r.tensor("value", Dtype::F32, 4)?;
     let shapes = r.tensor("spatial_shapes", Dtype::I64, 2)?;
     let starts = r.tensor("level_start_index", Dtype::I64, 1)?;
@@ -47,14 +64,14 @@ pub fn read_ms_deform_attn(path: &Path) -> Result<MsDeformAttnFile> {
     let aw = r.tensor("attention_weights", Dtype::F32, 5)?;
 
     let [b, s, m, d] =
-        <[usize; 4]>::try_from(value.shape()).map_err(|_| Error::shape(OP, "value", "[B,S,M,D]", value.shape()))?;
+        <[usize; 4]>::try_from(value.shape()).map_err(|_| Error::shape(op, "value", "[B,S,M,D]", value.shape()))?;
     let l = shapes.shape()[0];
-    expect_shape(OP, "spatial_shapes", shapes.shape(), &[l, 2])?;
-    expect_shape(OP, "level_start_index", starts.shape(), &[l])?;
+    expect_shape(op, "spatial_shapes", shapes.shape(), &[l, 2])?;
+    expect_shape(op, "level_start_index", starts.shape(), &[l])?;
     let q = loc.shape()[1];
     let p = loc.shape()[4];
-    expect_shape(OP, "sampling_locations", loc.shape(), &[b, q, m, l, p, 2])?;
-    expect_shape(OP, "attention_weights", aw.shape(), &[b, q, m, l, p])?;
+    expect_shape(op, "sampling_locations", loc.shape(), &[b, q, m, l, p, 2])?;
+    expect_shape(op, "attention_weights", aw.shape(), &[b, q, m, l, p])?;
 
     let hw: Vec<i64> = bytemuck::pod_collect_to_vec(shapes.data());
     let st: Vec<i64> = bytemuck::pod_collect_to_vec(starts.data());
@@ -63,13 +80,13 @@ pub fn read_ms_deform_attn(path: &Path) -> Result<MsDeformAttnFile> {
         let (h, w) = (hw[2 * i], hw[2 * i + 1]);
         if !(1..=MAX_SIDE).contains(&h) || !(1..=MAX_SIDE).contains(&w) {
             return Err(Error::limit(
-                OP,
+                op,
                 "spatial_shapes",
                 format!("level {i} is {h}×{w}; H and W must be in 1..={MAX_SIDE}"),
             ));
         }
         if st[i] < 0 {
-            return Err(Error::limit(OP, "level_start_index", format!("level {i} starts at {}", st[i])));
+            return Err(Error::limit(op, "level_start_index", format!("level {i} starts at {}", st[i])));
         }
         levels.push(Level { h: h as usize, w: w as usize, start: st[i] as usize });
     }

@@ -12,5 +12,6 @@ pub mod gemm;
 pub mod image;
 pub mod layer_norm;
 pub mod ms_deform_attn;
+pub mod ms_deform_attn_backward;
 pub mod softmax;
 pub mod sparse_fusion;

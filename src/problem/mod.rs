@@ -2,7 +2,10 @@
 //! (`crate::ops::<op>`, with every dimension, the memory-layout contract, `validate()`, `flops()`
 //! and `bytes()`) and re-exported here, with the types shared by several ops (`DType`, weights).
 
-pub use crate::ops::{attention, conv2d, gated_cross_attn, gemm, layer_norm, ms_deform_attn, softmax, sparse_fusion};
+pub use crate::ops::{
+    attention, conv2d, gated_cross_attn, gemm, layer_norm, ms_deform_attn, ms_deform_attn_backward, softmax,
+    sparse_fusion,
+};
 pub mod weights;
 
 pub use attention::AttentionProblem;
@@ -11,6 +14,7 @@ pub use gated_cross_attn::{Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, L
 pub use gemm::{Activation, GemmProblem};
 pub use layer_norm::LayerNormProblem;
 pub use ms_deform_attn::{Form, Level, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
+pub use ms_deform_attn_backward::MsdaGrads;
 pub use softmax::SoftmaxProblem;
 pub use sparse_fusion::{BertLayerProblem, BertLayerWeights, SparseFusionProblem};
 pub use weights::OwnedWeights;

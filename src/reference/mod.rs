@@ -8,6 +8,7 @@ pub use crate::ops::gated_cross_attn::oracle as gated_cross_attn;
 pub use crate::ops::gemm::oracle as gemm;
 pub use crate::ops::layer_norm::oracle as layer_norm;
 pub use crate::ops::ms_deform_attn::oracle as ms_deform_attn;
+pub use crate::ops::ms_deform_attn_backward::oracle as ms_deform_attn_backward;
 pub use crate::ops::softmax::oracle as softmax;
 pub use crate::ops::sparse_fusion::oracle as sparse_fusion;
 

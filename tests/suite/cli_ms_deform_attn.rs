@@ -1,6 +1,6 @@
-//! The `rlipv2 op ms_deform_attn` contract: a good file gives `output` [B,Q,M·D] equal to the
-//! oracle; bad input exits non-zero, names the tensor and the expected vs actual shape, and
-//! writes no output file.
+//! The `rlipv2 op ms_deform_attn` and `ms_deform_attn_backward` contract: a good file gives
+//! `output` [B,Q,M·D] (or the three gradients) equal to the oracle; bad input exits non-zero,
+//! names the tensor and the expected vs actual shape, and writes no output file.
 
 use std::path::Path;
 use std::process::Command;
@@ -48,10 +48,14 @@ fn good_tensors(pr: &MsDeformAttnProblem, data: &MsDeformAttnData) -> Vec<T> {
 }
 
 fn run(dir: &Path, backend: &str, extra: &[&str]) -> (bool, String, bool) {
+    run_op(dir, "ms_deform_attn", backend, extra)
+}
+
+fn run_op(dir: &Path, op: &str, backend: &str, extra: &[&str]) -> (bool, String, bool) {
     let out = dir.join("out.safetensors");
     let _ = std::fs::remove_file(&out);
     let o = Command::new(env!("CARGO_BIN_EXE_rlipv2"))
-        .args(["op", "ms_deform_attn", "--backend", backend, "--input"])
+        .args(["op", op, "--backend", backend, "--input"])
         .arg(dir.join("in.safetensors"))
         .arg("--output")
         .arg(&out)
@@ -150,13 +154,39 @@ fn cli_rejects_bad_input_without_writing_output() {
         ),
         ("unsupported D", Box::new(|t: &mut Vec<T>| t[0].shape = vec![2, 36, 4, 8]), vec!["sampling_locations"]),
     ];
-    for (what, edit, needles) in cases {
+    let grad = rlipv2::seeded::Rng::new(23).fill(pr.output_len(), -1.0, 1.0);
+    for (what, edit, needles) in &cases {
+        for op in ["ms_deform_attn", "ms_deform_attn_backward"] {
+            let mut t = good_tensors(&pr, &data);
+            if op == "ms_deform_attn_backward" {
+                t.push(f32t("grad_output", pr.output_shape(), &grad));
+            }
+            edit(&mut t);
+            write(&dir.path().join("in.safetensors"), &t);
+            let (ok, text, exists) = run_op(dir.path(), op, "cpu", &[]);
+            assert!(!ok, "{op} {what}: must fail: {text}");
+            assert!(!exists, "{op} {what}: must not write output");
+            for n in needles {
+                assert!(text.contains(n), "{op} {what}: message must mention `{n}`: {text}");
+            }
+            assert!(!text.contains("panicked"), "{op} {what}: panicked: {text}");
+        }
+    }
+    // the backward's own input: grad_output missing or of the wrong shape
+    type BadGrad<'a> = (&'a str, Option<Vec<usize>>, &'a [&'a str]);
+    let bad_grads: [BadGrad; 2] = [
+        ("missing grad_output", None, &["grad_output", "missing"]),
+        ("grad_output shape", Some(vec![2, 7, 16]), &["grad_output", "[2, 7, 32]", "[2, 7, 16]"]),
+    ];
+    for (what, shape, needles) in bad_grads {
         let mut t = good_tensors(&pr, &data);
-        edit(&mut t);
+        if let Some(shape) = shape {
+            let n = shape.iter().product();
+            t.push(f32t("grad_output", shape, &grad[..n]));
+        }
         write(&dir.path().join("in.safetensors"), &t);
-        let (ok, text, exists) = run(dir.path(), "cpu", &[]);
-        assert!(!ok, "{what}: must fail: {text}");
-        assert!(!exists, "{what}: must not write output");
+        let (ok, text, exists) = run_op(dir.path(), "ms_deform_attn_backward", "cpu", &[]);
+        assert!(!ok && !exists, "{what}: must fail without output: {text}");
         for n in needles {
             assert!(text.contains(n), "{what}: message must mention `{n}`: {text}");
         }
@@ -195,4 +225,49 @@ fn cli_unsupported_channels_is_a_clear_error() {
     );
     let (ok, text, exists) = run(dir.path(), "cpu", &[]);
     assert!(!ok && !exists && text.contains("channels per head = 12"), "{text}");
+}
+
+/// The backward CLI on reference and cpu: the three gradients under the official names match the
+/// f64 oracle; a backend without a backward kernel yet says so and writes nothing.
+#[test]
+fn cli_backward_writes_gradients_matching_the_oracle() {
+    use rlipv2::reference::ms_deform_attn_backward::backward;
+    let dir = tempfile::tempdir().unwrap();
+    let pr = problem();
+    let data = MsDeformAttnData::random(&pr, 24);
+    let grad = rlipv2::seeded::Rng::new(25).fill(pr.output_len(), -1.0, 1.0);
+    let mut t = good_tensors(&pr, &data);
+    t.push(f32t("grad_output", pr.output_shape(), &grad));
+    write(&dir.path().join("in.safetensors"), &t);
+    let (ev, es, ea) = backward::<f64>(&pr, &data.input(), &grad);
+    assert!(ev.iter().chain(&es).chain(&ea).any(|x| x.abs() > 0.1), "the case must produce non-trivial gradients");
+    for kind in BackendKind::ALL {
+        if rlipv2::backend::open(kind).is_err() {
+            println!("SKIP cli backward {kind}: backend unavailable here");
+            continue;
+        }
+        let (ok, text, exists) = run_op(dir.path(), "ms_deform_attn_backward", kind.name(), &["--repeat", "2"]);
+        if matches!(kind, BackendKind::Reference | BackendKind::Cpu) {
+            assert!(ok && exists, "{kind}: {text}");
+            assert!(text.contains("ms_deform_attn_backward") && text.contains("median"), "{kind}: {text}");
+        } else {
+            assert!(!ok && !exists && text.contains("no backward kernel"), "{kind}: {text}");
+            println!("SKIP cli backward {kind}: no backward kernel yet");
+            continue;
+        }
+        let bytes = std::fs::read(dir.path().join("out.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for (name, shape, exp) in [
+            ("grad_value", pr.value_shape(), &ev),
+            ("grad_sampling_locations", pr.locations_shape(), &es),
+            ("grad_attention_weights", pr.weights_shape(), &ea),
+        ] {
+            let v = st.tensor(name).unwrap();
+            assert_eq!(v.shape(), shape.as_slice(), "{kind} {name}");
+            let got: Vec<f32> = bytemuck::pod_collect_to_vec(v.data());
+            let worst =
+                got.iter().zip(exp.iter()).map(|(&g, &e)| (g as f64 - e).abs() / (1e-4 + e.abs())).fold(0.0, f64::max);
+            assert!(worst < 1e-4, "{kind} {name}: worst scaled error {worst:.3e}");
+        }
+    }
 }

@@ -22,6 +22,7 @@ mod fusion_reference;
 mod hardening;
 mod image_front;
 mod ms_deform_attn_backends;
+mod ms_deform_attn_backward;
 mod ms_deform_attn_reference;
 mod nonfinite_inputs;
 mod postprocess;

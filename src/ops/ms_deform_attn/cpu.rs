@@ -65,48 +65,11 @@ fn rows_body<const D: usize>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput
 #[inline(always)]
 fn head<const D: usize>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq: usize, m: usize, acc: &mut [f32]) {
     let (l_n, p_n, d_n) = (pr.num_levels(), pr.points, pr.channels);
-    let lp = l_n * p_n;
-    let s0 = (bq * pr.heads + m) * lp; // first sample of this head
     let b = bq / pr.queries;
     let mut aw = [0f32; MAX_POINTS];
     let mut xy = [[0f32; 2]; MAX_POINTS];
+    head_samples(pr, input, bq, m, &mut aw, &mut xy);
     let value = input.value();
-    match *input {
-        MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => {
-            aw[..lp].copy_from_slice(&attention_weights[s0..s0 + lp]);
-            for (i, c) in xy[..lp].iter_mut().enumerate() {
-                *c = [sampling_locations[2 * (s0 + i)], sampling_locations[2 * (s0 + i) + 1]];
-            }
-        }
-        MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => {
-            let logits = &attention_logits[s0..s0 + lp];
-            let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
-            for (a, &z) in aw[..lp].iter_mut().zip(logits) {
-                *a = (z - mx).exp();
-                sum += *a;
-            }
-            let inv = 1.0 / sum;
-            aw[..lp].iter_mut().for_each(|a| *a *= inv);
-            let kind = match pr.form {
-                Form::Fused(k) => k,
-                Form::Official => RefKind::Points,
-            };
-            let rd = kind.dim();
-            for l in 0..l_n {
-                let r = &reference[(bq * l_n + l) * rd..(bq * l_n + l + 1) * rd];
-                let lv = pr.levels[l];
-                for p in 0..p_n {
-                    let i = l * p_n + p;
-                    let (ox, oy) = (sampling_offsets[2 * (s0 + i)], sampling_offsets[2 * (s0 + i) + 1]);
-                    xy[i] = match kind {
-                        RefKind::Points => [r[0] + ox / lv.w as f32, r[1] + oy / lv.h as f32],
-                        RefKind::Boxes => [r[0] + ox / p_n as f32 * r[2] * 0.5, r[1] + oy / p_n as f32 * r[3] * 0.5],
-                    };
-                }
-            }
-        }
-    }
     for l in 0..l_n {
         let lv = pr.levels[l];
         let (h, w) = (lv.h as f32, lv.w as f32);
@@ -143,6 +106,59 @@ fn head<const D: usize>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, bq:
                     for (o, &x) in acc.iter_mut().zip(&value[base..base + d_n]) {
                         *o += c * x;
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The attention weights `aw[..L·P]` and normalized sampling locations `xy[..L·P]` of head `m` of
+/// row `bq = b·Q + q`: read (official form) or computed as the official module does (fused form:
+/// softmax over the logits, reference plus scaled offsets).
+#[inline(always)]
+pub(crate) fn head_samples(
+    pr: &MsDeformAttnProblem,
+    input: &MsDeformAttnInput,
+    bq: usize,
+    m: usize,
+    aw: &mut [f32; MAX_POINTS],
+    xy: &mut [[f32; 2]; MAX_POINTS],
+) {
+    let (l_n, p_n) = (pr.num_levels(), pr.points);
+    let lp = l_n * p_n;
+    let s0 = (bq * pr.heads + m) * lp; // first sample of this head
+    match *input {
+        MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => {
+            aw[..lp].copy_from_slice(&attention_weights[s0..s0 + lp]);
+            for (i, c) in xy[..lp].iter_mut().enumerate() {
+                *c = [sampling_locations[2 * (s0 + i)], sampling_locations[2 * (s0 + i) + 1]];
+            }
+        }
+        MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => {
+            let logits = &attention_logits[s0..s0 + lp];
+            let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for (a, &z) in aw[..lp].iter_mut().zip(logits) {
+                *a = (z - mx).exp();
+                sum += *a;
+            }
+            let inv = 1.0 / sum;
+            aw[..lp].iter_mut().for_each(|a| *a *= inv);
+            let kind = match pr.form {
+                Form::Fused(k) => k,
+                Form::Official => RefKind::Points,
+            };
+            let rd = kind.dim();
+            for l in 0..l_n {
+                let r = &reference[(bq * l_n + l) * rd..(bq * l_n + l + 1) * rd];
+                let lv = pr.levels[l];
+                for p in 0..p_n {
+                    let i = l * p_n + p;
+                    let (ox, oy) = (sampling_offsets[2 * (s0 + i)], sampling_offsets[2 * (s0 + i) + 1]);
+                    xy[i] = match kind {
+                        RefKind::Points => [r[0] + ox / lv.w as f32, r[1] + oy / lv.h as f32],
+                        RefKind::Boxes => [r[0] + ox / p_n as f32 * r[2] * 0.5, r[1] + oy / p_n as f32 * r[3] * 0.5],
+                    };
                 }
             }
         }
