@@ -145,9 +145,11 @@ fn gated_cross_attn_case(be: &dyn Backend) {
         else {
             return;
         };
-        let (v64, l64) =
-            oracle::gated_cross_attn::gated_cross_attn::<f64>(p, &lift(&v), &lift(&pos), &lift(&l), &w.as_fusion());
-        let (v32, l32) = oracle::gated_cross_attn::gated_cross_attn::<f32>(p, &v, &pos, &l, &w.as_fusion());
+        let ((v64, l64), (v32, l32)) = crate::common::once(&format!("fusion_backends/gated_cross_attn/{i}"), || {
+            let w = w.as_fusion();
+            let r64 = oracle::gated_cross_attn::gated_cross_attn::<f64>(p, &lift(&v), &lift(&pos), &lift(&l), &w);
+            (r64, oracle::gated_cross_attn::gated_cross_attn::<f32>(p, &v, &pos, &l, &w))
+        });
         let label = format!("{}/gated_cross_attn/B{} Nv{} T{} {:?}", be.kind(), p.batch, p.nv, p.t, p.gate);
         check(&format!("{label} v'"), &[p.batch, p.nv, p.v_dim], &gv, v64, v32);
         check(&format!("{label} l'"), &[p.batch, p.t, p.l_dim], &gl, l64, l32);
@@ -172,26 +174,22 @@ fn sparse_fusion_case(be: &dyn Backend) {
         }) else {
             return;
         };
-        let mut m64 = lift::<f64>(&memory);
-        let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(
-            &p,
-            &mut m64,
-            &lift(&pos),
-            &lift(&lang),
-            mask.as_deref(),
-            &fw.as_fusion(),
-            &bw.as_bert(),
-        );
-        let mut m32 = memory.clone();
-        let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(
-            &p,
-            &mut m32,
-            &pos,
-            &lang,
-            mask.as_deref(),
-            &fw.as_fusion(),
-            &bw.as_bert(),
-        );
+        let (o64, m64, o32, m32) = crate::common::once(&format!("fusion_backends/sparse_fusion/{i}"), || {
+            let (fw, bw) = (fw.as_fusion(), bw.as_bert());
+            let mut m64 = lift::<f64>(&memory);
+            let o64 = oracle::sparse_fusion::sparse_fusion::<f64>(
+                &p,
+                &mut m64,
+                &lift(&pos),
+                &lift(&lang),
+                mask.as_deref(),
+                &fw,
+                &bw,
+            );
+            let mut m32 = memory.clone();
+            let o32 = oracle::sparse_fusion::sparse_fusion::<f32>(&p, &mut m32, &pos, &lang, mask.as_deref(), &fw, &bw);
+            (o64, m64, o32, m32)
+        });
         let label = format!("{}/sparse_fusion/B{batch} S{tokens} start{start} T{t}", be.kind());
         check(&format!("{label} lang"), &[batch, t, 768], &out, o64, o32);
         check(&format!("{label} memory"), &[batch, tokens, 256], &mem, m64, m32);

@@ -378,3 +378,21 @@ pub fn converted_fixture(dir: &std::path::Path) -> std::path::PathBuf {
     }
     mine
 }
+
+/// `f()` for `key`, computed once per test process and shared: the oracle's results for a case
+/// that each backend's test compares against (the f64 ALIF oracles take seconds per case). `key`
+/// must name everything the value depends on; one type per key.
+pub fn once<T: Clone + Send + Sync + 'static>(key: &str, f: impl FnOnce() -> T) -> T {
+    use std::any::Any;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Cell = Arc<OnceLock<Arc<dyn Any + Send + Sync>>>;
+    static CACHE: OnceLock<Mutex<std::collections::HashMap<String, Cell>>> = OnceLock::new();
+    let cell = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key.to_string())
+        .or_default()
+        .clone();
+    cell.get_or_init(|| Arc::new(f())).downcast_ref::<T>().expect("one type per key").clone()
+}
