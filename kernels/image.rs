@@ -1,7 +1,8 @@
-//! The image front on the device (f32, NCHW), the same mapping as `shaders/image.wgsl`: conv2d
-//! as an implicit GEMM `y[b] = W · cols(x[b])` (`[Co, Ho·Wo]`, one 256-unit cube per 64×64 tile,
-//! the columns gathered while staging), 3×3/s2 max pooling and the flatten into token rows one
-//! unit per output element, GroupNorm one cube per (group, image).
+//! The image front on the device (f32, NCHW), the same mapping as
+//! `shaders/{conv2d,max_pool,group_norm,to_tokens}.wgsl`: conv2d as an implicit GEMM
+//! `y[b] = W · cols(x[b])` (`[Co, Ho·Wo]`, one 256-unit cube per 64×64 tile, the columns gathered
+//! while staging), 3×3/s2 max pooling and the flatten into token rows one unit per output
+//! element, GroupNorm one cube per (group, image).
 
 use cubecl::prelude::*;
 

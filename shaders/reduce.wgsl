@@ -1,5 +1,5 @@
 // reduce.wgsl — the prelude of every module with a workgroup reduction (src/shaders.rs puts it in
-// front of layer_norm.wgsl, softmax.wgsl, attention.wgsl, image.wgsl and sparse_fusion.wgsl):
+// front of layer_norm.wgsl, softmax.wgsl, attention.wgsl, group_norm.wgsl and sparse_fusion.wgsl):
 // the one reduction, over 256 invocations. Not a module on its own.
 
 // Sum (or max) over the workgroup's 256 invocations of one vec4 each, lane by lane; every

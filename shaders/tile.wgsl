@@ -1,5 +1,5 @@
 // tile.wgsl — the prelude every GEMM-like module is assembled with (src/shaders.rs puts it in
-// front of gemm.wgsl, image.wgsl and sparse_fusion.wgsl): the one register-blocked GEMM
+// front of gemm.wgsl, conv2d.wgsl and sparse_fusion.wgsl): the one register-blocked GEMM
 // mainloop per tile size. Not a module on its own.
 //
 // A module that uses the mainloops defines, for C[row, col] = Σ_k A[row, k] · B[col, k]:

@@ -35,8 +35,17 @@ pub const SPARSE_FUSION: &str = concat!(
     shader!("activation.wgsl", "tile.wgsl", "reduce.wgsl", "sparse_fusion.wgsl")
 );
 
-/// `shaders/image.wgsl`: entry points `conv`, `conv128`, `max_pool`, `group_norm`, `to_tokens`.
-pub const IMAGE: &str = shader!("tile.wgsl", "reduce.wgsl", "image.wgsl");
+/// `shaders/conv2d.wgsl`: entry points `conv` and `conv128`.
+pub const CONV2D: &str = shader!("tile.wgsl", "conv2d.wgsl");
+
+/// `shaders/max_pool.wgsl`: entry point `max_pool`.
+pub const MAX_POOL: &str = shader!("max_pool.wgsl");
+
+/// `shaders/group_norm.wgsl`: entry point `group_norm`.
+pub const GROUP_NORM: &str = shader!("reduce.wgsl", "group_norm.wgsl");
+
+/// `shaders/to_tokens.wgsl`: entry point `to_tokens`.
+pub const TO_TOKENS: &str = shader!("to_tokens.wgsl");
 
 /// Every assembled module with its file name (the naga test validates each for all override
 /// combinations).
@@ -48,5 +57,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("attention.wgsl", ATTENTION),
     ("elementwise.wgsl", ELEMENTWISE),
     ("sparse_fusion.wgsl", SPARSE_FUSION),
-    ("image.wgsl", IMAGE),
+    ("conv2d.wgsl", CONV2D),
+    ("max_pool.wgsl", MAX_POOL),
+    ("group_norm.wgsl", GROUP_NORM),
+    ("to_tokens.wgsl", TO_TOKENS),
 ];

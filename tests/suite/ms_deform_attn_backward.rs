@@ -201,3 +201,71 @@ fn cpu_backward_is_deterministic_across_threads() {
         }
     }
 }
+
+/// PyTorch's autograd through the grid_sample formulation (`tools/msda_backward_torch.py golden`,
+/// committed) agrees with the oracle and with every backend that has a backward, in f32: a
+/// reference for the gradients that is not ours.
+#[test]
+fn gradients_match_pytorch_autograd() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("tests/fixtures/msda_backward_golden.json")).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let n = |k: &str| j[k].as_u64().unwrap() as usize;
+    let v = |k: &str| j[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<f32>>();
+    let levels: Vec<(usize, usize)> = j["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l[0].as_u64().unwrap() as usize, l[1].as_u64().unwrap() as usize))
+        .collect();
+    let pr = MsDeformAttnProblem::new(
+        n("batch"),
+        n("queries"),
+        n("heads"),
+        n("channels"),
+        n("points"),
+        &levels,
+        Form::Official,
+    );
+    let (value, loc, weights, g) = (v("value"), v("sampling_locations"), v("attention_weights"), v("grad_output"));
+    let input = MsDeformAttnInput::Official { value: &value, sampling_locations: &loc, attention_weights: &weights };
+    let torch = [v("grad_value"), v("grad_sampling_locations"), v("grad_attention_weights")];
+    let outside = (0..pr.samples())
+        .filter(|&s| {
+            let lv = pr.levels[(s / pr.points) % pr.num_levels()];
+            let (x, y) = (loc[2 * s] * lv.w as f32 - 0.5, loc[2 * s + 1] * lv.h as f32 - 0.5);
+            !(x > -1.0 && y > -1.0 && x < lv.w as f32 && y < lv.h as f32)
+        })
+        .count();
+    assert!(outside > 0, "the golden case must have samples outside the validity band");
+    let compare = |who: &str, got: [&[f32]; 3]| {
+        for ((name, got), want) in grad_names(Form::Official).iter().zip(got).zip(&torch) {
+            let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+            assert!(scale > 0.1, "{name}: the golden gradients must be non-trivial");
+            let (i, err) = got.iter().zip(want).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0f32), |m, (i, e)| {
+                if e > m.1 {
+                    (i, e)
+                } else {
+                    m
+                }
+            });
+            assert!(
+                err <= 1e-5 * scale,
+                "{who} {name}[{i}]: {} vs PyTorch {} (|err| {err:.3e}, scale {scale:.3e})",
+                got[i],
+                want[i]
+            );
+        }
+    };
+    let (gv, gs, ga) = backward::<f64>(&pr, &input, &g);
+    let lower = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    compare("oracle", [&lower(&gv), &lower(&gs), &lower(&ga)]);
+    for kind in BackendKind::ALL {
+        let Some(be) = crate::common::open_or_skip(kind) else { continue };
+        match be.ms_deform_attn_backward(&pr, &input, &g, DType::F32) {
+            Ok(m) => compare(kind.name(), [&m.value, &m.sampling, &m.attention]),
+            Err(e @ rlipv2::Error::Unsupported { .. }) => println!("SKIP {kind}/ms_deform_attn_backward: {e}"),
+            Err(e) => panic!("{kind}: {e}"),
+        }
+    }
+}

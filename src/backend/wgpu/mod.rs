@@ -3,12 +3,10 @@
 //! `pack2x16float`/`unpack2x16float`, so it needs no optional device feature.
 
 mod fusion;
-mod image;
 mod pool;
 mod resident;
 
 pub use crate::ops::ms_deform_attn::wgpu::MsDeformAttnBuffers;
-pub(crate) use image::ImageParams;
 pub(crate) use resident::{Entry, TENSOR_USAGE};
 
 use std::borrow::Cow;
@@ -36,7 +34,10 @@ pub struct WgpuBackend {
     pub(crate) attention: wgpu::ShaderModule,
     pub(crate) elementwise: wgpu::ShaderModule,
     pub(crate) fusion: wgpu::ShaderModule,
-    pub(crate) image: wgpu::ShaderModule,
+    pub(crate) conv2d: wgpu::ShaderModule,
+    pub(crate) max_pool: wgpu::ShaderModule,
+    pub(crate) group_norm: wgpu::ShaderModule,
+    pub(crate) to_tokens: wgpu::ShaderModule,
     /// Pipelines of every module but `ms_deform_attn.wgsl` by "file.entry", built on first use.
     pub(crate) pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
     /// `ms_deform_attn.wgsl` pipelines by (entry, f16, reference width, L, P).
@@ -159,7 +160,10 @@ impl WgpuBackend {
         let attention = compile("attention.wgsl", crate::shaders::ATTENTION, true)?;
         let elementwise = compile("elementwise.wgsl", crate::shaders::ELEMENTWISE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
-        let image = compile("image.wgsl", crate::shaders::IMAGE, true)?;
+        let conv2d = compile("conv2d.wgsl", crate::shaders::CONV2D, true)?;
+        let max_pool = compile("max_pool.wgsl", crate::shaders::MAX_POOL, true)?;
+        let group_norm = compile("group_norm.wgsl", crate::shaders::GROUP_NORM, true)?;
+        let to_tokens = compile("to_tokens.wgsl", crate::shaders::TO_TOKENS, true)?;
         let placeholder = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("absent input"),
             contents: bytemuck::cast_slice(&[0f32]),
@@ -177,7 +181,10 @@ impl WgpuBackend {
             attention,
             elementwise,
             fusion,
-            image,
+            conv2d,
+            max_pool,
+            group_norm,
+            to_tokens,
             pipelines: Default::default(),
             msda_pipelines: Default::default(),
             dispatches: AtomicU64::new(0),
@@ -468,7 +475,7 @@ impl Device for WgpuBackend {
             }),
             ("ms_deform_attn", "shaders/ms_deform_attn.wgsl (official and fused forms; f16 via pack2x16float)".into()),
             ("ALIF ops", "shaders/sparse_fusion.wgsl: gated_cross_attn 3 launches, sparse_fusion 8".into()),
-            ("conv2d", "image.wgsl implicit GEMM (64- or 128-wide output tiles, see backend::gemm_tile)".into()),
+            ("conv2d", "conv2d.wgsl implicit GEMM (64- or 128-wide output tiles, see backend::gemm_tile)".into()),
         ]
     }
     fn dispatch_count(&self) -> Option<u64> {

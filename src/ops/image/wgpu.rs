@@ -1,18 +1,44 @@
-//! Max pooling, GroupNorm and the level → token transpose on the wgpu backend (`shaders/image.wgsl`).
+//! Max pooling, GroupNorm and the level → token transpose on the wgpu backend
+//! (`shaders/max_pool.wgsl`, `group_norm.wgsl`, `to_tokens.wgsl`).
 
 use super::{pool_out, GroupNormShape, ImageKernel};
-use crate::backend::wgpu::{Entry, ImageParams, WgpuBackend};
+use crate::backend::wgpu::{Entry, WgpuBackend};
 use crate::backend::{Checked, Tensor};
 use crate::error::Result;
 
-/// `image.wgsl`'s entry point `name`, for the op of the same name.
-fn entry<'m>(name: &'static str, module: &'m wgpu::ShaderModule) -> Entry<'m> {
-    let key = match name {
-        "max_pool" => "image.max_pool",
-        "group_norm" => "image.group_norm",
-        _ => "image.to_tokens",
-    };
-    Entry { op: name, module, key, name }
+/// Mirrors `P` in `shaders/max_pool.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MaxPoolParams {
+    h: u32,
+    w: u32,
+    out_h: u32,
+    out_w: u32,
+    grid_x: u32,
+    total: u32,
+    _pad: [u32; 2],
+}
+
+/// Mirrors `P` in `shaders/group_norm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GroupNormParams {
+    channels: u32,
+    plane: u32,
+    groups: u32,
+    eps: f32,
+}
+
+/// Mirrors `P` in `shaders/to_tokens.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ToTokensParams {
+    c: u32,
+    plane: u32,
+    row0: u32,
+    grid_x: u32,
+    total: u32,
+    _pad: [u32; 3],
 }
 
 impl ImageKernel for WgpuBackend {
@@ -20,24 +46,22 @@ impl ImageKernel for WgpuBackend {
         let (oh, ow) = pool_out(h, w);
         let total = planes * oh * ow;
         let (gx, gy, grid_x) = self.row_grid(total.div_ceil(256));
-        let params = ImageParams {
+        let params = MaxPoolParams {
             h: h as u32,
             w: w as u32,
             out_h: oh as u32,
             out_w: ow as u32,
             grid_x,
             total: total as u32,
-            ..Default::default()
+            _pad: [0; 2],
         };
-        let (out, t) = self.output("max_pool", total)?;
-        self.run_entry(
-            entry("max_pool", &self.image),
+        self.run_new(
+            Entry { op: "max_pool", module: &self.max_pool, key: "max_pool.max_pool", name: "max_pool" },
             bytemuck::bytes_of(&params),
             &[("x", Some(x))],
-            &out,
-            (gx, gy, 1),
-        )?;
-        Ok(t)
+            total,
+            (gx, gy),
+        )
     }
     fn launch_group_norm_t(
         &self,
@@ -47,17 +71,11 @@ impl ImageKernel for WgpuBackend {
         gamma: &Tensor,
         beta: &Tensor,
     ) -> Result<Tensor> {
-        let params = ImageParams {
-            in_c: s.channels as u32,
-            h: 1,
-            w: s.plane as u32,
-            groups: s.groups as u32,
-            eps: s.eps,
-            ..Default::default()
-        };
+        let params =
+            GroupNormParams { channels: s.channels as u32, plane: s.plane as u32, groups: s.groups as u32, eps: s.eps };
         let (out, t) = self.output("group_norm", x.len())?;
         self.run_entry(
-            entry("group_norm", &self.image),
+            Entry { op: "group_norm", module: &self.group_norm, key: "group_norm.group_norm", name: "group_norm" },
             bytemuck::bytes_of(&params),
             &[("x", Some(&x)), ("gamma", Some(gamma)), ("beta", Some(beta))],
             &out,
@@ -77,17 +95,16 @@ impl ImageKernel for WgpuBackend {
         let out = self.resident("to_tokens", "tokens", tokens)?;
         let total = c * plane;
         let (gx, gy, grid_x) = self.row_grid(total.div_ceil(256));
-        let params = ImageParams {
-            in_c: c as u32,
-            h: 1,
-            w: plane as u32,
+        let params = ToTokensParams {
+            c: c as u32,
+            plane: plane as u32,
             row0: row0 as u32,
             grid_x,
             total: total as u32,
-            ..Default::default()
+            _pad: [0; 3],
         };
         self.run_entry(
-            entry("to_tokens", &self.image),
+            Entry { op: "to_tokens", module: &self.to_tokens, key: "to_tokens.to_tokens", name: "to_tokens" },
             bytemuck::bytes_of(&params),
             &[("level", Some(level))],
             &out,
