@@ -1,6 +1,7 @@
 //! criterion: `ms_deform_attn/<backend>/<dtype>/<case>` with byte throughput (compulsory bytes of
 //! `MsDeformAttnProblem::bytes`). Inputs are uploaded outside the timed closure; each iteration
-//! is a queued launch, and every measured batch ends with a device sync.
+//! is a queued launch, and every measured batch ends with a device sync. The backward pass:
+//! `ms_deform_attn_backward/<backend>/f32/<case>`, host to host, on the backends that have it.
 //!
 //! `RLIPV2_BENCH_CASES` (default `small,decoder,encoder`) and `RLIPV2_BENCH_BACKENDS`
 //! (default: every backend that opens, except the naive reference) narrow the set.
@@ -70,6 +71,29 @@ fn bench(c: &mut Criterion) {
                     })
                 });
             }
+        }
+    }
+    group.finish();
+    backward(c, &kinds, &cases);
+}
+
+/// The backward pass, host to host (inputs and `grad_output` prepared outside the timing).
+fn backward(c: &mut Criterion, kinds: &[String], cases: &[String]) {
+    let mut group = c.benchmark_group("ms_deform_attn_backward");
+    group.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    for kind in kinds.iter().filter_map(|k| BackendKind::parse(k).ok()) {
+        let Ok(be) = backend::open(kind) else { continue };
+        for case_name in cases {
+            let Some(pr) = case(case_name, Form::Official) else { continue };
+            let data = MsDeformAttnData::random(&pr, 7);
+            let grad = rlipv2::seeded::Rng::new(8).fill(pr.output_len(), -1.0, 1.0);
+            if let Err(e) = be.ms_deform_attn_backward(&pr, &data.input(), &grad, DType::F32) {
+                eprintln!("SKIP backward {kind}/{case_name}: {e}");
+                continue;
+            }
+            group.bench_function(format!("{kind}/f32/{case_name}"), |b| {
+                b.iter(|| be.ms_deform_attn_backward(&pr, &data.input(), &grad, DType::F32).expect("backward"))
+            });
         }
     }
     group.finish();

@@ -71,7 +71,12 @@ pub struct SuiteOptions {
 }
 
 /// The op families the suite times, as `--ops` names them.
-pub const OPS: [&str; 5] = ["ms_deform_attn", "gemm", "gated_cross_attn", "sparse_fusion", "detect"];
+pub const OPS: [&str; 6] =
+    ["ms_deform_attn", "gemm", "gated_cross_attn", "sparse_fusion", "detect", "ms_deform_attn_backward"];
+
+/// Ops timed only when `--ops` names them: the backward pass, which only the host backends have
+/// so far (issue 16), so a default run times no cell that every GPU backend refuses.
+const ON_REQUEST: [&str; 1] = ["ms_deform_attn_backward"];
 
 /// Checks `--ops` names against [`OPS`].
 pub fn check_ops(ops: &[String]) -> Result<()> {
@@ -88,6 +93,7 @@ pub fn check_ops(ops: &[String]) -> Result<()> {
 /// A sized problem of one op, ready to time on any backend.
 enum Job {
     Msda(MsDeformAttnProblem),
+    MsdaBackward(MsDeformAttnProblem),
     Gemm(GemmProblem),
     GatedCrossAttn(SparseFusionProblem),
     SparseFusion(SparseFusionProblem),
@@ -169,6 +175,18 @@ fn cells(o: &SuiteOptions) -> Vec<Cell> {
             dtypes: true,
         });
     }
+    // the backward pass of encoder self-attention, official and fused-points form
+    for (form, name) in [(Form::Official, "official"), (Form::Fused(RefKind::Points), "fused-points")] {
+        let pr = MsDeformAttnProblem::new(1, s, 8, 32, 4, &levels, form);
+        out.push(Cell {
+            op: format!("ms_deform_attn_backward/{name}"),
+            case: "rlipv2",
+            size: s as u64,
+            shape: msda_shape(&pr),
+            job: Job::MsdaBackward(pr),
+            dtypes: false,
+        });
+    }
     // the encoder FFN's first GEMM (S × 256 → 1024, ReLU)
     let g = GemmProblem::linear(s, 256, 1024).with_act(Activation::Relu);
     out.push(Cell {
@@ -212,7 +230,14 @@ fn cells(o: &SuiteOptions) -> Vec<Cell> {
         });
     }
     let family = |op: &str| op.split('/').next().unwrap_or(op).to_string();
-    out.retain(|c| o.ops.is_empty() || o.ops.contains(&family(&c.op)));
+    out.retain(|c| {
+        let f = family(&c.op);
+        if o.ops.is_empty() {
+            !ON_REQUEST.contains(&f.as_str())
+        } else {
+            o.ops.contains(&f)
+        }
+    });
     out
 }
 
@@ -230,6 +255,8 @@ pub fn count(o: &SuiteOptions) -> usize {
 /// A cell's job with its inputs.
 enum Data {
     Msda(MsDeformAttnProblem, MsDeformAttnData),
+    /// The inputs and a seeded `grad_output`.
+    MsdaBackward(MsDeformAttnProblem, MsDeformAttnData, Vec<f32>),
     Gemm(GemmProblem, GemmData),
     GatedCrossAttn(SparseFusionProblem, FusionData),
     SparseFusion(SparseFusionProblem, FusionData),
@@ -272,6 +299,9 @@ fn data(job: &Job) -> Result<Data> {
     let mut rng = Rng::new(11);
     Ok(match job {
         Job::Msda(pr) => Data::Msda(pr.clone(), MsDeformAttnData::random(pr, 7)),
+        Job::MsdaBackward(pr) => {
+            Data::MsdaBackward(pr.clone(), MsDeformAttnData::random(pr, 7), rng.fill(pr.output_len(), -1.0, 1.0))
+        }
         Job::Gemm(g) => Data::Gemm(
             *g,
             GemmData {
@@ -307,6 +337,10 @@ fn time_cell(be: &dyn Backend, data: &Data, dtype: DType, repeat: usize) -> Resu
         Data::Msda(pr, d) => {
             let mut p = be.prepare_ms_deform_attn(pr, &d.input(), dtype)?;
             Ok((time_runs(p.as_mut(), repeat)?, "resident", Some((pr.bytes(dtype) as f64 / 1e9, "GB/s"))))
+        }
+        Data::MsdaBackward(pr, d, g) => {
+            let run = || be.ms_deform_attn_backward(pr, &d.input(), g, dtype).map(|_| ());
+            Ok((time_host(repeat, run)?, "host-to-host", None))
         }
         Data::Gemm(g, GemmData { x, w, b }) => {
             let (t, how) =

@@ -39,7 +39,8 @@ pub enum BenchCmd {
         /// A bench.json of an earlier run: print the change of every cell.
         #[arg(long)]
         compare: Option<PathBuf>,
-        /// Only these ops: ms_deform_attn, gemm, gated_cross_attn, sparse_fusion, detect.
+        /// Only these ops: ms_deform_attn, gemm, gated_cross_attn, sparse_fusion, detect,
+        /// ms_deform_attn_backward (the last only when named: reference and cpu have it so far).
         #[arg(long, value_delimiter = ',')]
         ops: Vec<String>,
     },

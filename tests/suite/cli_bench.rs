@@ -123,3 +123,33 @@ fn suite_writes_json_markdown_chart_and_compares() {
     assert!(!out.status.success() && stderr.contains("none.safetensors"), "{stderr}");
     assert!(!third.exists());
 }
+
+/// The backward cells run only when named: cpu times both forms, a backend without a backward
+/// kernel yet is a skipped record that says so (never a silent gap).
+#[test]
+fn suite_times_the_backward_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["bench", "suite", "--quick", "--repeat", "1", "--ops", "ms_deform_attn_backward"])
+        .args(["--backends", "cpu,wgpu", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
+    let records = report["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2 * 2, "official and fused-points, × 2 backends: {records:?}");
+    for r in records {
+        assert!(r["op"].as_str().unwrap().starts_with("ms_deform_attn_backward/"), "{r}");
+        if r["backend"] == "cpu" {
+            assert!(r["median_ms"].as_f64().is_some_and(|m| m > 0.0), "not timed: {r}");
+        } else {
+            assert!(r["median_ms"].is_null(), "{r}");
+            let why = r["skipped"].as_str().unwrap_or_default();
+            assert!(why.contains("no backward kernel") || !required("wgpu"), "{r}");
+            println!("SKIP {}: {why}", r["backend"]);
+        }
+    }
+    // (a default run leaves them out: `suite_writes_json_markdown_chart_and_compares` counts its cells)
+}
