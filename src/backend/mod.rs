@@ -41,7 +41,7 @@ pub use crate::ops::sparse_fusion::SparseFusionKernel;
 pub use tensor::Tensor;
 
 use crate::error::{Error, Result};
-use crate::problem::{DType, MsDeformAttnInput, MsDeformAttnProblem};
+use crate::problem::{MsDeformAttnInput, MsDeformAttnProblem};
 
 /// Every backend this crate knows, compiled in or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -338,7 +338,9 @@ impl HostInputs {
 }
 
 /// Packs f32 values into the byte layout the shader reads for `dtype`.
-pub(crate) fn pack(values: &[f32], dtype: DType) -> Vec<u8> {
+#[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
+pub(crate) fn pack(values: &[f32], dtype: crate::problem::DType) -> Vec<u8> {
+    use crate::problem::DType;
     match dtype {
         DType::F32 => bytemuck::cast_slice(values).to_vec(),
         DType::F16 => {
@@ -353,7 +355,9 @@ pub(crate) fn pack(values: &[f32], dtype: DType) -> Vec<u8> {
 }
 
 /// Inverse of [`pack`].
-pub(crate) fn unpack(bytes: &[u8], dtype: DType) -> Vec<f32> {
+#[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
+pub(crate) fn unpack(bytes: &[u8], dtype: crate::problem::DType) -> Vec<f32> {
+    use crate::problem::DType;
     match dtype {
         DType::F32 => bytemuck::pod_collect_to_vec(bytes),
         DType::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(bytes).into_iter().map(|x| x.to_f32()).collect(),

@@ -17,6 +17,8 @@ pub struct Tensor {
 }
 
 #[derive(Clone)]
+// a host-only build makes no device tensor
+#[cfg_attr(not(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda")), allow(dead_code))]
 enum Repr {
     /// Host memory, shared by clones (weights are bound to host backends without a copy).
     Host(Arc<Vec<f32>>),
@@ -34,6 +36,8 @@ impl std::fmt::Debug for Tensor {
 }
 
 /// A fresh id for a backend instance that owns device tensors (never 0).
+// a host-only build makes no device tensor
+#[cfg_attr(not(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda")), allow(dead_code))]
 pub(crate) fn new_owner_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -98,11 +102,15 @@ impl Tensor {
     }
 
     /// A device tensor of backend `owner` holding `buf` (`len` f32 elements).
+    // a host-only build makes no device tensor
+    #[cfg_attr(not(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda")), allow(dead_code))]
     pub(crate) fn device<B: Any + Send + Sync>(owner: u64, len: usize, buf: B) -> Self {
         Tensor { len, repr: Repr::Device { owner, buf: Arc::new(buf) } }
     }
 
     /// The device buffer, where this tensor belongs to backend `owner` and holds a `B`.
+    // a host-only build makes no device tensor
+    #[cfg_attr(not(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda")), allow(dead_code))]
     pub(crate) fn buffer<B: Any>(&self, owner: u64, backend: &str, what: &str) -> Result<&B> {
         match &self.repr {
             Repr::Device { owner: o, buf } if *o == owner => buf.downcast_ref::<B>().ok_or_else(|| Error::Device {
