@@ -60,16 +60,8 @@ impl HostKernels for ReferenceBackend {
         grad_output: &[f32],
         dtype: DType,
     ) -> Result<MsdaGrads> {
-        let value: Vec<f32> = input.value().iter().map(|&x| round_to(x, dtype)).collect();
-        let input = match *input {
-            MsDeformAttnInput::Official { sampling_locations, attention_weights, .. } => {
-                MsDeformAttnInput::Official { value: &value, sampling_locations, attention_weights }
-            }
-            MsDeformAttnInput::Fused { reference, sampling_offsets, attention_logits, .. } => {
-                MsDeformAttnInput::Fused { value: &value, reference, sampling_offsets, attention_logits }
-            }
-        };
-        let (v, s, a) = oracle::ms_deform_attn_backward::backward::<f64>(problem, &input, grad_output);
+        let inputs = HostInputs::new(problem, input, |x| round_to(x, dtype));
+        let (v, s, a) = oracle::ms_deform_attn_backward::backward::<f64>(problem, &inputs.input(), grad_output);
         Ok(MsdaGrads { value: lower(v), sampling: lower(s), attention: lower(a) })
     }
     fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
