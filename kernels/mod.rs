@@ -4,5 +4,6 @@
 pub mod dense;
 pub mod image;
 pub mod ms_deform_attn;
+pub mod ms_deform_attn_backward;
 pub mod sparse_fusion;
 pub mod tile;

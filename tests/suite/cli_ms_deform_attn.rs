@@ -227,8 +227,8 @@ fn cli_unsupported_channels_is_a_clear_error() {
     assert!(!ok && !exists && text.contains("channels per head = 12"), "{text}");
 }
 
-/// The backward CLI on reference and cpu: the three gradients under the official names match the
-/// f64 oracle; a backend without a backward kernel yet says so and writes nothing.
+/// The backward CLI on every backend: the three gradients under the official names match the
+/// f64 oracle.
 #[test]
 fn cli_backward_writes_gradients_matching_the_oracle() {
     use rlipv2::reference::ms_deform_attn_backward::backward;
@@ -247,14 +247,8 @@ fn cli_backward_writes_gradients_matching_the_oracle() {
             continue;
         }
         let (ok, text, exists) = run_op(dir.path(), "ms_deform_attn_backward", kind.name(), &["--repeat", "2"]);
-        if matches!(kind, BackendKind::Reference | BackendKind::Cpu) {
-            assert!(ok && exists, "{kind}: {text}");
-            assert!(text.contains("ms_deform_attn_backward") && text.contains("median"), "{kind}: {text}");
-        } else {
-            assert!(!ok && !exists && text.contains("no backward kernel"), "{kind}: {text}");
-            println!("SKIP cli backward {kind}: no backward kernel yet");
-            continue;
-        }
+        assert!(ok && exists, "{kind}: {text}");
+        assert!(text.contains("ms_deform_attn_backward") && text.contains("median"), "{kind}: {text}");
         let bytes = std::fs::read(dir.path().join("out.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         for (name, shape, exp) in [

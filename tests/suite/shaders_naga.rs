@@ -63,6 +63,14 @@ fn override_sets(name: &str) -> Vec<Vec<(&'static str, f64)>> {
                 })
             })
             .collect(),
+        "ms_deform_attn_backward.wgsl" => [0.0, 1.0]
+            .into_iter()
+            .flat_map(|half| {
+                [0.0, 2.0, 4.0].map(|ref_dim| {
+                    vec![("WG", 64.0), ("HALF", half), ("REF_DIM", ref_dim), ("LEVELS", 4.0), ("POINTS", 4.0)]
+                })
+            })
+            .collect(),
         _ => vec![vec![]],
     }
 }

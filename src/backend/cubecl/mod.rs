@@ -34,6 +34,8 @@ pub struct CubeclBackend<R: Runtime> {
     pub(crate) device: String,
     /// Kernel launches so far (see [`crate::backend::Device::dispatch_count`]).
     pub(crate) launches: AtomicU64,
+    /// Units per cube of the backward kernels (see [`CubeclBackend::set_backward_cube`]).
+    pub(crate) backward_cube: std::sync::atomic::AtomicU32,
     /// Bytes copied from the host into device buffers so far (parameter blocks aside).
     pub(crate) uploaded: AtomicU64,
     /// Owner id of this instance's device tensors.
@@ -129,6 +131,7 @@ impl CubeclBackend<cubecl::wgpu::WgpuRuntime> {
             kind,
             device: name,
             launches: AtomicU64::new(0),
+            backward_cube: std::sync::atomic::AtomicU32::new(CUBE),
             uploaded: AtomicU64::new(0),
             id: crate::backend::tensor::new_owner_id(),
             _r: PhantomData,
@@ -157,6 +160,7 @@ impl CubeclBackend<cubecl::cuda::CudaRuntime> {
             kind,
             device: "CUDA device 0".into(),
             launches: AtomicU64::new(0),
+            backward_cube: std::sync::atomic::AtomicU32::new(CUBE),
             uploaded: AtomicU64::new(0),
             id: crate::backend::tensor::new_owner_id(),
             _r: PhantomData,
@@ -189,6 +193,22 @@ impl<R: Runtime> CubeclBackend<R> {
 }
 
 impl<R: Runtime> CubeclBackend<R> {
+    /// Sets the units per cube of the `ms_deform_attn_backward` kernels (default 128; 1 up to
+    /// the device's units per cube). The gradients are bit-identical for every size — the knob
+    /// exists so that promise can be tested, and tuned per device.
+    pub fn set_backward_cube(&self, units: u32) -> Result<()> {
+        let max = self.client.properties().hardware.max_units_per_cube;
+        if units == 0 || units > max {
+            return Err(Error::limit(
+                "ms_deform_attn_backward",
+                "units per cube",
+                format!("{units}: {} supports 1..={max}", self.device),
+            ));
+        }
+        self.backward_cube.store(units, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub(crate) fn count_launch(&self) {
         self.launches.fetch_add(1, Ordering::Relaxed);
     }

@@ -18,8 +18,9 @@ use super::{BackendKind, Checked, Device, Tensor};
 use crate::error::{Error, Result};
 use pool::PooledBuffer;
 
-/// An `ms_deform_attn.wgsl` pipeline's key: (entry, f16, reference width, L, P).
-type MsdaKey = (&'static str, bool, u32, usize, usize);
+/// A pipeline specialized by override constants: (entry point, the constants' values in the
+/// order given). Entry point names are unique across the specialized modules.
+type SpecializedKey = (&'static str, Vec<u32>);
 
 /// The raw-WGSL backend on one wgpu device (its own, or the caller's: [`WgpuBackend::from_device`]).
 pub struct WgpuBackend {
@@ -28,6 +29,7 @@ pub struct WgpuBackend {
     pub(crate) info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
     pub(crate) module: wgpu::ShaderModule,
+    pub(crate) msda_backward: wgpu::ShaderModule,
     pub(crate) gemm: wgpu::ShaderModule,
     pub(crate) layer_norm: wgpu::ShaderModule,
     pub(crate) softmax: wgpu::ShaderModule,
@@ -40,8 +42,11 @@ pub struct WgpuBackend {
     pub(crate) to_tokens: wgpu::ShaderModule,
     /// Pipelines of every module but `ms_deform_attn.wgsl` by "file.entry", built on first use.
     pub(crate) pipelines: std::sync::Mutex<std::collections::HashMap<&'static str, wgpu::ComputePipeline>>,
-    /// `ms_deform_attn.wgsl` pipelines by (entry, f16, reference width, L, P).
-    pub(crate) msda_pipelines: std::sync::Mutex<std::collections::HashMap<MsdaKey, wgpu::ComputePipeline>>,
+    /// Pipelines of the modules specialized by override constants (`ms_deform_attn.wgsl`,
+    /// `ms_deform_attn_backward.wgsl`), by entry point and constants.
+    pub(crate) specialized: std::sync::Mutex<std::collections::HashMap<SpecializedKey, wgpu::ComputePipeline>>,
+    /// Workgroup size of the backward kernels (see [`WgpuBackend::set_backward_workgroup`]).
+    pub(crate) backward_workgroup: std::sync::atomic::AtomicU32,
     /// Compute dispatches recorded so far (every kernel launch of this backend).
     pub(crate) dispatches: AtomicU64,
     /// Bytes copied from the host into device buffers so far.
@@ -154,6 +159,7 @@ impl WgpuBackend {
                 None => Ok(m),
             }
         };
+        let msda_backward = compile("ms_deform_attn_backward.wgsl", crate::shaders::MS_DEFORM_ATTN_BACKWARD, true)?;
         let gemm = compile("gemm.wgsl", crate::shaders::GEMM, true)?;
         let layer_norm = compile("layer_norm.wgsl", crate::shaders::LAYER_NORM, true)?;
         let softmax = compile("softmax.wgsl", crate::shaders::SOFTMAX, true)?;
@@ -175,6 +181,7 @@ impl WgpuBackend {
             info,
             limits,
             module,
+            msda_backward,
             gemm,
             layer_norm,
             softmax,
@@ -186,7 +193,8 @@ impl WgpuBackend {
             group_norm,
             to_tokens,
             pipelines: Default::default(),
-            msda_pipelines: Default::default(),
+            specialized: Default::default(),
+            backward_workgroup: std::sync::atomic::AtomicU32::new(64),
             dispatches: AtomicU64::new(0),
             uploaded: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
@@ -218,6 +226,70 @@ impl WgpuBackend {
                 })
             })
             .clone())
+    }
+
+    /// The pipeline of `entry` in `module` with the override `constants` (cached by entry and
+    /// values; a shader that does not compile for them is an error).
+    pub(crate) fn specialized_pipeline(
+        &self,
+        module: &wgpu::ShaderModule,
+        entry: &'static str,
+        constants: &[(&'static str, u32)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = (entry, constants.iter().map(|c| c.1).collect::<Vec<_>>());
+        let mut cache = self.specialized.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        tracing::debug!(entry, ?constants, "specialized pipeline");
+        let values: Vec<(&str, f64)> = constants.iter().map(|&(k, v)| (k, v as f64)).collect();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &values, ..Default::default() },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(device_err(format!("building the {entry} pipeline for {constants:?}: {e}")));
+        }
+        cache.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// A 2-D grid of `wg`-wide workgroups covering `total` invocations: (x, y); the shader's
+    /// invocation index is `gid.y · x · wg + gid.x`.
+    pub(crate) fn invocation_grid(&self, op: &'static str, total: u64, wg: u32) -> Result<(u32, u32)> {
+        let workgroups = total.div_ceil(wg as u64).max(1);
+        let max_x = self.limits.max_compute_workgroups_per_dimension as u64;
+        let gx = workgroups.min(max_x);
+        let gy = workgroups.div_ceil(gx);
+        if gy > max_x {
+            return Err(Error::Unsupported {
+                op,
+                backend: crate::backend::BackendKind::Wgpu.name().into(),
+                reason: format!("{total} invocations exceed the adapter's dispatch limit"),
+            });
+        }
+        Ok((gx as u32, gy as u32))
+    }
+
+    /// Sets the workgroup size of the `ms_deform_attn_backward` kernels (default 64; 1 up to the
+    /// adapter's invocations per workgroup). The gradients are bit-identical for every size —
+    /// the knob exists so that promise can be tested, and tuned per device.
+    pub fn set_backward_workgroup(&self, size: u32) -> Result<()> {
+        let max = self.limits.max_compute_invocations_per_workgroup.min(self.limits.max_compute_workgroup_size_x);
+        if size == 0 || size > max {
+            return Err(Error::limit(
+                "ms_deform_attn_backward",
+                "workgroup size",
+                format!("{size}: {} supports 1..={max}", self.info.name),
+            ));
+        }
+        self.backward_workgroup.store(size, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Records one dispatch in `pass` and counts it.

@@ -37,19 +37,7 @@ pub fn launch_ms_deform_attn<R: Runtime>(
     h: &MsDeformAttnHandles,
 ) -> Result<()> {
     pr.validate()?;
-    let features = &client.properties().features;
-    let ok = match dtype {
-        DType::F32 => true,
-        DType::F16 => features.supports_type(cubecl::ir::FloatKind::F16),
-        DType::Bf16 => features.supports_type(cubecl::ir::FloatKind::BF16),
-    };
-    if !ok {
-        return Err(Error::Unsupported {
-            op: OP,
-            backend: "cubecl".into(),
-            reason: format!("this device has no {dtype} type"),
-        });
-    }
+    check_device_dtype(client, dtype)?;
     pr.check_buffers(dtype, |what| {
         let h = match what {
             "value" => &h.value,
@@ -76,6 +64,24 @@ pub fn launch_ms_deform_attn<R: Runtime>(
         Error::BackendUnavailable { reason, .. } => Error::Device { backend: "cubecl".into(), reason },
         other => other,
     })
+}
+
+/// An error unless `client`'s device has the storage type `dtype`.
+pub(crate) fn check_device_dtype<R: Runtime>(client: &ComputeClient<R>, dtype: DType) -> Result<()> {
+    let features = &client.properties().features;
+    let ok = match dtype {
+        DType::F32 => true,
+        DType::F16 => features.supports_type(cubecl::ir::FloatKind::F16),
+        DType::Bf16 => features.supports_type(cubecl::ir::FloatKind::BF16),
+    };
+    if !ok {
+        return Err(Error::Unsupported {
+            op: OP,
+            backend: "cubecl".into(),
+            reason: format!("this device has no {dtype} type"),
+        });
+    }
+    Ok(())
 }
 
 /// Launch geometry of one problem on one client: 8 channels per unit, one 16-byte load for

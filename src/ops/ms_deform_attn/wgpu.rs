@@ -11,10 +11,10 @@ use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
 use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem};
 
-/// Mirrors `Params` in `shaders/ms_deform_attn.wgsl`.
+/// Mirrors `Params` in `shaders/msda.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MsdaParams {
+pub(crate) struct MsdaParams {
     batch: u32,
     queries: u32,
     heads: u32,
@@ -24,6 +24,44 @@ struct MsdaParams {
     grid_x: u32,
     _pad: [u32; 5],
     shapes: [[u32; 4]; MAX_LEVELS],
+}
+
+impl MsdaParams {
+    /// The uniform of one dispatch of `pr`: `total` invocations do work, `grid_x` per grid row.
+    pub(crate) fn new(pr: &MsDeformAttnProblem, total: u32, grid_x: u32) -> Self {
+        let mut shapes = [[0u32; 4]; MAX_LEVELS];
+        for (s, lv) in shapes.iter_mut().zip(&pr.levels) {
+            *s = [lv.h as u32, lv.w as u32, lv.start as u32, 0];
+        }
+        MsdaParams {
+            batch: pr.batch as u32,
+            queries: pr.queries as u32,
+            heads: pr.heads as u32,
+            groups: (pr.channels / 8) as u32,
+            tokens: pr.tokens as u32,
+            total,
+            grid_x,
+            _pad: [0; 5],
+            shapes,
+        }
+    }
+}
+
+/// The values of `msda.wgsl`'s overrides for `pr`: workgroup size, f16 storage, reference width
+/// (0 = the official form), L and P.
+pub(crate) fn msda_constants(
+    wg: u32,
+    dtype: DType,
+    ref_dim: u32,
+    pr: &MsDeformAttnProblem,
+) -> [(&'static str, u32); 5] {
+    [
+        ("WG", wg),
+        ("HALF", (dtype == DType::F16) as u32),
+        ("REF_DIM", ref_dim),
+        ("LEVELS", pr.num_levels() as u32),
+        ("POINTS", pr.points as u32),
+    ]
 }
 
 /// Invocations per workgroup (the shader's `WG` override).
@@ -86,17 +124,7 @@ impl WgpuBackend {
     ) -> Result<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))> {
         let groups = (pr.channels / 8) as u32;
         let total = (pr.batch * pr.queries * pr.heads) as u64 * groups as u64;
-        let workgroups = total.div_ceil(WORKGROUP as u64);
-        let max_x = self.limits.max_compute_workgroups_per_dimension as u64;
-        let gx = workgroups.min(max_x);
-        let gy = workgroups.div_ceil(gx);
-        if gy > max_x {
-            return Err(Error::Unsupported {
-                op: OP,
-                backend: crate::backend::BackendKind::Wgpu.name().into(),
-                reason: format!("{total} invocations exceed the adapter's dispatch limit"),
-            });
-        }
+        let (gx, gy) = self.invocation_grid(OP, total, WORKGROUP)?;
         let (entry, ref_dim) = match pr.form {
             Form::Official => ("main_official", 2),
             Form::Fused(kind) => ("main_fused", kind.dim() as u32),
@@ -112,63 +140,15 @@ impl WgpuBackend {
         for (what, bytes) in pr.buffer_bytes(dtype) {
             self.check_size(OP, what, bytes)?;
         }
-        let mut shapes = [[0u32; 4]; MAX_LEVELS];
-        for (s, lv) in shapes.iter_mut().zip(&pr.levels) {
-            *s = [lv.h as u32, lv.w as u32, lv.start as u32, 0];
-        }
-        let params = MsdaParams {
-            batch: pr.batch as u32,
-            queries: pr.queries as u32,
-            heads: pr.heads as u32,
-            groups,
-            tokens: pr.tokens as u32,
-            total: total as u32,
-            grid_x: (gx as u32) * WORKGROUP,
-            _pad: [0; 5],
-            shapes,
-        };
+        let params = MsdaParams::new(pr, total as u32, gx * WORKGROUP);
         let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: bytemuck::bytes_of(&params),
             usage: wgpu::BufferUsages::UNIFORM,
         });
+        let constants = msda_constants(WORKGROUP, dtype, ref_dim, pr);
+        let pipeline = self.specialized_pipeline(&self.module, entry, &constants)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let half = dtype == DType::F16;
-        let key = (entry, half, ref_dim, pr.num_levels(), pr.points);
-        let pipeline = {
-            let mut cache = self.msda_pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
-            cache
-                .entry(key)
-                .or_insert_with(|| {
-                    tracing::debug!(
-                        entry,
-                        half,
-                        ref_dim,
-                        levels = pr.num_levels(),
-                        points = pr.points,
-                        "ms_deform_attn.wgsl pipeline"
-                    );
-                    let constants = [
-                        ("WG", WORKGROUP as f64),
-                        ("HALF", half as u32 as f64),
-                        ("REF_DIM", ref_dim as f64),
-                        ("LEVELS", pr.num_levels() as f64),
-                        ("POINTS", pr.points as f64),
-                    ];
-                    self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry),
-                        layout: None,
-                        module: &self.module,
-                        entry_point: Some(entry),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &constants,
-                            ..Default::default()
-                        },
-                        cache: None,
-                    })
-                })
-                .clone()
-        };
         let mut entries = vec![
             wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
             wgpu::BindGroupEntry { binding: 1, resource: bufs.value.as_entire_binding() },
@@ -187,7 +167,7 @@ impl WgpuBackend {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(device_err(format!("building the {entry} pipeline: {e}")));
         }
-        Ok((pipeline, bind, (gx as u32, gy as u32)))
+        Ok((pipeline, bind, (gx, gy)))
     }
 }
 
