@@ -48,6 +48,8 @@
 #![deny(missing_docs)]
 pub mod backend;
 pub mod bench;
+#[cfg(feature = "burn")]
+pub mod burn;
 pub mod convert;
 pub mod detect;
 pub mod error;

@@ -9,6 +9,7 @@ mod fusion;
 mod resident;
 
 pub use crate::ops::ms_deform_attn::cubecl::{launch_ms_deform_attn, MsDeformAttnHandles};
+pub use crate::ops::ms_deform_attn_backward::cubecl::{launch_ms_deform_attn_backward, MsDeformAttnBackwardHandles};
 pub(crate) use resident::{arg, Buf};
 
 use std::marker::PhantomData;

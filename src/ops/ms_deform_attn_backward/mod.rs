@@ -16,7 +16,7 @@
 
 pub(crate) mod cpu;
 #[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
-mod cubecl;
+pub(crate) mod cubecl;
 pub(crate) mod kernel;
 pub mod oracle;
 #[cfg(feature = "wgpu")]
