@@ -110,7 +110,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MsDeformAt
         sampling_locations: CubeTensor<R>,
         attention_weights: CubeTensor<R>,
     ) -> CubeTensor<R> {
-        let (value, loc, w) = (into_contiguous(value), into_contiguous(sampling_locations), into_contiguous(attention_weights));
+        let (value, loc, w) =
+            (into_contiguous(value), into_contiguous(sampling_locations), into_contiguous(attention_weights));
         let out = f32_like(&value, pr.output_shape());
         let h = MsDeformAttnHandles {
             value: value.handle.clone(),
@@ -130,7 +131,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MsDeformAt
         attention_weights: CubeTensor<R>,
         grad_output: CubeTensor<R>,
     ) -> [CubeTensor<R>; 3] {
-        let (value, loc, w) = (into_contiguous(value), into_contiguous(sampling_locations), into_contiguous(attention_weights));
+        let (value, loc, w) =
+            (into_contiguous(value), into_contiguous(sampling_locations), into_contiguous(attention_weights));
         let g = into_contiguous(grad_output);
         let grads = [pr.value_shape(), pr.locations_shape(), pr.weights_shape()].map(|s| f32_like(&value, s));
         let h = MsDeformAttnBackwardHandles {
@@ -172,10 +174,8 @@ pub fn host_reads() -> u64 {
 /// The f32 values of a host backend's tensor.
 fn host_values<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
     HOST_READS.set(HOST_READS.get() + 1);
-    let data = pollster::block_on(B::float_into_data(t)).unwrap_or_else(|e| fail(Error::Device {
-        backend: "burn".into(),
-        reason: format!("reading a tensor: {e:?}"),
-    }));
+    let data = pollster::block_on(B::float_into_data(t))
+        .unwrap_or_else(|e| fail(Error::Device { backend: "burn".into(), reason: format!("reading a tensor: {e:?}") }));
     data.into_vec::<f32>().unwrap_or_else(|e| fail(Error::Device { backend: "burn".into(), reason: format!("{e:?}") }))
 }
 
@@ -187,9 +187,14 @@ impl MsDeformAttnBackend for NdArray<f32> {
         attention_weights: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let device = Self::float_device(&value);
-        let (v, loc, w) = (host_values::<Self>(value), host_values::<Self>(sampling_locations), host_values::<Self>(attention_weights));
+        let (v, loc, w) = (
+            host_values::<Self>(value),
+            host_values::<Self>(sampling_locations),
+            host_values::<Self>(attention_weights),
+        );
         let input = MsDeformAttnInput::Official { value: &v, sampling_locations: &loc, attention_weights: &w };
-        let out = crate::backend::cpu::CpuBackend::new().ms_deform_attn(pr, &input, DType::F32).unwrap_or_else(|e| fail(e));
+        let out =
+            crate::backend::cpu::CpuBackend::new().ms_deform_attn(pr, &input, DType::F32).unwrap_or_else(|e| fail(e));
         Self::float_from_data(TensorData::new(out, pr.output_shape()), &device)
     }
 
@@ -201,7 +206,11 @@ impl MsDeformAttnBackend for NdArray<f32> {
         grad_output: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
         let device = Self::float_device(&value);
-        let (v, loc, w) = (host_values::<Self>(value), host_values::<Self>(sampling_locations), host_values::<Self>(attention_weights));
+        let (v, loc, w) = (
+            host_values::<Self>(value),
+            host_values::<Self>(sampling_locations),
+            host_values::<Self>(attention_weights),
+        );
         let g = host_values::<Self>(grad_output);
         let input = MsDeformAttnInput::Official { value: &v, sampling_locations: &loc, attention_weights: &w };
         let grads = crate::backend::cpu::CpuBackend::new()

@@ -50,6 +50,8 @@ pub mod backend;
 pub mod bench;
 #[cfg(feature = "burn")]
 pub mod burn;
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod convert;
 pub mod detect;
 pub mod error;

@@ -51,7 +51,8 @@ where
     let loc = tensor::<B, 6>(&data.a, pr.locations_shape(), dev).require_grad();
     let w = tensor::<B, 5>(&data.b, pr.weights_shape(), dev).require_grad();
     let out = ms_deform_attn(value.clone(), &LEVELS, loc.clone(), w.clone()).unwrap();
-    let input = MsDeformAttnInput::Official { value: &data.value, sampling_locations: &data.a, attention_weights: &data.b };
+    let input =
+        MsDeformAttnInput::Official { value: &data.value, sampling_locations: &data.a, attention_weights: &data.b };
     assert_close("output", &values(out.clone()), &oracle_forward::<f64>(&pr, &input), 1e-5);
     let loss = (out * tensor::<B, 3>(&g, pr.output_shape(), dev)).sum();
     let grads = loss.backward();
