@@ -80,14 +80,17 @@ msda_src=.official/repo/models/ops/src
 sections="${*:-msda fusion graph}"
 if [[ " $sections " == *" msda "* ]]; then
 echo "== tests (cubecl-cuda, wgpu, cubecl-wgpu required)" | tee -a "$OUT/log.txt"
-RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/suite ms_deform_attn_backends:: --show-output 2>&1 | grep -E -A2 "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
+RLIPV2_REQUIRE_BACKENDS=cubecl-cuda,wgpu,cubecl-wgpu .gpu-bin/suite ms_deform_attn_backends:: ms_deform_attn_backward:: --show-output 2>&1 | grep -E -A2 "RUN|SKIP|test |panicked|result" | tee -a "$OUT/log.txt"
 
 echo "== bench" | tee -a "$OUT/log.txt"
 for form in official fused-boxes; do
   .gpu-bin/rlipv2 bench ms_deform_attn --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --dtypes f32,f16,bf16 --case encoder --form $form --repeat 50 2>/dev/null | tee -a "$OUT/log.txt"
 done
 
-echo "== official CUDA op and grid_sample on the same card" | tee -a "$OUT/log.txt"
+echo "== backward (deterministic), every backend, encoder shape" | tee -a "$OUT/log.txt"
+.gpu-bin/rlipv2 bench suite --ops ms_deform_attn_backward --backends cpu,wgpu,cubecl-wgpu,cubecl-cuda --repeat 20 --out "$OUT/backward" 2>/dev/null | tail -12 | tee -a "$OUT/log.txt"
+
+echo "== official CUDA op (forward, backward) and grid_sample on the same card" | tee -a "$OUT/log.txt"
 PYTHONUNBUFFERED=1 timeout 300 python3 tools/msda_cuda_official_bench.py "$msda_src" 2>&1 | tail -25 | tee -a "$OUT/log.txt"
 fi
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """On a CUDA machine: build the official MultiScaleDeformableAttention op from the fetched
 official source (never committed; carried in .official/ops/src) with PyTorch's extension builder,
-and time it side by side with the grid_sample formulation on the RLIPv2 encoder shape
+and time it (forward and backward) side by side with the grid_sample formulation (forward, and
+its PyTorch autograd backward) on the RLIPv2 encoder shape
 (B=1, Q=S=22223, M=8, D=32, L=4, P=4), same input recipe as `rlipv2 bench ms_deform_attn`.
 
 The official source predates PyTorch 2; a copy is patched mechanically for the removed
@@ -83,6 +84,30 @@ def main():
             rows["official_f32_ms"] = cuda_time(official)
         except Exception as e:  # report, keep the grid_sample numbers
             rows["official_error"] = repr(e)[:2000]
+            mod = None
+    # backward: the official col2im kernel (float atomicAdd: are its bits the same twice?) and
+    # PyTorch autograd through grid_sample, for one grad_output
+    grad = torch.Generator().manual_seed(5)
+    g = (torch.rand(ref.shape, generator=grad) * 2 - 1).float().to(dev)
+    leaves = [t.clone().requires_grad_(True) for t in (value, loc, weights)]
+    out = msda_grid_sample(leaves[0], LEVELS, leaves[1], leaves[2])
+    rows["grid_sample_autograd_backward_f32_ms"] = cuda_time(
+        lambda: torch.autograd.grad(out, leaves, g, retain_graph=True), repeat=20
+    )
+    if mod is not None:
+        try:
+            back = lambda: mod.ms_deform_attn_backward(value, shapes, starts, loc, weights, g.contiguous(), 64)  # noqa: E731
+            first, second = back(), back()
+            rows["official_backward_f32_ms"] = cuda_time(back)
+            rows["official_backward_grad_value_bits_differ_run_to_run"] = int(
+                (first[0].view(torch.int32) != second[0].view(torch.int32)).sum().item()
+            )
+            auto = torch.autograd.grad(out, leaves, g, retain_graph=True)
+            rows["official_backward_max_abs_err_vs_autograd"] = [
+                (a - b).abs().max().item() for a, b in zip(first, auto)
+            ]
+        except Exception as e:
+            rows["official_backward_error"] = repr(e)[:2000]
     print(json.dumps(rows, indent=1))
     with open(os.path.join(out_dir, "official.json"), "w") as f:
         json.dump(rows, f, indent=1)
