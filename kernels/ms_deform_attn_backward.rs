@@ -1,13 +1,13 @@
 //! Multi-scale deformable attention backward (the official CUDA op's col2im semantics), both
 //! entry forms; the same three steps as `shaders/ms_deform_attn_backward.wgsl`:
 //!
-//! 0. [`msda_clear`] zeroes the fixed-point cells.
-//! 1. [`msda_sample_grads`], one unit per row (b, q, m): every sample's location and attention
+//! 0. [`msda_clear()`] zeroes the fixed-point cells.
+//! 1. [`msda_sample_grads()`], one unit per row (b, q, m): every sample's location and attention
 //!    gradients (sums over the ≤ 4 corners and the D channels), chained through the softmax in
 //!    the fused form, and the row's mass `Σ_{l,p} |A| · Σ_d |g_d|` into `bound` (an integer max).
-//! 2. [`msda_scatter_value`], one unit per (b, q, m, g), g = `UNIT` channels: adds
+//! 2. [`msda_scatter_value()`], one unit per (b, q, m, g), g = `UNIT` channels: adds
 //!    `A · w_corner · g_d` to `grad_value` as 64-bit fixed point with integer atomics.
-//! 3. [`msda_finish_value`], one unit per element: fixed point → f32.
+//! 3. [`msda_finish_value()`], one unit per element: fixed point → f32.
 //!
 //! Integer sums are exact and associative, so `grad_value` is the same bits whatever order the
 //! units run in (floats summed in arrival order would not be). The scale `2^K` keeps every cell's
@@ -240,7 +240,7 @@ fn add_fixed(acc: &mut Array<Atomic<u32>>, e: usize, t: f32, k: i32) {
     }
 }
 
-/// Step 2. Arrays as [`msda_sample_grads`] (`gout` scalar here), `acc [B,S,M,D,2]` zeroed;
+/// Step 2. Arrays as [`msda_sample_grads()`] (`gout` scalar here), `acc [B,S,M,D,2]` zeroed;
 /// `groups` = D / `unit`, `total` = B·Q·M·groups.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]

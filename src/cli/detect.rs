@@ -90,26 +90,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
     if files.is_empty() {
         return Err(Error::Format { file: inputs[0].clone(), reason: "no PNG or JPEG images found".into() });
     }
-    let set = match LabelSet::builtin(labels) {
-        Some(s) => s,
-        None => {
-            let path = PathBuf::from(labels);
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-            #[derive(serde::Deserialize)]
-            struct Custom {
-                objects: Vec<String>,
-                verbs: Vec<String>,
-            }
-            let c: Custom = serde_json::from_str(&text).map_err(|e| Error::Format {
-                file: path.clone(),
-                reason: format!("expected {{\"objects\": [...], \"verbs\": [...]}} (or hico / vcoco): {e}"),
-            })?;
-            if c.objects.is_empty() || c.verbs.is_empty() {
-                return Err(Error::Format { file: path, reason: "needs at least one object and one verb".into() });
-            }
-            LabelSet { name: format!("custom:{labels}"), objects: c.objects, verbs: c.verbs, valid_pairs: None }
-        }
-    };
+    let set = LabelSet::resolve(labels)?;
     let (be, why) = backend::select(backend)?;
     eprintln!("backend: {why}");
     eprintln!("loading {}", weights.display());
@@ -139,12 +120,8 @@ pub fn run(args: DetectArgs) -> Result<()> {
         let uploaded = be.uploaded_bytes();
         let (launched, submitted, recycled) = (be.dispatch_count(), be.submission_count(), be.recycled_outputs());
         let dets = det.detect(be.as_ref(), &img, &labels, &post, &mut prof)?;
-        let kept: Vec<serde_json::Value> = dets
-            .iter()
-            .filter(|d| d.score >= threshold)
-            .take(top_k)
-            .map(|d| serde_json::json!({"subject_box": d.subject_box, "object_box": d.object_box, "object": labels.set.objects[d.object_label], "verb": labels.set.verbs[d.verb], "score": d.score, "pair": d.pair}))
-            .collect();
+        let kept: Vec<serde_json::Value> =
+            dets.iter().filter(|d| d.score >= threshold).take(top_k).map(|d| d.record(&labels.set)).collect();
         let doc = serde_json::json!({"image": f.display().to_string(), "width": img.width, "height": img.height, "labels": labels.set.name, "backend": be.kind().name(), "detections": kept});
         let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("image{i}"));
         let path = out.join(format!("{stem}.json"));

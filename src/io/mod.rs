@@ -17,7 +17,9 @@ pub mod pth;
 pub mod weights;
 
 pub use fusion::{read_gated_cross_attn, read_sparse_fusion, GatedCrossAttnFile, SparseFusionFile};
-pub use ms_deform_attn::{read_ms_deform_attn, read_ms_deform_attn_backward, MsDeformAttnFile, MAX_SIDE};
+pub use ms_deform_attn::{
+    official_problem, read_ms_deform_attn, read_ms_deform_attn_backward, MsDeformAttnFile, OfficialShapes, MAX_SIDE,
+};
 
 /// The whole file, or an error naming it.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {

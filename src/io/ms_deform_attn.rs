@@ -63,18 +63,63 @@ fn forward_inputs(op: &'static str, r: &Reader) -> Result<MsDeformAttnFile> {
     let loc = r.tensor("sampling_locations", Dtype::F32, 6)?;
     let aw = r.tensor("attention_weights", Dtype::F32, 5)?;
 
-    let [b, s, m, d] =
-        <[usize; 4]>::try_from(value.shape()).map_err(|_| Error::shape(op, "value", "[B,S,M,D]", value.shape()))?;
-    let l = shapes.shape()[0];
-    expect_shape(op, "spatial_shapes", shapes.shape(), &[l, 2])?;
-    expect_shape(op, "level_start_index", starts.shape(), &[l])?;
-    let q = loc.shape()[1];
-    let p = loc.shape()[4];
-    expect_shape(op, "sampling_locations", loc.shape(), &[b, q, m, l, p, 2])?;
-    expect_shape(op, "attention_weights", aw.shape(), &[b, q, m, l, p])?;
-
     let hw: Vec<i64> = bytemuck::pod_collect_to_vec(shapes.data());
     let st: Vec<i64> = bytemuck::pod_collect_to_vec(starts.data());
+    let problem = official_problem(
+        op,
+        OfficialShapes {
+            value: value.shape(),
+            spatial_shapes: (shapes.shape(), &hw),
+            level_start_index: (starts.shape(), &st),
+            sampling_locations: loc.shape(),
+            attention_weights: aw.shape(),
+        },
+    )?;
+    Ok(MsDeformAttnFile {
+        problem,
+        value: bytemuck::pod_collect_to_vec(value.data()),
+        sampling_locations: bytemuck::pod_collect_to_vec(loc.data()),
+        attention_weights: bytemuck::pod_collect_to_vec(aw.data()),
+    })
+}
+
+/// The shapes of the official form's five tensors, with the values of the two index tensors.
+pub struct OfficialShapes<'a> {
+    /// `value`: `[B,S,M,D]`.
+    pub value: &'a [usize],
+    /// `spatial_shapes`: its shape (`[L,2]`) and its (H, W) values, row-major.
+    pub spatial_shapes: (&'a [usize], &'a [i64]),
+    /// `level_start_index`: its shape (`[L]`) and values.
+    pub level_start_index: (&'a [usize], &'a [i64]),
+    /// `sampling_locations`: `[B,Q,M,L,P,2]`.
+    pub sampling_locations: &'a [usize],
+    /// `attention_weights`: `[B,Q,M,L,P]`.
+    pub attention_weights: &'a [usize],
+}
+
+/// The problem the official form's tensors describe, checked against each other and the op's
+/// limits; an error names `op` and the tensor. One check for the CLI's files and the Python
+/// binding's arrays, so both say the same thing.
+pub fn official_problem(op: &'static str, t: OfficialShapes) -> Result<MsDeformAttnProblem> {
+    let [b, s, m, d] = <[usize; 4]>::try_from(t.value).map_err(|_| Error::shape(op, "value", "[B,S,M,D]", t.value))?;
+    let (shape_dims, hw) = t.spatial_shapes;
+    let (start_dims, st) = t.level_start_index;
+    if shape_dims.len() != 2 {
+        return Err(Error::shape(op, "spatial_shapes", "[L,2]", shape_dims));
+    }
+    let l = shape_dims[0];
+    expect_shape(op, "spatial_shapes", shape_dims, &[l, 2])?;
+    expect_shape(op, "level_start_index", start_dims, &[l])?;
+    let loc = t.sampling_locations;
+    if loc.len() != 6 {
+        return Err(Error::shape(op, "sampling_locations", "[B,Q,M,L,P,2]", loc));
+    }
+    let (q, p) = (loc[1], loc[4]);
+    expect_shape(op, "sampling_locations", loc, &[b, q, m, l, p, 2])?;
+    expect_shape(op, "attention_weights", t.attention_weights, &[b, q, m, l, p])?;
+    if hw.len() != 2 * l || st.len() != l {
+        return Err(Error::limit(op, "spatial_shapes", "the values do not match the shapes given"));
+    }
     let mut levels = Vec::with_capacity(l);
     for i in 0..l {
         let (h, w) = (hw[2 * i], hw[2 * i + 1]);
@@ -101,10 +146,5 @@ fn forward_inputs(op: &'static str, r: &Reader) -> Result<MsDeformAttnFile> {
         form: Form::Official,
     };
     problem.validate()?;
-    Ok(MsDeformAttnFile {
-        problem,
-        value: bytemuck::pod_collect_to_vec(value.data()),
-        sampling_locations: bytemuck::pod_collect_to_vec(loc.data()),
-        attention_weights: bytemuck::pod_collect_to_vec(aw.data()),
-    })
+    Ok(problem)
 }

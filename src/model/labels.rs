@@ -25,6 +25,30 @@ fn lines(s: &str) -> Vec<String> {
 }
 
 impl LabelSet {
+    /// `hico`, `vcoco`, or the path of a JSON file `{"objects": [...], "verbs": [...]}` (a
+    /// custom set; it needs a tokenizer to encode).
+    pub fn resolve(spec: &str) -> crate::Result<LabelSet> {
+        use crate::Error;
+        if let Some(s) = LabelSet::builtin(spec) {
+            return Ok(s);
+        }
+        let path = std::path::PathBuf::from(spec);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        #[derive(serde::Deserialize)]
+        struct Custom {
+            objects: Vec<String>,
+            verbs: Vec<String>,
+        }
+        let c: Custom = serde_json::from_str(&text).map_err(|e| Error::Format {
+            file: path.clone(),
+            reason: format!("expected {{\"objects\": [...], \"verbs\": [...]}} (or hico / vcoco): {e}"),
+        })?;
+        if c.objects.is_empty() || c.verbs.is_empty() {
+            return Err(Error::Format { file: path, reason: "needs at least one object and one verb".into() });
+        }
+        Ok(LabelSet { name: format!("custom:{spec}"), objects: c.objects, verbs: c.verbs, valid_pairs: None })
+    }
+
     /// `hico` (80 objects, 117 verbs, 600 valid pairs) or `vcoco` (81 objects incl. `missing
     /// objects`, 29 verbs).
     pub fn builtin(name: &str) -> Option<LabelSet> {

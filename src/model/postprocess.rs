@@ -77,6 +77,21 @@ pub struct Detection {
     pub score: f32,
 }
 
+impl Detection {
+    /// The detection as `rlipv2 detect` writes it (and the Python `Detector` returns it):
+    /// `subject_box`, `object_box`, `object`, `verb`, `score`, `pair`, names from `set`.
+    pub fn record(&self, set: &crate::model::labels::LabelSet) -> serde_json::Value {
+        serde_json::json!({
+            "subject_box": self.subject_box,
+            "object_box": self.object_box,
+            "object": set.objects[self.object_label],
+            "verb": set.verbs[self.verb],
+            "score": self.score,
+            "pair": self.pair,
+        })
+    }
+}
+
 fn softmax(row: &[f32]) -> Vec<f32> {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = row.iter().map(|&x| (x - m).exp()).collect();

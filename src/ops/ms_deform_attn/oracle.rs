@@ -58,8 +58,9 @@ pub fn fused_to_official<T: Real>(
     (loc, weights)
 }
 
-/// The core op on official-form inputs, accumulated in `T`. Returns `[B,Q,M·D]`.
-pub fn core<T: Real>(pr: &MsDeformAttnProblem, value: &[f32], loc: &[T], weights: &[T]) -> Vec<T> {
+/// The core op on official-form inputs in `T` (all of them: an f64 caller gets an f64 op end to
+/// end), accumulated in `T`. Returns `[B,Q,M·D]`.
+pub fn core<T: Real>(pr: &MsDeformAttnProblem, value: &[T], loc: &[T], weights: &[T]) -> Vec<T> {
     let (m_n, d_n, l_n, p_n) = (pr.heads, pr.channels, pr.num_levels(), pr.points);
     let mut out = vec![T::of(0.0); pr.output_len()];
     for b in 0..pr.batch {
@@ -91,7 +92,7 @@ pub fn core<T: Real>(pr: &MsDeformAttnProblem, value: &[f32], loc: &[T], weights
                             for &(yy, xx, cw) in &corners {
                                 if yy >= 0 && xx >= 0 && yy < h && xx < w {
                                     let tok = lv.start + (yy * w + xx) as usize;
-                                    v += cw * T::from_f32(value[((b * pr.tokens + tok) * m_n + m) * d_n + d]);
+                                    v += cw * value[((b * pr.tokens + tok) * m_n + m) * d_n + d];
                                 }
                             }
                             out[(b * pr.queries + q) * m_n * d_n + m * d_n + d] += a * v;
@@ -110,7 +111,7 @@ pub fn ms_deform_attn<T: Real>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInp
         (MsDeformAttnInput::Official { value, sampling_locations, attention_weights }, _) => {
             let loc: Vec<T> = sampling_locations.iter().map(|&x| T::from_f32(x)).collect();
             let w: Vec<T> = attention_weights.iter().map(|&x| T::from_f32(x)).collect();
-            core(pr, value, &loc, &w)
+            core(pr, &widen(value), &loc, &w)
         }
         (MsDeformAttnInput::Fused { value, reference, sampling_offsets, attention_logits }, form) => {
             let kind = match form {
@@ -118,7 +119,12 @@ pub fn ms_deform_attn<T: Real>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInp
                 Form::Official => RefKind::Points,
             };
             let (loc, w) = fused_to_official::<T>(pr, kind, reference, sampling_offsets, attention_logits);
-            core(pr, value, &loc, &w)
+            core(pr, &widen(value), &loc, &w)
         }
     }
+}
+
+/// `x` in `T`.
+pub(crate) fn widen<T: Real>(x: &[f32]) -> Vec<T> {
+    x.iter().map(|&v| T::from_f32(v)).collect()
 }

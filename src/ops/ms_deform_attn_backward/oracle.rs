@@ -13,15 +13,16 @@
 //! Fused form: `grad_off = grad_loc / (W, H)` (points) or `grad_loc · ref_wh · 0.5 / P` (boxes);
 //! `grad_logit_j = a_j · (grad_a_j − Σ_k a_k · grad_a_k)` over the head's L·P samples.
 
-use crate::ops::ms_deform_attn::oracle::fused_to_official;
+use crate::ops::ms_deform_attn::oracle::{fused_to_official, widen};
 use crate::problem::{Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 use crate::reference::Real;
 
 /// Gradients in `T`: `(value, sampling, attention)` in the layouts of [`super::MsdaGrads`].
 pub type Grads<T> = (Vec<T>, Vec<T>, Vec<T>);
 
-/// The official-form gradients (value, locations, weights) of the core op, accumulated in `T`.
-pub fn core<T: Real>(pr: &MsDeformAttnProblem, value: &[f32], loc: &[T], weights: &[T], grad_out: &[f32]) -> Grads<T> {
+/// The official-form gradients (value, locations, weights) of the core op, every input and the
+/// accumulation in `T`.
+pub fn core<T: Real>(pr: &MsDeformAttnProblem, value: &[T], loc: &[T], weights: &[T], grad_out: &[T]) -> Grads<T> {
     let (m_n, d_n, l_n, p_n) = (pr.heads, pr.channels, pr.num_levels(), pr.points);
     let zero = T::of(0.0);
     let one = T::of(1.0);
@@ -56,11 +57,10 @@ pub fn core<T: Real>(pr: &MsDeformAttnProblem, value: &[f32], loc: &[T], weights
                         ];
                         let (mut g_a, mut g_x, mut g_y) = (zero, zero, zero);
                         for (d, &gd) in g.iter().enumerate() {
-                            let gd = T::from_f32(gd);
                             for &(yy, xx, cw, dx, dy) in &corners {
                                 if yy >= 0 && xx >= 0 && yy < h && xx < w {
                                     let i = ((b * pr.tokens + lv.start + (yy * w + xx) as usize) * m_n + m) * d_n + d;
-                                    let v = T::from_f32(value[i]);
+                                    let v = value[i];
                                     gv[i] += cw * a * gd;
                                     g_a += gd * cw * v;
                                     g_x += gd * dx * v;
@@ -86,7 +86,7 @@ pub fn backward<T: Real>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, gr
         MsDeformAttnInput::Official { value, sampling_locations, attention_weights } => {
             let loc: Vec<T> = sampling_locations.iter().map(|&x| T::from_f32(x)).collect();
             let w: Vec<T> = attention_weights.iter().map(|&x| T::from_f32(x)).collect();
-            core(pr, value, &loc, &w, grad_out)
+            core(pr, &widen(value), &loc, &w, &widen(grad_out))
         }
         MsDeformAttnInput::Fused { value, reference, sampling_offsets, attention_logits } => {
             let kind = match pr.form {
@@ -94,7 +94,7 @@ pub fn backward<T: Real>(pr: &MsDeformAttnProblem, input: &MsDeformAttnInput, gr
                 Form::Official => RefKind::Points,
             };
             let (loc, w) = fused_to_official::<T>(pr, kind, reference, sampling_offsets, attention_logits);
-            let (gv, gloc, ga) = core(pr, value, &loc, &w, grad_out);
+            let (gv, gloc, ga) = core(pr, &widen(value), &loc, &w, &widen(grad_out));
             let (goff, glogit) = chain_fused(pr, kind, reference, &w, &gloc, &ga);
             (gv, goff, glogit)
         }
