@@ -15,6 +15,8 @@
 
 use cubecl::prelude::*;
 
+use super::ms_deform_attn::{footprint, logits_inv_sum, logits_max, on_level, sample_location, sample_weight};
+
 /// `2^k` as f32, exactly, for `k` in −126..=127.
 #[cube]
 fn pow2(k: i32) -> f32 {
@@ -32,55 +34,6 @@ fn fixed_scale(bits: u32, k_base: i32) -> i32 {
         k = min(k_base - e, 126);
     }
     k
-}
-
-/// Fused form: the normalized location of sample `s` along `axis` (0 = x, 1 = y) from the
-/// reference at `r` — points `ref + off / size`, boxes `ref_xy + off / P · ref_wh · 0.5`;
-/// official form: the location itself.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sample_location(
-    samp: &Array<f32>,
-    refp: &Array<f32>,
-    s: usize,
-    r: usize,
-    size: f32,
-    #[comptime] axis: usize,
-    #[comptime] points: usize,
-    #[comptime] fused: bool,
-    #[comptime] boxes: bool,
-) -> f32 {
-    let off = samp[2 * s + axis];
-    let mut loc = off;
-    if comptime![fused] {
-        if comptime![boxes] {
-            let pf = comptime![points as f32];
-            loc = refp[r + axis] + off / pf * refp[r + 2 + axis] * 0.5f32;
-        } else {
-            loc = refp[r + axis] + off / size;
-        }
-    }
-    loc
-}
-
-/// Fused form: the maximum of the `lp` logits from `s0`.
-#[cube]
-pub(crate) fn logits_max(attn: &Array<f32>, s0: usize, lp: usize) -> f32 {
-    let mut mx = attn[s0];
-    for k in 1..lp {
-        mx = max(mx, attn[s0 + k]);
-    }
-    mx
-}
-
-/// Fused form: `1 / Σ exp(logit − mx)` over the `lp` logits from `s0`.
-#[cube]
-pub(crate) fn logits_inv_sum(attn: &Array<f32>, s0: usize, lp: usize, mx: f32) -> f32 {
-    let mut sum = 0.0f32;
-    for k in 0..lp {
-        sum += (attn[s0 + k] - mx).exp();
-    }
-    1.0f32 / sum
 }
 
 /// Step 1. Arrays: `value [B,S,M,D]` and `gout [B,Q,M·D]` in vectors of N, `shapes [L,3]`
@@ -157,32 +110,24 @@ pub fn msda_sample_grads<F: Float, N: Size>(
         }
         for p in 0..points {
             let s = s0 + l * points + p;
-            let mut a = attn[s];
-            if comptime![fused] {
-                a = (a - mx).exp() * inv;
-            }
+            let a = sample_weight(attn, s, mx, inv, fused);
             amass += a.abs();
-            let x = sample_location(samp, refp, s, r, wf, 0usize, points, fused, boxes) * wf - 0.5f32;
-            let y = sample_location(samp, refp, s, r, hf, 1usize, points, fused, boxes) * hf - 0.5f32;
+            let lx = sample_location(samp, refp, s, r, wf, 0usize, points, fused, boxes);
+            let ly = sample_location(samp, refp, s, r, hf, 1usize, points, fused, boxes);
+            let f = footprint(lx, ly, hf, wf);
             let mut sa = 0.0f32;
             let mut sx = 0.0f32;
             let mut sy = 0.0f32;
-            if y > -1.0f32 && x > -1.0f32 && y < hf && x < wf {
-                let y0f = y.floor();
-                let x0f = x.floor();
-                let fy = y - y0f;
-                let fx = x - x0f;
-                let y0 = i32::cast_from(y0f);
-                let x0 = i32::cast_from(x0f);
+            if f.ok {
                 #[unroll]
                 for c in 0..4u32 {
                     let dy = comptime![(c / 2) as i32];
                     let dx = comptime![(c % 2) as i32];
-                    let yy = y0 + dy;
-                    let xx = x0 + dx;
-                    if yy >= 0 && xx >= 0 && yy < i32::cast_from(h) && xx < i32::cast_from(w) {
-                        let wy = select(dy == 0, 1.0f32 - fy, fy);
-                        let wx = select(dx == 0, 1.0f32 - fx, fx);
+                    let yy = f.y0 + dy;
+                    let xx = f.x0 + dx;
+                    if on_level(yy, xx, h, w) {
+                        let wy = select(dy == 0, 1.0f32 - f.fy, f.fy);
+                        let wx = select(dx == 0, 1.0f32 - f.fx, f.fx);
                         let tok =
                             b * tokens as usize + start + usize::cast_from(yy) * w as usize + usize::cast_from(xx);
                         let v0 = (tok * heads + m) * vph;
@@ -207,8 +152,7 @@ pub fn msda_sample_grads<F: Float, N: Size>(
     if comptime![fused] {
         // through the softmax: d logit_j = a_j · (d a_j − Σ_k a_k · d a_k)
         for j in 0..lp {
-            let a = (attn[s0 + j] - mx).exp() * inv;
-            gattn[s0 + j] = a * (gattn[s0 + j] - dot_ag);
+            gattn[s0 + j] = sample_weight(attn, s0 + j, mx, inv, fused) * (gattn[s0 + j] - dot_ag);
         }
     }
     // mass ≥ 0 (or NaN): its bits order as the values, so an integer max is the max
@@ -297,28 +241,20 @@ pub fn msda_scatter_value(
         let r = (bq * levels + l) * ref_dim;
         for p in 0..points {
             let s = s0 + l * points + p;
-            let mut a = attn[s];
-            if comptime![fused] {
-                a = (a - mx).exp() * inv;
-            }
-            let x = sample_location(samp, refp, s, r, wf, 0usize, points, fused, boxes) * wf - 0.5f32;
-            let y = sample_location(samp, refp, s, r, hf, 1usize, points, fused, boxes) * hf - 0.5f32;
-            if y > -1.0f32 && x > -1.0f32 && y < hf && x < wf {
-                let y0f = y.floor();
-                let x0f = x.floor();
-                let fy = y - y0f;
-                let fx = x - x0f;
-                let y0 = i32::cast_from(y0f);
-                let x0 = i32::cast_from(x0f);
+            let a = sample_weight(attn, s, mx, inv, fused);
+            let lx = sample_location(samp, refp, s, r, wf, 0usize, points, fused, boxes);
+            let ly = sample_location(samp, refp, s, r, hf, 1usize, points, fused, boxes);
+            let f = footprint(lx, ly, hf, wf);
+            if f.ok {
                 #[unroll]
                 for c in 0..4u32 {
                     let dy = comptime![(c / 2) as i32];
                     let dx = comptime![(c % 2) as i32];
-                    let yy = y0 + dy;
-                    let xx = x0 + dx;
-                    if yy >= 0 && xx >= 0 && yy < i32::cast_from(h) && xx < i32::cast_from(w) {
-                        let wy = select(dy == 0, 1.0f32 - fy, fy);
-                        let wx = select(dx == 0, 1.0f32 - fx, fx);
+                    let yy = f.y0 + dy;
+                    let xx = f.x0 + dx;
+                    if on_level(yy, xx, h, w) {
+                        let wy = select(dy == 0, 1.0f32 - f.fy, f.fy);
+                        let wx = select(dx == 0, 1.0f32 - f.fx, f.fx);
                         let cw = wy * wx * a;
                         let tok =
                             b * tokens as usize + start + usize::cast_from(yy) * w as usize + usize::cast_from(xx);

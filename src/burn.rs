@@ -187,11 +187,7 @@ impl MsDeformAttnBackend for NdArray<f32> {
         attention_weights: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let device = Self::float_device(&value);
-        let (v, loc, w) = (
-            host_values::<Self>(value),
-            host_values::<Self>(sampling_locations),
-            host_values::<Self>(attention_weights),
-        );
+        let [v, loc, w] = [value, sampling_locations, attention_weights].map(host_values::<Self>);
         let input = MsDeformAttnInput::Official { value: &v, sampling_locations: &loc, attention_weights: &w };
         let out =
             crate::backend::cpu::CpuBackend::new().ms_deform_attn(pr, &input, DType::F32).unwrap_or_else(|e| fail(e));
@@ -206,12 +202,7 @@ impl MsDeformAttnBackend for NdArray<f32> {
         grad_output: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
         let device = Self::float_device(&value);
-        let (v, loc, w) = (
-            host_values::<Self>(value),
-            host_values::<Self>(sampling_locations),
-            host_values::<Self>(attention_weights),
-        );
-        let g = host_values::<Self>(grad_output);
+        let [v, loc, w, g] = [value, sampling_locations, attention_weights, grad_output].map(host_values::<Self>);
         let input = MsDeformAttnInput::Official { value: &v, sampling_locations: &loc, attention_weights: &w };
         let grads = crate::backend::cpu::CpuBackend::new()
             .ms_deform_attn_backward(pr, &input, &g, DType::F32)

@@ -210,6 +210,14 @@ impl<R: Runtime> CubeclBackend<R> {
         Ok(())
     }
 
+    /// The bytes of `handle`, read back once the work writing it is done; a failure names
+    /// `what`.
+    pub(crate) fn read_bytes(&self, what: &str, handle: Handle) -> Result<impl std::ops::Deref<Target = [u8]>> {
+        let kind = self.kind;
+        catch("read", kind, || self.client.read_one(handle))?
+            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{what}: {e:?}") })
+    }
+
     pub(crate) fn count_launch(&self) {
         self.launches.fetch_add(1, Ordering::Relaxed);
     }
@@ -320,9 +328,7 @@ impl<R: Runtime> Device for CubeclBackend<R> {
         }
         let h = t.buffer::<Handle>(self.id, self.kind.name(), "tensor")?.clone();
         self.sync("download")?;
-        let kind = self.kind;
-        let bytes = catch("read", kind, || self.client.read_one(h))?
-            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("download: {e:?}") })?;
+        let bytes = self.read_bytes("download", h)?;
         let mut v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         v.truncate(t.len());
         Ok(v)

@@ -218,9 +218,7 @@ impl<R: Runtime> Prepared for CubeclRun<'_, R> {
     }
 
     fn output(&mut self) -> Result<Vec<f32>> {
-        let kind = self.be.kind;
-        let bytes = catch("read", kind, || self.be.client.read_one(self.args[5].0.clone()))?
-            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })?;
+        let bytes = self.be.read_bytes(OP, self.args[5].0.clone())?;
         Ok(crate::backend::unpack(&bytes, self.plan.dtype))
     }
 }

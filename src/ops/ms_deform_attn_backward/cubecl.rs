@@ -263,10 +263,8 @@ impl<R: Runtime> MsdaBackwardKernel for CubeclBackend<R> {
             self.count_launch();
         }
         let read = |handle: &Handle, len: usize| -> Result<Vec<f32>> {
-            let kind = self.kind;
-            let bytes = catch("read", kind, || self.client.read_one(handle.clone()))?
-                .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{e:?}") })?;
-            Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)[..len].to_vec())
+            let bytes = self.read_bytes(OP, handle.clone())?;
+            Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes[..len * 4]))
         };
         Ok(MsdaGrads {
             value: read(&h.grad_value, value_len)?,

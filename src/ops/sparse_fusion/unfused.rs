@@ -7,7 +7,7 @@ use cubecl::prelude::*;
 
 use crate::backend::cubecl::{arg, catch, retag, Buf, CubeclBackend};
 use crate::backend::Prepared;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kernels::dense;
 use crate::problem::{Activation, BertLayerWeights, Gate, GatedCrossAttnWeights, Linear, Norm, SparseFusionProblem};
 
@@ -267,9 +267,7 @@ impl<R: Runtime> Prepared for UnfusedRound<'_, R> {
     }
 
     fn output(&mut self) -> Result<Vec<f32>> {
-        let kind = self.be.kind;
-        let bytes = catch("read", kind, || self.be.client.read_one(self.out.0.clone()))?
-            .map_err(|e| Error::Device { backend: kind.name().into(), reason: format!("{OP}: {e:?}") })?;
+        let bytes = self.be.read_bytes(OP, self.out.0.clone())?;
         Ok(bytemuck::pod_collect_to_vec(&bytes[..self.out.1 * 4]))
     }
 
