@@ -24,9 +24,12 @@ import time
 
 import torch
 
-import rlipv2
+# this file sits beside the package's sources: import the installed wheel, not the source folder
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+import rlipv2  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 from msda_torch_baseline import LEVELS, encoder_inputs, msda_grid_sample  # noqa: E402
 
 SHAPE = "Q=22223 S=22223 (100×167,50×84,25×42,13×21)"

@@ -444,7 +444,9 @@ fn graph_weights_once(be: &dyn Backend) {
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
     let vars = Vars::new(&get);
     let front = ImageFront::load(&vars).unwrap();
-    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
+    // two encoder layers (one fusion round): depth changes neither the per-image uploads nor the
+    // buffer recycling this checks, only the time (the six-layer graph runs in detect_graph.rs)
+    let enc = Encoder::load(2, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
     let dec = Decoders::load(128, 3, 4, 2048, &vars).unwrap();
     let lang = formula_lang(10);
     let mut uploads = Vec::new();
@@ -477,9 +479,10 @@ fn graph_weights_once(be: &dyn Backend) {
         uploads[2]
     );
     assert_eq!(uploads[1], uploads[2], "{}: every image after the first uploads the same", be.kind());
-    // front ≈ 94 MB, encoder 199 MB, decoders ≈ 48 MB of weights (matrices of the formula model)
+    // front ≈ 94 MB, two encoder layers ≈ 66 MB (of the six's 199), decoders ≈ 48 MB of weights
+    // (matrices of the formula model)
     assert!(
-        uploads[0] - uploads[1] > 300_000_000,
+        uploads[0] - uploads[1] > 200_000_000,
         "{}: only the first image binds the weights ({uploads:?})",
         be.kind()
     );
