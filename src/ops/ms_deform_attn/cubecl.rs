@@ -50,7 +50,7 @@ pub fn launch_ms_deform_attn<R: Runtime>(
     })?;
     let refp = h.reference.clone().filter(|_| pr.form != Form::Official);
     let plan = MsdaPlan::new(client, pr, dtype);
-    let shapes = plan.shapes_handle(client, pr);
+    let shapes = level_table(client, pr).0;
     let args = plan.args(
         h.value.clone(),
         shapes,
@@ -84,6 +84,20 @@ pub(crate) fn check_device_dtype<R: Runtime>(client: &ComputeClient<R>, dtype: D
     Ok(())
 }
 
+/// The `[L,3]` (H, W, start) level table the forward and backward kernels read, and its length.
+pub(crate) fn level_table<R: Runtime>(client: &ComputeClient<R>, pr: &MsDeformAttnProblem) -> (Handle, usize) {
+    let shapes: Vec<u32> = pr.levels.iter().flat_map(|l| [l.h as u32, l.w as u32, l.start as u32]).collect();
+    (client.create_from_slice(bytemuck::cast_slice(&shapes)), shapes.len())
+}
+
+/// A 2-D grid of `cube`-unit cubes covering `total` units (numbered `y · x · cube + x` by
+/// ABSOLUTE_POS), within the device's cube count per dimension.
+pub(crate) fn cube_grid<R: Runtime>(client: &ComputeClient<R>, total: usize, cube: u32) -> CubeCount {
+    let needed = total.div_ceil(cube as usize).max(1) as u32;
+    let max = client.properties().hardware.max_cube_count.0.min(65535);
+    CubeCount::Static(needed.min(max), needed.div_ceil(max), 1)
+}
+
 /// Launch geometry of one problem on one client: 8 channels per unit, one 16-byte load for
 /// f16/bf16 where the device has 8-wide vectors, else two 4-wide loads (D is a multiple of 8).
 pub(crate) struct MsdaPlan {
@@ -102,9 +116,7 @@ impl MsdaPlan {
         tracing::debug!(%dtype, form = pr.form_name(), vector, "ms_deform_attn kernel variant");
         let groups = pr.channels / UNIT_CHANNELS;
         let total = pr.batch * pr.queries * pr.heads * groups;
-        let cubes_needed = total.div_ceil(CUBE as usize) as u32;
-        let max = client.properties().hardware.max_cube_count.0.min(65535);
-        let cubes = CubeCount::Static(cubes_needed.min(max), cubes_needed.div_ceil(max), 1);
+        let cubes = cube_grid(client, total, CUBE);
         MsdaPlan {
             dims: [
                 pr.queries as u32,
@@ -120,12 +132,6 @@ impl MsdaPlan {
             dtype,
             cubes,
         }
-    }
-
-    /// The `[L,3]` (H, W, start) table the kernel reads.
-    pub(crate) fn shapes_handle<R: Runtime>(&self, client: &ComputeClient<R>, pr: &MsDeformAttnProblem) -> Handle {
-        let shapes: Vec<u32> = pr.levels.iter().flat_map(|l| [l.h as u32, l.w as u32, l.start as u32]).collect();
-        client.create_from_slice(bytemuck::cast_slice(&shapes))
     }
 
     /// The six kernel arrays with their lengths in elements (value/output in vectors).
@@ -262,7 +268,7 @@ impl<R: Runtime> MsdaKernel for CubeclBackend<R> {
         let value = self.upload("value", &crate::backend::pack(input.value(), dtype))?;
         let args = plan.args(
             value,
-            plan.shapes_handle(&self.client, pr),
+            level_table(&self.client, pr).0,
             up("sampling", samp)?,
             up("attention", attn)?,
             up("reference", refp)?,

@@ -10,6 +10,7 @@ use crate::backend::cubecl::{arg, catch, CubeclBackend, UNIT_CHANNELS};
 use crate::backend::Checked;
 use crate::error::{Error, Result};
 use crate::kernels::ms_deform_attn_backward::{msda_finish_value, msda_sample_grads, msda_scatter_value};
+use crate::ops::ms_deform_attn::cubecl::{cube_grid, level_table};
 use crate::ops::ms_deform_attn::MsdaKernel;
 use crate::problem::{DType, Form, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 
@@ -95,11 +96,9 @@ struct BackwardPlan {
 }
 
 impl BackwardPlan {
-    /// A 2-D grid of cubes covering `total` units (numbered `y · x · cube + x` by ABSOLUTE_POS).
+    /// A 2-D grid of this plan's cubes covering `total` units.
     fn cubes<R: Runtime>(&self, client: &ComputeClient<R>, total: usize) -> CubeCount {
-        let needed = total.div_ceil(self.cube as usize).max(1) as u32;
-        let max = client.properties().hardware.max_cube_count.0.min(65535);
-        CubeCount::Static(needed.min(max), needed.div_ceil(max), 1)
+        cube_grid(client, total, self.cube)
     }
 
     fn launch<R: Runtime>(&self, client: &ComputeClient<R>, h: &MsDeformAttnBackwardHandles, refp: Handle) {
@@ -108,8 +107,7 @@ impl BackwardPlan {
             Form::Official => (false, false, 1),
             Form::Fused(k) => (true, k == RefKind::Boxes, pr.batch * pr.queries * pr.num_levels() * k.dim()),
         };
-        let shapes: Vec<u32> = pr.levels.iter().flat_map(|l| [l.h as u32, l.w as u32, l.start as u32]).collect();
-        let shapes = (client.create_from_slice(bytemuck::cast_slice(&shapes)), shapes.len());
+        let shapes = level_table(client, pr);
         let samples = pr.samples();
         let acc = (client.empty(self.value_len.max(1) * 8), self.value_len.max(1) * 2);
         let bound = (client.create_from_slice(&[0u8; 4]), 1);
