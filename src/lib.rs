@@ -17,7 +17,7 @@
 //! 3. [`io`]: safetensors files for the op CLI and the pickle-free torch checkpoint reader;
 //!    [`convert`]: official checkpoint → safetensors; [`graph`]: the inference graph from
 //!    backend ops; [`seeded`]: seeded inputs and weights;
-//!    [`bench`](mod@bench): side-by-side timing.
+//!    [`bench`](mod@bench): side-by-side timing; [`eval`]: the official evaluation of detections.
 //! 4. the `rlipv2` binary (`src/main.rs`): thin CLI over the above.
 //!
 //! ## Example: one op on the best backend here, checked against the oracle
@@ -55,6 +55,7 @@ pub mod candle;
 pub mod convert;
 pub mod detect;
 pub mod error;
+pub mod eval;
 pub mod graph;
 pub mod io;
 pub mod model;

@@ -12,7 +12,7 @@ mod cli;
     name = "rlipv2",
     version,
     about = "RLIPv2 kernels and inference on any GPU or CPU",
-    after_help = "Examples:\n  rlipv2 info                                   # what runs here, and how\n  rlipv2 convert RLIP_PDA_v2_HICO_R50.pth m.safetensors --tokenizer tokenizer.json\n  rlipv2 detect --weights m.safetensors photo.jpg --out results/\n  rlipv2 bench suite --backends all             # bench.json, bench.md, bench.svg\n\nRUST_LOG=info shows the backend choice and each op's kernel variant."
+    after_help = "Examples:\n  rlipv2 info                                   # what runs here, and how\n  rlipv2 convert RLIP_PDA_v2_HICO_R50.pth m.safetensors --tokenizer tokenizer.json\n  rlipv2 detect --weights m.safetensors photo.jpg --out results/\n  rlipv2 eval hico --annotations annotations/ --detections results/\n  rlipv2 bench suite --backends all             # bench.json, bench.md, bench.svg\n\nRUST_LOG=info shows the backend choice and each op's kernel variant."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -60,6 +60,14 @@ enum Cmd {
     ///
     /// Example: rlipv2 convert RLIP_PDA_v2_HICO_R50.pth rlipv2_hico_r50.safetensors --tokenizer roberta-base/tokenizer.json
     Convert(cli::convert::ConvertArgs),
+    /// Evaluate detections written by `rlipv2 detect` against dataset annotations, computing
+    /// what the official evaluator computes (HICO-DET mAP: Full, Rare, Non-rare; zero-shot splits).
+    ///
+    /// Example: rlipv2 eval hico --annotations hico_20160224_det/annotations --detections results/
+    Eval {
+        #[command(subcommand)]
+        dataset: cli::eval::EvalCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +94,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Detect(args) => cli::detect::run(args),
         Cmd::Convert(args) => cli::convert::run(args),
+        Cmd::Eval { dataset } => cli::eval::run(dataset),
         Cmd::Op { op } => cli::op::run(op),
         Cmd::Bench { op } => cli::bench::run(op),
         Cmd::Info { json } => cli::info::info(json),

@@ -99,6 +99,8 @@ pub fn run(args: DetectArgs) -> Result<()> {
     let labels = det.labels(&file, weights, set, tokenizer, be.as_ref())?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.to_path_buf(), source })?;
     let post = PostConfig { zero_shot: person_only, ..PostConfig::default() };
+    // how the detections were selected, so `rlipv2 eval` can say where it differs from the official
+    let post_doc = serde_json::json!({"top_k": top_k, "threshold": threshold, "nms": post.nms.is_some(), "person_only": person_only});
     // a bar on a terminal for several images; a line per image in logs (the bar hides itself there)
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
@@ -122,7 +124,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         let dets = det.detect(be.as_ref(), &img, &labels, &post, &mut prof)?;
         let kept: Vec<serde_json::Value> =
             dets.iter().filter(|d| d.score >= threshold).take(top_k).map(|d| d.record(&labels.set)).collect();
-        let doc = serde_json::json!({"image": f.display().to_string(), "width": img.width, "height": img.height, "labels": labels.set.name, "backend": be.kind().name(), "detections": kept});
+        let doc = serde_json::json!({"image": f.display().to_string(), "width": img.width, "height": img.height, "labels": labels.set.name, "backend": be.kind().name(), "post": post_doc, "detections": kept});
         let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("image{i}"));
         let path = out.join(format!("{stem}.json"));
         io::write_atomic(&path, serde_json::to_string_pretty(&doc).expect("json").as_bytes())?;

@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod convert;
 pub mod detect;
+pub mod eval;
 pub mod info;
 pub mod op;

@@ -16,6 +16,7 @@ mod detect_graph;
 mod device_faults;
 mod downstream_api;
 mod encoder;
+mod eval_hico;
 mod examples_run;
 mod fusion_backends;
 mod fusion_reference;

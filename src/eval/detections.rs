@@ -1,0 +1,145 @@
+//! Reading what `rlipv2 detect` wrote: a directory of per-image JSON files, or a JSON Lines
+//! file (one such document per line), each `{"image", "labels", "post"?, "detections": [...]}`
+//! with detections `{subject_box, object_box, object, verb, score, pair}` (names of the
+//! document's label set).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::model::labels::LabelSet;
+use crate::model::postprocess::Detection;
+use crate::{Error, Result};
+
+/// How the detections were selected (`post` in the document; absent in older files).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct Post {
+    /// Detections kept per image (`--top-k`).
+    pub top_k: usize,
+    /// Score threshold (`--threshold`).
+    pub threshold: f32,
+    /// Triplet NMS applied.
+    pub nms: bool,
+    /// Only pairs whose subject is `person` (`--person-only`, the zero-shot evaluation).
+    pub person_only: bool,
+}
+
+/// One image's detections.
+#[derive(Clone, Debug)]
+pub struct ImageDetections {
+    /// The image path as `detect` wrote it.
+    pub image: String,
+    /// The file (and line, for JSON Lines) it was read from.
+    pub source: String,
+    /// Selection settings, where recorded.
+    pub post: Option<Post>,
+    /// The detections, labels as indices into the label set.
+    pub detections: Vec<Detection>,
+}
+
+#[derive(serde::Deserialize)]
+struct Record {
+    subject_box: [f32; 4],
+    object_box: [f32; 4],
+    object: String,
+    verb: String,
+    score: f32,
+    #[serde(default)]
+    pair: usize,
+}
+
+#[derive(serde::Deserialize)]
+struct Document {
+    image: String,
+    labels: String,
+    #[serde(default)]
+    post: Option<Post>,
+    detections: Vec<Record>,
+}
+
+/// The file stem of an image path (`photos/a.jpg` → `a`): how detections and annotations meet.
+pub fn stem(image: &str) -> String {
+    let name = image.rsplit(['/', '\\']).next().unwrap_or(image);
+    match name.rfind('.') {
+        Some(i) if i > 0 => name[..i].to_string(),
+        _ => name.to_string(),
+    }
+}
+
+fn parse(text: &str, source: &str, file: &Path, set: &LabelSet) -> Result<ImageDetections> {
+    let bad = |reason: String| Error::Format { file: file.to_path_buf(), reason };
+    let doc: Document = serde_json::from_str(text)
+        .map_err(|e| bad(format!("{source}: not a `rlipv2 detect` document ({{image, labels, detections}}): {e}")))?;
+    if doc.labels != set.name {
+        return Err(bad(format!(
+            "{source}: detections made with --labels {}, this evaluation needs --labels {}",
+            doc.labels, set.name
+        )));
+    }
+    let index = |names: &[String], name: &str, what: &str| {
+        names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| bad(format!("{source}: unknown {what} `{name}` for --labels {}", set.name)))
+    };
+    let mut detections = Vec::with_capacity(doc.detections.len());
+    for r in doc.detections {
+        detections.push(Detection {
+            pair: r.pair,
+            subject_box: r.subject_box,
+            object_box: r.object_box,
+            object_label: index(&set.objects, &r.object, "object")?,
+            verb: index(&set.verbs, &r.verb, "verb")?,
+            score: r.score,
+        });
+    }
+    Ok(ImageDetections { image: doc.image, source: source.to_string(), post: doc.post, detections })
+}
+
+/// The detections under `path` (a directory of `*.json` files, or a `.jsonl` file), keyed by
+/// image file stem; label names resolved in `set`. Two documents for one stem are an error.
+pub fn read(path: &Path, set: &LabelSet) -> Result<HashMap<String, ImageDetections>> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io { path: p, source }
+    };
+    let mut docs: Vec<ImageDetections> = Vec::new();
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(io(path))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.extension().is_some_and(|e| e == "json" || e == "jsonl"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(io(&f))?;
+            if f.extension().is_some_and(|e| e == "jsonl") {
+                docs.extend(read_lines(&text, &f, set)?);
+            } else {
+                docs.push(parse(&text, &f.display().to_string(), &f, set)?);
+            }
+        }
+    } else {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        docs = read_lines(&text, path, set)?;
+    }
+    let mut out: HashMap<String, ImageDetections> = HashMap::with_capacity(docs.len());
+    for d in docs {
+        let key = stem(&d.image);
+        if let Some(prev) = out.get(&key) {
+            return Err(Error::Format {
+                file: path.to_path_buf(),
+                reason: format!("two detection documents for image `{key}`: {} and {}", prev.source, d.source),
+            });
+        }
+        out.insert(key, d);
+    }
+    Ok(out)
+}
+
+fn read_lines(text: &str, file: &Path, set: &LabelSet) -> Result<Vec<ImageDetections>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| parse(l, &format!("{}:{}", file.display(), i + 1), file, set))
+        .collect()
+}
