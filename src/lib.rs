@@ -53,6 +53,7 @@ pub mod burn;
 #[cfg(feature = "candle")]
 pub mod candle;
 pub mod convert;
+pub mod dataset;
 pub mod detect;
 pub mod error;
 pub mod eval;

@@ -1,7 +1,11 @@
 //! `rlipv2 detect`: triplets for images or folders, as JSON and annotated PNGs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use rlipv2::detect::{Detector, Labels, Profile};
+use rlipv2::model::labels::LabelSet;
+use rlipv2::model::postprocess::{Detection, PostConfig};
+use rlipv2::model::preprocess::RgbImage;
 use rlipv2::{backend, io, Error, Result};
 
 /// `rlipv2 detect` (see its help).
@@ -35,136 +39,215 @@ pub struct DetectArgs {
     /// Output directory (created if missing).
     #[arg(long, default_value = "detections")]
     pub out: PathBuf,
+    /// `json`: OUT/<image stem>.json per image; `jsonl`: one line per image in
+    /// OUT/detections[-K-of-N].jsonl, appended and flushed per image (for large runs).
+    #[arg(long, default_value = "json", value_parser = ["json", "jsonl"])]
+    pub format: String,
+    /// Run only shard K of N (0-based): a file's shard is a hash of its name, so N tasks with
+    /// K = 0..N−1 split a dataset into disjoint parts, whatever machine lists it.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<rlipv2::dataset::Shard>,
+    /// Skip images already in the output (a complete JSON file or JSON line) and carry on.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop at the first image that cannot be read or detected (default: report it in
+    /// OUT/failures[-K-of-N].jsonl, carry on, and exit non-zero at the end).
+    #[arg(long)]
+    pub fail_fast: bool,
     /// Print a per-stage time table for every image.
     #[arg(long)]
     pub profile: bool,
-    /// Detections drawn on the annotated PNG written beside each JSON (0: no PNG).
-    #[arg(long, default_value_t = 5)]
-    pub draw: usize,
-}
-
-/// Image files among `inputs` (directories expanded, sorted).
-fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for p in inputs {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|source| Error::Io { path: p.clone(), source })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-                })
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(p.clone());
-        }
-    }
-    Ok(files)
+    /// Detections drawn on an annotated PNG beside each result (0: no PNG) [default: 5 with
+    /// --format json, 0 with jsonl].
+    #[arg(long)]
+    pub draw: Option<usize>,
+    /// Where stderr is not a terminal (logs), a progress line every N images.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: usize,
 }
 
 /// Runs detection with `args`.
 pub fn run(args: DetectArgs) -> Result<()> {
-    let DetectArgs {
-        weights,
-        images: inputs,
-        labels,
-        tokenizer,
-        backend,
-        top_k,
-        threshold,
-        person_only,
-        out,
-        profile,
-        draw,
-    } = args;
-    let (weights, labels, tokenizer, backend, out) =
-        (weights.as_path(), labels.as_str(), tokenizer.as_deref(), backend.as_str(), out.as_path());
-    use rlipv2::detect::{Detector, Profile};
-    use rlipv2::model::labels::LabelSet;
-    use rlipv2::model::postprocess::PostConfig;
-    let files = image_files(&inputs)?;
-    if files.is_empty() {
-        return Err(Error::Format { file: inputs[0].clone(), reason: "no PNG or JPEG images found".into() });
+    use rlipv2::dataset::{list_images, Failures, Output, Shard};
+    let a = args;
+    let rlipv2::dataset::Listing { images: mut files, passed_over: passed } = list_images(&a.images)?;
+    if let Some(shard) = a.shard {
+        files.retain(|f| shard.holds(&f.key));
     }
-    let set = LabelSet::resolve(labels)?;
-    let (be, why) = backend::select(backend)?;
+    if files.is_empty() && a.shard.is_none() {
+        return Err(Error::Format { file: a.images[0].clone(), reason: "no PNG or JPEG images found".into() });
+    }
+    let set = LabelSet::resolve(&a.labels)?;
+    let (be, why) = backend::select(&a.backend)?;
     eprintln!("backend: {why}");
-    eprintln!("loading {}", weights.display());
-    let file = rlipv2::io::weights::WeightFile::open(weights)?;
-    let det = Detector::load(&file, weights)?;
-    let labels = det.labels(&file, weights, set, tokenizer, be.as_ref())?;
+    eprintln!("loading {}", a.weights.display());
+    let file = rlipv2::io::weights::WeightFile::open(&a.weights)?;
+    let det = Detector::load(&file, &a.weights)?;
+    let labels = det.labels(&file, &a.weights, set, a.tokenizer.as_deref(), be.as_ref())?;
+    let out = a.out.as_path();
     std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.to_path_buf(), source })?;
-    let post = PostConfig { zero_shot: person_only, ..PostConfig::default() };
+    let suffix = Shard::suffix(a.shard);
+    let (mut output, draw) = if a.format == "jsonl" {
+        let (o, cut) = Output::lines(&out.join(format!("detections{suffix}.jsonl")), a.resume)?;
+        if cut > 0 {
+            eprintln!("dropped the last {cut} bytes of the output: a line cut short when the earlier run stopped");
+        }
+        (o, a.draw.unwrap_or(0))
+    } else {
+        (Output::per_image(out), a.draw.unwrap_or(5))
+    };
+    let mut failures = Failures::new(out.join(format!("failures{suffix}.jsonl")))?;
+    let already = if a.resume { output.done()? } else { Default::default() };
+    let total = files.len();
+    files.retain(|f| !already.contains(&rlipv2::eval::detections::stem(&f.path.to_string_lossy())));
+    let resumed = total - files.len();
+    if resumed > 0 {
+        eprintln!("resuming: {resumed} of {total} images already in {}", out.display());
+    }
+    let post = PostConfig { zero_shot: a.person_only, ..PostConfig::default() };
     // how the detections were selected, so `rlipv2 eval` can say where it differs from the official
-    let post_doc = serde_json::json!({"top_k": top_k, "threshold": threshold, "nms": post.nms.is_some(), "person_only": person_only});
-    // a bar on a terminal for several images; a line per image in logs (the bar hides itself there)
+    let post_doc = serde_json::json!({"top_k": a.top_k, "threshold": a.threshold, "nms": post.nms.is_some(), "person_only": a.person_only});
+    let c = &det.config;
+    let model_doc = serde_json::json!({
+        "file": a.weights.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "variant": c.variant, "backbone": c.backbone, "queries": c.num_queries, "dataset": c.dataset,
+    });
+    // a bar on a terminal; a line per --log-every images in logs (the bar hides itself there)
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images, {elapsed} (eta {eta}) {wide_msg}")
-            .expect("template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} images, {per_sec}, {elapsed} (eta {eta}) {wide_msg}",
+        )
+        .expect("template"),
     );
     if files.len() < 2 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
+    let started = std::time::Instant::now();
     for (i, f) in files.iter().enumerate() {
         bar.set_position(i as u64);
-        bar.set_message(f.display().to_string());
-        if bar.is_hidden() {
-            eprintln!("[{}/{}] {}", i + 1, files.len(), f.display());
+        bar.set_message(f.path.display().to_string());
+        // an image that cannot be read or detected is a failure of that image; failing to write
+        // the output is fatal (it would fail for every image)
+        match detect_one(&det, be.as_ref(), &labels, &post, &f.path) {
+            Ok((mut doc, dets, img, prof)) => {
+                let kept: Vec<&Detection> = dets.iter().filter(|d| d.score >= a.threshold).take(a.top_k).collect();
+                doc["post"] = post_doc.clone();
+                doc["model"] = model_doc.clone();
+                doc["detections"] = kept.iter().map(|d| d.record(&labels.set)).collect::<Vec<_>>().into();
+                output.write(&doc)?;
+                if draw > 0 {
+                    let shown: Vec<Detection> = kept.iter().take(draw).map(|d| (*d).clone()).collect();
+                    let png = out.join(format!("{}.png", rlipv2::eval::detections::stem(&f.path.to_string_lossy())));
+                    io::draw::save_png(&io::draw::annotate(&img, &shown, &labels.set, draw), &png)?;
+                }
+                if let Some(top) = kept.first() {
+                    if !bar.is_hidden() || files.len() == 1 || a.profile {
+                        say(format!(
+                            "{}: {} detections; best: {} {} ({:.3})",
+                            f.path.display(),
+                            kept.len(),
+                            labels.set.verbs[top.verb],
+                            labels.set.objects[top.object_label],
+                            top.score
+                        ));
+                    }
+                }
+                if a.profile {
+                    print_profile(&prof);
+                }
+            }
+            Err(e) if !a.fail_fast => {
+                say(format!("error: {e} (skipped; recorded in {})", failures.path.display()));
+                failures.add(&f.path, &e.to_string())?;
+            }
+            Err(e) => return Err(e),
         }
-        let img = io::image::load_rgb(f)?;
-        let mut prof = Profile::default();
-        let uploaded = be.uploaded_bytes();
-        let (launched, submitted, recycled) = (be.dispatch_count(), be.submission_count(), be.recycled_outputs());
-        let dets = det.detect(be.as_ref(), &img, &labels, &post, &mut prof)?;
-        let kept: Vec<serde_json::Value> =
-            dets.iter().filter(|d| d.score >= threshold).take(top_k).map(|d| d.record(&labels.set)).collect();
-        let doc = serde_json::json!({"image": f.display().to_string(), "width": img.width, "height": img.height, "labels": labels.set.name, "backend": be.kind().name(), "post": post_doc, "detections": kept});
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("image{i}"));
-        let path = out.join(format!("{stem}.json"));
-        io::write_atomic(&path, serde_json::to_string_pretty(&doc).expect("json").as_bytes())?;
-        if draw > 0 {
-            let shown: Vec<_> = dets.iter().filter(|d| d.score >= threshold).take(top_k.min(draw)).cloned().collect();
-            io::draw::save_png(&io::draw::annotate(&img, &shown, &labels.set, draw), &out.join(format!("{stem}.png")))?;
-        }
-        if let Some(top) = dets.first() {
-            say(format!(
-                "{}: {} detections; best: {} {} ({:.3})",
-                f.display(),
-                kept.len(),
-                labels.set.verbs[top.verb],
-                labels.set.objects[top.object_label],
-                top.score
-            ));
-        }
-        if profile {
-            let total: f64 = prof.stages.iter().map(|s| s.1).sum();
-            for (stage, t, peak) in &prof.stages {
-                let peak = peak.map(|b| format!("   peak RSS {:.0} MB", b as f64 / 1e6)).unwrap_or_default();
-                println!("  {stage:<24} {:>9.1} ms{peak}", t * 1e3);
-            }
-            println!("  {:<24} {:>9.1} ms", "total", total * 1e3);
-            if let (Some(a), Some(b)) = (uploaded, be.uploaded_bytes()) {
-                println!(
-                    "  host → device copies: {:.1} MB (weights are bound on the first image)",
-                    (b - a) as f64 / 1e6
-                );
-            }
-            if let (Some(a), Some(b), Some(c), Some(d)) =
-                (launched, be.dispatch_count(), submitted, be.submission_count())
-            {
-                println!("  kernel launches: {} in {} queue submissions", b - a, d - c);
-            }
-            if let (Some(a), Some(b)) = (recycled, be.recycled_outputs()) {
-                println!("  outputs in recycled device buffers: {}", b - a);
-            }
+        let done = i + 1;
+        if bar.is_hidden() && files.len() > 1 && (done % a.log_every.max(1) == 0 || done == files.len()) {
+            let secs = started.elapsed().as_secs_f64();
+            let rate = done as f64 / secs.max(1e-9);
+            let eta = (files.len() - done) as f64 / rate.max(1e-9);
+            eprintln!(
+                "[{done}/{}] {rate:.2} images/s, eta {}, {} failed",
+                files.len(),
+                indicatif::HumanDuration(std::time::Duration::from_secs_f64(eta)),
+                failures.count
+            );
         }
     }
     bar.finish_and_clear();
+    let ok = files.len() - failures.count;
+    eprintln!(
+        "done: {ok} images, failed: {}, passed over: {} (not image names){}{}",
+        failures.count,
+        passed.len(),
+        if resumed > 0 { format!(", already done: {resumed}") } else { String::new() },
+        a.shard.map(|s| format!(" (shard {}/{})", s.k, s.n)).unwrap_or_default(),
+    );
+    for (p, why) in passed.iter().take(5) {
+        eprintln!("  passed over {}: {why}", p.display());
+    }
+    if failures.count > 0 {
+        return Err(Error::Format {
+            file: failures.path.clone(),
+            reason: format!("{} of {} images failed (image and reason on each line)", failures.count, files.len()),
+        });
+    }
     Ok(())
+}
+
+/// The backend's counters, where it keeps them: bytes uploaded, launches, queue submissions,
+/// outputs in recycled buffers.
+#[derive(Clone, Copy)]
+struct Counters([Option<u64>; 4]);
+
+impl Counters {
+    fn read(be: &dyn backend::Backend) -> Counters {
+        Counters([be.uploaded_bytes(), be.dispatch_count(), be.submission_count(), be.recycled_outputs()])
+    }
+}
+
+/// One image's run: per-stage times and the counters around it.
+struct Timed {
+    prof: Profile,
+    before: Counters,
+    after: Counters,
+}
+
+/// One image: the document (without `detections`), every detection, the image, the times.
+fn detect_one(
+    det: &Detector,
+    be: &dyn backend::Backend,
+    labels: &Labels,
+    post: &PostConfig,
+    path: &Path,
+) -> Result<(serde_json::Value, Vec<Detection>, RgbImage, Timed)> {
+    let img = io::image::load_rgb(path)?;
+    let mut prof = Profile::default();
+    let before = Counters::read(be);
+    let dets = det.detect(be, &img, labels, post, &mut prof)?;
+    let after = Counters::read(be);
+    let doc = serde_json::json!({"image": path.display().to_string(), "width": img.width, "height": img.height, "labels": labels.set.name, "backend": be.kind().name()});
+    Ok((doc, dets, img, Timed { prof, before, after }))
+}
+
+fn print_profile(t: &Timed) {
+    let total: f64 = t.prof.stages.iter().map(|s| s.1).sum();
+    for (stage, secs, peak) in &t.prof.stages {
+        let peak = peak.map(|b| format!("   peak RSS {:.0} MB", b as f64 / 1e6)).unwrap_or_default();
+        println!("  {stage:<24} {:>9.1} ms{peak}", secs * 1e3);
+    }
+    println!("  {:<24} {:>9.1} ms", "total", total * 1e3);
+    let delta = |i: usize| t.before.0[i].zip(t.after.0[i]).map(|(a, b)| b - a);
+    if let Some(d) = delta(0) {
+        println!("  host → device copies: {:.1} MB (weights are bound on the first image)", d as f64 / 1e6);
+    }
+    if let (Some(l), Some(s)) = (delta(1), delta(2)) {
+        println!("  kernel launches: {l} in {s} queue submissions");
+    }
+    if let Some(r) = delta(3) {
+        println!("  outputs in recycled device buffers: {r}");
+    }
 }

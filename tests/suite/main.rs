@@ -6,6 +6,7 @@
 mod common;
 
 mod cli_bench;
+mod cli_dataset;
 mod cli_detect;
 mod cli_fusion;
 mod cli_info;
