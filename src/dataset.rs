@@ -7,11 +7,87 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::detect::Labels;
 use crate::eval::detections::stem;
+use crate::model::postprocess::{Detection, PostConfig};
+use crate::model::preprocess::RgbImage;
+use crate::model::Config;
 use crate::{Error, Result};
 
 /// File name extensions `detect` reads in a directory.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// How a run selects detections, recorded in each document as `post` (`rlipv2 eval` compares it
+/// with the official evaluation's selection).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct Post {
+    /// Detections kept per image (`--top-k`).
+    pub top_k: usize,
+    /// Score threshold (`--threshold`).
+    pub threshold: f32,
+    /// Triplet NMS applied.
+    pub nms: bool,
+    /// Only pairs whose subject is `person` (`--person-only`, the zero-shot evaluation).
+    pub person_only: bool,
+}
+
+impl Post {
+    /// The official post-processing (valid pairs, top 100 candidates, triplet NMS), then the
+    /// best `top_k` scoring at least `threshold`.
+    pub fn new(top_k: usize, threshold: f32, person_only: bool) -> Post {
+        Post { top_k, threshold, nms: PostConfig::default().nms.is_some(), person_only }
+    }
+
+    /// What `Detector::detect` takes.
+    pub fn config(&self) -> PostConfig {
+        PostConfig { zero_shot: self.person_only, ..PostConfig::default() }
+    }
+
+    /// The detections a document keeps, best first.
+    pub fn kept<'a>(&self, dets: &'a [Detection]) -> Vec<&'a Detection> {
+        dets.iter().filter(|d| d.score >= self.threshold).take(self.top_k).collect()
+    }
+}
+
+/// What every document of a run shares: the backend, the selection and the model.
+pub struct RunInfo {
+    backend: String,
+    post: Post,
+    model: serde_json::Value,
+}
+
+impl RunInfo {
+    /// A run of the model file `weights` (configuration `config`) on `backend`.
+    pub fn new(backend: &str, post: Post, weights: &Path, config: &Config) -> RunInfo {
+        let model = serde_json::json!({
+            "file": weights.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "variant": config.variant, "backbone": config.backbone, "queries": config.num_queries,
+            "dataset": config.dataset,
+        });
+        RunInfo { backend: backend.to_string(), post, model }
+    }
+
+    /// The selection.
+    pub fn post(&self) -> &Post {
+        &self.post
+    }
+
+    /// One image's document, as `rlipv2 detect` writes it (a file, or a JSON line) and the
+    /// Python `Detector.document` returns it: `image` (the path as given), `width`, `height`,
+    /// `labels`, `backend`, `post`, `model`, `detections` (the kept ones, best first).
+    pub fn document(&self, image: &str, img: &RgbImage, labels: &Labels, dets: &[Detection]) -> serde_json::Value {
+        let kept: Vec<serde_json::Value> = self.post.kept(dets).into_iter().map(|d| d.record(&labels.set)).collect();
+        serde_json::json!({
+            "image": image, "width": img.width, "height": img.height, "labels": labels.set.name,
+            "backend": self.backend, "post": self.post, "model": self.model, "detections": kept,
+        })
+    }
+}
+
+/// One JSON line (compact, no newline) of a document.
+pub fn line(doc: &serde_json::Value) -> String {
+    serde_json::to_string(doc).expect("json")
+}
 
 /// One image to run: its path and the key that decides its shard (the path relative to the
 /// directory it was found in, or the path as given), the same on every machine.
@@ -180,7 +256,7 @@ impl Output {
                 Ok(path)
             }
             Output::Lines { path, file } => {
-                let mut line = serde_json::to_vec(doc).expect("json");
+                let mut line = line(doc).into_bytes();
                 line.push(b'\n');
                 // one write of the whole line, then to the OS: a killed run loses at most this image
                 file.write_all(&line)

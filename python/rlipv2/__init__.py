@@ -152,6 +152,16 @@ class Detector:
             image = (a.shape[0], a.shape[1], np.ascontiguousarray(a).tobytes())
         return json.loads(self._d.detect_json(image, labels, top_k, bool(person_only), float(threshold)))
 
+    def document(self, path, labels="hico", top_k=100, person_only=False, threshold=0.0):
+        """The JSON line ``rlipv2 detect --format jsonl`` writes for the image file ``path``
+        (a ``str``, byte for byte the CLI's: ``image`` as given, ``width``, ``height``,
+        ``labels``, ``backend``, ``post``, ``model``, ``detections``). For dataset runs from
+        Python (see ``python/examples/ray_detect.py``); raises ``ValueError`` for an undecodable
+        image, ``OSError`` for one that cannot be opened."""
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"document: top_k must be a non-negative integer, got {top_k!r}")
+        return self._d.document_json(os.fspath(path), labels, top_k, bool(person_only), float(threshold))
+
     def info(self):
         """The model's configuration (variant, backbone, queries, …) and the backend."""
         return json.loads(self._d.info_json())

@@ -43,4 +43,12 @@ class Detector:
         person_only: bool = False,
         threshold: float = 0.0,
     ) -> list[dict[str, Any]]: ...
+    def document(
+        self,
+        path: Union[str, PathLike[str]],
+        labels: str = "hico",
+        top_k: int = 100,
+        person_only: bool = False,
+        threshold: float = 0.0,
+    ) -> str: ...
     def info(self) -> dict[str, Any]: ...

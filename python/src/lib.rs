@@ -10,8 +10,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+mod detector;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -21,7 +22,7 @@ use rlipv2::problem::{DType, MsDeformAttnInput, MsDeformAttnProblem};
 use rlipv2::Error;
 
 /// `e` as the Python exception a caller can act on, with the CLI's message.
-fn py_err(e: Error) -> PyErr {
+pub(crate) fn py_err(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
         Error::Io { .. } => PyOSError::new_err(msg),
@@ -197,95 +198,6 @@ fn reference_only(backend: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// A converted model on one backend; label sets encoded on first use and kept.
-#[pyclass(unsendable)]
-struct Detector {
-    path: PathBuf,
-    file: rlipv2::io::weights::WeightFile,
-    det: rlipv2::detect::Detector,
-    backend: Box<dyn Backend>,
-    why: String,
-    tokenizer: Option<PathBuf>,
-    labels: HashMap<String, Rc<rlipv2::detect::Labels>>,
-}
-
-#[pymethods]
-impl Detector {
-    #[new]
-    #[pyo3(signature = (weights, backend="auto", tokenizer=None))]
-    fn new(weights: PathBuf, backend: &str, tokenizer: Option<PathBuf>) -> PyResult<Self> {
-        let (be, why) = rlipv2::backend::select(backend).map_err(py_err)?;
-        let file = rlipv2::io::weights::WeightFile::open(&weights).map_err(py_err)?;
-        let det = rlipv2::detect::Detector::load(&file, &weights).map_err(py_err)?;
-        Ok(Detector { path: weights, file, det, backend: be, why, tokenizer, labels: HashMap::new() })
-    }
-
-    /// Detections as JSON records (`rlipv2 detect`'s), best first: `image` is a path, or
-    /// `(height, width, rgb_bytes)`.
-    #[pyo3(signature = (image, labels, top_k, person_only, threshold))]
-    fn detect_json(
-        &mut self,
-        image: &Bound<'_, PyAny>,
-        labels: &str,
-        top_k: usize,
-        person_only: bool,
-        threshold: f32,
-    ) -> PyResult<String> {
-        let img = if let Ok((h, w, data)) = image.extract::<(usize, usize, Bound<'_, pyo3::types::PyBytes>)>() {
-            let data = data.as_bytes().to_vec();
-            if data.len() != h * w * 3 {
-                return Err(PyValueError::new_err(format!(
-                    "detect: image has {} bytes, expected height·width·3 = {}",
-                    data.len(),
-                    h * w * 3
-                )));
-            }
-            rlipv2::model::preprocess::RgbImage { width: w, height: h, data }
-        } else {
-            let path: PathBuf = image.extract()?;
-            rlipv2::io::image::load_rgb(&path).map_err(py_err)?
-        };
-        if img.width == 0 || img.height == 0 {
-            return Err(PyValueError::new_err("detect: the image is empty"));
-        }
-        let set = self.label_set(labels)?;
-        let post = rlipv2::model::postprocess::PostConfig { zero_shot: person_only, ..Default::default() };
-        let mut profile = rlipv2::detect::Profile::default();
-        let dets = self.det.detect(self.backend.as_ref(), &img, &set, &post, &mut profile).map_err(py_err)?;
-        let kept: Vec<serde_json::Value> =
-            dets.iter().filter(|d| d.score >= threshold).take(top_k).map(|d| d.record(&set.set)).collect();
-        Ok(serde_json::Value::Array(kept).to_string())
-    }
-
-    /// The model's configuration and the backend, as JSON.
-    fn info_json(&self) -> String {
-        serde_json::json!({
-            "weights": self.path.display().to_string(),
-            "config": self.det.config,
-            "backend": self.backend.kind().name(),
-            "device": self.backend.device(),
-            "backend_choice": self.why,
-        })
-        .to_string()
-    }
-}
-
-impl Detector {
-    fn label_set(&mut self, spec: &str) -> PyResult<Rc<rlipv2::detect::Labels>> {
-        if let Some(l) = self.labels.get(spec) {
-            return Ok(l.clone());
-        }
-        let set = rlipv2::model::labels::LabelSet::resolve(spec).map_err(py_err)?;
-        let l = self
-            .det
-            .labels(&self.file, &self.path, set, self.tokenizer.as_deref().map(Path::new), self.backend.as_ref())
-            .map_err(py_err)?;
-        let l = Rc::new(l);
-        self.labels.insert(spec.to_string(), l.clone());
-        Ok(l)
-    }
-}
-
 /// Every backend with whether it opens here (and why not), as `rlipv2 info` lists them.
 #[pyfunction]
 fn backends() -> Vec<(String, bool, String)> {
@@ -304,6 +216,6 @@ fn _rlipv2(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ms_deform_attn, m)?)?;
     m.add_function(wrap_pyfunction!(ms_deform_attn_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backends, m)?)?;
-    m.add_class::<Detector>()?;
+    m.add_class::<detector::Detector>()?;
     Ok(())
 }

@@ -43,6 +43,21 @@ def model(tmp_path_factory):
     return out
 
 
+def test_one_detector_serves_several_threads(model, tmp_path):
+    """Ray Data actors, web servers and thread pools call from threads other than the one that
+    made the Detector: each call gives the same detections, and calls never overlap."""
+    import concurrent.futures
+
+    image = tmp_path / "thin.png"  # 400×20: pre-processed to 1333×67, quick
+    write_png(image, np.random.default_rng(3).integers(0, 256, (20, 400, 3), dtype=np.uint8))
+    det = rlipv2.Detector(model, backend="cpu")
+    want = det.detect(image, top_k=10)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: det.detect(image, top_k=10), range(2)))
+    assert got == [want, want] and want
+    assert json.loads(det.document(image, top_k=10))["detections"] == want
+
+
 def test_detect_equals_the_cli(model, tmp_path):
     subprocess.run([rlipv2_bin(), "detect", "--weights", str(model), "--backend", "cpu", "--top-k", "20", "--draw", "0",
                     "--out", str(tmp_path), IMAGE], check=True, capture_output=True)

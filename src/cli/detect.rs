@@ -68,7 +68,7 @@ pub struct DetectArgs {
 
 /// Runs detection with `args`.
 pub fn run(args: DetectArgs) -> Result<()> {
-    use rlipv2::dataset::{list_images, Failures, Output, Shard};
+    use rlipv2::dataset::{list_images, Failures, Output, Post, RunInfo, Shard};
     let a = args;
     let rlipv2::dataset::Listing { images: mut files, passed_over: passed } = list_images(&a.images)?;
     if let Some(shard) = a.shard {
@@ -104,14 +104,8 @@ pub fn run(args: DetectArgs) -> Result<()> {
     if resumed > 0 {
         eprintln!("resuming: {resumed} of {total} images already in {}", out.display());
     }
-    let post = PostConfig { zero_shot: a.person_only, ..PostConfig::default() };
-    // how the detections were selected, so `rlipv2 eval` can say where it differs from the official
-    let post_doc = serde_json::json!({"top_k": a.top_k, "threshold": a.threshold, "nms": post.nms.is_some(), "person_only": a.person_only});
-    let c = &det.config;
-    let model_doc = serde_json::json!({
-        "file": a.weights.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "variant": c.variant, "backbone": c.backbone, "queries": c.num_queries, "dataset": c.dataset,
-    });
+    let run = RunInfo::new(be.kind().name(), Post::new(a.top_k, a.threshold, a.person_only), &a.weights, &det.config);
+    let post = run.post().config();
     // a bar on a terminal; a line per --log-every images in logs (the bar hides itself there)
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
@@ -131,12 +125,9 @@ pub fn run(args: DetectArgs) -> Result<()> {
         // an image that cannot be read or detected is a failure of that image; failing to write
         // the output is fatal (it would fail for every image)
         match detect_one(&det, be.as_ref(), &labels, &post, &f.path) {
-            Ok((mut doc, dets, img, prof)) => {
-                let kept: Vec<&Detection> = dets.iter().filter(|d| d.score >= a.threshold).take(a.top_k).collect();
-                doc["post"] = post_doc.clone();
-                doc["model"] = model_doc.clone();
-                doc["detections"] = kept.iter().map(|d| d.record(&labels.set)).collect::<Vec<_>>().into();
-                output.write(&doc)?;
+            Ok((dets, img, prof)) => {
+                let kept = run.post().kept(&dets);
+                output.write(&run.document(&f.path.display().to_string(), &img, &labels, &dets))?;
                 if draw > 0 {
                     let shown: Vec<Detection> = kept.iter().take(draw).map(|d| (*d).clone()).collect();
                     let png = out.join(format!("{}.png", rlipv2::eval::detections::stem(&f.path.to_string_lossy())));
@@ -216,21 +207,20 @@ struct Timed {
     after: Counters,
 }
 
-/// One image: the document (without `detections`), every detection, the image, the times.
+/// One image: every detection, the image, the times.
 fn detect_one(
     det: &Detector,
     be: &dyn backend::Backend,
     labels: &Labels,
     post: &PostConfig,
     path: &Path,
-) -> Result<(serde_json::Value, Vec<Detection>, RgbImage, Timed)> {
+) -> Result<(Vec<Detection>, RgbImage, Timed)> {
     let img = io::image::load_rgb(path)?;
     let mut prof = Profile::default();
     let before = Counters::read(be);
     let dets = det.detect(be, &img, labels, post, &mut prof)?;
     let after = Counters::read(be);
-    let doc = serde_json::json!({"image": path.display().to_string(), "width": img.width, "height": img.height, "labels": labels.set.name, "backend": be.kind().name()});
-    Ok((doc, dets, img, Timed { prof, before, after }))
+    Ok((dets, img, Timed { prof, before, after }))
 }
 
 fn print_profile(t: &Timed) {

@@ -6,22 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::dataset::Post;
 use crate::model::labels::LabelSet;
 use crate::model::postprocess::Detection;
 use crate::{Error, Result};
-
-/// How the detections were selected (`post` in the document; absent in older files).
-#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
-pub struct Post {
-    /// Detections kept per image (`--top-k`).
-    pub top_k: usize,
-    /// Score threshold (`--threshold`).
-    pub threshold: f32,
-    /// Triplet NMS applied.
-    pub nms: bool,
-    /// Only pairs whose subject is `person` (`--person-only`, the zero-shot evaluation).
-    pub person_only: bool,
-}
 
 /// One image's detections.
 #[derive(Clone, Debug)]
