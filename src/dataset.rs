@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::detect::Labels;
 use crate::eval::detections::stem;
-use crate::model::postprocess::{Detection, PostConfig};
+use crate::model::postprocess::{Detection, PairScores, PostConfig};
 use crate::model::preprocess::RgbImage;
 use crate::model::Config;
 use crate::{Error, Result};
@@ -75,12 +75,25 @@ impl RunInfo {
     /// One image's document, as `rlipv2 detect` writes it (a file, or a JSON line) and the
     /// Python `Detector.document` returns it: `image` (the path as given), `width`, `height`,
     /// `labels`, `backend`, `post`, `model`, `detections` (the kept ones, best first).
-    pub fn document(&self, image: &str, img: &RgbImage, labels: &Labels, dets: &[Detection]) -> serde_json::Value {
+    /// With `pairs` (V-COCO), every query pair too (`pairs`: boxes, object, its score, the verb
+    /// sigmoids).
+    pub fn document(
+        &self,
+        image: &str,
+        img: &RgbImage,
+        labels: &Labels,
+        dets: &[Detection],
+        pairs: Option<&[PairScores]>,
+    ) -> serde_json::Value {
         let kept: Vec<serde_json::Value> = self.post.kept(dets).into_iter().map(|d| d.record(&labels.set)).collect();
-        serde_json::json!({
+        let mut doc = serde_json::json!({
             "image": image, "width": img.width, "height": img.height, "labels": labels.set.name,
             "backend": self.backend, "post": self.post, "model": self.model, "detections": kept,
-        })
+        });
+        if let Some(ps) = pairs {
+            doc["pairs"] = ps.iter().map(|p| p.record(&labels.set)).collect::<Vec<_>>().into();
+        }
+        doc
     }
 }
 

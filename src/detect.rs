@@ -9,14 +9,14 @@ use crate::backend::{Backend, Ops, Tensor};
 use crate::convert::{label_tensor, META_CONFIG};
 use crate::error::{Error, Result};
 use crate::graph::backbone::Feature;
-use crate::graph::decoder::{Decoders, Memory};
+use crate::graph::decoder::{Decoders, Memory, Outputs};
 use crate::graph::encoder::Encoder;
 use crate::graph::front::ImageFront;
 use crate::graph::text::{self, TextEncoder};
 use crate::graph::vars::Vars;
 use crate::io::weights::WeightFile;
 use crate::model::labels::LabelSet;
-use crate::model::postprocess::{postprocess, Detection, HeadOutputs, PostConfig};
+use crate::model::postprocess::{pairs, postprocess, Detection, PairScores, PostConfig};
 use crate::model::preprocess::{preprocess, RgbImage};
 use crate::model::Config;
 
@@ -157,6 +157,31 @@ impl Detector {
         post: &PostConfig,
         profile: &mut Profile,
     ) -> Result<Vec<Detection>> {
+        let out = self.heads(be, img, labels, profile)?;
+        profile.time("post-processing", || Ok(postprocess(&out.view(), &labels.set, (img.height, img.width), post)))
+    }
+
+    /// [`detect`](Self::detect), and for label sets whose official evaluation scores every
+    /// query pair (V-COCO) every pair as well.
+    pub fn detect_with_pairs(
+        &self,
+        be: &dyn Backend,
+        img: &RgbImage,
+        labels: &Labels,
+        post: &PostConfig,
+        profile: &mut Profile,
+    ) -> Result<(Vec<Detection>, Option<Vec<PairScores>>)> {
+        let out = self.heads(be, img, labels, profile)?;
+        profile.time("post-processing", || {
+            let size = (img.height, img.width);
+            let dets = postprocess(&out.view(), &labels.set, size, post);
+            let all = labels.set.evaluated_on_pairs().then(|| pairs(&out.view(), &labels.set, size));
+            Ok((dets, all))
+        })
+    }
+
+    /// The heads' outputs for `img` (every query), before post-processing.
+    pub fn heads(&self, be: &dyn Backend, img: &RgbImage, labels: &Labels, profile: &mut Profile) -> Result<Outputs> {
         let x = profile.time("preprocess", || Ok(preprocess(img)))?;
         let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
         let mut tokens =
@@ -166,18 +191,8 @@ impl Detector {
         })?;
         let objects = labels.set.objects.len() + 1;
         let lang = states.last().expect("at least one fusion round");
-        let out = profile.time("decoders + heads", || {
+        profile.time("decoders + heads", || {
             self.decoders.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, lang, objects)
-        })?;
-        profile.time("post-processing", || {
-            let heads = HeadOutputs {
-                obj_logits: &out.obj_logits,
-                verb_logits: &out.verb_logits,
-                sub_boxes: &out.sub_boxes,
-                obj_boxes: &out.obj_boxes,
-                sub_logits: Some(&out.sub_logits),
-            };
-            Ok(postprocess(&heads, &labels.set, (img.height, img.width), post))
         })
     }
 }

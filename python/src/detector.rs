@@ -180,9 +180,13 @@ impl Detector {
         let img = py.detach(|| rlipv2::io::image::load_rgb(&path)).map_err(py_err)?;
         let post = rlipv2::dataset::Post::new(top_k, threshold, person_only);
         self.call(py, move |m| -> Result<String> {
-            let (set, dets) = m.detect(&img, &labels, &post)?;
+            let set = m.label_set(&labels)?;
+            let mut profile = rlipv2::detect::Profile::default();
+            let (dets, pairs) =
+                m.det.detect_with_pairs(m.backend.as_ref(), &img, &set, &post.config(), &mut profile)?;
             let run = rlipv2::dataset::RunInfo::new(m.backend.kind().name(), post, &m.path, &m.det.config);
-            Ok(rlipv2::dataset::line(&run.document(&path.display().to_string(), &img, &set, &dets)))
+            let doc = run.document(&path.display().to_string(), &img, &set, &dets, pairs.as_deref());
+            Ok(rlipv2::dataset::line(&doc))
         })?
         .map_err(py_err)
     }

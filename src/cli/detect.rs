@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rlipv2::detect::{Detector, Labels, Profile};
 use rlipv2::model::labels::LabelSet;
-use rlipv2::model::postprocess::{Detection, PostConfig};
+use rlipv2::model::postprocess::{Detection, PairScores, PostConfig};
 use rlipv2::model::preprocess::RgbImage;
 use rlipv2::{backend, io, Error, Result};
 
@@ -125,9 +125,9 @@ pub fn run(args: DetectArgs) -> Result<()> {
         // an image that cannot be read or detected is a failure of that image; failing to write
         // the output is fatal (it would fail for every image)
         match detect_one(&det, be.as_ref(), &labels, &post, &f.path) {
-            Ok((dets, img, prof)) => {
+            Ok(Found { dets, pairs, img, timed: prof }) => {
                 let kept = run.post().kept(&dets);
-                output.write(&run.document(&f.path.display().to_string(), &img, &labels, &dets))?;
+                output.write(&run.document(&f.path.display().to_string(), &img, &labels, &dets, pairs.as_deref()))?;
                 if draw > 0 {
                     let shown: Vec<Detection> = kept.iter().take(draw).map(|d| (*d).clone()).collect();
                     let png = out.join(format!("{}.png", rlipv2::eval::detections::stem(&f.path.to_string_lossy())));
@@ -207,20 +207,29 @@ struct Timed {
     after: Counters,
 }
 
-/// One image: every detection, the image, the times.
+/// One image's results.
+struct Found {
+    dets: Vec<Detection>,
+    /// Every pair, where the set is evaluated on them (V-COCO).
+    pairs: Option<Vec<PairScores>>,
+    img: RgbImage,
+    timed: Timed,
+}
+
+/// One image: every detection (and pair), the image, the times.
 fn detect_one(
     det: &Detector,
     be: &dyn backend::Backend,
     labels: &Labels,
     post: &PostConfig,
     path: &Path,
-) -> Result<(Vec<Detection>, RgbImage, Timed)> {
+) -> Result<Found> {
     let img = io::image::load_rgb(path)?;
     let mut prof = Profile::default();
     let before = Counters::read(be);
-    let dets = det.detect(be, &img, labels, post, &mut prof)?;
+    let (dets, pairs) = det.detect_with_pairs(be, &img, labels, post, &mut prof)?;
     let after = Counters::read(be);
-    Ok((dets, img, Timed { prof, before, after }))
+    Ok(Found { dets, pairs, img, timed: Timed { prof, before, after } })
 }
 
 fn print_profile(t: &Timed) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::dataset::Post;
 use crate::model::labels::LabelSet;
-use crate::model::postprocess::Detection;
+use crate::model::postprocess::{Detection, PairScores};
 use crate::{Error, Result};
 
 /// One image's detections.
@@ -22,6 +22,8 @@ pub struct ImageDetections {
     pub post: Option<Post>,
     /// The detections, labels as indices into the label set.
     pub detections: Vec<Detection>,
+    /// Every query pair, where written (`--labels vcoco`).
+    pub pairs: Option<Vec<PairScores>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -36,12 +38,23 @@ struct Record {
 }
 
 #[derive(serde::Deserialize)]
+struct PairRecord {
+    subject_box: [f32; 4],
+    object_box: [f32; 4],
+    object: String,
+    object_score: f32,
+    verb_scores: Vec<f32>,
+}
+
+#[derive(serde::Deserialize)]
 struct Document {
     image: String,
     labels: String,
     #[serde(default)]
     post: Option<Post>,
     detections: Vec<Record>,
+    #[serde(default)]
+    pairs: Option<Vec<PairRecord>>,
 }
 
 /// The file stem of an image path (`photos/a.jpg` → `a`): how detections and annotations meet.
@@ -80,7 +93,31 @@ fn parse(text: &str, source: &str, file: &Path, set: &LabelSet) -> Result<ImageD
             score: r.score,
         });
     }
-    Ok(ImageDetections { image: doc.image, source: source.to_string(), post: doc.post, detections })
+    let pairs = match doc.pairs {
+        None => None,
+        Some(ps) => {
+            let mut out = Vec::with_capacity(ps.len());
+            for (i, p) in ps.into_iter().enumerate() {
+                if p.verb_scores.len() != set.verbs.len() {
+                    return Err(bad(format!(
+                        "{source}: pair {i} has {} verb scores, --labels {} has {} verbs",
+                        p.verb_scores.len(),
+                        set.name,
+                        set.verbs.len()
+                    )));
+                }
+                out.push(PairScores {
+                    subject_box: p.subject_box,
+                    object_box: p.object_box,
+                    object_label: index(&set.objects, &p.object, "object")?,
+                    object_score: p.object_score,
+                    verb_scores: p.verb_scores,
+                });
+            }
+            Some(out)
+        }
+    };
+    Ok(ImageDetections { image: doc.image, source: source.to_string(), post: doc.post, detections, pairs })
 }
 
 /// The detections under `path` (a directory of `*.json` files, or a `.jsonl` file), keyed by

@@ -6,12 +6,14 @@
 //! - an image without ground-truth boxes or without detections contributes nothing (hico_eval.py:
 //!   119-127 never matches there);
 //! - per image, detections in stable descending score order; a box matches the ground-truth
-//!   boxes of its label with IoU ≥ 0.5 (+1-pixel areas, f32 arithmetic, strict overlap test);
+//!   boxes of its label with IoU ≥ 0.5 (+1-pixel areas, NumPy's scalar arithmetic, strict
+//!   overlap test);
 //!   a detection takes the ground-truth HOI of its verb whose smaller IoU is largest (first of
 //!   equals), and is a true positive only if that HOI (by value: a duplicated HOI is matched
 //!   once) is not taken yet — no fallback to the next best; detections of triplets absent from
 //!   the test set are ignored;
-//! - AP per triplet: VOC 11-point at recall thresholds `i·0.1`; Full = mean over the test
+//! - AP per triplet: predictions in NumPy's `argsort(-score)` order (ties as NumPy leaves them),
+//!   VOC 11-point at recall thresholds `i·0.1`; Full = mean over the test
 //!   triplets, rare / non-rare = mean over those in each split (a triplet in neither counts in
 //!   Full only).
 //!
@@ -282,24 +284,26 @@ pub struct Report {
 }
 
 /// `IoU` of the official `compute_IOU` (hico_eval.py:473-491): 0 across labels, 0 unless the
-/// boxes overlap strictly, +1-pixel areas, in f32; `max`/`min` as Python's builtins (the first
-/// argument unless the second is strictly larger / smaller).
-fn iou(g: &[f32; 4], p: &[f32; 4]) -> f32 {
+/// boxes overlap strictly, +1-pixel areas. The boxes are NumPy float32 scalars there: a
+/// difference stays f32, adding the Python `1` promotes it to f64, so areas, intersection and the
+/// ratio are f64. `max`/`min` are Python's builtins (the first argument unless the second is
+/// strictly larger / smaller).
+fn iou(g: &[f32; 4], p: &[f32; 4]) -> f64 {
     let max = |a: f32, b: f32| if b > a { b } else { a };
     let min = |a: f32, b: f32| if b < a { b } else { a };
-    let area = |r: &[f32; 4]| (r[2] - r[0] + 1.0) * (r[3] - r[1] + 1.0);
+    let side = |hi: f32, lo: f32| (hi - lo) as f64 + 1.0;
+    let area = |r: &[f32; 4]| side(r[2], r[0]) * side(r[3], r[1]);
     let sum = area(g) + area(p);
     let (left, right) = (max(g[1], p[1]), min(g[3], p[3]));
     let (top, bottom) = (max(g[0], p[0]), min(g[2], p[2]));
     if left >= right || top >= bottom {
         return 0.0;
     }
-    let inter = (right - left + 1.0) * (bottom - top + 1.0);
+    let inter = side(right, left) * side(bottom, top);
     inter / (sum - inter)
 }
 
-/// Descending score, stable, NaN last (numpy's order for `argsort(-score)`; Python's sort of
-/// finite scores).
+/// Descending score, stable, NaN last (Python's `sort(reverse=True)` of finite scores).
 fn by_score_desc(a: f32, b: f32) -> std::cmp::Ordering {
     match (a.is_nan(), b.is_nan()) {
         (false, false) => b.partial_cmp(&a).expect("not NaN"),
@@ -353,10 +357,11 @@ pub fn evaluate(gts: &[GtImage], detections: &[Vec<Detection>], split: &Split) -
         let matches = |b: &[f32; 4], label: usize| -> Vec<(usize, f64)> {
             (0..im.boxes.len())
                 .filter(|&g| im.labels[g] == label)
-                .map(|g| (g, iou(&im.boxes[g], b) as f64))
+                .map(|g| (g, iou(&im.boxes[g], b)))
                 .filter(|&(_, o)| o >= OVERLAP_IOU)
                 .collect()
         };
+        // Python's sort, reverse=True: stable
         let mut sorted: Vec<&Detection> = dets.iter().collect();
         sorted.sort_by(|a, b| by_score_desc(a.score, b.score));
         let mut taken = vec![false; im.hois.len()];
@@ -407,13 +412,15 @@ pub fn evaluate(gts: &[GtImage], detections: &[Vec<Detection>], split: &Split) -
         } else {
             None
         };
-        let (ap, max_recall) = match records.get_mut(&t) {
+        let (ap, max_recall) = match records.get(&t) {
             None => (0.0, 0.0),
             Some(r) => {
-                r.sort_by(|a, b| by_score_desc(a.0, b.0));
+                // np.argsort(-score): NumPy's unstable order of tied scores
+                let neg: Vec<f32> = r.iter().map(|x| -x.0).collect();
                 let (mut tp, mut fp) = (0usize, 0usize);
                 let (mut rec, mut prec) = (Vec::with_capacity(r.len()), Vec::with_capacity(r.len()));
-                for &(_, hit) in r.iter() {
+                for i in super::npsort::argsort(&neg) {
+                    let hit = r[i].1;
                     if hit {
                         tp += 1
                     } else {

@@ -1,6 +1,10 @@
 //! Evaluation of `rlipv2 detect` outputs against dataset annotations, computing what the official
-//! evaluators compute: [`hico`] (HICO-DET mAP, Default setting and the zero-shot splits).
-//! [`detections`] reads the detections (a directory of per-image JSON files, or JSON Lines).
+//! evaluators compute: [`hico`] (HICO-DET mAP, Default setting and the zero-shot splits) and
+//! [`vcoco`] (V-COCO agent and role AP, scenarios 1 and 2). [`detections`] reads the detections
+//! (a directory of per-image JSON files, or JSON Lines); [`npsort`] is NumPy's argsort, whose
+//! order of tied scores the official numbers depend on.
 
 pub mod detections;
 pub mod hico;
+pub mod npsort;
+pub mod vcoco;

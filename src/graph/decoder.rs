@@ -216,6 +216,19 @@ pub struct Outputs {
     pub obj_boxes: Vec<f32>,
 }
 
+impl Outputs {
+    /// The outputs as post-processing reads them.
+    pub fn view(&self) -> crate::model::postprocess::HeadOutputs<'_> {
+        crate::model::postprocess::HeadOutputs {
+            obj_logits: &self.obj_logits,
+            verb_logits: &self.verb_logits,
+            sub_boxes: &self.sub_boxes,
+            obj_boxes: &self.obj_boxes,
+            sub_logits: Some(&self.sub_logits),
+        }
+    }
+}
+
 /// One decoder pass: the last layer's features, its refined boxes, and the boxes it started from
 /// (which the heads refine again, as hoi.py does).
 struct Decoded {

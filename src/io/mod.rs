@@ -12,6 +12,7 @@ mod fusion;
 mod header;
 pub mod image;
 mod ms_deform_attn;
+pub mod npy;
 pub mod pickle;
 pub mod pth;
 pub mod weights;

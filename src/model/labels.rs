@@ -80,6 +80,12 @@ impl LabelSet {
         self.objects.iter().cloned().chain([NO_OBJECTS.to_string()]).chain(self.verbs.iter().cloned()).collect()
     }
 
+    /// Whether the official evaluation of this set scores every query pair (V-COCO's export),
+    /// so `detect` writes them all.
+    pub fn evaluated_on_pairs(&self) -> bool {
+        self.name == "vcoco"
+    }
+
     /// Whether (verb, object) is a valid pair; every pair is valid without a mask.
     pub fn is_valid(&self, verb: usize, object: usize) -> bool {
         self.valid_pairs.as_ref().is_none_or(|v| v[verb * self.objects.len() + object])

@@ -92,6 +92,56 @@ impl Detection {
     }
 }
 
+/// One query pair before any selection, as the official V-COCO export sees it
+/// (`generate_vcoco_official.py` PostProcessHOI, :94-142): every pair, every verb, no top-k, no
+/// NMS; the valid-pair mask is the evaluator's to apply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairScores {
+    /// (x1, y1, x2, y2) in original-image pixels.
+    pub subject_box: [f32; 4],
+    /// (x1, y1, x2, y2) in original-image pixels.
+    pub object_box: [f32; 4],
+    /// Index into the label set's objects (argmax over all but `no objects`).
+    pub object_label: usize,
+    /// Its softmax probability (over all object texts, `no objects` included).
+    pub object_score: f32,
+    /// sigmoid(verb logit) per verb.
+    pub verb_scores: Vec<f32>,
+}
+
+impl PairScores {
+    /// The pair as `rlipv2 detect --labels vcoco` writes it in `pairs`.
+    pub fn record(&self, set: &crate::model::labels::LabelSet) -> serde_json::Value {
+        serde_json::json!({
+            "subject_box": self.subject_box,
+            "object_box": self.object_box,
+            "object": set.objects[self.object_label],
+            "object_score": self.object_score,
+            "verb_scores": self.verb_scores,
+        })
+    }
+}
+
+/// Every pair of one image of original size `(height, width)`, in query order.
+pub fn pairs(out: &HeadOutputs, labels: &LabelSet, (height, width): (usize, usize)) -> Vec<PairScores> {
+    let (to, tv) = (labels.objects.len(), labels.verbs.len());
+    let np = out.verb_logits.len() / tv.max(1);
+    let (w, h) = (width as f32, height as f32);
+    (0..np)
+        .map(|i| {
+            let p = softmax(&out.obj_logits[i * (to + 1)..(i + 1) * (to + 1)]);
+            let (object_score, object_label) = argmax(&p[..to]);
+            PairScores {
+                subject_box: to_pixels(&out.sub_boxes[4 * i..4 * i + 4], w, h),
+                object_box: to_pixels(&out.obj_boxes[4 * i..4 * i + 4], w, h),
+                object_label,
+                object_score,
+                verb_scores: out.verb_logits[i * tv..(i + 1) * tv].iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+            }
+        })
+        .collect()
+}
+
 fn softmax(row: &[f32]) -> Vec<f32> {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = row.iter().map(|&x| (x - m).exp()).collect();

@@ -79,6 +79,18 @@ fn bad_files_are_skipped_shards_partition_and_a_killed_run_resumes() {
     assert!(!o.status.success() && text(&o).contains("empty.png") && !text(&o).contains("done:"), "{}", text(&o));
     assert!(lines(&ff.join("detections.jsonl")).is_empty(), "a.png was not run");
 
+    // V-COCO: every query pair is written too (what `eval vcoco` scores), 29 verb sigmoids each
+    let vc = dir.path().join("vcoco");
+    let o = detect_files(&model, &[&imgs.join("a.png")], &vc, &["--labels", "vcoco"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_str(&lines(&vc.join("detections.jsonl"))[0]).unwrap();
+    let pairs = doc["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 64, "N/2 pairs of the 128-query model");
+    assert!(pairs
+        .iter()
+        .all(|p| p["verb_scores"].as_array().unwrap().len() == 29 && p["object_score"].as_f64().is_some()));
+    assert!(all.iter().all(|l| !l.contains("\"pairs\"")), "HICO documents carry no pairs");
+
     // three shards: disjoint, and their union is the single run, byte for byte after sorting
     let sharded = dir.path().join("sharded");
     let mut union = Vec::new();

@@ -18,6 +18,7 @@ mod device_faults;
 mod downstream_api;
 mod encoder;
 mod eval_hico;
+mod eval_vcoco;
 mod examples_run;
 mod fusion_backends;
 mod fusion_reference;
