@@ -21,7 +21,7 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     let model = crate::common::converted_fixture(dir.path());
     let images = dir.path().join("imgs");
     std::fs::create_dir(&images).unwrap();
-    std::fs::copy(root.join("tests/fixtures/images/rgba_100x40.png"), images.join("a.png")).unwrap();
+    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), images.join("a.png")).unwrap();
     std::fs::write(images.join("notes.txt"), "ignored").unwrap();
     let out = dir.path().join("out");
     let d = bin()
@@ -46,7 +46,7 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("a.json")).unwrap()).unwrap();
     assert_eq!(
         (doc["width"].as_u64(), doc["height"].as_u64(), doc["labels"].as_str()),
-        (Some(100), Some(40), Some("hico"))
+        (Some(400), Some(20), Some("hico"))
     );
     let dets = doc["detections"].as_array().unwrap();
     assert!(!dets.is_empty() && dets.len() <= 5);
@@ -61,7 +61,7 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     }
     // the annotated image, at the original size
     let png = rlipv2::io::image::load_rgb(&out.join("a.png")).unwrap();
-    assert_eq!((png.width, png.height), (100, 40));
+    assert_eq!((png.width, png.height), (400, 20));
     // a custom label set needs the tokenizer; a missing weights file and a non-image fail cleanly
     let custom = dir.path().join("labels.json");
     std::fs::write(&custom, r#"{"objects": ["person", "cup"], "verbs": ["hold", "drink with"]}"#).unwrap();

@@ -53,7 +53,7 @@ fn detect_example_prints_triplets() {
     let model = crate::common::converted_fixture(dir.path());
     let out = run(Command::new(example("detect"))
         .arg(&model)
-        .arg(root.join("tests/fixtures/images/rgba_100x40.png"))
+        .arg(root.join("tests/fixtures/images/rgb_400x20.png"))
         .arg("cpu"));
     assert!(out.contains("backend: cpu") && out.contains("detections in"), "{out}");
     assert!(out.lines().filter(|l| l.contains("person ")).count() >= 1, "{out}");
