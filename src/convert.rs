@@ -28,6 +28,8 @@ pub const META_ARGS: &str = "rlipv2.args";
 pub const META_SOURCE: &str = "rlipv2.source";
 /// Comma-separated built-in label sets whose embeddings are baked in.
 pub const META_LABEL_SETS: &str = "rlipv2.label_sets";
+/// Metadata key: which official model this is in one line ([`Config::summary`]).
+pub const META_VARIANT: &str = "rlipv2.variant";
 /// Version of the converted layout.
 pub const FORMAT_VERSION: &str = "1";
 
@@ -252,6 +254,7 @@ pub fn convert(
     let mut meta = HashMap::new();
     meta.insert(META_FORMAT.to_string(), FORMAT_VERSION.to_string());
     meta.insert(META_CONFIG.to_string(), serde_json::to_string(&config).expect("config serializes"));
+    meta.insert(META_VARIANT.to_string(), config.summary());
     meta.insert(META_ARGS.to_string(), args.render(4));
     meta.insert(META_SOURCE.to_string(), src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     if !label_sets.is_empty() {

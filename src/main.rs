@@ -43,11 +43,16 @@ enum Cmd {
     /// Version, features, and every backend: usable or why not, its device, the limits that
     /// matter to the kernels and the kernel variant each op uses there.
     ///
-    /// Example: rlipv2 info --json
+    /// Example: rlipv2 info --json; rlipv2 info --weights model.safetensors
     Info {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Describe this model file (written by `rlipv2 convert`) instead: which official model
+        /// it is (variant, decoders, backbone, queries, head), its configuration, baked label
+        /// sets, source checkpoint and size.
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
     },
     /// Detect ⟨human, verb, object⟩ triplets in images with a converted model: one JSON file per
     /// image in --out (subject box, object box, object, verb, score; boxes in original pixels).
@@ -97,7 +102,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Eval { dataset } => cli::eval::run(dataset),
         Cmd::Op { op } => cli::op::run(op),
         Cmd::Bench { op } => cli::bench::run(op),
-        Cmd::Info { json } => cli::info::info(json),
+        Cmd::Info { json, weights: Some(w) } => cli::info::model(&w, json),
+        Cmd::Info { json, weights: None } => cli::info::info(json),
         Cmd::Backends => cli::info::backends(),
     }
 }

@@ -65,6 +65,11 @@ impl WeightFile {
         Ok(WeightFile { path: path.to_path_buf(), file, data_start: 8 + n, tensors, metadata })
     }
 
+    /// Tensor count and total elements (parameters and baked tables).
+    pub fn counts(&self) -> (usize, u64) {
+        (self.tensors.len(), self.tensors.values().map(|e| e.shape.iter().product::<usize>() as u64).sum())
+    }
+
     /// Whether the file holds `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)

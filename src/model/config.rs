@@ -57,6 +57,38 @@ pub struct Config {
 }
 
 impl Config {
+    /// Which official model this is, in one line: variant (and its decoders), backbone, queries,
+    /// head (the dataset its labels and post-processing follow).
+    pub fn summary(&self) -> String {
+        let decoder = match self.variant.as_str() {
+            "RLIP_ParSeDA_v2" => "DAB decoders",
+            "RLIP_ParSeD_v2" => "deformable decoders",
+            _ => "decoders",
+        };
+        let head = match self.dataset.as_str() {
+            "hico" => "HICO-DET head (117 verbs × 80 objects)",
+            "vcoco" => "V-COCO head (29 verb classes × 80 objects + missing)",
+            "oi_sgg" => "Open Images v6 head",
+            "" => "head unknown",
+            other => {
+                return format!(
+                    "{} ({decoder}), {}, {} queries ({} pairs), dataset `{other}`",
+                    self.variant,
+                    self.backbone,
+                    self.num_queries,
+                    self.num_queries / 2
+                )
+            }
+        };
+        format!(
+            "{} ({decoder}), {}, {} queries ({} pairs), {head}",
+            self.variant,
+            self.backbone,
+            self.num_queries,
+            self.num_queries / 2
+        )
+    }
+
     /// Fusion rounds (before encoder layers 0, interval, 2·interval, …).
     pub fn fusion_rounds(&self) -> usize {
         self.enc_layers / self.fusion_interval

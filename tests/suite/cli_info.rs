@@ -86,3 +86,35 @@ fn an_absent_backend_lists_the_available_ones() {
         }
     }
 }
+
+#[test]
+fn info_describes_a_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::common::converted_fixture(dir.path());
+    let file = rlipv2::io::weights::WeightFile::open(&model).unwrap();
+    let variant = &file.metadata[rlipv2::convert::META_VARIANT];
+    assert!(
+        variant.starts_with("RLIP_ParSeDA_v2 (DAB decoders), resnet50, 128 queries") && variant.contains("HICO-DET"),
+        "{variant}"
+    );
+    let bin = env!("CARGO_BIN_EXE_rlipv2");
+    let out = std::process::Command::new(bin).args(["info", "--weights"]).arg(&model).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(variant.as_str()) && text.contains("hico, vcoco baked"), "{text}");
+    let out = std::process::Command::new(bin).args(["info", "--json", "--weights"]).arg(&model).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["config"]["num_queries"].as_u64(), v["tensors"].as_u64()), (Some(128), Some(1008)));
+    // a safetensors file that is not a model, and a file that is not safetensors
+    let plain = dir.path().join("plain.safetensors");
+    let data = [0u8; 4];
+    let t = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &data).unwrap();
+    safetensors::tensor::serialize_to_file([("x", t)], None, &plain).unwrap();
+    for (f, says) in [
+        (plain, "not a model file written by `rlipv2 convert`"),
+        (dir.path().join("none.safetensors"), "none.safetensors"),
+    ] {
+        let out = std::process::Command::new(bin).args(["info", "--weights"]).arg(&f).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{err}");
+    }
+}
