@@ -120,8 +120,9 @@ fn parse(text: &str, source: &str, file: &Path, set: &LabelSet) -> Result<ImageD
     Ok(ImageDetections { image: doc.image, source: source.to_string(), post: doc.post, detections, pairs })
 }
 
-/// The detections under `path` (a directory of `*.json` files, or a `.jsonl` file), keyed by
-/// image file stem; label names resolved in `set`. Two documents for one stem are an error.
+/// The detections under `path` (a directory of `*.json` / `*.jsonl` files — detect's
+/// `failures*.jsonl` records skipped — or one JSON Lines file), keyed by image file stem; label
+/// names resolved in `set`. Two documents for one stem are an error.
 pub fn read(path: &Path, set: &LabelSet) -> Result<HashMap<String, ImageDetections>> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
@@ -133,6 +134,8 @@ pub fn read(path: &Path, set: &LabelSet) -> Result<HashMap<String, ImageDetectio
             .map_err(io(path))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|f| f.extension().is_some_and(|e| e == "json" || e == "jsonl"))
+            // detect's record of failed images lives beside its results
+            .filter(|f| !f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("failures")))
             .collect();
         files.sort();
         for f in files {

@@ -137,6 +137,11 @@ fn missing_detections_are_an_error_unless_allowed() {
     assert!(!ok && err.contains("no detections for 1 of 10") && err.contains("HICO_test2015_00000007.jpg"), "{err}");
     let (ok, err) = eval_in(t.path(), &["--allow-missing"]);
     assert!(ok, "{err}");
+    // detect's failure record beside the results is not a detection document
+    std::fs::write(t.path().join("detections/failures.jsonl"), "{\"error\":\"cannot decode\",\"image\":\"x.png\"}\n")
+        .unwrap();
+    let (ok, err) = eval_in(t.path(), &["--allow-missing"]);
+    assert!(ok, "{err}");
 }
 
 #[test]
