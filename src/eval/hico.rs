@@ -419,7 +419,7 @@ pub fn evaluate(gts: &[GtImage], detections: &[Vec<Detection>], split: &Split) -
                 let neg: Vec<f32> = r.iter().map(|x| -x.0).collect();
                 let (mut tp, mut fp) = (0usize, 0usize);
                 let (mut rec, mut prec) = (Vec::with_capacity(r.len()), Vec::with_capacity(r.len()));
-                for i in super::npsort::argsort(&neg) {
+                for i in crate::model::npsort::argsort(&neg) {
                     let hit = r[i].1;
                     if hit {
                         tp += 1

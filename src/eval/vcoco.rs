@@ -6,7 +6,7 @@
 //! predicted without one) and scenario 2 (any role prediction is right there).
 //!
 //! Per image and action, predictions in descending score order (NumPy's unstable argsort,
-//! reversed, as the evaluator orders them: see [`super::npsort`]) match the ground-truth person of
+//! reversed, as the evaluator orders them: see [`crate::model::npsort`]) match the ground-truth person of
 //! largest IoU (+1-pixel areas); one that lands on a person without V-COCO labels is ignored; a
 //! true positive needs the action, person IoU ≥ 0.5 and role IoU ≥ 0.5 (or the scenario's rule
 //! without a role object), once per person. AP is VOC all-point.
@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::npsort::argsort;
+use crate::model::npsort::argsort;
 use crate::model::postprocess::PairScores;
 use crate::{Error, Result};
 

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod labels;
+pub mod npsort;
 pub mod postprocess;
 pub mod preprocess;
 pub mod schema;

@@ -11,7 +11,7 @@
 //! 5. the top `top_k` (pair, verb) candidates by score, ties in (pair, verb) order;
 //! 6. triplet NMS per (subject class, object label, verb): a candidate is dropped when
 //!    IoU_sub^α · IoU_obj^β > threshold against a higher-scored one (IoU with the +1-pixel area
-//!    convention).
+//!    convention; tied scores in NumPy's order), then best first.
 
 use super::labels::LabelSet;
 
@@ -218,22 +218,40 @@ pub fn postprocess(
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     candidates.truncate(cfg.top_k);
     let Some(nms) = cfg.nms else { return candidates };
-    let mut keep = vec![true; candidates.len()];
-    for i in 0..candidates.len() {
-        if !keep[i] {
-            continue;
-        }
-        for j in i + 1..candidates.len() {
-            let (a, b) = (&candidates[i], &candidates[j]);
-            if keep[j] && a.object_label == b.object_label && a.verb == b.verb {
-                let ovr = iou(&a.subject_box, &b.subject_box).powf(nms.alpha)
-                    * iou(&a.object_box, &b.object_box).powf(nms.beta);
-                // the official keeps `ovr <= threshold` only: a NaN overlap is dropped too
-                if ovr.is_nan() || ovr > nms.threshold {
-                    keep[j] = false;
-                }
-            }
+    // triplet NMS as hico_eval.py:493-564 runs it: groups (object label, verb) in order of first
+    // appearance, each in `scores.argsort()[::-1]` order (NumPy's unstable sort, reversed: it
+    // decides which of two tied duplicates survives), output group by group
+    let mut groups: Vec<((usize, usize), Vec<usize>)> = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let key = (c.object_label, c.verb);
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(i),
+            None => groups.push((key, vec![i])),
         }
     }
-    candidates.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect()
+    let mut kept = Vec::with_capacity(candidates.len());
+    for (_, members) in &groups {
+        let scores: Vec<f32> = members.iter().map(|&i| candidates[i].score).collect();
+        let mut order: Vec<usize> = super::npsort::argsort(&scores).into_iter().rev().map(|k| members[k]).collect();
+        while let Some((&i, rest)) = order.split_first() {
+            kept.push(i);
+            let a = &candidates[i];
+            order = rest
+                .iter()
+                .copied()
+                .filter(|&j| {
+                    let b = &candidates[j];
+                    let ovr = iou(&a.subject_box, &b.subject_box).powf(nms.alpha)
+                        * iou(&a.object_box, &b.object_box).powf(nms.beta);
+                    // `np.where(ovr <= threshold)`: a NaN overlap is dropped too
+                    ovr <= nms.threshold
+                })
+                .collect();
+        }
+    }
+    // best first; the stable sort keeps the official order among equal scores, which is the
+    // order its evaluator's own stable sort then sees
+    let mut out: Vec<Detection> = kept.into_iter().map(|i| candidates[i].clone()).collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
 }

@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rlipv2::eval::{detections, npsort, vcoco};
+use rlipv2::eval::{detections, vcoco};
 use rlipv2::model::labels::LabelSet;
+use rlipv2::model::npsort;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vcoco_eval")

@@ -165,3 +165,27 @@ fn nan_boxes_are_suppressed_as_numpy_does() {
         of_class.len()
     );
 }
+
+/// Two identical pairs (same logits, same boxes): the official NMS orders a triplet's candidates
+/// with `scores.argsort()[::-1]`, which for a tie puts the later candidate first, so the second
+/// pair survives and suppresses the first.
+#[test]
+fn of_two_tied_duplicates_the_official_nms_keeps_the_later() {
+    let labels = LabelSet::builtin("hico").unwrap();
+    let [mut obj, mut verb, mut sub, mut sb, mut ob] = inputs(2, &labels);
+    let (to, tv) = (labels.objects.len() + 1, labels.verbs.len());
+    obj.copy_within(0..to, to);
+    verb.copy_within(0..tv, tv);
+    sub.copy_within(0..to, to);
+    sb.copy_within(0..4, 4);
+    ob.copy_within(0..4, 4);
+    let cfg = PostConfig { top_k: 100, nms: Some(OFFICIAL_NMS), zero_shot: false };
+    let out =
+        HeadOutputs { obj_logits: &obj, verb_logits: &verb, sub_boxes: &sb, obj_boxes: &ob, sub_logits: Some(&sub) };
+    let got = postprocess(&out, &labels, (480, 640), &cfg);
+    let best = &got[0];
+    assert!(best.score > 0.0);
+    let twins: Vec<usize> =
+        got.iter().filter(|d| (d.object_label, d.verb) == (best.object_label, best.verb)).map(|d| d.pair).collect();
+    assert_eq!(twins, [1], "the later of two tied duplicates survives");
+}
