@@ -157,6 +157,9 @@ impl Config {
         } else if !parseda {
             refuse("not an RLIP_ParSeDA_v2 checkpoint (args.RLIP_ParSeDA_v2 is not set)".into());
         }
+        if dataset == "oi_sgg" || flag(args.get("sgg")) {
+            refuse("dataset_file oi_sgg / --sgg (the Open Images v6 head: classified subjects, PostProcessSGG) is not supported yet (hico, vcoco)".into());
+        }
         if backbone != "resnet50" {
             refuse(format!("backbone `{backbone}` is not supported yet (only resnet50; Swin comes later)"));
         }

@@ -239,6 +239,15 @@ fn unsupported_configuration_names_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let e = convert_err(&with_pickle(dir.path(), &pkl, false), dir.path());
     assert!(e.contains("backbone `swin_tin` is not supported yet"), "{e}");
+    // an Open Images checkpoint (dataset_file oi_sgg): its post-processing is not HICO's
+    let mut pkl = data_pkl();
+    let key = pkl.windows(12).position(|w| w == b"dataset_file").expect("dataset_file key");
+    let value = b"X\x04\x00\x00\x00hico"; // BINUNICODE, 4-byte length
+    let at = key + pkl[key..].windows(value.len()).position(|w| w == value).expect("its value");
+    pkl.splice(at..at + value.len(), b"X\x06\x00\x00\x00oi_sgg".iter().copied());
+    let dir = tempfile::tempdir().unwrap();
+    let e = convert_err(&with_pickle(dir.path(), &pkl, false), dir.path());
+    assert!(e.contains("dataset_file oi_sgg"), "{e}");
 }
 
 fn data_pkl() -> Vec<u8> {
