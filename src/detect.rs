@@ -157,8 +157,7 @@ impl Detector {
         post: &PostConfig,
         profile: &mut Profile,
     ) -> Result<Vec<Detection>> {
-        let out = self.heads(be, img, labels, profile)?;
-        profile.time("post-processing", || Ok(postprocess(&out.view(), &labels.set, (img.height, img.width), post)))
+        Ok(self.detect_with_pairs(be, img, labels, post, profile)?.0)
     }
 
     /// [`detect`](Self::detect), and for label sets whose official evaluation scores every

@@ -446,7 +446,7 @@ impl Report {
 }
 
 /// Evaluates `pairs[i]` (every exported pair of `gt.images[i]`) with the valid-pair matrix
-/// `correct` ([29][80]); `missing` is the object label of `missing objects` (its pairs have no
+/// `correct` (`[29][80]`); `missing` is the object label of `missing objects` (its pairs have no
 /// object box and every verb valid).
 pub fn evaluate(gt: &Annotations, pairs: &[Vec<PairScores>], correct: &[Vec<f64>], missing: usize) -> Result<Report> {
     assert_eq!(gt.images.len(), pairs.len(), "one pair list per image");
