@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::detect::Labels;
-use crate::eval::detections::stem;
 use crate::model::postprocess::{Detection, PairScores, PostConfig};
 use crate::model::preprocess::RgbImage;
 use crate::model::Config;
@@ -100,6 +99,16 @@ impl RunInfo {
 /// One JSON line (compact, no newline) of a document.
 pub fn line(doc: &serde_json::Value) -> String {
     serde_json::to_string(doc).expect("json")
+}
+
+/// The file stem of an image path (`photos/a.jpg` → `a`): how outputs are named and how
+/// detections meet annotations.
+pub fn stem(image: &str) -> String {
+    let name = image.rsplit(['/', '\\']).next().unwrap_or(image);
+    match name.rfind('.') {
+        Some(i) if i > 0 => name[..i].to_string(),
+        _ => name.to_string(),
+    }
 }
 
 /// One image to run: its path and the key that decides its shard (the path relative to the

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-pub use crate::dataset::Post;
+pub use crate::dataset::{stem, Post};
 use crate::model::labels::LabelSet;
 use crate::model::postprocess::{Detection, PairScores};
 use crate::{Error, Result};
@@ -55,15 +55,6 @@ struct Document {
     detections: Vec<Record>,
     #[serde(default)]
     pairs: Option<Vec<PairRecord>>,
-}
-
-/// The file stem of an image path (`photos/a.jpg` → `a`): how detections and annotations meet.
-pub fn stem(image: &str) -> String {
-    let name = image.rsplit(['/', '\\']).next().unwrap_or(image);
-    match name.rfind('.') {
-        Some(i) if i > 0 => name[..i].to_string(),
-        _ => name.to_string(),
-    }
 }
 
 fn parse(text: &str, source: &str, file: &Path, set: &LabelSet) -> Result<ImageDetections> {
