@@ -95,10 +95,12 @@ impl Detector {
         let get = |n: &str, s: &[usize]| file.get(n, s);
         let vars = Vars::new(&get);
         let c = &config;
+        let variant = c.family().map_err(|reason| Error::Format { file: path.to_path_buf(), reason })?;
         let front = ImageFront::load(&vars)?;
-        let encoder =
-            Encoder::load(c.enc_layers, c.num_feature_levels, c.dim_feedforward, c.fusion_interval, c.gate(), &vars)?;
-        let decoders = Decoders::load(c.num_queries, c.dec_layers, c.num_feature_levels, c.dim_feedforward, &vars)?;
+        let enc_vars = vars.pp(variant.encoder_prefix());
+        let (levels, ffn) = (c.num_feature_levels, c.dim_feedforward);
+        let encoder = Encoder::load(c.enc_layers, levels, ffn, c.fusion_interval, c.gate(), &enc_vars)?;
+        let decoders = Decoders::load(variant, c.num_queries, c.dec_layers, levels, ffn, &vars)?;
         Ok(Detector { config, front, encoder, decoders })
     }
 

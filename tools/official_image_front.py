@@ -55,11 +55,12 @@ def formula(name, shape):
     return torch.tensor(v, dtype=torch.float64).float().reshape(shape)
 
 
-def formula_model(repo):
-    """The official model with every float tensor set by `formula`."""
+def formula_model(repo, variant="parseda", queries=None):
+    """The official model (`variant` as in tools/official_model.py, num_queries its HICO-DET
+    script's unless given) with every float tensor set by `formula`."""
     import torch
 
-    model, _ = official_model.build(repo, 128)
+    model, _ = official_model.build(repo, queries or official_model.DEFAULT_QUERIES[variant], variant=variant)
     with torch.no_grad():
         for name, p in model.state_dict().items():
             if p.dtype == torch.float32:

@@ -1,14 +1,17 @@
-"""Builds the official RLIPv2 model (RLIP_ParSeDA_v2, R50) on CPU from the official code, with no
-network: RoBERTa is built from a config instead of `from_pretrained`, the tokenizer is a stub.
+"""Builds the official RLIPv2 model (RLIP_ParSeDA_v2 or RLIP_ParSeD_v2, R50) on CPU from the
+official code, with no network: RoBERTa is built from a config instead of `from_pretrained`, the
+tokenizer is a stub.
 
-    /usr/bin/python3 tools/official_model.py OFFICIAL_REPO schema OUT.json
-        writes the state-dict schema (key, shape, dtype, which keys alias one storage) of the
-        model the fine-tune script `fine_tune_RLIP_ParSeDA_v2_hico.sh` builds (num_queries 128)
-        and of the zero-shot one (200).
-    /usr/bin/python3 tools/official_model.py OFFICIAL_REPO pth OUT.pth [--queries N]
+    /usr/bin/python3 tools/official_model.py OFFICIAL_REPO schema OUT.txt [--variant V] [--queries N]
+        writes the state-dict schema (key, dtype, shape, the earlier key it aliases, one line each)
+        of the model the variant's HICO-DET fine-tune script builds.
+    /usr/bin/python3 tools/official_model.py OFFICIAL_REPO pth OUT.pth [--variant V] [--queries N]
         writes a checkpoint in the official save format (main.py:743-757: model, optimizer,
         lr_scheduler, epoch, args) whose tensors are stride-0 views of one small storage per
         tensor, so the file stays small while every key and shape is the real one.
+
+V is `parseda` (default; `fine_tune_RLIP_ParSeDA_v2_hico.sh`, num_queries 128 by default) or
+`parsed` (`fine_tune_RLIP_ParSeD_v2_hico_r50.sh`: FFN 1024, num_queries 200 by default).
 
 Needs Debian's python3-torch and python3-scipy, transformers 4.5.1 and timm 0.6.13 (pip, --no-deps).
 """
@@ -56,7 +59,17 @@ class _StubLoader:
 
 
 
-def official_args(repo, queries):
+# The flags of each variant's R50 HICO-DET fine-tune script that shape the model (the rest only train).
+VARIANT_FLAGS = {
+    "parseda": "--RLIP_ParSeDA_v2 --num_patterns 0 --pe_temperatureH 20 --pe_temperatureW 20 --dim_feedforward 2048",
+    "parsed": "--RLIP_ParSeD_v2 --dim_feedforward 1024",
+}
+DEFAULT_QUERIES = {"parseda": 128, "parsed": 200}
+SCRIPT = {"parseda": "fine_tune_RLIP_ParSeDA_v2_hico.sh", "parsed": "fine_tune_RLIP_ParSeD_v2_hico_r50.sh"}
+NAME = {"parseda": "RLIP_ParSeDA_v2", "parsed": "RLIP_ParSeD_v2"}
+
+
+def official_args(repo, queries, variant="parseda"):
     sys.meta_path.append(_StubFinder())
     os.chdir(repo)  # the official code opens datasets/priors/* relative to the working directory
     sys.path.insert(0, repo)
@@ -66,9 +79,8 @@ def official_args(repo, queries):
     flags = (
         "--dataset_file hico --hoi --load_backbone supervised --backbone resnet50 "
         "--obj_loss_type cross_entropy --verb_loss_type focal --enc_layers 6 --dec_layers 3 "
-        f"--num_queries {queries} --use_nms_filter --RLIP_ParSeDA_v2 --with_box_refine "
-        "--num_feature_levels 4 --num_patterns 0 --pe_temperatureH 20 --pe_temperatureW 20 "
-        "--dim_feedforward 2048 --dropout 0.0 --use_no_obj_token --fusion_type GLIP_attn "
+        f"--num_queries {queries} --use_nms_filter {VARIANT_FLAGS[variant]} --with_box_refine "
+        "--num_feature_levels 4 --dropout 0.0 --use_no_obj_token --fusion_type GLIP_attn "
         "--gating_mechanism VXAc --verb_query_tgt_type vanilla_MBF --fusion_interval 2 "
         "--fusion_last_vis --lang_aux_loss --subject_class"
     ).split()
@@ -149,9 +161,9 @@ def patch_msda(op=None):
             pass
 
 
-def build(repo, queries, msda_op=None):
+def build(repo, queries, msda_op=None, variant="parseda"):
     patch_offline()
-    args = official_args(repo, queries)
+    args = official_args(repo, queries, variant)
     args.device = "cpu"
     patch_msda(msda_op)
     from models import build_model
@@ -160,24 +172,24 @@ def build(repo, queries, msda_op=None):
     return model.eval(), args
 
 
-def schema(repo, out):
-    result = {}
-    for queries in (128, 200):
-        model, _ = build(repo, queries)
-        sd = model.state_dict()
-        ptr = {}
-        keys = []
-        for k, v in sd.items():
-            alias = ptr.setdefault(v.data_ptr(), k)
-            keys.append({"key": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""), "alias_of": None if alias == k else alias})
-        result[str(queries)] = keys
-    json.dump(result, open(out, "w"), indent=0)
+def schema(repo, out, queries, variant):
+    model, _ = build(repo, queries, variant=variant)
+    lines = [
+        f"# state_dict() of the official {NAME[variant]} R50 model ({SCRIPT[variant]} flags, num_queries {queries}),",
+        "# written by tools/official_model.py: key, dtype, shape, and the earlier key it aliases (one storage) or -",
+    ]
+    ptr = {}
+    for k, v in model.state_dict().items():
+        alias = ptr.setdefault(v.data_ptr(), k)
+        dtype = str(v.dtype).replace("torch.", "")
+        lines.append(f"{k} {dtype} {','.join(map(str, v.shape))} {'-' if alias == k else alias}")
+    open(out, "w").write("\n".join(lines) + "\n")
 
 
-def small_pth(repo, out, queries):
+def small_pth(repo, out, queries, variant):
     import torch
 
-    model, args = build(repo, queries)
+    model, args = build(repo, queries, variant=variant)
     sd = model.state_dict()
     small = type(sd)()
     seen = {}
@@ -198,5 +210,6 @@ def small_pth(repo, out, queries):
 
 if __name__ == "__main__":
     repo, what, out = os.path.abspath(sys.argv[1]), sys.argv[2], os.path.abspath(sys.argv[3])
-    queries = int(sys.argv[sys.argv.index("--queries") + 1]) if "--queries" in sys.argv else 128
-    {"schema": lambda: schema(repo, out), "pth": lambda: small_pth(repo, out, queries)}[what]()
+    variant = sys.argv[sys.argv.index("--variant") + 1] if "--variant" in sys.argv else "parseda"
+    queries = int(sys.argv[sys.argv.index("--queries") + 1]) if "--queries" in sys.argv else DEFAULT_QUERIES[variant]
+    {"schema": lambda: schema(repo, out, queries, variant), "pth": lambda: small_pth(repo, out, queries, variant)}[what]()

@@ -1,13 +1,17 @@
-//! The ParSe decoders with DAB anchors and the text-classifier heads (spec §2.6-2.7):
-//! the ho_decoder over N subject+object queries, the verb queries from MBF, the verb decoder over
-//! Np pair queries anchored at the mean of each pair's boxes, then boxes and logits for the last
-//! decoder layer against the last round's language. Batch 1, unpadded.
+//! The ParSe decoders and the text-classifier heads (spec §2.6-2.7, variants spec §1.3-1.4): the
+//! ho_decoder over N subject+object queries, the verb queries from MBF, the verb decoder over Np
+//! pair queries anchored at the mean of each pair's boxes, then boxes and logits for the last
+//! decoder layer against the last round's language. Two families share all of it but the
+//! anchors and positional queries: ParSeDA (DAB: box anchors, positional queries from their sine
+//! embedding) and ParSeD (2-D point anchors from learned positional queries, which stay the same
+//! at every layer). Batch 1, unpadded.
 
 use super::bind::Binding;
 use super::layers::{Lin, Mlp, Norm};
 use super::vars::Vars;
 use crate::backend::{Backend, Ops, Tensor};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::config::Variant;
 use crate::problem::{Activation, AttentionProblem, Form, GemmProblem, MsDeformAttnProblem, RefKind};
 
 const D: usize = 256;
@@ -83,10 +87,17 @@ struct DecoderLayer {
     norm3: Norm,
 }
 
+/// Where a decoder layer's positional query comes from.
+enum QueryPos {
+    /// DAB: `ref_point_head(sine(anchor))`, times `query_scale(x)` after the first layer.
+    Dab { query_scale: Mlp, ref_point_head: Mlp },
+    /// A learned embedding, the same at every layer ([`Decoders`] holds it).
+    Learned,
+}
+
 struct Decoder {
     layers: Vec<DecoderLayer>,
-    query_scale: Mlp,
-    ref_point_head: Mlp,
+    pos: QueryPos,
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -97,6 +108,18 @@ fn sigmoid(x: f32) -> f32 {
 fn inverse_sigmoid(x: f32) -> f32 {
     let x = x.clamp(0.0, 1.0);
     (x.max(1e-5) / (1.0 - x).max(1e-5)).ln()
+}
+
+/// Box refinement: `sigmoid(delta + inverse_sigmoid(anchor))` per `[4]` row of `delta`; a 2-D
+/// point anchor moves only the centre, w and h come from `delta` alone
+/// (deformable_transformer.py:446-452, hoi.py:3050-3056).
+fn refine(delta: &[f32], anchors: &[f32]) -> Vec<f32> {
+    let dim = anchors.len() / (delta.len() / 4).max(1);
+    delta
+        .chunks_exact(4)
+        .zip(anchors.chunks_exact(dim.max(1)))
+        .flat_map(|(d, a)| (0..4).map(move |c| sigmoid(if c < dim { d[c] + inverse_sigmoid(a[c]) } else { d[c] })))
+        .collect()
 }
 
 /// DAB's sine embedding of boxes `[n, 4]` → `[n, 512]`: (y, x, w, h), 128 each, sin/cos interleaved.
@@ -117,8 +140,9 @@ fn sine4(boxes: &[f32]) -> Vec<f32> {
 }
 
 impl Decoder {
-    /// Loads `layers.{k}.…`, `query_scale` and `ref_point_head` under `vars`.
-    fn load(vars: &Vars, layers: usize, levels: usize, ffn: usize) -> Result<Self> {
+    /// Loads `layers.{k}.…` under `vars`, and with DAB positional queries `query_scale` and
+    /// `ref_point_head`.
+    fn load(vars: &Vars, layers: usize, levels: usize, ffn: usize, dab: bool) -> Result<Self> {
         let taps = HEADS * levels * POINTS;
         let mut ls = Vec::new();
         for k in 0..layers {
@@ -142,17 +166,22 @@ impl Decoder {
                 norm3: Norm::load(&v.pp("norm3"), D, LN_EPS)?,
             });
         }
-        Ok(Decoder {
-            layers: ls,
-            query_scale: Mlp::load(&vars.pp("query_scale"), &[D, D, D])?,
-            ref_point_head: Mlp::load(&vars.pp("ref_point_head"), &[2 * D, D, D])?,
-        })
+        let pos = if dab {
+            QueryPos::Dab {
+                query_scale: Mlp::load(&vars.pp("query_scale"), &[D, D, D])?,
+                ref_point_head: Mlp::load(&vars.pp("ref_point_head"), &[2 * D, D, D])?,
+            }
+        } else {
+            QueryPos::Learned
+        };
+        Ok(Decoder { layers: ls, pos })
     }
 }
 
 impl DecoderLayer {
-    /// Self-attention over all queries, deformable cross-attention into `memory` at the boxes
-    /// `refs [n, 4]`, FFN; post-norm. `x` and `qpos` stay where `be` computes; only the boxes cross.
+    /// Self-attention over all queries, deformable cross-attention into `memory` at the anchors
+    /// `refs [n, 4]` (boxes) or `[n, 2]` (points), FFN; post-norm. `x` and `qpos` stay where `be`
+    /// computes; only the anchors cross.
     fn run(&self, be: &dyn Backend, x: &Tensor, qpos: &Tensor, refs: &[f32], memory: &Memory) -> Result<Tensor> {
         let n = x.len() / D;
         // nn.MultiheadAttention: rows of in_proj are q | k | v; q = k = x + qpos, v = x
@@ -174,16 +203,19 @@ impl DecoderLayer {
         };
         let sa = be.attention_t(&ap, &q, &k, &v, None)?;
         let x = self.norm2.run_t(be, &self.out_proj.run_res(be, &sa, Activation::None, Some(x))?)?;
-        // deformable cross-attention with 4-D reference boxes (the same box at every level), on
-        // the memory where it lives
+        // deformable cross-attention at the anchors (the same one at every level: valid ratios
+        // are 1 unpadded), on the memory where it lives
         let query = be.add_t(&x, qpos)?;
         let offsets = self.sampling_offsets.run_t(be, &query, Activation::None)?;
         let logits = self.attention_weights.run_t(be, &query, Activation::None)?;
         drop(query);
         let value = self.value_proj.run_t(be, memory.data, Activation::None)?;
-        let reference: Vec<f32> =
-            refs.chunks_exact(4).flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied()).collect();
-        let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, memory.shapes, Form::Fused(RefKind::Boxes));
+        let kind = if refs.len() == 2 * n { RefKind::Points } else { RefKind::Boxes };
+        let reference: Vec<f32> = refs
+            .chunks_exact(kind.dim())
+            .flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied())
+            .collect();
+        let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, memory.shapes, Form::Fused(kind));
         let sampled =
             be.ms_deform_attn_t(&p, &value, &Tensor::on(be, "reference boxes", reference)?, &offsets, &logits)?;
         drop((value, offsets, logits));
@@ -229,8 +261,8 @@ impl Outputs {
     }
 }
 
-/// One decoder pass: the last layer's features, its refined boxes, and the boxes it started from
-/// (which the heads refine again, as hoi.py does).
+/// One decoder pass: the last layer's features, its refined boxes, and the anchors it started
+/// from (which the heads refine again, as hoi.py does).
 struct Decoded {
     x: Tensor,
     sub: Vec<f32>,
@@ -239,7 +271,18 @@ struct Decoded {
     obj_before: Vec<f32>,
 }
 
-/// The DAB ho-decoder and verb decoder with box refinement, MBF and the text-classifier heads.
+/// The decoders' own tensors as one backend holds them.
+struct Own {
+    tgt: Tensor,
+    verb_tgt: Tensor,
+    /// `bias_obj_a`, `bias_pred_a` repeated over the Np query rows.
+    bias_obj: Tensor,
+    bias_pred: Tensor,
+    /// The learned positional queries of the ho and verb decoders (ParSeD).
+    positions: Option<(Tensor, Tensor)>,
+}
+
+/// The ho-decoder and verb decoder with box refinement, MBF and the text-classifier heads.
 pub struct Decoders {
     num_queries: usize,
     ho: Decoder,
@@ -247,13 +290,17 @@ pub struct Decoders {
     sub_bbox: Vec<Mlp>,
     obj_bbox: Vec<Mlp>,
     mbf: Mbf,
-    /// The ho-decoder's initial queries `tgt_embed [N, 256]`.
+    /// The ho-decoder's initial content queries `[N, 256]`.
     tgt: Tensor,
     /// `verb_tgt[:Np] + verb_tgt[Np:]`, added to MBF's output.
     verb_tgt: Tensor,
-    /// Bound on first use: tgt, verb_tgt and the two head biases repeated over the Np query rows.
-    bound: Binding<(Tensor, Tensor, (Tensor, Tensor))>,
-    refpoint: Vec<f32>,
+    /// ParSeD's positional queries: the ho decoder's `[N, 256]`, the verb decoder's `[Np, 256]`.
+    positions: Option<(Tensor, Tensor)>,
+    /// Bound on first use.
+    bound: Binding<Own>,
+    /// The ho decoder's initial anchors `[N, 4]` (DAB boxes) or `[N, 2]` (ParSeD points): fixed
+    /// by the weights, so computed once at load.
+    anchors: Vec<f32>,
     resizer: Lin,
     resizer_norm: Norm,
     projection_text: Lin,
@@ -262,11 +309,20 @@ pub struct Decoders {
 }
 
 impl Decoders {
-    /// Loads the decoders' weights by their official state-dict names (`vars` at the root).
-    pub fn load(num_queries: usize, dec_layers: usize, levels: usize, ffn: usize, vars: &Vars) -> Result<Self> {
+    /// Loads the decoders' weights of `variant` by their official state-dict names (`vars` at
+    /// the root).
+    pub fn load(
+        variant: Variant,
+        num_queries: usize,
+        dec_layers: usize,
+        levels: usize,
+        ffn: usize,
+        vars: &Vars,
+    ) -> Result<Self> {
         let tr = vars.pp("transformer");
-        let ho = Decoder::load(&tr.pp("ho_decoder"), dec_layers, levels, ffn)?;
-        let verb = Decoder::load(&tr.pp("verb_decoder"), dec_layers, levels, ffn)?;
+        let dab = variant == Variant::ParSeDA;
+        let ho = Decoder::load(&tr.pp("ho_decoder"), dec_layers, levels, ffn, dab)?;
+        let verb = Decoder::load(&tr.pp("verb_decoder"), dec_layers, levels, ffn, dab)?;
         let bbox = |side: &str| {
             let v = vars.pp(format!("{side}_bbox_embed"));
             (0..2 * dec_layers).map(|i| Mlp::load(&v.pp(i), &[D, D, D, 4])).collect::<Result<Vec<_>>>()
@@ -275,7 +331,36 @@ impl Decoders {
         let obj_bbox = bbox("obj")?;
         let mbf = Mbf::load(&tr.pp("verb_tgt_generator"))?;
         let np = num_queries / 2;
-        let verb_tgt = vars.get("verb_tgt_embed.weight", &[num_queries, D])?;
+        let (tgt, verb_tgt, positions, anchors) = if dab {
+            let anchors = vars.get("refpoint_embed.weight", &[num_queries, 4])?.into_iter().map(sigmoid).collect();
+            (
+                vars.get("tgt_embed.weight", &[num_queries, D])?,
+                vars.get("verb_tgt_embed.weight", &[num_queries, D])?,
+                None,
+                anchors,
+            )
+        } else {
+            // query_embed = positional | content | verb content (ParSetransformer.py:811)
+            let q = vars.get("query_embed.weight", &[num_queries, 3 * D])?;
+            let column = |k: usize| -> Vec<f32> {
+                q.chunks_exact(3 * D).flat_map(|r| &r[k * D..(k + 1) * D]).copied().collect()
+            };
+            let pos = column(0);
+            // the anchors: sigmoid(reference_points_{sub,obj}(pos)) of each half (:820-825)
+            let mut anchors = Vec::with_capacity(num_queries * 2);
+            for (side, rows) in [("sub", &pos[..np * D]), ("obj", &pos[np * D..])] {
+                let lin = tr.pp(format!("reference_points_{side}"));
+                let (w, b) = (lin.get("weight", &[2, D])?, lin.get("bias", &[2])?);
+                for r in rows.chunks_exact(D) {
+                    for (wo, bo) in w.chunks_exact(D).zip(&b) {
+                        let dot: f64 = r.iter().zip(wo).map(|(x, w)| f64::from(*x) * f64::from(*w)).sum();
+                        anchors.push(sigmoid((dot + f64::from(*bo)) as f32));
+                    }
+                }
+            }
+            let verb_pos = vars.tensor("transformer.verb_query_embed.weight", &[np, D])?;
+            (column(1), column(2), Some((Tensor::host(pos), verb_pos)), anchors)
+        };
         let verb_tgt = (0..np * D).map(|i| verb_tgt[i] + verb_tgt[np * D + i]).collect();
         Ok(Decoders {
             num_queries,
@@ -284,10 +369,11 @@ impl Decoders {
             sub_bbox,
             obj_bbox,
             mbf,
-            tgt: vars.tensor("tgt_embed.weight", &[num_queries, D])?,
+            tgt: Tensor::host(tgt),
             verb_tgt: Tensor::host(verb_tgt),
+            positions,
             bound: Binding::default(),
-            refpoint: vars.get("refpoint_embed.weight", &[num_queries, 4])?,
+            anchors,
             resizer: Lin::load(&tr.pp("resizer.fc"), D, 768)?,
             resizer_norm: Norm::load(&tr.pp("resizer.layer_norm"), D, 1e-12)?,
             projection_text: Lin::load(&vars.pp("projection_text"), D, D)?,
@@ -296,9 +382,10 @@ impl Decoders {
         })
     }
 
-    /// One DAB decoder pass: `x [n, 256]` queries, `sub`/`obj` boxes `[np, 4]`; `parse` = the
-    /// ho_decoder (refs are both boxes, refinements from the subject/object halves) or the verb
-    /// decoder (refs the mean of each pair, refinements from the verb features). Returns the last
+    /// One decoder pass: `x [n, 256]` queries, `sub`/`obj` anchors `[np, 4]` or `[np, 2]`;
+    /// `parse` = the ho_decoder (refs are both anchors, refinements from the subject/object
+    /// halves) or the verb decoder (refs the mean of each pair, refinements from the verb
+    /// features); `learned` the positional queries of a decoder without DAB. Returns the last
     /// layer's features and boxes (see [`Decoded`]).
     #[allow(clippy::too_many_arguments)]
     fn decode(
@@ -310,19 +397,36 @@ impl Decoders {
         mut sub: Vec<f32>,
         mut obj: Vec<f32>,
         parse: bool,
+        learned: Option<&Tensor>,
         memory: &Memory,
     ) -> Result<Decoded> {
-        let np = sub.len() / 4;
+        let np = self.num_queries / 2;
         let (mut before_sub, mut before_obj) = (sub.clone(), obj.clone());
-        // the queries stay where `be` computes; the boxes (np × 4) are refined on the host
+        // the queries stay where `be` computes; the anchors (np × 4 or 2) are refined on the host
         for (k, layer) in dec.layers.iter().enumerate() {
             let refs: Vec<f32> = if parse {
                 [sub.as_slice(), obj.as_slice()].concat()
             } else {
                 sub.iter().zip(&obj).map(|(a, b)| 0.5 * (a + b)).collect()
             };
-            let raw = dec.ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&refs))?)?;
-            let qpos = if k == 0 { raw } else { be.mul_t(&dec.query_scale.run_t(be, &x)?, &raw, Activation::None)? };
+            let qpos = match (&dec.pos, learned) {
+                (QueryPos::Dab { query_scale, ref_point_head }, _) if sub.len() == 4 * np => {
+                    let raw = ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&refs))?)?;
+                    if k == 0 {
+                        raw
+                    } else {
+                        be.mul_t(&query_scale.run_t(be, &x)?, &raw, Activation::None)?
+                    }
+                }
+                (QueryPos::Learned, Some(pos)) => pos.clone(),
+                _ => {
+                    return Err(Error::Limit {
+                        op: "decoder",
+                        what: "positional queries".into(),
+                        reason: "DAB needs box anchors; learned positions need their embedding".into(),
+                    })
+                }
+            };
             x = layer.run(be, &x, &qpos, &refs, memory)?;
             let (xs, xo) = if parse {
                 (be.slice_t(&x, 0, np * D)?, be.slice_t(&x, np * D, np * D)?)
@@ -331,10 +435,9 @@ impl Decoders {
             };
             let ds = self.sub_bbox[bbox_base + k].run_t(be, &xs)?.into_vec(be)?;
             let d_o = self.obj_bbox[bbox_base + k].run_t(be, &xo)?.into_vec(be)?;
-            before_sub = sub.clone();
-            before_obj = obj.clone();
-            sub = sub.iter().zip(&ds).map(|(r, d)| sigmoid(d + inverse_sigmoid(*r))).collect();
-            obj = obj.iter().zip(&d_o).map(|(r, d)| sigmoid(d + inverse_sigmoid(*r))).collect();
+            let (new_sub, new_obj) = (refine(&ds, &sub), refine(&d_o, &obj));
+            before_sub = std::mem::replace(&mut sub, new_sub);
+            before_obj = std::mem::replace(&mut obj, new_obj);
         }
         Ok(Decoded { x, sub, obj, sub_before: before_sub, obj_before: before_obj })
     }
@@ -345,21 +448,20 @@ impl Decoders {
     /// L2 normalisation; the results are downloaded at the end.
     pub fn forward(&self, be: &dyn Backend, memory: &Memory, lang: &[f32], objects: usize) -> Result<Outputs> {
         let np = self.num_queries / 2;
-        let refs: Vec<f32> = self.refpoint.iter().map(|&v| sigmoid(v)).collect();
-        let (tgt, verb_tgt, query_bias) = self.own_tensors(be)?;
+        let own = self.own_tensors(be)?;
+        let (ho_pos, verb_pos) = own.positions.as_ref().map(|(h, v)| (h, v)).unzip();
+        let half = self.anchors.len() / 2;
+        let (sub, obj) = (self.anchors[..half].to_vec(), self.anchors[half..].to_vec());
         let Decoded { x: hs, sub, obj, sub_before, obj_before } =
-            self.decode(be, &self.ho, 0, tgt, refs[..np * 4].to_vec(), refs[np * 4..].to_vec(), true, memory)?;
+            self.decode(be, &self.ho, 0, own.tgt.clone(), sub, obj, true, ho_pos, memory)?;
         let (hs_s, hs_o) = (be.slice_t(&hs, 0, np * D)?, be.slice_t(&hs, np * D, np * D)?);
-        let verb_x = self.mbf.run(be, &hs_s, &hs_o, &verb_tgt)?;
+        let verb_x = self.mbf.run(be, &hs_s, &hs_o, &own.verb_tgt)?;
         let nl = self.ho.layers.len();
-        let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, memory)?.x;
-        // heads (last layer): boxes from the last ho layer's refinement of its input boxes
+        let hv = self.decode(be, &self.verb, nl, verb_x, sub, obj, false, verb_pos, memory)?.x;
+        // heads (last layer): boxes from the last ho layer's refinement of its input anchors
         let last = nl - 1;
-        let refine = |d: Vec<f32>, r: &[f32]| -> Vec<f32> {
-            d.iter().zip(r).map(|(d, r)| sigmoid(d + inverse_sigmoid(*r))).collect()
-        };
-        let sub_boxes = refine(self.sub_bbox[last].run_t(be, &hs_s)?.into_vec(be)?, &sub_before);
-        let obj_boxes = refine(self.obj_bbox[last].run_t(be, &hs_o)?.into_vec(be)?, &obj_before);
+        let sub_boxes = refine(&self.sub_bbox[last].run_t(be, &hs_s)?.into_vec(be)?, &sub_before);
+        let obj_boxes = refine(&self.obj_bbox[last].run_t(be, &hs_o)?.into_vec(be)?, &obj_before);
         // text: resizer (LayerNorm eps 1e-12), L2 normalize, /2, projection
         let resized = self
             .resizer_norm
@@ -380,9 +482,9 @@ impl Decoders {
             let c = Tensor::on(be, "logit constant", vec![BIAS_C; n])?;
             be.gemm_t(&GemmProblem::linear(np, D, n), &be.add_t(q, bias)?, keys, Some(&c), None)
         };
-        let sub_logits = logits(&hs_s, &query_bias.0, &obj_text, objects)?;
-        let obj_logits = logits(&hs_o, &query_bias.0, &obj_text, objects)?;
-        let verb_logits = logits(&hv, &query_bias.1, &verb_text, verbs)?;
+        let sub_logits = logits(&hs_s, &own.bias_obj, &obj_text, objects)?;
+        let obj_logits = logits(&hs_o, &own.bias_obj, &obj_text, objects)?;
+        let verb_logits = logits(&hv, &own.bias_pred, &verb_text, verbs)?;
         Ok(Outputs {
             sub_logits: sub_logits.into_vec(be)?,
             obj_logits: obj_logits.into_vec(be)?,
@@ -392,18 +494,23 @@ impl Decoders {
         })
     }
 
-    /// The decoders' own tensors on `be`: initial queries, the verb queries' summed embedding and
-    /// the two head biases repeated per query row.
-    fn own_tensors(&self, be: &dyn Backend) -> Result<(Tensor, Tensor, (Tensor, Tensor))> {
+    /// The decoders' own tensors on `be`: initial queries, the verb queries' summed embedding,
+    /// the two head biases repeated per query row, ParSeD's positional queries.
+    fn own_tensors(&self, be: &dyn Backend) -> Result<std::sync::Arc<Own>> {
         let np = self.num_queries / 2;
-        let b = self.bound.get(be, || {
+        self.bound.get(be, || {
             let rows = |bias: &[f32]| Tensor::host(bias.iter().copied().cycle().take(np * D).collect());
-            Ok((
-                be.bind("tgt_embed", &self.tgt)?,
-                be.bind("verb_tgt_embed", &self.verb_tgt)?,
-                (be.bind("bias_obj_a", &rows(&self.bias_obj_a))?, be.bind("bias_pred_a", &rows(&self.bias_pred_a))?),
-            ))
-        })?;
-        Ok((b.0.clone(), b.1.clone(), b.2.clone()))
+            let positions = match &self.positions {
+                Some((ho, verb)) => Some((be.bind("query positions", ho)?, be.bind("verb_query_embed", verb)?)),
+                None => None,
+            };
+            Ok(Own {
+                tgt: be.bind("content queries", &self.tgt)?,
+                verb_tgt: be.bind("verb content queries", &self.verb_tgt)?,
+                bias_obj: be.bind("bias_obj_a", &rows(&self.bias_obj_a))?,
+                bias_pred: be.bind("bias_pred_a", &rows(&self.bias_pred_a))?,
+                positions,
+            })
+        })
     }
 }

@@ -67,8 +67,9 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Loads `layers` encoder layers and `layers / fusion_interval` fusion rounds under
-    /// `transformer.encoder` (`vars` at the root).
+    /// Loads `layers` encoder layers and `layers / fusion_interval` fusion rounds, `vars` at the
+    /// encoder's root (`transformer.encoder` or `transformer.ho_encoder`:
+    /// [`crate::model::config::Variant::encoder_prefix`]).
     pub fn load(
         layers: usize,
         levels: usize,
@@ -77,7 +78,7 @@ impl Encoder {
         gate: Gate,
         vars: &Vars,
     ) -> Result<Self> {
-        let enc = vars.pp("transformer.encoder");
+        let enc = vars;
         let ls = (0..layers)
             .map(|i| EncoderLayer::load(&enc.pp("layers").pp(i), levels, ffn))
             .collect::<Result<Vec<_>>>()?;

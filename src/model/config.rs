@@ -21,10 +21,48 @@ pub struct TextGeometry {
     pub layers: usize,
 }
 
+/// The two official model families (variants spec §1.5): the same image front, encoder and
+/// heads; ParSeDA's decoders are DAB (box anchors, positional queries from a sine embedding of
+/// the anchors), ParSeD's are plain deformable ones (2-D point anchors from learned positional
+/// queries that stay the same at every layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// `--RLIP_ParSeDA_v2`.
+    ParSeDA,
+    /// `--RLIP_ParSeD_v2`.
+    ParSeD,
+}
+
+impl Variant {
+    /// The name the official flag and [`Config::variant`] use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::ParSeDA => "RLIP_ParSeDA_v2",
+            Variant::ParSeD => "RLIP_ParSeD_v2",
+        }
+    }
+
+    /// Where the ALIF encoder's weights live in the state dict.
+    pub fn encoder_prefix(self) -> &'static str {
+        match self {
+            Variant::ParSeDA => "transformer.encoder",
+            Variant::ParSeD => "transformer.ho_encoder",
+        }
+    }
+
+    /// The tensor whose first dimension is `num_queries`, and its width.
+    pub fn query_tensor(self) -> (&'static str, usize) {
+        match self {
+            Variant::ParSeDA => ("tgt_embed.weight", 256),
+            Variant::ParSeD => ("query_embed.weight", 3 * 256),
+        }
+    }
+}
+
 /// The model configuration read from the checkpoint's `args` (spec §2), stored as `rlipv2.config`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
-    /// `RLIP_ParSeDA_v2` (the only variant the graph runs so far).
+    /// `RLIP_ParSeDA_v2` or `RLIP_ParSeD_v2` ([`Variant::name`]).
     pub variant: String,
     /// `resnet50`.
     pub backbone: String,
@@ -57,13 +95,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The model family; a file whose `variant` is neither (written by a newer converter) is
+    /// refused by name.
+    pub fn family(&self) -> Result<Variant, String> {
+        [Variant::ParSeDA, Variant::ParSeD].into_iter().find(|v| v.name() == self.variant).ok_or_else(|| {
+            format!("variant `{}` is not one this build runs (RLIP_ParSeDA_v2, RLIP_ParSeD_v2)", self.variant)
+        })
+    }
+
     /// Which official model this is, in one line: variant (and its decoders), backbone, queries,
     /// head (the dataset its labels and post-processing follow).
     pub fn summary(&self) -> String {
-        let decoder = match self.variant.as_str() {
-            "RLIP_ParSeDA_v2" => "DAB decoders",
-            "RLIP_ParSeD_v2" => "deformable decoders",
-            _ => "decoders",
+        let decoder = match self.family() {
+            Ok(Variant::ParSeDA) => "DAB decoders",
+            Ok(Variant::ParSeD) => "deformable decoders",
+            Err(_) => "decoders",
         };
         let head = match self.dataset.as_str() {
             "hico" => "HICO-DET head (117 verbs × 80 objects)",
@@ -119,6 +165,7 @@ impl Config {
 
         let parseda = flag(arg("RLIP_ParSeDA_v2"));
         let parsed = flag(args.get("RLIP_ParSeD_v2"));
+        let variant = if parsed { Variant::ParSeD } else { Variant::ParSeDA };
         let backbone = text(arg("backbone")).unwrap_or_default();
         let fusion_type = text(arg("fusion_type")).unwrap_or_default();
         let gating = text(arg("gating_mechanism")).unwrap_or_default();
@@ -152,10 +199,10 @@ impl Config {
             .collect();
 
         let mut refuse = |why: String| problems.push(why);
-        if parsed {
-            refuse("RLIP_ParSeD_v2 checkpoints are not supported yet (only RLIP_ParSeDA_v2)".into());
-        } else if !parseda {
-            refuse("not an RLIP_ParSeDA_v2 checkpoint (args.RLIP_ParSeDA_v2 is not set)".into());
+        if parsed && parseda {
+            refuse("both RLIP_ParSeD_v2 and RLIP_ParSeDA_v2 are set: which model was trained is ambiguous".into());
+        } else if !parsed && !parseda {
+            refuse("neither RLIP_ParSeDA_v2 nor RLIP_ParSeD_v2 is set in args: not an RLIPv2 ParSe checkpoint (RLIP_ParSe, ParSeD v1 and the Tagger are not supported)".into());
         }
         if dataset == "oi_sgg" || flag(args.get("sgg")) {
             refuse("dataset_file oi_sgg / --sgg (the Open Images v6 head: classified subjects, PostProcessSGG) is not supported yet (hico, vcoco)".into());
@@ -171,6 +218,11 @@ impl Config {
         }
         if verb_tgt != "vanilla_MBF" {
             refuse(format!("verb_query_tgt_type `{verb_tgt}` is not supported (only vanilla_MBF)"));
+        }
+        if flag(args.get("verb_tagger")) {
+            refuse(
+                "verb_tagger is set: the Tagger's queries depend on ground-truth targets, so it does not detect".into(),
+            );
         }
         if !box_refine || two_stage {
             refuse("the graph needs with_box_refine and no two_stage".into());
@@ -214,7 +266,13 @@ impl Config {
                 vec![0, 0]
             })
         };
-        let tgt = need("tgt_embed.weight", &mut problems);
+        let (query_key, query_width) = variant.query_tensor();
+        let queries = need(query_key, &mut problems);
+        let odd = queries.len() != 2 || queries[1] != query_width || queries[0] % 2 != 0 || queries[0] == 0;
+        if shape(query_key).is_some() && odd {
+            problems
+                .push(format!("tensor `{query_key}` has shape {queries:?}; expected [N, {query_width}] with N even"));
+        }
         let words = need("transformer.text_encoder.embeddings.word_embeddings.weight", &mut problems);
         let positions = need("transformer.text_encoder.embeddings.position_embeddings.weight", &mut problems);
         let types = need("transformer.text_encoder.embeddings.token_type_embeddings.weight", &mut problems);
@@ -226,9 +284,9 @@ impl Config {
             return Err(problems.join("\n"));
         }
         Ok(Config {
-            variant: "RLIP_ParSeDA_v2".into(),
+            variant: variant.name().into(),
             backbone,
-            num_queries: tgt[0],
+            num_queries: queries[0],
             hidden_dim: hidden_dim.unwrap_or(256),
             nheads: nheads.unwrap_or(8),
             dim_feedforward: ffn.unwrap_or(2048),

@@ -1,8 +1,9 @@
-//! The checkpoint schema of RLIP_ParSeDA_v2 with the R50 backbone (spec §4.2): every state-dict
-//! key with its shape, for a given [`Config`]. The official `state_dict()` of that model is in
-//! `tests/fixtures/official_schema_r50_parseda_v2_q128.txt` and a test checks this list against it.
+//! The checkpoint schema of RLIP_ParSeDA_v2 and RLIP_ParSeD_v2 with the R50 backbone (spec §4.2,
+//! variants spec §1.6): every state-dict key with its shape, for a given [`Config`]. The official
+//! `state_dict()` of each is in `tests/fixtures/official_schema_r50_{parseda,parsed}_v2_q*.txt`
+//! and a test checks this list against them.
 
-use super::config::Config;
+use super::config::{Config, Variant};
 use crate::problem::{BertLayerProblem, GatedCrossAttnProblem};
 
 /// `(key, shape)` of every tensor the converted file holds (aliases and `position_ids` dropped),
@@ -10,6 +11,8 @@ use crate::problem::{BertLayerProblem, GatedCrossAttnProblem};
 pub fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
     let mut s = Schema(Vec::new());
     let (d, ffn, n) = (c.hidden_dim, c.dim_feedforward, c.num_queries);
+    let dab = c.family() != Ok(Variant::ParSeD);
+    let encoder = if dab { Variant::ParSeDA } else { Variant::ParSeD }.encoder_prefix();
     s.push("bias_obj_a", &[d]);
     s.push("bias_pred_a", &[d]);
     s.push("transformer.level_embed", &[c.num_feature_levels, d]);
@@ -26,23 +29,19 @@ pub fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
             s.linear(&format!("{p}.linear2"), d, ffn);
             s.linear_norm(&format!("{p}.norm3"), d);
         }
-        for i in 0..2 {
-            s.linear(&format!("transformer.{dec}.query_scale.layers.{i}"), d, d);
+        if dab {
+            for i in 0..2 {
+                s.linear(&format!("transformer.{dec}.query_scale.layers.{i}"), d, d);
+            }
+            s.linear(&format!("transformer.{dec}.ref_point_head.layers.0"), d, 2 * d);
+            s.linear(&format!("transformer.{dec}.ref_point_head.layers.1"), d, d);
         }
-        s.linear(&format!("transformer.{dec}.ref_point_head.layers.0"), d, 2 * d);
-        s.linear(&format!("transformer.{dec}.ref_point_head.layers.1"), d, d);
     }
-    for i in 0..16 {
-        s.linear(&format!("transformer.verb_tgt_generator.fc_1.{i}"), 16, d);
-    }
-    for i in 0..16 {
-        s.linear(&format!("transformer.verb_tgt_generator.fc_2.{i}"), 16, d);
-    }
-    for i in 0..16 {
-        s.linear(&format!("transformer.verb_tgt_generator.fc_3.{i}"), d, 16);
+    if dab {
+        s.mbf(d);
     }
     for i in 0..c.enc_layers {
-        let p = format!("transformer.encoder.layers.{i}");
+        let p = format!("{encoder}.layers.{i}");
         s.msda(&format!("{p}.self_attn"), c);
         s.linear_norm(&format!("{p}.norm1"), d);
         s.linear(&format!("{p}.linear1"), ffn, d);
@@ -52,7 +51,7 @@ pub fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
     let bert = BertLayerProblem::roberta_base(1, 1).weight_shapes();
     for r in 0..c.fusion_rounds() {
         for (name, shape) in &bert {
-            s.push(&format!("transformer.encoder.roberta_layers.{r}.{name}"), shape);
+            s.push(&format!("{encoder}.roberta_layers.{r}.{name}"), shape);
         }
     }
     let fusion = GatedCrossAttnProblem::rlipv2(1, 1, 1).weight_shapes();
@@ -62,8 +61,12 @@ pub fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
             fusion.iter().filter(|(n, _)| n.starts_with("b_attn.gamma")).collect();
         ordered.extend(fusion.iter().filter(|(n, _)| !n.starts_with("b_attn.gamma")));
         for (name, shape) in ordered {
-            s.push(&format!("transformer.encoder.VLFuse_layers.{r}.{name}"), shape);
+            s.push(&format!("{encoder}.VLFuse_layers.{r}.{name}"), shape);
         }
+    }
+    if !dab {
+        s.linear("transformer.reference_points_sub", 2, d);
+        s.linear("transformer.reference_points_obj", 2, d);
     }
     let t = &c.text;
     let h = bert_hidden();
@@ -79,6 +82,10 @@ pub fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
     s.linear("transformer.text_encoder.pooler.dense", h, h);
     s.linear("transformer.resizer.fc", d, h);
     s.linear_norm("transformer.resizer.layer_norm", d);
+    if !dab {
+        s.mbf(d);
+        s.push("transformer.verb_query_embed.weight", &[n / 2, d]);
+    }
     for side in ["sub", "obj"] {
         for i in 0..2 * c.dec_layers {
             s.linear(&format!("{side}_bbox_embed.{i}.layers.0"), d, d);
@@ -87,9 +94,14 @@ pub fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
         }
     }
     s.linear("projection_text", d, d);
-    s.push("tgt_embed.weight", &[n, d]);
-    s.push("verb_tgt_embed.weight", &[n, d]);
-    s.push("refpoint_embed.weight", &[n, 4]);
+    if dab {
+        s.push("tgt_embed.weight", &[n, d]);
+        s.push("verb_tgt_embed.weight", &[n, d]);
+        s.push("refpoint_embed.weight", &[n, 4]);
+    } else {
+        // positional query | content query | verb content, 256 wide each
+        s.push("query_embed.weight", &[n, 3 * d]);
+    }
     // input projections: 1×1 conv + GroupNorm on C3..C5, then a 3×3/s2 conv on C5
     let chans = [512, 1024, 2048];
     for (k, &ch) in chans.iter().enumerate() {
@@ -145,6 +157,14 @@ impl Schema {
     fn linear_norm(&mut self, p: &str, c: usize) {
         self.push(&format!("{p}.weight"), &[c]);
         self.push(&format!("{p}.bias"), &[c]);
+    }
+    /// MBF's 16 branches (`MultiBranchFusion(256, 256, 256, 16)`).
+    fn mbf(&mut self, d: usize) {
+        for (fc, out, inp) in [("fc_1", 16, d), ("fc_2", 16, d), ("fc_3", d, 16)] {
+            for i in 0..16 {
+                self.linear(&format!("transformer.verb_tgt_generator.{fc}.{i}"), out, inp);
+            }
+        }
     }
     fn msda(&mut self, p: &str, c: &Config) {
         let d = c.hidden_dim;

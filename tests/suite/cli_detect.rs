@@ -146,3 +146,53 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("notes.txt"));
     assert!(!dir.path().join("o4").join("notes.json").exists());
 }
+
+/// An RLIP_ParSeD_v2 checkpoint (deformable decoders, 200 queries, FFN 1024) in the official
+/// format: converted with baked labels, described by `info --weights`, and detected on. (Its
+/// fidelity to the official model is tests/detect_graph.rs; this is the path a user takes.)
+#[test]
+fn parsed_checkpoint_converts_describes_and_detects() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let tok = char_tokenizer(dir.path());
+    let model = dir.path().join("parsed.safetensors");
+    let c = bin()
+        .arg("convert")
+        .arg(root.join("tests/fixtures/official_format_r50_parsed_v2_q200.pth"))
+        .arg(&model)
+        .arg("--tokenizer")
+        .arg(&tok)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&c.stdout);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert!(stdout.contains("RLIP_ParSeD_v2 resnet50, 200 queries, FFN 1024"), "{stdout}");
+    let info = bin().args(["info", "--weights"]).arg(&model).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.status.success()
+            && text.contains("RLIP_ParSeD_v2 (deformable decoders), resnet50, 200 queries (100 pairs), HICO-DET head"),
+        "{text}"
+    );
+    let image = dir.path().join("a.png");
+    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), &image).unwrap();
+    let out = dir.path().join("out");
+    let d = bin()
+        .args(["detect", "--backend", "cpu", "--format", "jsonl", "--top-k", "5", "--weights"])
+        .arg(&model)
+        .arg(&image)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let line = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(
+        (doc["model"]["variant"].as_str(), doc["model"]["queries"].as_u64()),
+        (Some("RLIP_ParSeD_v2"), Some(200))
+    );
+    let dets = doc["detections"].as_array().unwrap();
+    assert!(!dets.is_empty() && dets.len() <= 5, "{line}");
+    assert!(dets.iter().all(|d| d["pair"].as_u64().unwrap() < 100), "{line}");
+}

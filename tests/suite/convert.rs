@@ -1,8 +1,9 @@
 //! The checkpoint converter and the pickle-free torch reader:
-//! - the Rust schema of RLIP_ParSeDA_v2 R50 equals the official model's `state_dict()` (written by
-//!   `tools/official_model.py` into tests/fixtures), aliases and buffers included;
-//! - a checkpoint in the official save format (written by the same tool, with stride-0 tensors so
-//!   the file is small) converts: every key, shape, value and the configuration;
+//! - the Rust schema of RLIP_ParSeDA_v2 and RLIP_ParSeD_v2 R50 equals the official model's
+//!   `state_dict()` (written by `tools/official_model.py` into tests/fixtures), aliases and buffers
+//!   included, order included;
+//! - a checkpoint of each in the official save format (written by the same tool, with stride-0
+//!   tensors so the file is small) converts: every key, shape, value and the configuration;
 //! - hostile files are refused with a clear error and no output: a foreign global, an opcode
 //!   outside the allow-list, a memo-sharing bomb, truncation, a compressed (bomb-able) entry;
 //! - 10,000 seeded mutations of a real `data.pkl` never panic (`RLIPV2_FUZZ_CASES` for more).
@@ -20,6 +21,14 @@ use crate::common::char_tokenizer;
 
 const FIXTURE: &str = "tests/fixtures/official_format_r50_parseda_v2_q128.pth";
 const SCHEMA: &str = "tests/fixtures/official_schema_r50_parseda_v2_q128.txt";
+const PARSED_FIXTURE: &str = "tests/fixtures/official_format_r50_parsed_v2_q200.pth";
+const PARSED_SCHEMA: &str = "tests/fixtures/official_schema_r50_parsed_v2_q200.txt";
+
+/// (checkpoint, schema, variant, num_queries, FFN, tensors kept) of each official-format fixture.
+const FIXTURES: [(&str, &str, &str, usize, usize, usize); 2] = [
+    (FIXTURE, SCHEMA, "RLIP_ParSeDA_v2", 128, 2048, 1006),
+    (PARSED_FIXTURE, PARSED_SCHEMA, "RLIP_ParSeD_v2", 200, 1024, 993),
+];
 
 /// The tests that write a full converted file (855 MB) take turns, so one exists at a time.
 static DISK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -33,21 +42,31 @@ fn fixture() -> PathBuf {
 }
 
 fn fixture_config() -> Config {
-    let ck = Checkpoint::open(&fixture()).unwrap();
+    config_of(&fixture())
+}
+
+fn config_of(path: &Path) -> Config {
+    let ck = Checkpoint::open(path).unwrap();
     let model = ck.root.get("model").unwrap();
-    let sd = pth::state_dict(&fixture(), &model).unwrap();
+    let sd = pth::state_dict(path, &model).unwrap();
     let shape = |k: &str| sd.iter().find(|(n, _)| n == k).map(|(_, t)| t.shape.iter().map(|&d| d as usize).collect());
     Config::from_checkpoint(&ck.root.get("args").unwrap(), shape).unwrap()
 }
 
 #[test]
 fn schema_matches_the_official_state_dict() {
-    let c = fixture_config();
+    for (ckpt, schema_file, variant, queries, ffn, kept) in FIXTURES {
+        schema_matches(ckpt, schema_file, variant, queries, ffn, kept);
+    }
+}
+
+fn schema_matches(ckpt: &str, schema_file: &str, variant: &str, queries: usize, ffn: usize, kept: usize) {
+    let c = config_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join(ckpt));
     assert_eq!(
-        (c.num_queries, c.dim_feedforward, c.fusion_rounds(), c.text.layers, c.text.vocab),
-        (128, 2048, 3, 12, 50265)
+        (c.variant.as_str(), c.num_queries, c.dim_feedforward, c.fusion_rounds(), c.text.layers, c.text.vocab),
+        (variant, queries, ffn, 3, 12, 50265)
     );
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SCHEMA)).unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(schema_file)).unwrap();
     let expected = schema::expected(&c);
     let mut official_kept = Vec::new();
     let (mut aliases, mut buffers) = (0, 0);
@@ -73,13 +92,23 @@ fn schema_matches_the_official_state_dict() {
         }
     }
     assert_eq!((aliases, buffers), (72, 1));
-    assert_eq!(official_kept.len(), 1006);
-    assert_eq!(expected, official_kept, "the Rust schema differs from the official state_dict (order included)");
+    assert_eq!(official_kept.len(), kept);
+    assert_eq!(
+        expected, official_kept,
+        "{variant}: the Rust schema differs from the official state_dict (order included)"
+    );
 }
 
 #[test]
 fn official_format_checkpoint_converts() {
+    for (ckpt, schema_file, variant, _, _, kept) in FIXTURES {
+        converts(ckpt, schema_file, variant, kept);
+    }
+}
+
+fn converts(ckpt: &str, schema_file: &str, variant: &str, kept: usize) {
     let _turn = one_at_a_time();
+    let fixture = || Path::new(env!("CARGO_MANIFEST_DIR")).join(ckpt);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model.safetensors");
     let mut calls = 0;
@@ -88,19 +117,20 @@ fn official_format_checkpoint_converts() {
         assert!(done <= total);
     })
     .unwrap();
-    assert_eq!((report.tensors, report.dropped_aliases, report.dropped_buffers, calls), (1006, 72, 1, 1006));
+    assert_eq!((report.tensors, report.dropped_aliases, report.dropped_buffers, calls), (kept, 72, 1, kept));
     let bytes = std::fs::read(&out).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(st.len(), 1006);
+    assert_eq!(st.len(), kept);
     let info = meta.metadata().as_ref().unwrap();
     let config: Config = serde_json::from_str(&info[rlipv2::convert::META_CONFIG]).unwrap();
-    assert_eq!(config, fixture_config());
-    assert!(info[rlipv2::convert::META_ARGS].contains("\"RLIP_ParSeDA_v2\": true"));
+    assert_eq!(config, config_of(&fixture()));
+    assert!(info[rlipv2::convert::META_ARGS].contains(&format!("\"{variant}\": true")));
+    assert!(info[rlipv2::convert::META_VARIANT].starts_with(variant), "{}", info[rlipv2::convert::META_VARIANT]);
     // tools/official_model.py fills tensor i (state-dict order) with 0.001·(i mod 97) − 0.05, a
     // BatchNorm running_var with 0.5 + 0.001·(i mod 97) (an alias holds the value of the key it
     // aliases: one storage, written once)
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SCHEMA)).unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(schema_file)).unwrap();
     let lines: Vec<Vec<&str>> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(' ').collect()).collect();
     let index = |key: &str| lines.iter().position(|f| f[0] == key).unwrap();
     for f in &lines {

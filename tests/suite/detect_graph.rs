@@ -1,9 +1,12 @@
 //! The whole image graph against the official model end to end (hoi.py forward with
 //! `encode_and_save` then the memory cache, as engine.py evaluates): image front → ALIF encoder →
-//! ho_decoder, MBF, verb decoder → heads, for 64×96 and 48×80 images, formula weights (N = 128) and
-//! 10 formula language tokens (6 object texts, 4 verb texts). Goldens from
-//! `tools/official_detect.py`. Checked: every logit (≤ 1e-3) and box (≤ 1e-4) of the 64 pairs, and
-//! identical post-processed top-20 triplets (pair, object, verb) from our heads and the official ones.
+//! ho_decoder, MBF, verb decoder → heads, for 64×96 and 48×80 images, formula weights and 10
+//! formula language tokens (6 object texts, 4 verb texts), for both families: RLIP_ParSeDA_v2
+//! (DAB decoders, N = 128, FFN 2048) and RLIP_ParSeD_v2 (deformable decoders with 2-D point
+//! anchors, N = 200, FFN 1024). Goldens from `tools/official_detect.py [--variant parsed]`.
+//! Checked: every logit (≤ 1e-3) and box (≤ 1e-4) of the Np pairs, and identical post-processed
+//! top-20 triplets (pair, object, verb) from our heads and the official ones, with the zero-shot
+//! person-subject filter off and on.
 
 use crate::common::{formula_lang, formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
@@ -11,19 +14,27 @@ use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
 use rlipv2::graph::vars::Vars;
+use rlipv2::model::config::Variant;
 use rlipv2::model::labels::LabelSet;
 use rlipv2::model::postprocess::{postprocess, HeadOutputs, PostConfig};
 use rlipv2::problem::Gate;
 use serde_json::Value;
 
-fn check(kind: BackendKind) {
+const PARSEDA: &str = include_str!("../fixtures/detect_golden.json");
+const PARSED: &str = include_str!("../fixtures/detect_golden_parsed.json");
+
+fn check(kind: BackendKind, variant: Variant) {
     let Some(be) = open_or_skip(kind) else { return };
-    let g: Value = serde_json::from_str(include_str!("../fixtures/detect_golden.json")).unwrap();
+    let (golden, queries, ffn) = match variant {
+        Variant::ParSeDA => (PARSEDA, 128, 2048),
+        Variant::ParSeD => (PARSED, 200, 1024),
+    };
+    let g: Value = serde_json::from_str(golden).unwrap();
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
     let vars = Vars::new(&get);
     let front = ImageFront::load(&vars).unwrap();
-    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
-    let dec = Decoders::load(128, 3, 4, 2048, &vars).unwrap();
+    let enc = Encoder::load(6, 4, ffn, 2, Gate::VXAc, &vars.pp(variant.encoder_prefix())).unwrap();
+    let dec = Decoders::load(variant, queries, 3, 4, ffn, &vars).unwrap();
     let (objects, verbs) = (g["objects"].as_u64().unwrap() as usize, g["verbs"].as_u64().unwrap() as usize);
     let t = objects + verbs;
     let lang = formula_lang(t);
@@ -47,9 +58,9 @@ fn check(kind: BackendKind) {
             assert_eq!(got.len(), want.len(), "{name}: length");
             let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
             report.push(format!("{name} {worst:.1e}"));
-            assert!(worst <= tol, "{kind} {h}×{w}: {name} max |diff| {worst} > {tol}");
+            assert!(worst <= tol, "{kind} {variant:?} {h}×{w}: {name} max |diff| {worst} > {tol}");
         }
-        println!("{kind} {h}×{w}: max |diff| vs the official model: {}", report.join(", "));
+        println!("{kind} {variant:?} {h}×{w}: max |diff| vs the official model: {}", report.join(", "));
         // the post-processed top-20 triplets of our heads and of the official heads are the same
         let labels = LabelSet {
             name: "golden".into(),
@@ -62,42 +73,97 @@ fn check(kind: BackendKind) {
                 .iter()
                 .map(|k| c[*k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
                 .collect();
-        let heads = |o: &[f32], v: &[f32], sb: &[f32], ob: &[f32], sl: &[f32]| -> Vec<(usize, usize, usize)> {
-            let out = HeadOutputs { obj_logits: o, verb_logits: v, sub_boxes: sb, obj_boxes: ob, sub_logits: Some(sl) };
-            postprocess(&out, &labels, (480, 640), &PostConfig::default())
-                .iter()
-                .take(20)
-                .map(|d| (d.pair, d.object_label, d.verb))
-                .collect()
+        // The filter keeps pairs whose subject's best class is column 0 (`person`). Formula weights
+        // may classify no subject as column 0, so for the filtered pass the column the official
+        // subjects pick most is swapped with column 0 in both models' logits alike.
+        let best = |row: &[f32]| (0..objects - 1).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        let mut votes = vec![0; objects];
+        want[4].chunks_exact(objects).for_each(|r| votes[best(r)] += 1);
+        let common = (0..objects).max_by_key(|&c| votes[c]).unwrap();
+        let swapped = |logits: &[f32]| -> Vec<f32> {
+            let mut l = logits.to_vec();
+            l.chunks_exact_mut(objects).for_each(|r| r.swap(0, common));
+            l
         };
-        let ours = heads(&out.obj_logits, &out.verb_logits, &out.sub_boxes, &out.obj_boxes, &out.sub_logits);
-        let official = heads(&want[0], &want[1], &want[2], &want[3], &want[4]);
-        assert_eq!(ours.len(), 20);
-        assert_eq!(ours, official, "{kind} {h}×{w}: top-20 triplets differ");
+        let mut pairs_kept: [std::collections::HashSet<usize>; 2] = Default::default();
+        for zero_shot in [false, true] {
+            let post = PostConfig { zero_shot, ..PostConfig::default() };
+            let mut heads = |o: &[f32], v: &[f32], sb: &[f32], ob: &[f32], sl: &[f32]| -> Vec<(usize, usize, usize)> {
+                let (o, sl) = if zero_shot { (swapped(o), swapped(sl)) } else { (o.to_vec(), sl.to_vec()) };
+                let out =
+                    HeadOutputs { obj_logits: &o, verb_logits: v, sub_boxes: sb, obj_boxes: ob, sub_logits: Some(&sl) };
+                let all = postprocess(&out, &labels, (480, 640), &post);
+                pairs_kept[usize::from(zero_shot)] = all.iter().map(|d| d.pair).collect();
+                all.iter().take(20).map(|d| (d.pair, d.object_label, d.verb)).collect()
+            };
+            let ours = heads(&out.obj_logits, &out.verb_logits, &out.sub_boxes, &out.obj_boxes, &out.sub_logits);
+            let official = heads(&want[0], &want[1], &want[2], &want[3], &want[4]);
+            println!("{kind} {variant:?} {h}×{w}: zero-shot filter {zero_shot}: {} triplets", ours.len());
+            assert!(
+                !ours.is_empty(),
+                "{kind} {h}×{w}: no triplets (zero-shot {zero_shot}): the check would be vacuous"
+            );
+            assert_eq!(ours.len(), official.len());
+            assert_eq!(ours, official, "{kind} {variant:?} {h}×{w}: top-20 triplets differ (zero-shot {zero_shot})");
+        }
+        // the ParSeDA formula model classifies every subject alike, so there the filter keeps all
+        // pairs; the ParSeD one splits them, and the filter must remove some
+        let np = want[4].len() / objects;
+        if variant == Variant::ParSeD {
+            assert!(votes[common] < np, "ParSeD formula subjects all in one class");
+        }
+        if votes[common] < np {
+            assert!(pairs_kept[1].len() < pairs_kept[0].len(), "the zero-shot filter removed no pair");
+        }
     }
 }
 
 #[test]
-fn detect_graph_cpu_matches_official() {
-    check(BackendKind::Cpu);
+fn detect_graph_parseda_cpu_matches_official() {
+    check(BackendKind::Cpu, Variant::ParSeDA);
 }
 
 #[test]
-fn detect_graph_reference_matches_official() {
-    check(BackendKind::Reference);
+fn detect_graph_parsed_cpu_matches_official() {
+    check(BackendKind::Cpu, Variant::ParSeD);
 }
 
 #[test]
-fn detect_graph_wgpu_matches_official() {
-    check(BackendKind::Wgpu);
+fn detect_graph_parseda_reference_matches_official() {
+    check(BackendKind::Reference, Variant::ParSeDA);
 }
 
 #[test]
-fn detect_graph_cubecl_wgpu_matches_official() {
-    check(BackendKind::CubeclWgpu);
+fn detect_graph_parsed_reference_matches_official() {
+    check(BackendKind::Reference, Variant::ParSeD);
 }
 
 #[test]
-fn detect_graph_cubecl_cuda_matches_official() {
-    check(BackendKind::CubeclCuda);
+fn detect_graph_parseda_wgpu_matches_official() {
+    check(BackendKind::Wgpu, Variant::ParSeDA);
+}
+
+#[test]
+fn detect_graph_parsed_wgpu_matches_official() {
+    check(BackendKind::Wgpu, Variant::ParSeD);
+}
+
+#[test]
+fn detect_graph_parseda_cubecl_wgpu_matches_official() {
+    check(BackendKind::CubeclWgpu, Variant::ParSeDA);
+}
+
+#[test]
+fn detect_graph_parsed_cubecl_wgpu_matches_official() {
+    check(BackendKind::CubeclWgpu, Variant::ParSeD);
+}
+
+#[test]
+fn detect_graph_parseda_cubecl_cuda_matches_official() {
+    check(BackendKind::CubeclCuda, Variant::ParSeDA);
+}
+
+#[test]
+fn detect_graph_parsed_cubecl_cuda_matches_official() {
+    check(BackendKind::CubeclCuda, Variant::ParSeD);
 }

@@ -17,7 +17,7 @@ fn check(kind: BackendKind) {
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
     let vars = Vars::new(&get);
     let front = ImageFront::load(&vars).unwrap();
-    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars.pp("transformer.encoder")).unwrap();
     let t = g["t"].as_u64().unwrap() as usize;
     let lang = formula_lang(t);
     for c in g["cases"].as_array().unwrap() {

@@ -9,6 +9,7 @@ use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
 use rlipv2::graph::vars::Vars;
+use rlipv2::model::config::Variant;
 use rlipv2::problem::{
     Activation, BertLayerProblem, Conv2dProblem, DType, Form, Gate, GemmProblem, LayerNormProblem, MsDeformAttnProblem,
     OwnedWeights, RefKind, SparseFusionProblem,
@@ -399,7 +400,7 @@ fn weights_once(be: &dyn Backend) {
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
     let vars = Vars::new(&get);
     let front = ImageFront::load(&vars).unwrap();
-    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
+    let enc = Encoder::load(6, 4, 2048, 2, Gate::VXAc, &vars.pp("transformer.encoder")).unwrap();
     let lang = formula_lang(7);
     let mut uploads = Vec::new();
     for _ in 0..2 {
@@ -446,8 +447,8 @@ fn graph_weights_once(be: &dyn Backend) {
     let front = ImageFront::load(&vars).unwrap();
     // two encoder layers (one fusion round): depth changes neither the per-image uploads nor the
     // buffer recycling this checks, only the time (the six-layer graph runs in detect_graph.rs)
-    let enc = Encoder::load(2, 4, 2048, 2, Gate::VXAc, &vars).unwrap();
-    let dec = Decoders::load(128, 3, 4, 2048, &vars).unwrap();
+    let enc = Encoder::load(2, 4, 2048, 2, Gate::VXAc, &vars.pp("transformer.encoder")).unwrap();
+    let dec = Decoders::load(Variant::ParSeDA, 128, 3, 4, 2048, &vars).unwrap();
     let lang = formula_lang(10);
     let mut uploads = Vec::new();
     let mut first: Option<Vec<Vec<f32>>> = None;
