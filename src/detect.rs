@@ -172,7 +172,22 @@ impl Detector {
         post: &PostConfig,
         profile: &mut Profile,
     ) -> Result<(Vec<Detection>, Option<Vec<PairScores>>)> {
-        let out = self.heads(be, img, labels, profile)?;
+        self.detect_in(be, img, None, labels, post, profile)
+    }
+
+    /// [`detect_with_pairs`](Self::detect_with_pairs) for an image of a padded batch: `canvas`
+    /// is the `(H, W)` the batch's pre-processed images are padded to ([`batch_canvas`]), so the
+    /// result is the official batched forward's for this image. `None`: unpadded.
+    pub fn detect_in(
+        &self,
+        be: &dyn Backend,
+        img: &RgbImage,
+        canvas: Option<(usize, usize)>,
+        labels: &Labels,
+        post: &PostConfig,
+        profile: &mut Profile,
+    ) -> Result<(Vec<Detection>, Option<Vec<PairScores>>)> {
+        let out = self.heads_in(be, img, canvas, labels, profile)?;
         profile.time("post-processing", || {
             let size = (img.height, img.width);
             let dets = postprocess(&out.view(), &labels.set, size, post);
@@ -183,19 +198,63 @@ impl Detector {
 
     /// The heads' outputs for `img` (every query), before post-processing.
     pub fn heads(&self, be: &dyn Backend, img: &RgbImage, labels: &Labels, profile: &mut Profile) -> Result<Outputs> {
+        self.heads_in(be, img, None, labels, profile)
+    }
+
+    /// [`heads`](Self::heads) on a padded canvas (see [`detect_in`](Self::detect_in)).
+    pub fn heads_in(
+        &self,
+        be: &dyn Backend,
+        img: &RgbImage,
+        canvas: Option<(usize, usize)>,
+        labels: &Labels,
+        profile: &mut Profile,
+    ) -> Result<Outputs> {
         let x = profile.time("preprocess", || Ok(preprocess(img)))?;
-        let image = Feature { c: 3, h: x.height, w: x.width, data: x.data };
-        let mut tokens =
-            profile.time("backbone + projections", || settled(be, self.front.forward(be, image), |t| &t.src))?;
+        let valid = (x.height, x.width);
+        let image = match canvas {
+            Some(c) if c.0 < valid.0 || c.1 < valid.1 => {
+                return Err(Error::Limit {
+                    op: "detect",
+                    what: "batch canvas".into(),
+                    reason: format!("{}×{} is smaller than the pre-processed image {}×{}", c.0, c.1, valid.0, valid.1),
+                })
+            }
+            Some((h, w)) if (h, w) != valid => pad_top_left(x.data, valid, (h, w)),
+            _ => Feature { c: 3, h: x.height, w: x.width, data: x.data },
+        };
+        let mut tokens = profile
+            .time("backbone + projections", || settled(be, self.front.forward_padded(be, image, valid), |t| &t.src))?;
         let (memory, states) = profile.time("encoder + fusion", || {
             settled(be, self.encoder.forward_t(be, &mut tokens, &labels.lang), |r| &r.0)
         })?;
         let objects = labels.set.objects.len() + 1;
         let lang = states.last().expect("at least one fusion round");
-        profile.time("decoders + heads", || {
-            self.decoders.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, lang, objects)
-        })
+        profile
+            .time("decoders + heads", || self.decoders.forward(be, &Memory::of(be, &memory, &tokens)?, lang, objects))
     }
+}
+
+/// The `(H, W)` a batch of images is padded to (NestedTensor, util/misc.py:284-317): the largest
+/// pre-processed height and width among them (no rounding to a multiple).
+pub fn batch_canvas<'a>(images: impl IntoIterator<Item = &'a RgbImage>) -> Option<(usize, usize)> {
+    images
+        .into_iter()
+        .map(|i| crate::model::preprocess::target_size(i.width, i.height))
+        .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
+}
+
+/// `[3, h, w]` copied into the top-left corner of a zero `[3, H, W]` (0 is the pad value in
+/// normalized space).
+fn pad_top_left(data: Vec<f32>, (h, w): (usize, usize), (ch, cw): (usize, usize)) -> Feature {
+    let mut out = vec![0f32; 3 * ch * cw];
+    for c in 0..3 {
+        for y in 0..h {
+            let src = (c * h + y) * w;
+            out[(c * ch + y) * cw..][..w].copy_from_slice(&data[src..src + w]);
+        }
+    }
+    Feature { c: 3, h: ch, w: cw, data: out }
 }
 
 /// `r` once the device has finished writing the tensor `of(r)` (its last element is read back): a

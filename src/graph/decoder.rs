@@ -4,9 +4,12 @@
 //! decoder layer against the last round's language. Two families share all of it but the
 //! anchors and positional queries: ParSeDA (DAB: box anchors, positional queries from their sine
 //! embedding) and ParSeD (2-D point anchors from learned positional queries, which stay the same
-//! at every layer). Batch 1, unpadded.
+//! at every layer). One image at a time; for a padded one the anchors (in valid-region
+//! coordinates) are scaled by each level's valid ratios where they sample, as the official
+//! decoders do, and padded memory tokens' values are zeroed.
 
 use super::bind::Binding;
+use super::front::Tokens;
 use super::layers::{Lin, Mlp, Norm};
 use super::vars::Vars;
 use crate::backend::{Backend, Ops, Tensor};
@@ -209,11 +212,18 @@ impl DecoderLayer {
         let offsets = self.sampling_offsets.run_t(be, &query, Activation::None)?;
         let logits = self.attention_weights.run_t(be, &query, Activation::None)?;
         drop(query);
-        let value = self.value_proj.run_t(be, memory.data, Activation::None)?;
+        let mut value = self.value_proj.run_t(be, memory.data, Activation::None)?;
+        if let Some(m) = &memory.value_mask {
+            value = be.mul_t(&value, m, Activation::None)?;
+        }
         let kind = if refs.len() == 2 * n { RefKind::Points } else { RefKind::Boxes };
         let reference: Vec<f32> = refs
             .chunks_exact(kind.dim())
-            .flat_map(|b| std::iter::repeat_n(b, memory.shapes.len()).flatten().copied())
+            .flat_map(|b| {
+                memory.ratios.iter().flat_map(move |&(rx, ry)| {
+                    b.iter().enumerate().map(move |(c, v)| v * if c % 2 == 0 { rx } else { ry })
+                })
+            })
             .collect();
         let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, memory.shapes, Form::Fused(kind));
         let sampled =
@@ -231,6 +241,22 @@ pub struct Memory<'a> {
     pub data: &'a Tensor,
     /// `(H, W)` of each level.
     pub shapes: &'a [(usize, usize)],
+    /// `(x, y)` valid ratios of each level (all 1 unpadded).
+    pub ratios: Vec<(f32, f32)>,
+    /// Ones on valid tokens, zeros on padded ones (`[S, 256]`); None unpadded.
+    pub value_mask: Option<Tensor>,
+}
+
+impl<'a> Memory<'a> {
+    /// The memory of an unpadded image.
+    pub fn unpadded(data: &'a Tensor, shapes: &'a [(usize, usize)]) -> Self {
+        Memory { data, shapes, ratios: vec![(1.0, 1.0); shapes.len()], value_mask: None }
+    }
+
+    /// The memory the encoder made from `tokens` (padded or not), on `be`.
+    pub fn of(be: &dyn Backend, data: &'a Tensor, tokens: &'a Tokens) -> Result<Self> {
+        Ok(Memory { data, shapes: &tokens.shapes, ratios: tokens.valid_ratios(), value_mask: tokens.value_mask(be)? })
+    }
 }
 
 /// The heads' outputs for the last decoder layer (Np = N/2 pairs), in the layouts
@@ -411,7 +437,11 @@ impl Decoders {
             };
             let qpos = match (&dec.pos, learned) {
                 (QueryPos::Dab { query_scale, ref_point_head }, _) if sub.len() == 4 * np => {
-                    let raw = ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&refs))?)?;
+                    // the anchors times level 0's valid ratios (dab deformable_transformer.py:1488)
+                    let (rx, ry) = memory.ratios[0];
+                    let scaled: Vec<f32> =
+                        refs.iter().enumerate().map(|(c, v)| v * if c % 2 == 0 { rx } else { ry }).collect();
+                    let raw = ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&scaled))?)?;
                     if k == 0 {
                         raw
                     } else {

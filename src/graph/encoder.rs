@@ -2,7 +2,8 @@
 //! round (VLFuse on the last level, in place, then the extra RoBERTa layer over the labels), and
 //! six post-norm deformable encoder layers:
 //! `x = LN1(x + out_proj(MSDA(x + pos, ref, value_proj(x))))`, `x = LN2(x + W2·relu(W1·x))`.
-//! Batch 1, unpadded (valid ratios 1).
+//! One image at a time; a padded one (variants spec §4.4) has its reference points normalized to
+//! the valid region and its padded tokens' values zeroed in every MSDA.
 
 use super::bind::{take_on, Binding};
 use super::front::Tokens;
@@ -51,6 +52,14 @@ impl EncoderLayer {
             norm2: Norm::load(&vars.pp("norm2"), D, LN_EPS)?,
         })
     }
+}
+
+/// What every encoder layer's MSDA shares: the problem, the reference points and the padding mask.
+#[derive(Clone, Copy)]
+struct Sampling<'a> {
+    problem: &'a MsDeformAttnProblem,
+    reference: &'a Tensor,
+    value_mask: Option<&'a Tensor>,
 }
 
 /// The 6-layer deformable encoder with its three `sparse_fusion` rounds (ALIF).
@@ -119,19 +128,22 @@ impl Encoder {
         let t = lang.len() / 768;
         let last = *tokens.level_start.last().unwrap_or(&0);
         let bound_rounds = self.bound_rounds.get(be, || self.bind_rounds(be))?;
-        // reference points: each token's own centre, the same for every level (valid ratios 1)
+        // reference points (deformable_transformer.py:803-815): each token's centre over its
+        // level's valid extent, then times each level's valid ratios (all 1 unpadded), in f32
+        let ratios = tokens.valid_ratios();
         let mut reference = Vec::with_capacity(s * self.levels * 2);
-        for &(h, w) in &tokens.shapes {
+        for (&(h, w), &(rx, ry)) in tokens.shapes.iter().zip(&ratios) {
             for i in 0..h {
                 for j in 0..w {
-                    let r = [(j as f32 + 0.5) / w as f32, (i as f32 + 0.5) / h as f32];
-                    for _ in 0..self.levels {
-                        reference.extend_from_slice(&r);
+                    let r = [(j as f32 + 0.5) / (rx * w as f32), (i as f32 + 0.5) / (ry * h as f32)];
+                    for &(lx, ly) in ratios.iter().take(self.levels) {
+                        reference.extend_from_slice(&[r[0] * lx, r[1] * ly]);
                     }
                 }
             }
         }
         let reference = Tensor::on(be, "reference points", reference)?;
+        let value_mask = tokens.value_mask(be)?;
         let msda =
             MsDeformAttnProblem::new(1, s, HEADS, D / HEADS, POINTS, &tokens.shapes, Form::Fused(RefKind::Points));
         let mut x = take_on(be, "tokens", &mut tokens.src)?;
@@ -155,7 +167,8 @@ impl Encoder {
                 )?;
                 states.push(be.download(&lang)?);
             }
-            x = self.layer(be, layer, &x, &pos, &reference, &msda)?;
+            let sampling = Sampling { problem: &msda, reference: &reference, value_mask: value_mask.as_ref() };
+            x = self.layer(be, layer, &x, &pos, &sampling)?;
         }
         Ok((x, states))
     }
@@ -166,9 +179,9 @@ impl Encoder {
         w: &EncoderLayer,
         x: &Tensor,
         pos: &Tensor,
-        reference: &Tensor,
-        msda: &MsDeformAttnProblem,
+        sampling: &Sampling,
     ) -> Result<Tensor> {
+        let Sampling { problem: msda, reference, value_mask } = *sampling;
         let s = x.len() / D;
         let none = Activation::None;
         // each [S, ·] tensor is dropped as soon as it is consumed: at 800×1066 one is 18 MB
@@ -176,7 +189,10 @@ impl Encoder {
         let offsets = w.sampling_offsets.run_t(be, &query, none)?;
         let logits = w.attention_weights.run_t(be, &query, none)?;
         drop(query);
-        let value = w.value_proj.run_t(be, x, none)?;
+        let mut value = w.value_proj.run_t(be, x, none)?;
+        if let Some(m) = value_mask {
+            value = be.mul_t(&value, m, none)?;
+        }
         let sampled = be.ms_deform_attn_t(msda, &value, reference, &offsets, &logits)?;
         drop((value, offsets, logits));
         let res = w.output_proj.run_res(be, &sampled, none, Some(x))?;

@@ -1,8 +1,10 @@
 //! The image front (spec §2.2-2.3): backbone C3..C5, the four input projections (1×1 conv +
 //! GroupNorm(32) on C3..C5; a 3×3/s2 conv + GroupNorm on C5 for the stride-64 level), DETR-style
 //! sine positions (R50: `n/(n_last + 1e-6)·2π`, no −0.5) plus the level embedding, flattened
-//! level-major and row-major into the encoder's `src` and `pos` tokens `[S, 256]`. Batch 1,
-//! unpadded (the mask is all false).
+//! level-major and row-major into the encoder's `src` and `pos` tokens `[S, 256]`. One image at
+//! a time; an image of a padded batch (NestedTensor, variants spec §4) is its zero-padded canvas
+//! plus the size of its valid corner, from which each level's mask (nearest interpolation of the
+//! image mask), the masked positions and the valid ratios follow.
 
 use super::backbone::{Feature, Map, ResNet50};
 use super::bind::Binding;
@@ -26,6 +28,59 @@ pub struct Tokens {
     pub shapes: Vec<(usize, usize)>,
     /// Start of each level in the flattened token axis.
     pub level_start: Vec<usize>,
+    /// `(valid H_l, valid W_l)` per level: the top-left corner the image mask leaves unmasked
+    /// (the whole level unpadded).
+    pub valid: Vec<(usize, usize)>,
+}
+
+impl Tokens {
+    /// Whether any level has padded cells.
+    pub fn padded(&self) -> bool {
+        self.valid != self.shapes
+    }
+
+    /// `(valid W / W, valid H / H)` per level, x first, in f32 as `get_valid_ratio` divides.
+    pub fn valid_ratios(&self) -> Vec<(f32, f32)> {
+        self.shapes
+            .iter()
+            .zip(&self.valid)
+            .map(|(&(h, w), &(vh, vw))| (vw as f32 / w as f32, vh as f32 / h as f32))
+            .collect()
+    }
+
+    /// `[S, 256]` ones on valid tokens and zeros on padded ones, on `be`: the MSDA value's
+    /// `masked_fill(padding_mask, 0)` as a product (ms_deform_attn.py:98-100). None unpadded.
+    pub fn value_mask(&self, be: &dyn Backend) -> Result<Option<Tensor>> {
+        if !self.padded() {
+            return Ok(None);
+        }
+        let mut m = Vec::with_capacity(self.level_start.last().unwrap_or(&0) * D);
+        for (&(h, w), &(vh, vw)) in self.shapes.iter().zip(&self.valid) {
+            for i in 0..h {
+                for j in 0..w {
+                    m.extend(std::iter::repeat_n(if i < vh && j < vw { 1f32 } else { 0f32 }, D));
+                }
+            }
+        }
+        Tensor::on(be, "padding mask", m).map(Some)
+    }
+}
+
+/// How many of `output` cells nearest interpolation (`F.interpolate`, mode `nearest`) maps
+/// onto the first `valid` of `input` cells: the scale and the floor in f32 as PyTorch computes
+/// them, so a level's valid extent is the official mask's.
+pub fn nearest_valid(valid: usize, input: usize, output: usize) -> usize {
+    let src = |j: usize| -> usize {
+        if output == input {
+            j
+        } else if output == 2 * input {
+            j >> 1
+        } else {
+            let scale = input as f32 / output as f32;
+            ((j as f32 * scale).floor() as usize).min(input - 1)
+        }
+    };
+    (0..output).take_while(|&j| src(j) < valid).count()
 }
 
 /// Positions kept on a GPU backend: (backend instance, level shapes, positions tensor).
@@ -95,7 +150,15 @@ impl ImageFront {
     /// `be` computes (weights bound to `be` on first use). The image is consumed: a host backend
     /// computes on its buffer, a GPU backend uploads it.
     pub fn forward(&self, be: &dyn Backend, image: Feature) -> Result<Tokens> {
-        let mut feats = self.backbone.forward_t(be, Map::take(be, image)?)?;
+        let valid = (image.h, image.w);
+        self.forward_padded(be, image, valid)
+    }
+
+    /// [`forward`](Self::forward) for an image of a padded batch: `canvas` is the batch's
+    /// zero-padded `[3, H, W]` with the image in its top-left `valid = (h, w)` corner.
+    pub fn forward_padded(&self, be: &dyn Backend, canvas: Feature, valid: (usize, usize)) -> Result<Tokens> {
+        let (image_h, image_w) = (canvas.h, canvas.w);
+        let mut feats = self.backbone.forward_t(be, Map::take(be, canvas)?)?;
         let bound = self.bound.get(be, || self.projections.iter().map(|p| p.weights.bind(be)).collect())?;
         let mut levels = Vec::new();
         let last = feats.len() - 1;
@@ -135,17 +198,28 @@ impl ImageFront {
         for (l, f) in levels.into_iter().enumerate() {
             be.to_tokens_t(&mut src, level_start[l], &f.t, D, f.h * f.w)?;
         }
-        let pos = self.positions(be, &shapes, &level_start)?;
-        Ok(Tokens { src, pos, shapes, level_start })
+        let valid: Vec<(usize, usize)> = shapes
+            .iter()
+            .map(|&(h, w)| (nearest_valid(valid.0, image_h, h), nearest_valid(valid.1, image_w, w)))
+            .collect();
+        let pos = self.positions(be, &shapes, &valid, &level_start)?;
+        Ok(Tokens { src, pos, shapes, level_start, valid })
     }
 
     /// Sine positions + level embeddings `[S, 256]` for these level shapes, on `be` (kept for the
     /// next image of the same shapes on a GPU backend, where it saves an upload; a host backend
     /// makes them per image rather than hold 18 MB at 800×1066 between images).
-    fn positions(&self, be: &dyn Backend, shapes: &[(usize, usize)], level_start: &[usize]) -> Result<Tensor> {
+    fn positions(
+        &self,
+        be: &dyn Backend,
+        shapes: &[(usize, usize)],
+        valid: &[(usize, usize)],
+        level_start: &[usize],
+    ) -> Result<Tensor> {
         let mut slot = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        let key: Vec<(usize, usize)> = shapes.iter().chain(valid).copied().collect();
         if let Some((owner, s, t)) = slot.as_ref() {
-            if *owner == be.owner_id() && s == shapes {
+            if *owner == be.owner_id() && *s == key {
                 return Ok(t.clone());
             }
         }
@@ -155,10 +229,10 @@ impl ImageFront {
         // token-major rows; computed per pixel (no [256, h, w] table beside the tokens)
         let dim_t = sine_dims();
         let mut px = [0f32; D];
-        for (l, &(h, w)) in shapes.iter().enumerate() {
+        for (l, (&(h, w), &valid)) in shapes.iter().zip(valid).enumerate() {
             for t in 0..h * w {
                 let row = (level_start[l] + t) * D;
-                sine_at(t / w, t % w, h, w, &dim_t, &mut px);
+                sine_at(t / w, t % w, valid, &dim_t, &mut px);
                 for c in 0..D {
                     pos[row + c] = px[c] + self.level_embed[l * D + c];
                 }
@@ -166,7 +240,7 @@ impl ImageFront {
         }
         let t = Tensor::on(be, "positions", pos)?;
         if be.owner_id() != 0 {
-            *slot = Some((be.owner_id(), shapes.to_vec(), t.clone()));
+            *slot = Some((be.owner_id(), key, t.clone()));
         }
         Ok(t)
     }
@@ -186,7 +260,7 @@ pub fn sine_position(h: usize, w: usize) -> Vec<f32> {
     let mut px = [0f32; 256];
     for y in 0..h {
         for x in 0..w {
-            sine_at(y, x, h, w, &dim_t, &mut px);
+            sine_at(y, x, (h, w), &dim_t, &mut px);
             for (k, v) in px.iter().enumerate() {
                 out[(k * h + y) * w + x] = *v;
             }
@@ -200,11 +274,21 @@ fn sine_dims() -> Vec<f32> {
     (0..128).map(|i| 10000f32.powf(2.0 * (i / 2) as f32 / 128.0)).collect()
 }
 
-/// The 256 position features of pixel (y, x) of an `h × w` level.
-fn sine_at(y: usize, x: usize, h: usize, w: usize, dim_t: &[f32], out: &mut [f32; 256]) {
+/// The 256 position features of cell (y, x) of a level whose unmasked corner is `valid = (vh,
+/// vw)` (position_encoding.py:38-58): the cumulative counts of unmasked cells along the column
+/// and the row, over the column's and row's totals. A cell in a fully masked column (x ≥ vw) or
+/// row (y ≥ vh) has the count 0 there; past the valid rows of a valid column the count stays vh.
+fn sine_at(y: usize, x: usize, (vh, vw): (usize, usize), dim_t: &[f32], out: &mut [f32; 256]) {
     let scale = 2.0 * std::f32::consts::PI;
-    let ny = (y + 1) as f32 / (h as f32 + 1e-6) * scale;
-    let nx = (x + 1) as f32 / (w as f32 + 1e-6) * scale;
+    let cumulative = |i: usize, valid: usize, other_valid: bool| -> f32 {
+        if other_valid {
+            (i + 1).min(valid) as f32 / (valid as f32 + 1e-6) * scale
+        } else {
+            0.0
+        }
+    };
+    let ny = cumulative(y, vh, x < vw);
+    let nx = cumulative(x, vw, y < vh);
     for (k, &t) in dim_t.iter().enumerate() {
         let (vy, vx) = (ny / t, nx / t);
         let (fy, fx) = if k % 2 == 0 { (vy.sin(), vx.sin()) } else { (vy.cos(), vx.cos()) };

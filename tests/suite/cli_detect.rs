@@ -196,3 +196,87 @@ fn parsed_checkpoint_converts_describes_and_detects() {
     assert!(!dets.is_empty() && dets.len() <= 5, "{line}");
     assert!(dets.iter().all(|d| d["pair"].as_u64().unwrap() < 100), "{line}");
 }
+
+/// `detect --batch 2` pads the two images to their largest pre-processed height and width (here
+/// 400×20 → 67×1340 and 400×19 → 63×1326, canvas 67×1340), as an official batch of two does:
+/// the image that fills the canvas gives what it gives alone, the padded one what
+/// `Detector::detect_in` gives on that canvas (the padded forward's fidelity to the official
+/// batched one is tests/detect_graph.rs), and `--profile` reports images/second.
+#[test]
+fn detect_batch_pads_each_image_to_the_batch_canvas() {
+    use rlipv2::detect::{batch_canvas, Detector, Profile};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    // the fixture's constant weights make every output insensitive to padding: the image-path
+    // weights are replaced by the tests' formula weights (labels and metadata kept)
+    let model = {
+        let fixture = crate::common::converted_fixture(dir.path());
+        let file = rlipv2::io::weights::WeightFile::open(&fixture).unwrap();
+        let config: rlipv2::model::Config = serde_json::from_str(&file.metadata[rlipv2::convert::META_CONFIG]).unwrap();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = rlipv2::model::schema::expected(&config)
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with("transformer.text_encoder."))
+            .map(|(n, s)| {
+                let v = crate::common::formula_weight(&n, &s);
+                (n, s, v)
+            })
+            .collect();
+        let labels = rlipv2::convert::label_tensor("hico");
+        let shape = file.shape(&labels).unwrap().to_vec();
+        tensors.push((labels.clone(), shape.clone(), file.get(&labels, &shape).unwrap()));
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .map(|(n, s, v)| {
+                let t =
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(v));
+                (n.clone(), t.unwrap())
+            })
+            .collect();
+        let path = dir.path().join("formula.safetensors");
+        safetensors::tensor::serialize_to_file(views, Some(file.metadata.clone()), &path).unwrap();
+        path
+    };
+    let images = dir.path().join("imgs");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), images.join("a.png")).unwrap();
+    let data = (0..400 * 19 * 3).map(|i| ((i * 37 + i / 1200 * 11) % 251) as u8).collect();
+    let b = rlipv2::model::preprocess::RgbImage { width: 400, height: 19, data };
+    rlipv2::io::draw::save_png(&b, &images.join("b.png")).unwrap();
+    let run = |batch: &str| -> (Vec<serde_json::Value>, String) {
+        let out = dir.path().join(format!("out{batch}"));
+        let d = bin()
+            .args(["detect", "--backend", "cpu", "--format", "jsonl", "--profile", "--batch", batch, "--weights"])
+            .arg(&model)
+            .arg(&images)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+        let text = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
+        let mut docs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        docs.sort_by_key(|d| d["image"].as_str().unwrap().to_string());
+        (docs, String::from_utf8_lossy(&d.stdout).into_owned())
+    };
+    let (alone, _) = run("1");
+    let (batched, stdout) = run("2");
+    assert!(
+        stdout.contains("throughput: 2 images in") && stdout.contains("images/s (padded in batches of 2)"),
+        "{stdout}"
+    );
+    assert_eq!(batched[0]["detections"], alone[0]["detections"], "a fills the canvas: padding must not touch it");
+    assert_ne!(batched[1]["detections"], alone[1]["detections"], "b is padded: its result must change");
+    // the padded image's result is the library's on the same canvas
+    let file = rlipv2::io::weights::WeightFile::open(&model).unwrap();
+    let det = Detector::load(&file, &model).unwrap();
+    let be = rlipv2::backend::open(rlipv2::backend::BackendKind::Cpu).unwrap();
+    let set = rlipv2::model::labels::LabelSet::builtin("hico").unwrap();
+    let labels = det.labels(&file, &model, set, None, be.as_ref()).unwrap();
+    let imgs = [images.join("a.png"), images.join("b.png")].map(|p| rlipv2::io::image::load_rgb(&p).unwrap());
+    let canvas = batch_canvas(&imgs);
+    assert_eq!(canvas, Some((67, 1340)));
+    let post = rlipv2::model::postprocess::PostConfig::default();
+    let (dets, _) = det.detect_in(be.as_ref(), &imgs[1], canvas, &labels, &post, &mut Profile::default()).unwrap();
+    let want: Vec<serde_json::Value> = dets.iter().map(|d| d.record(&labels.set)).collect();
+    assert_eq!(batched[1]["detections"], serde_json::Value::from(want));
+}

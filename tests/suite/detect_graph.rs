@@ -6,10 +6,15 @@
 //! anchors, N = 200, FFN 1024). Goldens from `tools/official_detect.py [--variant parsed]`.
 //! Checked: every logit (≤ 1e-3) and box (≤ 1e-4) of the Np pairs, and identical post-processed
 //! top-20 triplets (pair, object, verb) from our heads and the official ones, with the zero-shot
-//! person-subject filter off and on.
+//! person-subject filter off and on. The batched tests put 64×96, 48×80 and 40×104 images
+//! through one official batched forward (zero-padded to 64×104, masks, valid ratios; goldens from
+//! `tools/official_detect.py --batch`) and check that each image on its padded canvas gives the
+//! same outputs here (ParSeDA on every backend; ParSeD, whose padded path differs only in not
+//! having DAB's scaled sine embedding, on the host backends and CUDA).
 
-use crate::common::{formula_lang, formula_weight, front_tokens, open_or_skip};
+use crate::common::{formula_image, formula_lang, formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
+use rlipv2::graph::backbone::Feature;
 use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
@@ -22,12 +27,16 @@ use serde_json::Value;
 
 const PARSEDA: &str = include_str!("../fixtures/detect_golden.json");
 const PARSED: &str = include_str!("../fixtures/detect_golden_parsed.json");
+const PARSEDA_BATCH: &str = include_str!("../fixtures/detect_golden_batch.json");
+const PARSED_BATCH: &str = include_str!("../fixtures/detect_golden_batch_parsed.json");
 
-fn check(kind: BackendKind, variant: Variant) {
+fn check(kind: BackendKind, variant: Variant, batched: bool) {
     let Some(be) = open_or_skip(kind) else { return };
-    let (golden, queries, ffn) = match variant {
-        Variant::ParSeDA => (PARSEDA, 128, 2048),
-        Variant::ParSeD => (PARSED, 200, 1024),
+    let (golden, queries, ffn) = match (variant, batched) {
+        (Variant::ParSeDA, false) => (PARSEDA, 128, 2048),
+        (Variant::ParSeD, false) => (PARSED, 200, 1024),
+        (Variant::ParSeDA, true) => (PARSEDA_BATCH, 128, 2048),
+        (Variant::ParSeD, true) => (PARSED_BATCH, 200, 1024),
     };
     let g: Value = serde_json::from_str(golden).unwrap();
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
@@ -38,14 +47,33 @@ fn check(kind: BackendKind, variant: Variant) {
     let (objects, verbs) = (g["objects"].as_u64().unwrap() as usize, g["verbs"].as_u64().unwrap() as usize);
     let t = objects + verbs;
     let lang = formula_lang(t);
-    for c in g["cases"].as_array().unwrap() {
-        let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
-        let Some(mut tokens) = front_tokens(be.as_ref(), &front, "detect graph", h, w) else { return };
+    let size = |c: &Value| (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);
+    let cases = g["cases"].as_array().unwrap();
+    let canvas = cases.iter().map(size).reduce(|a, b| (a.0.max(b.0), a.1.max(b.1))).unwrap();
+    for c in cases {
+        let (h, w) = size(c);
+        let tokens = if batched {
+            // the image in the top-left corner of the batch's zero canvas
+            let img = formula_image(h, w);
+            let mut data = vec![0f32; 3 * canvas.0 * canvas.1];
+            for (k, row) in img.data.chunks_exact(w).enumerate() {
+                let (ch, y) = (k / h, k % h);
+                data[(ch * canvas.0 + y) * canvas.1..][..w].copy_from_slice(row);
+            }
+            let padded = Feature { c: 3, h: canvas.0, w: canvas.1, data };
+            match front.forward_padded(be.as_ref(), padded, (h, w)) {
+                Err(e @ rlipv2::Error::Unsupported { .. }) => return println!("SKIP {kind}/batched detect graph: {e}"),
+                t => Some(t.unwrap()),
+            }
+        } else {
+            front_tokens(be.as_ref(), &front, "detect graph", h, w)
+        };
+        let Some(mut tokens) = tokens else { return };
+        assert_eq!(tokens.padded(), batched && (h, w) != canvas);
         // the memory stays where the backend computes, as in `detect`
         let (memory, states) = enc.forward_t(be.as_ref(), &mut tokens, &lang).unwrap();
-        let out = dec
-            .forward(be.as_ref(), &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), objects)
-            .unwrap();
+        let memory = Memory::of(be.as_ref(), &memory, &tokens).unwrap();
+        let out = dec.forward(be.as_ref(), &memory, states.last().unwrap(), objects).unwrap();
         let mut report = Vec::new();
         for (name, got, tol) in [
             ("pred_sub_logits", &out.sub_logits, 1e-3),
@@ -58,9 +86,10 @@ fn check(kind: BackendKind, variant: Variant) {
             assert_eq!(got.len(), want.len(), "{name}: length");
             let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
             report.push(format!("{name} {worst:.1e}"));
-            assert!(worst <= tol, "{kind} {variant:?} {h}×{w}: {name} max |diff| {worst} > {tol}");
+            assert!(worst <= tol, "{kind} {variant:?} {h}×{w} (batched {batched}): {name} max |diff| {worst} > {tol}");
         }
-        println!("{kind} {variant:?} {h}×{w}: max |diff| vs the official model: {}", report.join(", "));
+        let on = if batched { format!(" on a {}×{} canvas", canvas.0, canvas.1) } else { String::new() };
+        println!("{kind} {variant:?} {h}×{w}{on}: max |diff| vs the official model: {}", report.join(", "));
         // the post-processed top-20 triplets of our heads and of the official heads are the same
         let labels = LabelSet {
             name: "golden".into(),
@@ -120,50 +149,90 @@ fn check(kind: BackendKind, variant: Variant) {
 
 #[test]
 fn detect_graph_parseda_cpu_matches_official() {
-    check(BackendKind::Cpu, Variant::ParSeDA);
+    check(BackendKind::Cpu, Variant::ParSeDA, false);
+}
+
+#[test]
+fn detect_graph_parseda_batched_cpu_matches_official() {
+    check(BackendKind::Cpu, Variant::ParSeDA, true);
 }
 
 #[test]
 fn detect_graph_parsed_cpu_matches_official() {
-    check(BackendKind::Cpu, Variant::ParSeD);
+    check(BackendKind::Cpu, Variant::ParSeD, false);
+}
+
+#[test]
+fn detect_graph_parsed_batched_cpu_matches_official() {
+    check(BackendKind::Cpu, Variant::ParSeD, true);
 }
 
 #[test]
 fn detect_graph_parseda_reference_matches_official() {
-    check(BackendKind::Reference, Variant::ParSeDA);
+    check(BackendKind::Reference, Variant::ParSeDA, false);
+}
+
+#[test]
+fn detect_graph_parseda_batched_reference_matches_official() {
+    check(BackendKind::Reference, Variant::ParSeDA, true);
 }
 
 #[test]
 fn detect_graph_parsed_reference_matches_official() {
-    check(BackendKind::Reference, Variant::ParSeD);
+    check(BackendKind::Reference, Variant::ParSeD, false);
+}
+
+#[test]
+fn detect_graph_parsed_batched_reference_matches_official() {
+    check(BackendKind::Reference, Variant::ParSeD, true);
 }
 
 #[test]
 fn detect_graph_parseda_wgpu_matches_official() {
-    check(BackendKind::Wgpu, Variant::ParSeDA);
+    check(BackendKind::Wgpu, Variant::ParSeDA, false);
+}
+
+#[test]
+fn detect_graph_parseda_batched_wgpu_matches_official() {
+    check(BackendKind::Wgpu, Variant::ParSeDA, true);
 }
 
 #[test]
 fn detect_graph_parsed_wgpu_matches_official() {
-    check(BackendKind::Wgpu, Variant::ParSeD);
+    check(BackendKind::Wgpu, Variant::ParSeD, false);
 }
 
 #[test]
 fn detect_graph_parseda_cubecl_wgpu_matches_official() {
-    check(BackendKind::CubeclWgpu, Variant::ParSeDA);
+    check(BackendKind::CubeclWgpu, Variant::ParSeDA, false);
+}
+
+#[test]
+fn detect_graph_parseda_batched_cubecl_wgpu_matches_official() {
+    check(BackendKind::CubeclWgpu, Variant::ParSeDA, true);
 }
 
 #[test]
 fn detect_graph_parsed_cubecl_wgpu_matches_official() {
-    check(BackendKind::CubeclWgpu, Variant::ParSeD);
+    check(BackendKind::CubeclWgpu, Variant::ParSeD, false);
 }
 
 #[test]
 fn detect_graph_parseda_cubecl_cuda_matches_official() {
-    check(BackendKind::CubeclCuda, Variant::ParSeDA);
+    check(BackendKind::CubeclCuda, Variant::ParSeDA, false);
+}
+
+#[test]
+fn detect_graph_parseda_batched_cubecl_cuda_matches_official() {
+    check(BackendKind::CubeclCuda, Variant::ParSeDA, true);
 }
 
 #[test]
 fn detect_graph_parsed_cubecl_cuda_matches_official() {
-    check(BackendKind::CubeclCuda, Variant::ParSeD);
+    check(BackendKind::CubeclCuda, Variant::ParSeD, false);
+}
+
+#[test]
+fn detect_graph_parsed_batched_cubecl_cuda_matches_official() {
+    check(BackendKind::CubeclCuda, Variant::ParSeD, true);
 }

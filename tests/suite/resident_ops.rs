@@ -458,8 +458,7 @@ fn graph_weights_once(be: &dyn Backend) {
         let a = be.uploaded_bytes().unwrap();
         let (memory, states) = enc.forward_t(be, &mut tokens, &lang).unwrap();
         let b = be.uploaded_bytes().unwrap();
-        let out =
-            dec.forward(be, &Memory { data: &memory, shapes: &tokens.shapes }, states.last().unwrap(), 6).unwrap();
+        let out = dec.forward(be, &Memory::unpadded(&memory, &tokens.shapes), states.last().unwrap(), 6).unwrap();
         let heads = vec![out.sub_logits, out.obj_logits, out.verb_logits, out.sub_boxes, out.obj_boxes];
         match &first {
             None => first = Some(heads),
