@@ -104,6 +104,20 @@ impl Detector {
         Ok(Detector { config, front, encoder, decoders })
     }
 
+    /// The label set `spec` names: `model` (the head the checkpoint was trained for: `hico` or
+    /// `vcoco` from its `dataset_file`), `hico`, `vcoco`, or a JSON file of custom labels.
+    pub fn label_set(&self, spec: &str) -> Result<LabelSet> {
+        if spec != "model" {
+            return LabelSet::resolve(spec);
+        }
+        let head = self.config.dataset.as_str();
+        LabelSet::builtin(head).ok_or_else(|| Error::Limit {
+            op: "detect",
+            what: "labels".into(),
+            reason: format!("the model's head `{head}` has no built-in label set: pass --labels hico|vcoco|FILE"),
+        })
+    }
+
     /// Language tokens of `set`: baked in the file, or encoded with the file's text encoder and
     /// `tokenizer` (needed for custom sets and files converted without `--tokenizer`). Encoded
     /// sets are cached beside the model file (`<model>.labels/`), so a set is encoded once.

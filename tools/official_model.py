@@ -12,6 +12,8 @@ tokenizer is a stub.
 
 V is `parseda` (default; `fine_tune_RLIP_ParSeDA_v2_hico.sh`, num_queries 128 by default) or
 `parsed` (`fine_tune_RLIP_ParSeD_v2_hico_r50.sh`: FFN 1024, num_queries 200 by default).
+`--dataset vcoco` takes the V-COCO fine-tune's head flags instead (`fine_tune_RLIP_ParSeDA_v2_vcoco.sh`:
+`--dataset_file vcoco --num_obj_classes 81 --num_verb_classes 29`, 200 queries).
 
 Needs Debian's python3-torch and python3-scipy, transformers 4.5.1 and timm 0.6.13 (pip, --no-deps).
 """
@@ -69,7 +71,10 @@ SCRIPT = {"parseda": "fine_tune_RLIP_ParSeDA_v2_hico.sh", "parsed": "fine_tune_R
 NAME = {"parseda": "RLIP_ParSeDA_v2", "parsed": "RLIP_ParSeD_v2"}
 
 
-def official_args(repo, queries, variant="parseda"):
+DATASET_FLAGS = {"hico": "--dataset_file hico", "vcoco": "--dataset_file vcoco --num_obj_classes 81 --num_verb_classes 29"}
+
+
+def official_args(repo, queries, variant="parseda", dataset="hico"):
     sys.meta_path.append(_StubFinder())
     os.chdir(repo)  # the official code opens datasets/priors/* relative to the working directory
     sys.path.insert(0, repo)
@@ -77,7 +82,7 @@ def official_args(repo, queries, variant="parseda"):
     import main as official_main  # noqa: E402  (the official argument parser)
 
     flags = (
-        "--dataset_file hico --hoi --load_backbone supervised --backbone resnet50 "
+        f"{DATASET_FLAGS[dataset]} --hoi --load_backbone supervised --backbone resnet50 "
         "--obj_loss_type cross_entropy --verb_loss_type focal --enc_layers 6 --dec_layers 3 "
         f"--num_queries {queries} --use_nms_filter {VARIANT_FLAGS[variant]} --with_box_refine "
         "--num_feature_levels 4 --dropout 0.0 --use_no_obj_token --fusion_type GLIP_attn "
@@ -161,9 +166,9 @@ def patch_msda(op=None):
             pass
 
 
-def build(repo, queries, msda_op=None, variant="parseda"):
+def build(repo, queries, msda_op=None, variant="parseda", dataset="hico"):
     patch_offline()
-    args = official_args(repo, queries, variant)
+    args = official_args(repo, queries, variant, dataset)
     args.device = "cpu"
     patch_msda(msda_op)
     from models import build_model
@@ -186,10 +191,10 @@ def schema(repo, out, queries, variant):
     open(out, "w").write("\n".join(lines) + "\n")
 
 
-def small_pth(repo, out, queries, variant):
+def small_pth(repo, out, queries, variant, dataset):
     import torch
 
-    model, args = build(repo, queries, variant=variant)
+    model, args = build(repo, queries, variant=variant, dataset=dataset)
     sd = model.state_dict()
     small = type(sd)()
     seen = {}
@@ -211,5 +216,7 @@ def small_pth(repo, out, queries, variant):
 if __name__ == "__main__":
     repo, what, out = os.path.abspath(sys.argv[1]), sys.argv[2], os.path.abspath(sys.argv[3])
     variant = sys.argv[sys.argv.index("--variant") + 1] if "--variant" in sys.argv else "parseda"
-    queries = int(sys.argv[sys.argv.index("--queries") + 1]) if "--queries" in sys.argv else DEFAULT_QUERIES[variant]
-    {"schema": lambda: schema(repo, out, queries, variant), "pth": lambda: small_pth(repo, out, queries, variant)}[what]()
+    dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else "hico"
+    default = 200 if dataset == "vcoco" else DEFAULT_QUERIES[variant]
+    queries = int(sys.argv[sys.argv.index("--queries") + 1]) if "--queries" in sys.argv else default
+    {"schema": lambda: schema(repo, out, queries, variant), "pth": lambda: small_pth(repo, out, queries, variant, dataset)}[what]()

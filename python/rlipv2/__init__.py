@@ -138,8 +138,8 @@ class Detector:
         """⟨subject, verb, object⟩ detections, best first, as ``rlipv2 detect`` writes them:
         dicts with ``subject_box``, ``object_box`` (x1, y1, x2, y2 in pixels), ``object``,
         ``verb``, ``score`` and ``pair``. ``image_or_path``: a PNG/JPEG path, or an RGB
-        ``uint8 [H,W,3]`` array. ``labels``: ``hico``, ``vcoco`` or a JSON file of
-        ``{"objects": [...], "verbs": [...]}``. ``person_only``: keep pairs whose subject is
+        ``uint8 [H,W,3]`` array. ``labels``: ``hico``, ``vcoco``, ``model`` (the head the
+        checkpoint was fine-tuned for) or a JSON file of ``{"objects": [...], "verbs": [...]}``. ``person_only``: keep pairs whose subject is
         a person (the zero-shot evaluation)."""
         if not isinstance(top_k, int) or top_k < 0:
             raise ValueError(f"detect: top_k must be a non-negative integer, got {top_k!r}")

@@ -42,7 +42,7 @@ impl Model {
         if let Some(l) = self.labels.get(spec) {
             return Ok(l.clone());
         }
-        let set = rlipv2::model::labels::LabelSet::resolve(spec)?;
+        let set = self.det.label_set(spec)?;
         let l = self.det.labels(
             &self.file,
             &self.path,

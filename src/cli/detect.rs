@@ -17,8 +17,9 @@ pub struct DetectArgs {
     /// Images (PNG or JPEG), or directories of them.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-    /// `hico`, `vcoco`, or a JSON file {"objects": [...], "verbs": [...]} (needs --tokenizer).
-    #[arg(long, default_value = "hico")]
+    /// `model` (the head the checkpoint was fine-tuned for: hico or vcoco), `hico`, `vcoco`, or
+    /// a JSON file {"objects": [...], "verbs": [...]} (needs --tokenizer).
+    #[arg(long, default_value = "model")]
     pub labels: String,
     /// The roberta-base tokenizer.json, for label sets not baked into the model file.
     #[arg(long)]
@@ -83,12 +84,15 @@ pub fn run(args: DetectArgs) -> Result<()> {
     if files.is_empty() && a.shard.is_none() {
         return Err(Error::Format { file: a.images[0].clone(), reason: "no PNG or JPEG images found".into() });
     }
-    let set = LabelSet::resolve(&a.labels)?;
+    if a.labels != "model" {
+        LabelSet::resolve(&a.labels)?; // a bad label file fails before the model loads
+    }
     let (be, why) = backend::select(&a.backend)?;
     eprintln!("backend: {why}");
     eprintln!("loading {}", a.weights.display());
     let file = rlipv2::io::weights::WeightFile::open(&a.weights)?;
     let det = Detector::load(&file, &a.weights)?;
+    let set = det.label_set(&a.labels)?;
     let labels = det.labels(&file, &a.weights, set, a.tokenizer.as_deref(), be.as_ref())?;
     let out = a.out.as_path();
     std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.to_path_buf(), source })?;

@@ -280,3 +280,42 @@ fn detect_batch_pads_each_image_to_the_batch_canvas() {
     let want: Vec<serde_json::Value> = dets.iter().map(|d| d.record(&labels.set)).collect();
     assert_eq!(batched[1]["detections"], serde_json::Value::from(want));
 }
+
+/// A V-COCO fine-tuned checkpoint (`fine_tune_RLIP_ParSeDA_v2_vcoco.sh` args: dataset_file vcoco,
+/// 81 object and 29 verb classes, 200 queries) in the official format: `info` names its head and
+/// `detect` without `--labels` uses that head's labels and writes every pair for `eval vcoco`.
+#[test]
+fn vcoco_checkpoint_detects_with_its_own_labels() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let tok = char_tokenizer(dir.path());
+    let model = dir.path().join("vcoco.safetensors");
+    let c = bin()
+        .arg("convert")
+        .arg(root.join("tests/fixtures/official_format_r50_parseda_v2_vcoco_q200.pth"))
+        .arg(&model)
+        .arg("--tokenizer")
+        .arg(&tok)
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let info = bin().args(["info", "--weights"]).arg(&model).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("RLIP_ParSeDA_v2 (DAB decoders), resnet50, 200 queries (100 pairs), V-COCO head"), "{text}");
+    let image = dir.path().join("a.png");
+    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), &image).unwrap();
+    let out = dir.path().join("out");
+    let d = bin()
+        .args(["detect", "--backend", "cpu", "--format", "jsonl", "--top-k", "3", "--weights"])
+        .arg(&model)
+        .arg(&image)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let line = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(doc["labels"].as_str(), Some("vcoco"), "{line}");
+    assert_eq!(doc["pairs"].as_array().map(Vec::len), Some(100), "every query pair, for eval vcoco");
+}
