@@ -7,3 +7,4 @@ pub mod ms_deform_attn;
 pub mod ms_deform_attn_backward;
 pub mod sparse_fusion;
 pub mod tile;
+pub mod window_attention;

@@ -29,6 +29,9 @@ pub const SOFTMAX: &str = shader!("reduce.wgsl", "softmax.wgsl");
 /// `shaders/attention.wgsl`: entry point `attention`.
 pub const ATTENTION: &str = shader!("reduce.wgsl", "attention.wgsl");
 
+/// `shaders/window_attention.wgsl`: entry point `window_attention`.
+pub const WINDOW_ATTENTION: &str = shader!("window_attention.wgsl");
+
 /// `shaders/elementwise.wgsl`: entry point `add` (add or multiply, by flag).
 pub const ELEMENTWISE: &str = shader!("activation.wgsl", "elementwise.wgsl");
 
@@ -61,6 +64,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("layer_norm.wgsl", LAYER_NORM),
     ("softmax.wgsl", SOFTMAX),
     ("attention.wgsl", ATTENTION),
+    ("window_attention.wgsl", WINDOW_ATTENTION),
     ("elementwise.wgsl", ELEMENTWISE),
     ("sparse_fusion.wgsl", SPARSE_FUSION),
     ("conv2d.wgsl", CONV2D),

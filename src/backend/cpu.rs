@@ -6,6 +6,7 @@ use super::{BackendKind, HostInputs, HostKernels, Prepared};
 use crate::error::Result;
 use crate::ops;
 use crate::problem::Conv2dProblem;
+use crate::problem::WindowAttentionProblem;
 use crate::problem::{
     AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
     LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads, SoftmaxProblem, SparseFusionProblem,
@@ -124,6 +125,9 @@ impl HostKernels for CpuBackend {
         mask: Option<&[f32]>,
     ) -> Result<Vec<f32>> {
         Ok(ops::attention::cpu::attention(p, q, k, v, mask))
+    }
+    fn window_attention(&self, p: &WindowAttentionProblem, qkv: &[f32], table: &[f32]) -> Result<Vec<f32>> {
+        Ok(ops::window_attention::cpu::window_attention(p, qkv, table))
     }
     fn gated_cross_attn(
         &self,

@@ -7,6 +7,7 @@ use super::image::GroupNormShape;
 use super::{Backend, Checked, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
+use crate::problem::WindowAttentionProblem;
 use crate::problem::{
     Activation, AttentionProblem, BertLayerWeights, Conv2dProblem, DType, Form, GatedCrossAttnProblem,
     GatedCrossAttnWeights, GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads,
@@ -364,6 +365,13 @@ pub trait Ops: Backend {
     fn mul_t(&self, a: &Tensor, b: &Tensor, act: Activation) -> Result<Tensor> {
         check_len("mul", "b", &[a.len()], b.len())?;
         self.launch_mul_t(OK, a, b, act)
+    }
+
+    /// Swin's (shifted-)window attention of `qkv [Hp·Wp, 3C]` with the relative position bias
+    /// `table [(2w−1)², heads]` → `[Hp·Wp, C]` (see [`crate::ops::window_attention`]).
+    fn window_attention_t(&self, p: &WindowAttentionProblem, qkv: &Tensor, table: &Tensor) -> Result<Tensor> {
+        p.check_lens(qkv.len(), table.len())?;
+        self.launch_window_attention_t(OK, p, qkv, table)
     }
 
     /// [`Ops::attention`] on tensors.

@@ -5,6 +5,7 @@
 
 use super::{BackendKind, Checked, Device, Prepared, Tensor};
 use crate::error::{Error, Result};
+use crate::problem::WindowAttentionProblem;
 use crate::problem::{
     AttentionProblem, BertLayerWeights, Conv2dProblem, DType, GatedCrossAttnProblem, GatedCrossAttnWeights,
     GemmProblem, LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads, SoftmaxProblem,
@@ -68,6 +69,8 @@ pub trait HostKernels: Sync {
         v: &[f32],
         mask: Option<&[f32]>,
     ) -> Result<Vec<f32>>;
+    /// Swin's (shifted-)window attention.
+    fn window_attention(&self, p: &WindowAttentionProblem, qkv: &[f32], table: &[f32]) -> Result<Vec<f32>>;
     /// ALIF gated cross-attention.
     fn gated_cross_attn(
         &self,

@@ -38,6 +38,7 @@ pub use crate::ops::ms_deform_attn::MsdaKernel;
 pub use crate::ops::ms_deform_attn_backward::MsdaBackwardKernel;
 pub use crate::ops::softmax::SoftmaxKernel;
 pub use crate::ops::sparse_fusion::SparseFusionKernel;
+pub use crate::ops::window_attention::WindowAttentionKernel;
 pub use tensor::Tensor;
 
 use crate::error::{Error, Result};
@@ -132,6 +133,7 @@ pub trait Backend:
     + LayerNormKernel
     + SoftmaxKernel
     + AttentionKernel
+    + WindowAttentionKernel
     + Conv2dKernel
     + ImageKernel
     + GatedCrossAttnKernel
@@ -148,6 +150,7 @@ impl<T> Backend for T where
         + LayerNormKernel
         + SoftmaxKernel
         + AttentionKernel
+        + WindowAttentionKernel
         + Conv2dKernel
         + ImageKernel
         + GatedCrossAttnKernel

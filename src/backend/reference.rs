@@ -4,6 +4,7 @@
 use super::{BackendKind, HostInputs, HostKernels, Prepared};
 use crate::error::Result;
 use crate::problem::Conv2dProblem;
+use crate::problem::WindowAttentionProblem;
 use crate::problem::{
     AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
     LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads, SoftmaxProblem, SparseFusionProblem,
@@ -95,6 +96,9 @@ impl HostKernels for ReferenceBackend {
         mask: Option<&[f32]>,
     ) -> Result<Vec<f32>> {
         Ok(lower(oracle::attention::attention::<f64>(p, &lift(q), &lift(k), &lift(v), mask)))
+    }
+    fn window_attention(&self, p: &WindowAttentionProblem, qkv: &[f32], table: &[f32]) -> Result<Vec<f32>> {
+        Ok(lower(oracle::window_attention::window_attention::<f64>(p, &lift(qkv), &lift(table))))
     }
     fn gated_cross_attn(
         &self,

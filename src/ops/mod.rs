@@ -15,3 +15,4 @@ pub mod ms_deform_attn;
 pub mod ms_deform_attn_backward;
 pub mod softmax;
 pub mod sparse_fusion;
+pub mod window_attention;

@@ -4,7 +4,7 @@
 
 pub use crate::ops::{
     attention, conv2d, gated_cross_attn, gemm, layer_norm, ms_deform_attn, ms_deform_attn_backward, softmax,
-    sparse_fusion,
+    sparse_fusion, window_attention,
 };
 pub mod weights;
 
@@ -18,6 +18,7 @@ pub use ms_deform_attn_backward::MsdaGrads;
 pub use softmax::SoftmaxProblem;
 pub use sparse_fusion::{BertLayerProblem, BertLayerWeights, SparseFusionProblem};
 pub use weights::OwnedWeights;
+pub use window_attention::WindowAttentionProblem;
 
 /// Element type of the value tensor and output of an op. Sampling inputs stay f32 and
 /// accumulation is always f32.

@@ -11,6 +11,7 @@ pub use crate::ops::ms_deform_attn::oracle as ms_deform_attn;
 pub use crate::ops::ms_deform_attn_backward::oracle as ms_deform_attn_backward;
 pub use crate::ops::softmax::oracle as softmax;
 pub use crate::ops::sparse_fusion::oracle as sparse_fusion;
+pub use crate::ops::window_attention::oracle as window_attention;
 
 /// The arithmetic the oracle needs, implemented for f32 and f64.
 pub trait Real:

@@ -34,3 +34,4 @@ mod resident_ops;
 mod shaders_naga;
 mod text_encoder;
 mod unit;
+mod window_attention;

@@ -34,6 +34,7 @@ pub struct WgpuBackend {
     pub(crate) layer_norm: wgpu::ShaderModule,
     pub(crate) softmax: wgpu::ShaderModule,
     pub(crate) attention: wgpu::ShaderModule,
+    pub(crate) window_attention: wgpu::ShaderModule,
     pub(crate) elementwise: wgpu::ShaderModule,
     pub(crate) fusion: wgpu::ShaderModule,
     pub(crate) conv2d: wgpu::ShaderModule,
@@ -164,6 +165,7 @@ impl WgpuBackend {
         let layer_norm = compile("layer_norm.wgsl", crate::shaders::LAYER_NORM, true)?;
         let softmax = compile("softmax.wgsl", crate::shaders::SOFTMAX, true)?;
         let attention = compile("attention.wgsl", crate::shaders::ATTENTION, true)?;
+        let window_attention = compile("window_attention.wgsl", crate::shaders::WINDOW_ATTENTION, true)?;
         let elementwise = compile("elementwise.wgsl", crate::shaders::ELEMENTWISE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
         let conv2d = compile("conv2d.wgsl", crate::shaders::CONV2D, true)?;
@@ -186,6 +188,7 @@ impl WgpuBackend {
             layer_norm,
             softmax,
             attention,
+            window_attention,
             elementwise,
             fusion,
             conv2d,
