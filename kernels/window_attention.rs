@@ -1,8 +1,9 @@
 //! Swin's (shifted-)window attention, fused (`crate::ops::window_attention`): one cube per
 //! (window, head). The window's keys and values of the head are staged in shared memory (the
-//! cyclic shift and the partition are the indices they are read at); each of the first w² units
-//! then takes one query: its scores (scale·q·k + relative position bias + region mask) and the
-//! row in registers, the softmax, P·V written at the query's own map row. Mirrors
+//! window padding, the cyclic shift and the partition are the indices they are read at: a padded
+//! token's k and v are the projection's bias); each of the first w² units that holds a real
+//! token then takes it as the query: its scores (scale·q·k + relative position bias + region
+//! mask) and the row in registers, the softmax, P·V written at the query's own map row. Mirrors
 //! `shaders/window_attention.wgsl`.
 
 use cubecl::prelude::*;
@@ -12,9 +13,10 @@ pub const WG: usize = 64;
 
 /// See the module doc; sizes bounded by `WindowAttentionProblem::gpu_fits`.
 #[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments, clippy::collapsible_if)] // the region lookup only in shifted blocks
+#[allow(clippy::too_many_arguments, clippy::collapsible_if)] // nested ifs: runtime tests cubecl keeps apart
 pub fn window_attention(
     qkv: &Array<f32>,
+    bias: &Array<f32>,
     table: &Array<f32>,
     out: &mut Array<f32>,
     h: u32,
@@ -26,8 +28,10 @@ pub fn window_attention(
     scale: f32,
 ) {
     let item = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
-    let (hp, wp, ws, s) = (h as usize, w as usize, window as usize, shift as usize);
+    let (hh, ww, ws, s) = (h as usize, w as usize, window as usize, shift as usize);
     let (nh, dh) = (heads as usize, head_dim as usize);
+    let hp = (hh + ws - 1) / ws * ws;
+    let wp = (ww + ws - 1) / ws * ws;
     let per_row = wp / ws;
     if item >= (hp / ws) * per_row * nh {
         terminate!();
@@ -43,15 +47,25 @@ pub fn window_attention(
     while idx < n * dh {
         let j = idx / dh;
         let d = idx % dh;
-        let row = token(j, win, per_row, ws, s, hp, wp);
-        ks[idx] = qkv[row * 3 * c + c + head * dh + d];
-        vs[idx] = qkv[row * 3 * c + 2 * c + head * dh + d];
+        let y = cell_y(j, win, per_row, ws, s, hp);
+        let x = cell_x(j, win, per_row, ws, s, wp);
+        if y < hh && x < ww {
+            let row = y * ww + x;
+            ks[idx] = qkv[row * 3 * c + c + head * dh + d];
+            vs[idx] = qkv[row * 3 * c + 2 * c + head * dh + d];
+        } else {
+            ks[idx] = bias[c + head * dh + d];
+            vs[idx] = bias[2 * c + head * dh + d];
+        }
         idx += WG;
     }
     sync_cube();
-    if lid < n {
+    let yi = cell_y(lid, win, per_row, ws, s, hp);
+    let xi = cell_x(lid, win, per_row, ws, s, wp);
+    // one unit per real token of the window: padded queries are cropped away
+    if lid < n && yi < hh && xi < ww {
         let i = lid;
-        let row_i = token(i, win, per_row, ws, s, hp, wp);
+        let row_i = yi * ww + xi;
         let region_i = region(i, win, per_row, ws, s, hp, wp);
         let mut q = Array::<f32>::new(64usize);
         for d in 0..dh {
@@ -92,12 +106,16 @@ pub fn window_attention(
     }
 }
 
-/// The map row of token `j` of window `win`: its cell in the shifted map, shifted back.
+/// The row in the padded map of token `j` of window `win`: its shifted-map row, shifted back.
 #[cube]
-fn token(j: usize, win: usize, per_row: usize, ws: usize, s: usize, hp: usize, wp: usize) -> usize {
-    let ys = (win / per_row) * ws + j / ws;
-    let xs = (win % per_row) * ws + j % ws;
-    ((ys + s) % hp) * wp + (xs + s) % wp
+fn cell_y(j: usize, win: usize, per_row: usize, ws: usize, s: usize, hp: usize) -> usize {
+    ((win / per_row) * ws + j / ws + s) % hp
+}
+
+/// The column in the padded map of token `j` of window `win`.
+#[cube]
+fn cell_x(j: usize, win: usize, per_row: usize, ws: usize, s: usize, wp: usize) -> usize {
+    ((win % per_row) * ws + j % ws + s) % wp
 }
 
 /// The shift region (0..9) of token `j` of window `win`, in the shifted map.

@@ -126,8 +126,14 @@ impl HostKernels for CpuBackend {
     ) -> Result<Vec<f32>> {
         Ok(ops::attention::cpu::attention(p, q, k, v, mask))
     }
-    fn window_attention(&self, p: &WindowAttentionProblem, qkv: &[f32], table: &[f32]) -> Result<Vec<f32>> {
-        Ok(ops::window_attention::cpu::window_attention(p, qkv, table))
+    fn window_attention(
+        &self,
+        p: &WindowAttentionProblem,
+        qkv: &[f32],
+        bias: &[f32],
+        table: &[f32],
+    ) -> Result<Vec<f32>> {
+        Ok(ops::window_attention::cpu::window_attention(p, qkv, bias, table))
     }
     fn gated_cross_attn(
         &self,

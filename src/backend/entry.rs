@@ -367,11 +367,18 @@ pub trait Ops: Backend {
         self.launch_mul_t(OK, a, b, act)
     }
 
-    /// Swin's (shifted-)window attention of `qkv [Hp·Wp, 3C]` with the relative position bias
-    /// `table [(2w−1)², heads]` → `[Hp·Wp, C]` (see [`crate::ops::window_attention`]).
-    fn window_attention_t(&self, p: &WindowAttentionProblem, qkv: &Tensor, table: &Tensor) -> Result<Tensor> {
-        p.check_lens(qkv.len(), table.len())?;
-        self.launch_window_attention_t(OK, p, qkv, table)
+    /// Swin's (shifted-)window attention of `qkv [H·W, 3C]` (`bias [3C]`: the qkv projection's
+    /// bias, what the window padding holds) with the relative position bias `table [(2w−1)²,
+    /// heads]` → `[H·W, C]` (see [`crate::ops::window_attention`]).
+    fn window_attention_t(
+        &self,
+        p: &WindowAttentionProblem,
+        qkv: &Tensor,
+        bias: &Tensor,
+        table: &Tensor,
+    ) -> Result<Tensor> {
+        p.check_lens(qkv.len(), bias.len(), table.len())?;
+        self.launch_window_attention_t(OK, p, qkv, bias, table)
     }
 
     /// [`Ops::attention`] on tensors.

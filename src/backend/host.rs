@@ -70,7 +70,13 @@ pub trait HostKernels: Sync {
         mask: Option<&[f32]>,
     ) -> Result<Vec<f32>>;
     /// Swin's (shifted-)window attention.
-    fn window_attention(&self, p: &WindowAttentionProblem, qkv: &[f32], table: &[f32]) -> Result<Vec<f32>>;
+    fn window_attention(
+        &self,
+        p: &WindowAttentionProblem,
+        qkv: &[f32],
+        bias: &[f32],
+        table: &[f32],
+    ) -> Result<Vec<f32>>;
     /// ALIF gated cross-attention.
     fn gated_cross_attn(
         &self,

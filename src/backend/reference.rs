@@ -97,8 +97,14 @@ impl HostKernels for ReferenceBackend {
     ) -> Result<Vec<f32>> {
         Ok(lower(oracle::attention::attention::<f64>(p, &lift(q), &lift(k), &lift(v), mask)))
     }
-    fn window_attention(&self, p: &WindowAttentionProblem, qkv: &[f32], table: &[f32]) -> Result<Vec<f32>> {
-        Ok(lower(oracle::window_attention::window_attention::<f64>(p, &lift(qkv), &lift(table))))
+    fn window_attention(
+        &self,
+        p: &WindowAttentionProblem,
+        qkv: &[f32],
+        bias: &[f32],
+        table: &[f32],
+    ) -> Result<Vec<f32>> {
+        Ok(lower(oracle::window_attention::window_attention::<f64>(p, &lift(qkv), &lift(bias), &lift(table))))
     }
     fn gated_cross_attn(
         &self,

@@ -1,14 +1,15 @@
 //! `window_attention` (Swin's shifted-window attention, fused) on every backend:
-//! - against the official block (roll, window_partition, WindowAttention with its
-//!   relative_position_index and the BasicLayer shift mask, window_reverse, roll back; goldens
-//!   from `tools/official_window_attention.py`) for a 14×21 map (2×3 windows) shifted and not, and
-//!   a one-window map with three heads;
+//! - against the official block (zero pad after norm1, roll, window_partition, WindowAttention
+//!   with its relative_position_index and the BasicLayer shift mask, window_reverse, roll back,
+//!   crop; goldens from `tools/official_window_attention.py`) for a 12×17 map (padded to 2×3
+//!   windows) shifted and not, a one-window map with three heads, and a 5×3 map that is mostly
+//!   padding;
 //! - against the oracle under the tolerance policy on seeded edge cases: window 2 with shift 1,
 //!   the GPU kernels' largest window (8×8, Dh 32: 2048 staged values), one head of one channel,
-//!   large scores (the region mask's −100 beside scores of ±30);
+//!   large scores (the region mask's −100 beside scores of ±30), odd sizes;
 //! - the oracle against plain attention where they must agree (one window, no shift, zero bias);
-//! - refusals: a map that is not a multiple of the window, a shift ≥ the window, wrong lengths,
-//!   and a window over the GPU kernels' limit answered `Unsupported` by name there.
+//! - refusals: a shift ≥ the window, wrong lengths, and a window over the GPU kernels' limit
+//!   answered `Unsupported` by name there.
 
 use crate::common::{assert_close_flat, open_or_skip, tolerance};
 use rlipv2::backend::{BackendKind, Ops, Tensor};
@@ -24,8 +25,8 @@ fn frac(a: u64) -> f64 {
     (a % 65521) as f64 / 65521.0
 }
 
-/// The generator's inputs: `qkv = x·Wᵀ + b` (computed in f64, rounded to f32) and the table.
-fn golden_inputs(p: &WindowAttentionProblem) -> (Vec<f32>, Vec<f32>) {
+/// The generator's inputs: `qkv = x·Wᵀ + b` (computed in f64, rounded to f32), `b` and the table.
+fn golden_inputs(p: &WindowAttentionProblem) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = p.channels();
     let x: Vec<f64> = (0..(p.h * p.w * c) as u64).map(|j| (frac(j * 7919 + 3) * 2.0 - 1.0) as f32 as f64).collect();
     let w: Vec<f64> = (0..(3 * c * c) as u64)
@@ -39,14 +40,19 @@ fn golden_inputs(p: &WindowAttentionProblem) -> (Vec<f32>, Vec<f32>) {
         }
     }
     let table = (0..(p.table_rows() * p.heads) as u64).map(|j| (frac(j * 104729 + 29) * 2.0 - 1.0) as f32).collect();
-    (qkv, table)
+    (qkv, b.iter().map(|&v| v as f32).collect(), table)
 }
 
-fn run(kind: BackendKind, p: &WindowAttentionProblem, qkv: &[f32], table: &[f32]) -> Option<rlipv2::Result<Vec<f32>>> {
+fn run(
+    kind: BackendKind,
+    p: &WindowAttentionProblem,
+    qkv: &[f32],
+    bias: &[f32],
+    table: &[f32],
+) -> Option<rlipv2::Result<Vec<f32>>> {
     let be = open_or_skip(kind)?;
-    let r = be
-        .window_attention_t(p, &Tensor::host(qkv.to_vec()), &Tensor::host(table.to_vec()))
-        .and_then(|t| t.into_vec(be.as_ref()));
+    let host = |v: &[f32]| Tensor::host(v.to_vec());
+    let r = be.window_attention_t(p, &host(qkv), &host(bias), &host(table)).and_then(|t| t.into_vec(be.as_ref()));
     Some(r)
 }
 
@@ -63,8 +69,8 @@ fn official(kind: BackendKind) {
             head_dim: 32,
             scale: 32f32.powf(-0.5),
         };
-        let (qkv, table) = golden_inputs(&p);
-        let Some(got) = run(kind, &p, &qkv, &table) else { return };
+        let (qkv, bias, table) = golden_inputs(&p);
+        let Some(got) = run(kind, &p, &qkv, &bias, &table) else { return };
         let got = got.unwrap();
         let stride = u("stride");
         let want: Vec<f64> = c["out"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
@@ -84,16 +90,18 @@ fn edge_cases(kind: BackendKind) {
         (16, 8, 8, 4, 2, 32, 1.0),
         (3, 3, 3, 1, 1, 1, 1.0),
         (14, 7, 7, 3, 1, 32, 6.0),
+        (9, 11, 4, 2, 3, 5, 1.0),
     ];
     for (i, &(h, w, window, shift, heads, head_dim, amp)) in cases.iter().enumerate() {
         let p = WindowAttentionProblem { h, w, window, shift, heads, head_dim, scale: (head_dim as f32).powf(-0.5) };
         let mut rng = Rng::new(300 + i as u64);
         let qkv = rng.fill(h * w * 3 * p.channels(), -amp, amp);
+        let bias = rng.fill(3 * p.channels(), -amp, amp);
         let table = rng.fill(p.table_rows() * heads, -2.0, 2.0);
-        let Some(got) = run(kind, &p, &qkv, &table) else { return };
+        let Some(got) = run(kind, &p, &qkv, &bias, &table) else { return };
         let got = got.unwrap();
-        let ref64 = oracle::window_attention::window_attention::<f64>(&p, &lift(&qkv), &lift(&table));
-        let ref32 = oracle::window_attention::window_attention::<f32>(&p, &qkv, &table);
+        let ref64 = oracle::window_attention::window_attention::<f64>(&p, &lift(&qkv), &lift(&bias), &lift(&table));
+        let ref32 = oracle::window_attention::window_attention::<f32>(&p, &qkv, &bias, &table);
         assert_close_flat(
             &format!("{kind} / window_attention / {p:?}"),
             &[h * w, p.channels()],
@@ -119,7 +127,7 @@ fn one_unshifted_window_without_bias_is_plain_attention() {
     let mut rng = Rng::new(7);
     let qkv = rng.fill(25 * 3 * 8, -1.0, 1.0);
     let table = vec![0.0; p.table_rows() * 2];
-    let got = oracle::window_attention::window_attention::<f64>(&p, &lift(&qkv), &lift(&table));
+    let got = oracle::window_attention::window_attention::<f64>(&p, &lift(&qkv), &[0.0; 24], &lift(&table));
     let col = |k: usize| -> Vec<f64> {
         qkv.chunks_exact(24).flat_map(|r| &r[k * 8..(k + 1) * 8]).map(|&v| v as f64).collect()
     };
@@ -132,23 +140,24 @@ fn one_unshifted_window_without_bias_is_plain_attention() {
 #[test]
 fn bad_window_problems_are_refused_by_name() {
     let be = rlipv2::backend::open(BackendKind::Cpu).unwrap();
-    let ok = WindowAttentionProblem { h: 14, w: 7, window: 7, shift: 3, heads: 1, head_dim: 2, scale: 1.0 };
-    let (qkv, table) = (Tensor::host(vec![0.0; 14 * 7 * 6]), Tensor::host(vec![0.0; 169]));
-    assert!(be.window_attention_t(&ok, &qkv, &table).is_ok());
-    for (p, says) in [
-        (WindowAttentionProblem { h: 13, ..ok }, "not a multiple of the window"),
-        (WindowAttentionProblem { shift: 7, ..ok }, "shift"),
-        (WindowAttentionProblem { heads: 2, ..ok }, "qkv"),
+    let ok = WindowAttentionProblem { h: 13, w: 7, window: 7, shift: 3, heads: 1, head_dim: 2, scale: 1.0 };
+    let (qkv, bias, table) =
+        (Tensor::host(vec![0.0; 13 * 7 * 6]), Tensor::host(vec![0.0; 6]), Tensor::host(vec![0.0; 169]));
+    assert!(be.window_attention_t(&ok, &qkv, &bias, &table).is_ok());
+    for (p, b, says) in [
+        (WindowAttentionProblem { shift: 7, ..ok }, &bias, "shift"),
+        (WindowAttentionProblem { heads: 2, ..ok }, &bias, "qkv"),
+        (ok, &table, "bias"),
     ] {
-        let e = be.window_attention_t(&p, &qkv, &table).unwrap_err().to_string();
+        let e = be.window_attention_t(&p, &qkv, b, &table).unwrap_err().to_string();
         assert!(e.contains(says) && e.contains("window_attention"), "{e}");
     }
     // a 9×9 window (81 tokens) is over the GPU kernels' 64: refused there by name, run on cpu
     let big = WindowAttentionProblem { h: 9, w: 9, window: 9, shift: 0, heads: 1, head_dim: 2, scale: 1.0 };
-    let (qkv, table) = (vec![0.5; 81 * 6], vec![0.0; 289]);
-    assert!(run(BackendKind::Cpu, &big, &qkv, &table).unwrap().is_ok());
+    let (qkv, bias, table) = (vec![0.5; 81 * 6], vec![0.0; 6], vec![0.0; 289]);
+    assert!(run(BackendKind::Cpu, &big, &qkv, &bias, &table).unwrap().is_ok());
     for kind in [BackendKind::Wgpu, BackendKind::CubeclWgpu] {
-        if let Some(r) = run(kind, &big, &qkv, &table) {
+        if let Some(r) = run(kind, &big, &qkv, &bias, &table) {
             let e = r.unwrap_err();
             assert!(matches!(e, rlipv2::Error::Unsupported { .. }) && e.to_string().contains("64"), "{e}");
         }

@@ -7,8 +7,9 @@ use rayon::prelude::*;
 use super::{WindowAttentionProblem, REGION_MASK};
 use crate::ops::softmax::cpu::softmax_row;
 
-/// Window attention of `qkv [Hp·Wp, 3C]` with the bias `table [(2w−1)², heads]` → `[Hp·Wp, C]`.
-pub(crate) fn window_attention(p: &WindowAttentionProblem, qkv: &[f32], table: &[f32]) -> Vec<f32> {
+/// Window attention of `qkv [H·W, 3C]` (projection bias `qkv_bias [3C]`, what padded tokens
+/// hold) with the bias `table [(2w−1)², heads]` → `[H·W, C]`.
+pub(crate) fn window_attention(p: &WindowAttentionProblem, qkv: &[f32], qkv_bias: &[f32], table: &[f32]) -> Vec<f32> {
     let (c, dh, n) = (p.channels(), p.head_dim, p.window_len());
     // the bias of each (head, i, j), shared by every window
     let bias: Vec<f32> =
@@ -16,15 +17,17 @@ pub(crate) fn window_attention(p: &WindowAttentionProblem, qkv: &[f32], table: &
     let windows: Vec<Vec<f32>> = (0..p.windows())
         .into_par_iter()
         .map(|win| {
-            let rows: Vec<usize> = (0..n).map(|j| p.token(win, j)).collect();
+            let tokens: Vec<Option<usize>> = (0..n).map(|j| p.token(win, j)).collect();
+            let rows: Vec<&[f32]> = tokens.iter().map(|t| t.map_or(qkv_bias, |r| &qkv[r * 3 * c..][..3 * c])).collect();
             let regions: Vec<usize> = (0..n).map(|j| p.region(win, j)).collect();
             let mut out = vec![0f32; n * c];
             let mut scores = vec![0f32; n];
             for h in 0..p.heads {
-                for i in 0..n {
-                    let q: Vec<f32> = qkv[rows[i] * 3 * c + h * dh..][..dh].iter().map(|v| v * p.scale).collect();
+                // padded queries are cropped away: only real tokens' rows are computed
+                for i in (0..n).filter(|&i| tokens[i].is_some()) {
+                    let q: Vec<f32> = rows[i][h * dh..][..dh].iter().map(|v| v * p.scale).collect();
                     for (j, s) in scores.iter_mut().enumerate() {
-                        let k = &qkv[rows[j] * 3 * c + c + h * dh..][..dh];
+                        let k = &rows[j][c + h * dh..][..dh];
                         let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
                         let apart = p.shift > 0 && regions[i] != regions[j];
                         *s = dot + bias[(h * n + i) * n + j] + if apart { REGION_MASK } else { 0.0 };
@@ -32,7 +35,7 @@ pub(crate) fn window_attention(p: &WindowAttentionProblem, qkv: &[f32], table: &
                     softmax_row(&mut scores);
                     let o = &mut out[i * c + h * dh..][..dh];
                     for (j, &pj) in scores.iter().enumerate() {
-                        let v = &qkv[rows[j] * 3 * c + 2 * c + h * dh..][..dh];
+                        let v = &rows[j][2 * c + h * dh..][..dh];
                         o.iter_mut().zip(v).for_each(|(od, vd)| *od += pj * vd);
                     }
                 }
@@ -43,7 +46,9 @@ pub(crate) fn window_attention(p: &WindowAttentionProblem, qkv: &[f32], table: &
     let mut out = vec![0f32; p.h * p.w * c];
     for (win, rows) in windows.iter().enumerate() {
         for (j, row) in rows.chunks_exact(c).enumerate() {
-            out[p.token(win, j) * c..][..c].copy_from_slice(row);
+            if let Some(r) = p.token(win, j) {
+                out[r * c..][..c].copy_from_slice(row);
+            }
         }
     }
     out

@@ -15,10 +15,12 @@ impl<R: Runtime> WindowAttentionKernel for CubeclBackend<R> {
         _: Checked,
         p: &WindowAttentionProblem,
         qkv: &Tensor,
+        bias: &Tensor,
         table: &Tensor,
     ) -> Result<Tensor> {
         p.gpu_fits(self.kind)?;
         let (qb, tb) = (self.resident(OP, "qkv", qkv)?, self.resident(OP, "table", table)?);
+        let bb = self.resident(OP, "bias", bias)?;
         let y = self.out(OP, p.h * p.w * p.channels())?;
         let cubes = self.row_cubes(p.windows() * p.heads);
         // SAFETY: lengths checked by `window_attention_t`, sizes by `gpu_fits`; one cube per
@@ -29,6 +31,7 @@ impl<R: Runtime> WindowAttentionKernel for CubeclBackend<R> {
                 cubes,
                 CubeDim::new_1d(window_attention::WG as u32),
                 arg(&qb),
+                arg(&bb),
                 arg(&tb),
                 arg(&y),
                 p.h as u32,

@@ -6,12 +6,14 @@ use crate::problem::WindowAttentionProblem;
 
 /// The backend side of `window_attention`; [`crate::backend::Ops`] validates, then calls it.
 pub trait WindowAttentionKernel {
-    /// Swin's (shifted-)window attention of `qkv [Hp·Wp, 3C]` with the bias `table`.
+    /// Swin's (shifted-)window attention of `qkv [H·W, 3C]`, the projection's `bias [3C]` (padded
+    /// tokens) and the relative position bias `table`.
     fn launch_window_attention_t(
         &self,
         ok: Checked,
         p: &WindowAttentionProblem,
         qkv: &Tensor,
+        bias: &Tensor,
         table: &Tensor,
     ) -> Result<Tensor>;
 }
@@ -22,10 +24,12 @@ impl<H: HostKernels> WindowAttentionKernel for H {
         _: Checked,
         p: &WindowAttentionProblem,
         qkv: &Tensor,
+        bias: &Tensor,
         table: &Tensor,
     ) -> Result<Tensor> {
         let kind = self.kind();
-        let (qkv, table) = (host_values(kind, "qkv", qkv)?, host_values(kind, "table", table)?);
-        Ok(Tensor::host(self.window_attention(p, qkv, table)?))
+        let (qkv, bias) = (host_values(kind, "qkv", qkv)?, host_values(kind, "bias", bias)?);
+        let table = host_values(kind, "table", table)?;
+        Ok(Tensor::host(self.window_attention(p, qkv, bias, table)?))
     }
 }

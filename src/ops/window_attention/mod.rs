@@ -4,14 +4,18 @@
 //! inside the kernel, so neither a shifted copy of the map nor a `[windows, heads, 49, 49]` score
 //! or bias tensor exists in memory.
 //!
-//! `qkv [Hp·Wp, 3C]` is the qkv projection of the window-padded map in its own row-major order
-//! (columns q | k | v, each `heads × Dh`); `table [(2w−1)², heads]` the relative position bias
-//! table. Token (y, x) of the map sits, after `roll(−s, −s)`, at (y', x') = ((y − s) mod Hp,
-//! (x − s) mod Wp) of the shifted map, whose `w × w` windows attend within themselves:
+//! `qkv [H·W, 3C]` is the qkv projection of an `H × W` map in its own row-major order (columns
+//! q | k | v, each `heads × Dh`), `bias [3C]` that projection's bias, `table [(2w−1)², heads]`
+//! the relative position bias table. The official block zero-pads the normalized map to Hp × Wp
+//! (multiples of w) before the projection, so a padded token's q, k, v are the bias: the kernel
+//! reads the bias there instead of a padded copy. Token (y, x) of the padded map sits, after
+//! `roll(−s, −s)`, at (y', x') = ((y − s) mod Hp, (x − s) mod Wp) of the shifted map, whose
+//! `w × w` windows attend within themselves:
 //! `score(i, j) = scale·q_i·k_j + table[(Δy + w − 1)(2w − 1) + Δx + w − 1, h] + mask(i, j)`,
 //! with Δ = i's window coordinate − j's and, when s > 0, mask −100 where i and j lie in
 //! different shift regions of the shifted map (rows and columns split at Hp − w and Hp − s). The
-//! output `[Hp·Wp, C]` is written at each token's own (unshifted) row.
+//! output `[H·W, C]` is written at each real token's own (unshifted) row; padded queries are
+//! cropped away, as the official block crops.
 
 pub(crate) mod cpu;
 #[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
@@ -32,12 +36,12 @@ pub const OP: &str = "window_attention";
 /// The additive score for token pairs in different shift regions (swin_transformer.py:532).
 pub const REGION_MASK: f32 = -100.0;
 
-/// One (shifted-)window attention over a window-padded `h × w` map.
+/// One (shifted-)window attention over an `h × w` map, padded to window multiples.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WindowAttentionProblem {
-    /// Hp: map rows, a multiple of `window`.
+    /// H: map rows.
     pub h: usize,
-    /// Wp: map columns, a multiple of `window`.
+    /// W: map columns.
     pub w: usize,
     /// Window side (7 in every RLIPv2 Swin).
     pub window: usize,
@@ -62,9 +66,19 @@ impl WindowAttentionProblem {
         self.window * self.window
     }
 
-    /// Windows in the map.
+    /// Hp: rows padded to a multiple of the window.
+    pub fn hp(&self) -> usize {
+        self.h.div_ceil(self.window.max(1)) * self.window
+    }
+
+    /// Wp: columns padded to a multiple of the window.
+    pub fn wp(&self) -> usize {
+        self.w.div_ceil(self.window.max(1)) * self.window
+    }
+
+    /// Windows in the padded map.
     pub fn windows(&self) -> usize {
-        (self.h / self.window.max(1)) * (self.w / self.window.max(1))
+        (self.hp() / self.window.max(1)) * (self.wp() / self.window.max(1))
     }
 
     /// Rows of the relative position bias table, (2w − 1)².
@@ -72,35 +86,30 @@ impl WindowAttentionProblem {
         (2 * self.window - 1).pow(2)
     }
 
-    /// Checks every dimension and the element counts of `qkv` and `table`.
-    pub fn check_lens(&self, qkv: usize, table: usize) -> Result<()> {
+    /// Checks every dimension and the element counts of `qkv`, `bias` and `table`.
+    pub fn check_lens(&self, qkv: usize, bias: usize, table: usize) -> Result<()> {
         if [self.h, self.w, self.window, self.heads, self.head_dim].contains(&0) {
-            return Err(Error::limit(OP, "Hp, Wp, window, heads, Dh", format!("all must be ≥ 1: {self:?}")));
-        }
-        if self.h % self.window != 0 || self.w % self.window != 0 {
-            return Err(Error::limit(
-                OP,
-                "map",
-                format!("{}×{} is not a multiple of the window {} (pad it first)", self.h, self.w, self.window),
-            ));
+            return Err(Error::limit(OP, "H, W, window, heads, Dh", format!("all must be ≥ 1: {self:?}")));
         }
         if self.shift >= self.window {
             return Err(Error::limit(OP, "shift", format!("{} must be below the window {}", self.shift, self.window)));
         }
         check_len(OP, "qkv", &[self.h * self.w, 3 * self.channels()], qkv)?;
+        check_len(OP, "bias", &[3 * self.channels()], bias)?;
         check_len(OP, "table", &[self.table_rows(), self.heads], table)
     }
 
-    /// The map row (y·Wp + x) of token `j` of window `win` (windows row-major over the shifted
-    /// map, tokens row-major in a window).
-    pub fn token(&self, win: usize, j: usize) -> usize {
+    /// The map row (y·W + x) of token `j` of window `win` (windows row-major over the shifted
+    /// padded map, tokens row-major in a window), or None where the token is padding.
+    pub fn token(&self, win: usize, j: usize) -> Option<usize> {
         let (ys, xs) = self.shifted(win, j);
-        ((ys + self.shift) % self.h) * self.w + (xs + self.shift) % self.w
+        let (y, x) = ((ys + self.shift) % self.hp(), (xs + self.shift) % self.wp());
+        (y < self.h && x < self.w).then_some(y * self.w + x)
     }
 
-    /// (y', x') of token `j` of window `win` in the shifted map.
+    /// (y', x') of token `j` of window `win` in the shifted padded map.
     fn shifted(&self, win: usize, j: usize) -> (usize, usize) {
-        let per_row = self.w / self.window;
+        let per_row = self.wp() / self.window;
         ((win / per_row) * self.window + j / self.window, (win % per_row) * self.window + j % self.window)
     }
 
@@ -116,7 +125,7 @@ impl WindowAttentionProblem {
                 2
             }
         };
-        part(ys, self.h) * 3 + part(xs, self.w)
+        part(ys, self.hp()) * 3 + part(xs, self.wp())
     }
 
     /// The bias table row for query `i` and key `j` of one window (relative_position_index).

@@ -26,6 +26,7 @@ impl WindowAttentionKernel for WgpuBackend {
         _: Checked,
         p: &WindowAttentionProblem,
         qkv: &Tensor,
+        bias: &Tensor,
         table: &Tensor,
     ) -> Result<Tensor> {
         p.gpu_fits(BackendKind::Wgpu)?;
@@ -43,7 +44,7 @@ impl WindowAttentionKernel for WgpuBackend {
         self.run_new(
             Entry { op: OP, module: &self.window_attention, key: "window_attention", name: "window_attention" },
             bytemuck::bytes_of(&params),
-            &[("qkv", Some(qkv)), ("table", Some(table))],
+            &[("qkv", Some(qkv)), ("bias", Some(bias)), ("table", Some(table))],
             p.h * p.w * p.channels(),
             (gx, gy),
         )
