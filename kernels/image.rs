@@ -187,6 +187,30 @@ pub fn group_norm(
     }
 }
 
+/// Swin's patch merging gather, one unit per output element: `out[(i·⌈w/2⌉ + j)·4C + k·C + ch]`
+/// = `x[(2i + k mod 2)·w + 2j + ⌊k/2⌋, ch]`, 0 past an odd edge (`crate::ops::image::patch_merge`).
+#[cube(launch_unchecked)]
+#[allow(clippy::manual_div_ceil)] // no div_ceil in #[cube]
+pub fn patch_merge(x: &Array<f32>, out: &mut Array<f32>, h: u32, w: u32, c: u32, total: u32) {
+    let i = flat_pos();
+    if i >= total as usize {
+        terminate!();
+    }
+    let (h, w, c) = (h as usize, w as usize, c as usize);
+    let ow = (w + 1) / 2;
+    let ch = i % (4 * c);
+    let o = i / (4 * c);
+    let k = ch / c;
+    // k = 0: (even row, even col), 1: (odd, even), 2: (even, odd), 3: (odd, odd)
+    let y = 2 * (o / ow) + k % 2;
+    let xx = 2 * (o % ow) + k / 2;
+    let mut v = 0.0f32;
+    if y < h && xx < w {
+        v = x[(y * w + xx) * c + ch % c];
+    }
+    out[i] = v;
+}
+
 /// `tokens[(row0 + t)·C + ch] = level[ch·plane + t]` over `total = C·plane` elements.
 #[cube(launch_unchecked)]
 pub fn to_tokens(level: &Array<f32>, tokens: &mut Array<f32>, c: u32, plane: u32, row0: u32, total: u32) {

@@ -29,6 +29,9 @@ pub const SOFTMAX: &str = shader!("reduce.wgsl", "softmax.wgsl");
 /// `shaders/attention.wgsl`: entry point `attention`.
 pub const ATTENTION: &str = shader!("reduce.wgsl", "attention.wgsl");
 
+/// `shaders/patch_merge.wgsl`: entry point `patch_merge`.
+pub const PATCH_MERGE: &str = shader!("patch_merge.wgsl");
+
 /// `shaders/window_attention.wgsl`: entry point `window_attention`.
 pub const WINDOW_ATTENTION: &str = shader!("window_attention.wgsl");
 
@@ -65,6 +68,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("softmax.wgsl", SOFTMAX),
     ("attention.wgsl", ATTENTION),
     ("window_attention.wgsl", WINDOW_ATTENTION),
+    ("patch_merge.wgsl", PATCH_MERGE),
     ("elementwise.wgsl", ELEMENTWISE),
     ("sparse_fusion.wgsl", SPARSE_FUSION),
     ("conv2d.wgsl", CONV2D),

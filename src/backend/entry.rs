@@ -312,6 +312,16 @@ pub trait Ops: Backend {
         self.launch_group_norm_t(OK, s, x, gamma, beta)
     }
 
+    /// Swin's patch merging gather: tokens `x [h·w, C]` → `[⌈h/2⌉·⌈w/2⌉, 4C]`
+    /// ([`crate::backend::image::patch_merge`]).
+    fn patch_merge_t(&self, x: &Tensor, h: usize, w: usize, c: usize) -> Result<Tensor> {
+        check_len("patch_merge", "x", &[h, w, c], x.len())?;
+        if h == 0 || w == 0 || c == 0 {
+            return Err(Error::limit("patch_merge", "x", format!("{h}×{w} map of {c} channels")));
+        }
+        self.launch_patch_merge_t(OK, x, h, w, c)
+    }
+
     /// Writes `level [C, plane]` transposed into rows `row0 ..` of `tokens [S, C]`.
     fn to_tokens_t(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
         check_len("to_tokens", "level", &[c, plane], level.len())?;

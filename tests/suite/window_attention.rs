@@ -163,3 +163,32 @@ fn bad_window_problems_are_refused_by_name() {
         }
     }
 }
+
+/// Swin's patch merging gather on every backend, bit for bit, against the official slicing
+/// written out (swin_transformer.py:431-441: pad odd sides with zeros, x0 = x[0::2, 0::2],
+/// x1 = x[1::2, 0::2], x2 = x[0::2, 1::2], x3 = x[1::2, 1::2], cat on channels), odd and even
+/// sides, one channel and many.
+#[test]
+fn patch_merge_is_the_official_gather_on_every_backend() {
+    for (h, w, c) in [(4, 6, 3), (5, 7, 2), (1, 1, 1), (3, 2, 17)] {
+        let x = Rng::new((h * 100 + w) as u64).fill(h * w * c, -1.0, 1.0);
+        let (hp, wp) = (h + h % 2, w + w % 2);
+        let at = |y: usize, xx: usize, ch: usize| if y < h && xx < w { x[(y * w + xx) * c + ch] } else { 0.0 };
+        let mut want = Vec::new();
+        for i in (0..hp).step_by(2) {
+            for j in (0..wp).step_by(2) {
+                for (dy, dx) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    want.extend((0..c).map(|ch| at(i + dy, j + dx, ch)));
+                }
+            }
+        }
+        for kind in KINDS {
+            let Some(be) = open_or_skip(kind) else { continue };
+            let got = be.patch_merge_t(&Tensor::host(x.clone()), h, w, c).unwrap().into_vec(be.as_ref()).unwrap();
+            assert_eq!(got, want, "{kind} {h}×{w}×{c}");
+        }
+    }
+    let be = rlipv2::backend::open(BackendKind::Cpu).unwrap();
+    let e = be.patch_merge_t(&Tensor::host(vec![0.0; 5]), 2, 3, 1).unwrap_err().to_string();
+    assert!(e.contains("patch_merge") && e.contains('x'), "{e}");
+}

@@ -35,6 +35,7 @@ pub struct WgpuBackend {
     pub(crate) softmax: wgpu::ShaderModule,
     pub(crate) attention: wgpu::ShaderModule,
     pub(crate) window_attention: wgpu::ShaderModule,
+    pub(crate) patch_merge: wgpu::ShaderModule,
     pub(crate) elementwise: wgpu::ShaderModule,
     pub(crate) fusion: wgpu::ShaderModule,
     pub(crate) conv2d: wgpu::ShaderModule,
@@ -166,6 +167,7 @@ impl WgpuBackend {
         let softmax = compile("softmax.wgsl", crate::shaders::SOFTMAX, true)?;
         let attention = compile("attention.wgsl", crate::shaders::ATTENTION, true)?;
         let window_attention = compile("window_attention.wgsl", crate::shaders::WINDOW_ATTENTION, true)?;
+        let patch_merge = compile("patch_merge.wgsl", crate::shaders::PATCH_MERGE, true)?;
         let elementwise = compile("elementwise.wgsl", crate::shaders::ELEMENTWISE, true)?;
         let fusion = compile("sparse_fusion.wgsl", crate::shaders::SPARSE_FUSION, false)?;
         let conv2d = compile("conv2d.wgsl", crate::shaders::CONV2D, true)?;
@@ -189,6 +191,7 @@ impl WgpuBackend {
             softmax,
             attention,
             window_attention,
+            patch_merge,
             elementwise,
             fusion,
             conv2d,

@@ -67,6 +67,28 @@ impl<R: Runtime> ImageKernel for CubeclBackend<R> {
         })?;
         Ok(Tensor::device(self.id, x.len(), y.0))
     }
+    fn launch_patch_merge_t(&self, _: Checked, x: &Tensor, h: usize, w: usize, c: usize) -> Result<Tensor> {
+        let xb = self.resident("patch_merge", "x", x)?;
+        let (oh, ow) = super::merge_out(h, w);
+        let total = oh * ow * 4 * c;
+        let y = self.out("patch_merge", total)?;
+        let cubes = self.row_cubes(total.div_ceil(256));
+        // SAFETY: `x` holds h·w·c values (checked by `patch_merge_t`), `y` the merged map.
+        self.enqueue(|| unsafe {
+            k::patch_merge::launch_unchecked::<R>(
+                &self.client,
+                cubes,
+                CubeDim::new_1d(256),
+                arg::<R>(&xb),
+                arg::<R>(&y),
+                h as u32,
+                w as u32,
+                c as u32,
+                total as u32,
+            )
+        })?;
+        Ok(self.tensor(y))
+    }
     fn launch_to_tokens_t(
         &self,
         _: Checked,

@@ -18,6 +18,8 @@ pub trait ImageKernel {
         gamma: &Tensor,
         beta: &Tensor,
     ) -> Result<Tensor>;
+    /// Swin's patch merging gather of tokens `x [h·w, C]` → `[⌈h/2⌉·⌈w/2⌉, 4C]` ([`super::patch_merge`]).
+    fn launch_patch_merge_t(&self, ok: Checked, x: &Tensor, h: usize, w: usize, c: usize) -> Result<Tensor>;
     /// Writes `level [C, plane]` transposed into rows `row0 ..` of `tokens [S, C]` (this backend's).
     fn launch_to_tokens_t(
         &self,
@@ -46,6 +48,9 @@ impl<H: HostKernels> ImageKernel for H {
         let mut v = x.into_host().map_err(|_| foreign_tensor(k, "x"))?;
         super::group_norm(&mut v, s, host_values(k, "gamma", gamma)?, host_values(k, "beta", beta)?);
         Ok(Tensor::host(v))
+    }
+    fn launch_patch_merge_t(&self, _: Checked, x: &Tensor, h: usize, w: usize, c: usize) -> Result<Tensor> {
+        Ok(Tensor::host(super::patch_merge(host_values(self.kind(), "x", x)?, h, w, c)))
     }
     fn launch_to_tokens_t(
         &self,

@@ -93,6 +93,29 @@ pub fn group_norm(x: &mut [f32], s: &GroupNormShape, gamma: &[f32], beta: &[f32]
     }
 }
 
+/// Output rows and columns of Swin's patch merging of an `h × w` map: ⌈h/2⌉ × ⌈w/2⌉.
+pub fn merge_out(h: usize, w: usize) -> (usize, usize) {
+    (h.div_ceil(2), w.div_ceil(2))
+}
+
+/// Swin's patch merging gather (swin_transformer.py:419-446): tokens `x [h·w, C]` → `[⌈h/2⌉·⌈w/2⌉,
+/// 4C]`, output (i, j) = cat(x[2i, 2j], x[2i+1, 2j], x[2i, 2j+1], x[2i+1, 2j+1]), zeros where an
+/// odd side was padded.
+pub fn patch_merge(x: &[f32], h: usize, w: usize, c: usize) -> Vec<f32> {
+    let (oh, ow) = merge_out(h, w);
+    let mut out = vec![0f32; oh * ow * 4 * c];
+    for (o, row) in out.chunks_exact_mut(4 * c).enumerate() {
+        let (i, j) = (o / ow, o % ow);
+        for (k, (dy, dx)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+            let (y, xx) = (2 * i + dy, 2 * j + dx);
+            if y < h && xx < w {
+                row[k * c..(k + 1) * c].copy_from_slice(&x[(y * w + xx) * c..][..c]);
+            }
+        }
+    }
+    out
+}
+
 /// Writes `level [C, plane]` transposed into rows `row0 ..` of `tokens [S, C]`.
 pub fn to_tokens(tokens: &mut [f32], row0: usize, level: &[f32], c: usize, plane: usize) {
     for t in 0..plane {

@@ -29,6 +29,18 @@ struct GroupNormParams {
     eps: f32,
 }
 
+/// Mirrors `P` in `shaders/patch_merge.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PatchMergeParams {
+    h: u32,
+    w: u32,
+    c: u32,
+    grid_x: u32,
+    total: u32,
+    _pad: [u32; 3],
+}
+
 /// Mirrors `P` in `shaders/to_tokens.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -82,6 +94,20 @@ impl ImageKernel for WgpuBackend {
             (s.groups as u32, s.batch as u32, 1),
         )?;
         Ok(t)
+    }
+    fn launch_patch_merge_t(&self, _: Checked, x: &Tensor, h: usize, w: usize, c: usize) -> Result<Tensor> {
+        let (oh, ow) = super::merge_out(h, w);
+        let total = oh * ow * 4 * c;
+        let (gx, gy, grid_x) = self.row_grid(total.div_ceil(256));
+        let params =
+            PatchMergeParams { h: h as u32, w: w as u32, c: c as u32, grid_x, total: total as u32, _pad: [0; 3] };
+        self.run_new(
+            Entry { op: "patch_merge", module: &self.patch_merge, key: "patch_merge.patch_merge", name: "patch_merge" },
+            bytemuck::bytes_of(&params),
+            &[("x", Some(x))],
+            total,
+            (gx, gy),
+        )
     }
     fn launch_to_tokens_t(
         &self,
