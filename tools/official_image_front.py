@@ -4,6 +4,7 @@ input projections with GroupNorm, sine positions + level embed, flattened level-
 weight given by a formula that the Rust tests reproduce (tests/common/mod.rs `formula_weight`):
 
     /usr/bin/python3 tools/official_image_front.py OFFICIAL_REPO tests/fixtures/image_front_golden.json
+    /usr/bin/python3 tools/official_image_front.py OFFICIAL_REPO tests/fixtures/image_front_golden_swin_tiny.json --backbone swin_tiny
 
 Weight `name` (shape s), element j: v = frac((j·7919 + Σbytes(name)·104729) mod 65521)·2 − 1, then
   conv/linear weights (rank ≥ 2, except embedding tables): v·√(3/fan_in);   BN/GN/LN weight: 1 + 0.1·v;
@@ -55,12 +56,13 @@ def formula(name, shape):
     return torch.tensor(v, dtype=torch.float64).float().reshape(shape)
 
 
-def formula_model(repo, variant="parseda", queries=None):
-    """The official model (`variant` as in tools/official_model.py, num_queries its HICO-DET
-    script's unless given) with every float tensor set by `formula`."""
+def formula_model(repo, variant="parseda", queries=None, backbone="resnet50"):
+    """The official model (`variant` and `backbone` as in tools/official_model.py, num_queries
+    its HICO-DET script's unless given) with every float tensor set by `formula`."""
     import torch
 
-    model, _ = official_model.build(repo, queries or official_model.DEFAULT_QUERIES[variant], variant=variant)
+    queries = queries or official_model.DEFAULT_QUERIES[variant]
+    model, _ = official_model.build(repo, queries, variant=variant, backbone=backbone)
     with torch.no_grad():
         for name, p in model.state_dict().items():
             if p.dtype == torch.float32:
@@ -96,10 +98,10 @@ def run_front(model, samples):
     return src_flat, pos_flat, [list(s.shape[-2:]) for s in srcs], features[-1].tensors
 
 
-def main(repo, out):
+def main(repo, out, backbone):
     import torch
 
-    model = formula_model(repo)
+    model = formula_model(repo, backbone=backbone)
     cases = []
     with torch.no_grad():
         for H, W in SIZES:
@@ -114,8 +116,9 @@ def main(repo, out):
                           "positions": idx, "src": [float(fs[i]) for i in idx], "pos": [float(fp[i]) for i in idx],
                           "c5_sum": float(c5.double().sum())})
             print((H, W), shapes, float(src_flat.abs().mean()))
-    json.dump({"generator": "tools/official_image_front.py", "cases": cases}, open(out, "w"))
+    json.dump({"generator": "tools/official_image_front.py", "backbone": backbone, "cases": cases}, open(out, "w"))
 
 
 if __name__ == "__main__":
-    main(os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]))
+    backbone = sys.argv[sys.argv.index("--backbone") + 1] if "--backbone" in sys.argv else "resnet50"
+    main(os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), backbone)

@@ -74,7 +74,15 @@ NAME = {"parseda": "RLIP_ParSeDA_v2", "parsed": "RLIP_ParSeD_v2"}
 DATASET_FLAGS = {"hico": "--dataset_file hico", "vcoco": "--dataset_file vcoco --num_obj_classes 81 --num_verb_classes 29"}
 
 
-def official_args(repo, queries, variant="parseda", dataset="hico"):
+# The backbone flags of the Swin scripts (`fine_tune_RLIP_ParSeDA_v2_hico_swin{T,L}.sh`).
+BACKBONE_FLAGS = {
+    "resnet50": "--backbone resnet50",
+    "swin_tiny": "--backbone swin_tiny --drop_path_rate 0.2",
+    "swin_large": "--backbone swin_large --drop_path_rate 0.5",
+}
+
+
+def official_args(repo, queries, variant="parseda", dataset="hico", backbone="resnet50"):
     sys.meta_path.append(_StubFinder())
     os.chdir(repo)  # the official code opens datasets/priors/* relative to the working directory
     sys.path.insert(0, repo)
@@ -82,7 +90,7 @@ def official_args(repo, queries, variant="parseda", dataset="hico"):
     import main as official_main  # noqa: E402  (the official argument parser)
 
     flags = (
-        f"{DATASET_FLAGS[dataset]} --hoi --load_backbone supervised --backbone resnet50 "
+        f"{DATASET_FLAGS[dataset]} --hoi --load_backbone supervised {BACKBONE_FLAGS[backbone]} "
         "--obj_loss_type cross_entropy --verb_loss_type focal --enc_layers 6 --dec_layers 3 "
         f"--num_queries {queries} --use_nms_filter {VARIANT_FLAGS[variant]} --with_box_refine "
         "--num_feature_levels 4 --dropout 0.0 --use_no_obj_token --fusion_type GLIP_attn "
@@ -166,9 +174,9 @@ def patch_msda(op=None):
             pass
 
 
-def build(repo, queries, msda_op=None, variant="parseda", dataset="hico"):
+def build(repo, queries, msda_op=None, variant="parseda", dataset="hico", backbone="resnet50"):
     patch_offline()
-    args = official_args(repo, queries, variant, dataset)
+    args = official_args(repo, queries, variant, dataset, backbone)
     args.device = "cpu"
     patch_msda(msda_op)
     from models import build_model

@@ -8,6 +8,7 @@
 
 use super::backbone::{Feature, Map, ResNet50};
 use super::bind::Binding;
+use super::swin::{pad_to_patches, Swin, SwinShape};
 use super::vars::Vars;
 use crate::backend::image::GroupNormShape;
 use crate::backend::{Backend, Ops, Tensor};
@@ -114,9 +115,18 @@ impl ProjectionWeights {
     }
 }
 
+/// The backbone body.
+enum Body {
+    ResNet(ResNet50),
+    Swin(Swin),
+}
+
 /// Backbone, input projections with GroupNorm, sine positions and level embeddings.
 pub struct ImageFront {
-    backbone: ResNet50,
+    backbone: Body,
+    /// Subtracted from the cumulative counts of the sine positions: 0.5 with Swin
+    /// (swin/position_encoding.py:34-35), 0 with ResNet-50.
+    pos_offset: f32,
     projections: Vec<Projection>,
     level_embed: Vec<f32>,
     /// The projections' tensors on the backend last used.
@@ -127,12 +137,29 @@ pub struct ImageFront {
 }
 
 impl ImageFront {
-    /// Loads the backbone (under [`super::backbone::PREFIX`]), `input_proj.*` and
-    /// `transformer.level_embed` (`vars` at the root).
+    /// Loads the ResNet-50 front ([`ImageFront::load_for`] `resnet50`).
     pub fn load(vars: &Vars) -> Result<Self> {
-        let backbone = ResNet50::load(&vars.pp(super::backbone::PREFIX))?;
+        Self::load_for("resnet50", vars)
+    }
+
+    /// Loads the backbone `backbone` (`resnet50`, `swin_tiny`, `swin_large`; under
+    /// [`super::backbone::PREFIX`]), `input_proj.*` and `transformer.level_embed` (`vars` at the
+    /// root).
+    pub fn load_for(backbone: &str, vars: &Vars) -> Result<Self> {
+        let body = vars.pp(super::backbone::PREFIX);
+        let (backbone, [c3, c4, c5], pos_offset) = match SwinShape::of(backbone) {
+            Some(shape) => (Body::Swin(Swin::load(shape, &body)?), shape.out_channels(), 0.5),
+            None if backbone == "resnet50" => (Body::ResNet(ResNet50::load(&body)?), [512, 1024, 2048], 0.0),
+            None => {
+                return Err(crate::Error::limit(
+                    "image front",
+                    "backbone",
+                    format!("`{backbone}` is not one this build runs (resnet50, swin_tiny, swin_large)"),
+                ))
+            }
+        };
         let mut projections = Vec::new();
-        for (l, (in_c, k, stride)) in [(512, 1, 1), (1024, 1, 1), (2048, 1, 1), (2048, 3, 2)].into_iter().enumerate() {
+        for (l, (in_c, k, stride)) in [(c3, 1, 1), (c4, 1, 1), (c5, 1, 1), (c5, 3, 2)].into_iter().enumerate() {
             let (conv, norm) = (vars.pp("input_proj").pp(l).pp(0), vars.pp("input_proj").pp(l).pp(1));
             let weights = ProjectionWeights {
                 conv_weight: conv.tensor("weight", &[D, in_c, k, k])?,
@@ -143,7 +170,14 @@ impl ImageFront {
             projections.push(Projection { in_c, k, stride, weights });
         }
         let level_embed = vars.get("transformer.level_embed", &[projections.len(), D])?;
-        Ok(ImageFront { backbone, projections, level_embed, bound: Binding::default(), positions: Default::default() })
+        Ok(ImageFront {
+            backbone,
+            pos_offset,
+            projections,
+            level_embed,
+            bound: Binding::default(),
+            positions: Default::default(),
+        })
     }
 
     /// Image `[3,H,W]` (normalized) → encoder tokens, positions and level table, kept where
@@ -158,7 +192,10 @@ impl ImageFront {
     /// zero-padded `[3, H, W]` with the image in its top-left `valid = (h, w)` corner.
     pub fn forward_padded(&self, be: &dyn Backend, canvas: Feature, valid: (usize, usize)) -> Result<Tokens> {
         let (image_h, image_w) = (canvas.h, canvas.w);
-        let mut feats = self.backbone.forward_t(be, Map::take(be, canvas)?)?;
+        let mut feats = match &self.backbone {
+            Body::ResNet(r) => r.forward_t(be, Map::take(be, canvas)?)?,
+            Body::Swin(s) => s.forward_t(be, Map::take(be, pad_to_patches(canvas))?)?,
+        };
         let bound = self.bound.get(be, || self.projections.iter().map(|p| p.weights.bind(be)).collect())?;
         let mut levels = Vec::new();
         let last = feats.len() - 1;
@@ -232,7 +269,7 @@ impl ImageFront {
         for (l, (&(h, w), &valid)) in shapes.iter().zip(valid).enumerate() {
             for t in 0..h * w {
                 let row = (level_start[l] + t) * D;
-                sine_at(t / w, t % w, valid, &dim_t, &mut px);
+                sine_at(t / w, t % w, valid, self.pos_offset, &dim_t, &mut px);
                 for c in 0..D {
                     pos[row + c] = px[c] + self.level_embed[l * D + c];
                 }
@@ -260,7 +297,7 @@ pub fn sine_position(h: usize, w: usize) -> Vec<f32> {
     let mut px = [0f32; 256];
     for y in 0..h {
         for x in 0..w {
-            sine_at(y, x, (h, w), &dim_t, &mut px);
+            sine_at(y, x, (h, w), 0.0, &dim_t, &mut px);
             for (k, v) in px.iter().enumerate() {
                 out[(k * h + y) * w + x] = *v;
             }
@@ -278,14 +315,12 @@ fn sine_dims() -> Vec<f32> {
 /// vw)` (position_encoding.py:38-58): the cumulative counts of unmasked cells along the column
 /// and the row, over the column's and row's totals. A cell in a fully masked column (x ≥ vw) or
 /// row (y ≥ vh) has the count 0 there; past the valid rows of a valid column the count stays vh.
-fn sine_at(y: usize, x: usize, (vh, vw): (usize, usize), dim_t: &[f32], out: &mut [f32; 256]) {
+/// `offset` is subtracted from the count (0.5 for Swin), the total is not offset.
+fn sine_at(y: usize, x: usize, (vh, vw): (usize, usize), offset: f32, dim_t: &[f32], out: &mut [f32; 256]) {
     let scale = 2.0 * std::f32::consts::PI;
     let cumulative = |i: usize, valid: usize, other_valid: bool| -> f32 {
-        if other_valid {
-            (i + 1).min(valid) as f32 / (valid as f32 + 1e-6) * scale
-        } else {
-            0.0
-        }
+        let (count, total) = if other_valid { ((i + 1).min(valid) as f32, valid as f32) } else { (0.0, 0.0) };
+        (count - offset) / (total + 1e-6) * scale
     };
     let ny = cumulative(y, vh, x < vw);
     let nx = cumulative(x, vw, y < vh);

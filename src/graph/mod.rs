@@ -8,5 +8,6 @@ pub mod decoder;
 pub mod encoder;
 pub mod front;
 mod layers;
+pub mod swin;
 pub mod text;
 pub mod vars;

@@ -1,7 +1,8 @@
-//! The image front (ResNet-50 with FrozenBN folded, input projections + GroupNorm, sine
-//! positions + level embed, flattening) against the official modules: goldens from
-//! `tools/official_image_front.py` on 64×96 and 48×80 images with formula weights (`formula_weight`).
-//! Every backend runs it (on the GPU backends every stage stays on the device until read here).
+//! The image front (ResNet-50 with FrozenBN folded, or Swin-T; input projections + GroupNorm,
+//! sine positions + level embed, flattening) against the official modules: goldens from
+//! `tools/official_image_front.py [--backbone swin_tiny]` on 64×96 and 48×80 images with formula
+//! weights (`formula_weight`). Every backend runs it (on the GPU backends every stage stays on the
+//! device until read here).
 
 use crate::common::{formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
@@ -9,14 +10,23 @@ use rlipv2::graph::front::{sine_position, ImageFront};
 use rlipv2::graph::vars::Vars;
 use serde_json::Value;
 
-fn golden() -> Value {
-    serde_json::from_str(include_str!("../fixtures/image_front_golden.json")).unwrap()
+fn golden(backbone: &str) -> Value {
+    serde_json::from_str(match backbone {
+        "swin_tiny" => include_str!("../fixtures/image_front_golden_swin_tiny.json"),
+        _ => include_str!("../fixtures/image_front_golden.json"),
+    })
+    .unwrap()
 }
 
 fn check(kind: BackendKind) {
+    check_backbone(kind, "resnet50");
+}
+
+fn check_backbone(kind: BackendKind, backbone: &str) {
     let Some(be) = open_or_skip(kind) else { return };
-    let front = ImageFront::load(&Vars::new(&|name: &str, shape: &[usize]| Ok(formula_weight(name, shape)))).unwrap();
-    for g in golden()["cases"].as_array().unwrap() {
+    let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
+    let front = ImageFront::load_for(backbone, &Vars::new(&get)).unwrap();
+    for g in golden(backbone)["cases"].as_array().unwrap() {
         let (h, w) = (g["height"].as_u64().unwrap() as usize, g["width"].as_u64().unwrap() as usize);
         let Some(tokens) = front_tokens(be.as_ref(), &front, "image front", h, w) else { return };
         let (src, pos) = (be.download(&tokens.src).unwrap(), be.download(&tokens.pos).unwrap());
@@ -38,7 +48,7 @@ fn check(kind: BackendKind) {
         }
         let src_sum: f64 = src.iter().map(|&x| x as f64).sum();
         println!(
-            "{kind} {h}×{w}: src max |diff| {:.2e}, pos max |diff| {:.2e}, sum {src_sum:.4} vs {:.4}",
+            "{kind} {backbone} {h}×{w}: src max |diff| {:.2e}, pos max |diff| {:.2e}, sum {src_sum:.4} vs {:.4}",
             worst[0],
             worst[1],
             g["src_sum"].as_f64().unwrap()
@@ -47,6 +57,15 @@ fn check(kind: BackendKind) {
         assert!(worst[0] <= 1e-4, "{kind}: src max |diff| {}", worst[0]);
         assert!(worst[1] <= 1e-6, "{kind}: pos max |diff| {}", worst[1]);
         assert!((src_sum - g["src_sum"].as_f64().unwrap()).abs() <= 1e-3 * g["src_abs_sum"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn image_front_swin_tiny_matches_official_on_every_backend() {
+    for kind in
+        [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda]
+    {
+        check_backbone(kind, "swin_tiny");
     }
 }
 
