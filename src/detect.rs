@@ -96,7 +96,7 @@ impl Detector {
         let vars = Vars::new(&get);
         let c = &config;
         let variant = c.family().map_err(|reason| Error::Format { file: path.to_path_buf(), reason })?;
-        let front = ImageFront::load(&vars)?;
+        let front = ImageFront::load_for(&c.backbone, &vars)?;
         let enc_vars = vars.pp(variant.encoder_prefix());
         let (levels, ffn) = (c.num_feature_levels, c.dim_feedforward);
         let encoder = Encoder::load(c.enc_layers, levels, ffn, c.fusion_interval, c.gate(), &enc_vars)?;

@@ -5,6 +5,7 @@ T = 6 object texts (the last standing for `no objects`) + 4 verb texts:
 
     /usr/bin/python3 tools/official_detect.py OFFICIAL_REPO tests/fixtures/detect_golden.json
     /usr/bin/python3 tools/official_detect.py OFFICIAL_REPO tests/fixtures/detect_golden_parsed.json --variant parsed
+    /usr/bin/python3 tools/official_detect.py OFFICIAL_REPO tests/fixtures/detect_golden_swin_tiny.json --backbone swin_tiny
 
 (RLIP_ParSeDA_v2 with 128 queries, or RLIP_ParSeD_v2: FFN 1024, 200 queries, `RLIP_ParSeD.forward`.)
 With `--batch`, the images of BATCH_SIZES go through one batched forward as the official
@@ -42,10 +43,10 @@ def run(model, samples, batch):
     return model(samples, encode_and_save=False, memory_cache=cache)
 
 
-def main(repo, out, variant, batched):
+def main(repo, out, variant, batched, backbone):
     import torch
 
-    model = front.formula_model(repo, variant)
+    model = front.formula_model(repo, variant, backbone=backbone)
     from util.misc import nested_tensor_from_tensor_list  # the official repo is on the path now
     cases = []
     with torch.no_grad():
@@ -59,11 +60,12 @@ def main(repo, out, variant, batched):
             outputs = run(model, front.image(H, W), 1)
             cases.append({"height": H, "width": W, **{k: outputs[k][0].flatten().tolist() for k in KEYS}})
             print((H, W), {k: tuple(outputs[k].shape) for k in KEYS})
-    golden = {"generator": "tools/official_detect.py", "variant": official_model.NAME[variant],
+    golden = {"generator": "tools/official_detect.py", "variant": official_model.NAME[variant], "backbone": backbone,
               "queries": official_model.DEFAULT_QUERIES[variant], "objects": OBJECTS, "verbs": VERBS, "cases": cases}
     json.dump(golden, open(out, "w"))
 
 
 if __name__ == "__main__":
     variant = sys.argv[sys.argv.index("--variant") + 1] if "--variant" in sys.argv else "parseda"
-    main(os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), variant, "--batch" in sys.argv)
+    backbone = sys.argv[sys.argv.index("--backbone") + 1] if "--backbone" in sys.argv else "resnet50"
+    main(os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), variant, "--batch" in sys.argv, backbone)

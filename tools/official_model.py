@@ -12,6 +12,7 @@ tokenizer is a stub.
 
 V is `parseda` (default; `fine_tune_RLIP_ParSeDA_v2_hico.sh`, num_queries 128 by default) or
 `parsed` (`fine_tune_RLIP_ParSeD_v2_hico_r50.sh`: FFN 1024, num_queries 200 by default).
+`--backbone swin_tiny|swin_large` takes the Swin scripts' backbone flags (`--drop_path_rate` 0.2 / 0.5).
 `--dataset vcoco` takes the V-COCO fine-tune's head flags instead (`fine_tune_RLIP_ParSeDA_v2_vcoco.sh`:
 `--dataset_file vcoco --num_obj_classes 81 --num_verb_classes 29`, 200 queries).
 
@@ -185,10 +186,10 @@ def build(repo, queries, msda_op=None, variant="parseda", dataset="hico", backbo
     return model.eval(), args
 
 
-def schema(repo, out, queries, variant):
-    model, _ = build(repo, queries, variant=variant)
+def schema(repo, out, queries, variant, backbone="resnet50"):
+    model, _ = build(repo, queries, variant=variant, backbone=backbone)
     lines = [
-        f"# state_dict() of the official {NAME[variant]} R50 model ({SCRIPT[variant]} flags, num_queries {queries}),",
+        f"# state_dict() of the official {NAME[variant]} {backbone} model ({SCRIPT[variant]} flags, num_queries {queries}),",
         "# written by tools/official_model.py: key, dtype, shape, and the earlier key it aliases (one storage) or -",
     ]
     ptr = {}
@@ -199,10 +200,10 @@ def schema(repo, out, queries, variant):
     open(out, "w").write("\n".join(lines) + "\n")
 
 
-def small_pth(repo, out, queries, variant, dataset):
+def small_pth(repo, out, queries, variant, dataset, backbone="resnet50"):
     import torch
 
-    model, args = build(repo, queries, variant=variant, dataset=dataset)
+    model, args = build(repo, queries, variant=variant, dataset=dataset, backbone=backbone)
     sd = model.state_dict()
     small = type(sd)()
     seen = {}
@@ -227,4 +228,6 @@ if __name__ == "__main__":
     dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else "hico"
     default = 200 if dataset == "vcoco" else DEFAULT_QUERIES[variant]
     queries = int(sys.argv[sys.argv.index("--queries") + 1]) if "--queries" in sys.argv else default
-    {"schema": lambda: schema(repo, out, queries, variant), "pth": lambda: small_pth(repo, out, queries, variant, dataset)}[what]()
+    backbone = sys.argv[sys.argv.index("--backbone") + 1] if "--backbone" in sys.argv else "resnet50"
+    {"schema": lambda: schema(repo, out, queries, variant, backbone),
+     "pth": lambda: small_pth(repo, out, queries, variant, dataset, backbone)}[what]()

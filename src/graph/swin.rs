@@ -11,48 +11,14 @@ use super::layers::{Lin, Norm};
 use super::vars::Vars;
 use crate::backend::{Backend, Ops, Tensor};
 use crate::error::{Error, Result};
+pub use crate::model::config::SwinShape;
 use crate::problem::{Activation, Conv2dProblem, WindowAttentionProblem};
 
 const LN_EPS: f32 = 1e-5;
 /// Window side of every RLIPv2 Swin (Swin-L too: the `*384` branch is unused).
 pub const WINDOW: usize = 7;
-const HEAD_DIM: usize = 32;
+const HEAD_DIM: usize = crate::model::config::SWIN_HEAD_DIM;
 const PATCH: usize = 4;
-
-/// The shape of one Swin variant (swin/backbone.py:103-163).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SwinShape {
-    /// C: channels after the patch embedding (stage s has C·2^s).
-    pub embed: usize,
-    /// Blocks per stage.
-    pub depths: [usize; 4],
-}
-
-impl SwinShape {
-    /// The variant `--backbone` names (`swin_tiny`, `swin_large`), if it is one.
-    pub fn of(backbone: &str) -> Option<Self> {
-        match backbone {
-            "swin_tiny" => Some(SwinShape { embed: 96, depths: [2, 2, 6, 2] }),
-            "swin_large" => Some(SwinShape { embed: 192, depths: [2, 2, 18, 2] }),
-            _ => None,
-        }
-    }
-
-    /// Channels of stage `s`.
-    pub fn channels(&self, s: usize) -> usize {
-        self.embed << s
-    }
-
-    /// Heads of stage `s` (32 channels each).
-    pub fn heads(&self, s: usize) -> usize {
-        self.channels(s) / HEAD_DIM
-    }
-
-    /// Channels of the three outputs (levels 0-2).
-    pub fn out_channels(&self) -> [usize; 3] {
-        [1, 2, 3].map(|s| self.channels(s))
-    }
-}
 
 /// One pre-LN Swin block (`layers.{s}.blocks.{j}`).
 struct Block {

@@ -21,6 +21,44 @@ pub struct TextGeometry {
     pub layers: usize,
 }
 
+/// Channels per attention head in every RLIPv2 Swin.
+pub const SWIN_HEAD_DIM: usize = 32;
+
+/// The shape of one Swin variant (swin/backbone.py:103-163).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SwinShape {
+    /// C: channels after the patch embedding (stage s has C·2^s).
+    pub embed: usize,
+    /// Blocks per stage.
+    pub depths: [usize; 4],
+}
+
+impl SwinShape {
+    /// The variant `--backbone` names (`swin_tiny`, `swin_large`), if it is one.
+    pub fn of(backbone: &str) -> Option<Self> {
+        match backbone {
+            "swin_tiny" => Some(SwinShape { embed: 96, depths: [2, 2, 6, 2] }),
+            "swin_large" => Some(SwinShape { embed: 192, depths: [2, 2, 18, 2] }),
+            _ => None,
+        }
+    }
+
+    /// Channels of stage `s`.
+    pub fn channels(&self, s: usize) -> usize {
+        self.embed << s
+    }
+
+    /// Heads of stage `s` ([`SWIN_HEAD_DIM`] channels each).
+    pub fn heads(&self, s: usize) -> usize {
+        self.channels(s) / SWIN_HEAD_DIM
+    }
+
+    /// Channels of the three outputs (levels 0-2).
+    pub fn out_channels(&self) -> [usize; 3] {
+        [1, 2, 3].map(|s| self.channels(s))
+    }
+}
+
 /// The two official model families (variants spec §1.5): the same image front, encoder and
 /// heads; ParSeDA's decoders are DAB (box anchors, positional queries from a sine embedding of
 /// the anchors), ParSeD's are plain deformable ones (2-D point anchors from learned positional
@@ -207,8 +245,8 @@ impl Config {
         if dataset == "oi_sgg" || flag(args.get("sgg")) {
             refuse("dataset_file oi_sgg / --sgg (the Open Images v6 head: classified subjects, PostProcessSGG) is not supported yet (hico, vcoco)".into());
         }
-        if backbone != "resnet50" {
-            refuse(format!("backbone `{backbone}` is not supported yet (only resnet50; Swin comes later)"));
+        if backbone != "resnet50" && SwinShape::of(&backbone).is_none() {
+            refuse(format!("backbone `{backbone}` is not supported (resnet50, swin_tiny, swin_large)"));
         }
         if fusion_type != "GLIP_attn" {
             refuse(format!("fusion_type `{fusion_type}` is not supported (only GLIP_attn)"));

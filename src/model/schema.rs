@@ -103,18 +103,22 @@ pub fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
         s.push("query_embed.weight", &[n, 3 * d]);
     }
     // input projections: 1×1 conv + GroupNorm on C3..C5, then a 3×3/s2 conv on C5
-    let chans = [512, 1024, 2048];
+    let swin = super::config::SwinShape::of(&c.backbone);
+    let chans = swin.map_or([512, 1024, 2048], |s| s.out_channels());
     for (k, &ch) in chans.iter().enumerate() {
         s.push(&format!("input_proj.{k}.0.weight"), &[d, ch, 1, 1]);
         s.push(&format!("input_proj.{k}.0.bias"), &[d]);
         s.linear_norm(&format!("input_proj.{k}.1"), d);
     }
     for k in chans.len()..c.num_feature_levels {
-        s.push(&format!("input_proj.{k}.0.weight"), &[d, if k == chans.len() { 2048 } else { d }, 3, 3]);
+        s.push(&format!("input_proj.{k}.0.weight"), &[d, if k == chans.len() { chans[2] } else { d }, 3, 3]);
         s.push(&format!("input_proj.{k}.0.bias"), &[d]);
         s.linear_norm(&format!("input_proj.{k}.1"), d);
     }
-    s.resnet50("backbone.0.body");
+    match swin {
+        Some(shape) => s.swin("backbone.0.body", shape),
+        None => s.resnet50("backbone.0.body"),
+    }
     s.0
 }
 
@@ -125,9 +129,10 @@ fn bert_hidden() -> usize {
 
 /// Keys the converter drops (spec §4.1): the decoders' box MLPs, which alias the top-level
 /// `{sub,obj}_bbox_embed.{0..2d}` (ho_decoder layer i = i, verb_decoder layer i = d + i), and the
-/// text encoder's `position_ids` buffer. Returns the key a dropped alias duplicates, if any.
+/// int64 index buffers the graph recomputes (the text encoder's `position_ids`, each Swin
+/// block's `relative_position_index`). Returns the key a dropped alias duplicates, if any.
 pub fn dropped(key: &str, c: &Config) -> Option<Option<String>> {
-    if key == "transformer.text_encoder.embeddings.position_ids" {
+    if key == "transformer.text_encoder.embeddings.position_ids" || is_swin_index(key) {
         return Some(None);
     }
     for (dec, base) in [("ho_decoder", 0), ("verb_decoder", c.dec_layers)] {
@@ -141,6 +146,11 @@ pub fn dropped(key: &str, c: &Config) -> Option<Option<String>> {
         }
     }
     None
+}
+
+/// A Swin block's `relative_position_index` buffer (the index the kernels compute).
+pub fn is_swin_index(key: &str) -> bool {
+    key.starts_with("backbone.0.body.layers.") && key.ends_with(".attn.relative_position_index")
 }
 
 struct Schema(Vec<(String, Vec<usize>)>);
@@ -179,6 +189,34 @@ impl Schema {
             self.push(&format!("{p}.{x}"), &[c]);
         }
     }
+    /// The detection Swin (variants spec §2.4), `relative_position_index` buffers dropped.
+    fn swin(&mut self, p: &str, shape: super::config::SwinShape) {
+        let c = shape.embed;
+        self.push(&format!("{p}.patch_embed.proj.weight"), &[c, 3, 4, 4]);
+        self.push(&format!("{p}.patch_embed.proj.bias"), &[c]);
+        self.linear_norm(&format!("{p}.patch_embed.norm"), c);
+        for (s, &depth) in shape.depths.iter().enumerate() {
+            let ch = shape.channels(s);
+            for j in 0..depth {
+                let b = format!("{p}.layers.{s}.blocks.{j}");
+                self.linear_norm(&format!("{b}.norm1"), ch);
+                self.push(&format!("{b}.attn.relative_position_bias_table"), &[169, shape.heads(s)]);
+                self.linear(&format!("{b}.attn.qkv"), 3 * ch, ch);
+                self.linear(&format!("{b}.attn.proj"), ch, ch);
+                self.linear_norm(&format!("{b}.norm2"), ch);
+                self.linear(&format!("{b}.mlp.fc1"), 4 * ch, ch);
+                self.linear(&format!("{b}.mlp.fc2"), ch, 4 * ch);
+            }
+            if s + 1 < shape.depths.len() {
+                self.push(&format!("{p}.layers.{s}.downsample.reduction.weight"), &[2 * ch, 4 * ch]);
+                self.linear_norm(&format!("{p}.layers.{s}.downsample.norm"), 4 * ch);
+            }
+        }
+        for s in 1..4 {
+            self.linear_norm(&format!("{p}.norm{s}"), shape.channels(s));
+        }
+    }
+
     /// torchvision ResNet-50 without `fc` (FrozenBN: no `num_batches_tracked`).
     fn resnet50(&mut self, p: &str) {
         self.push(&format!("{p}.conv1.weight"), &[64, 3, 7, 7]);

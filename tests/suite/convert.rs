@@ -24,10 +24,17 @@ const SCHEMA: &str = "tests/fixtures/official_schema_r50_parseda_v2_q128.txt";
 const PARSED_FIXTURE: &str = "tests/fixtures/official_format_r50_parsed_v2_q200.pth";
 const PARSED_SCHEMA: &str = "tests/fixtures/official_schema_r50_parsed_v2_q200.txt";
 
-/// (checkpoint, schema, variant, num_queries, FFN, tensors kept) of each official-format fixture.
-const FIXTURES: [(&str, &str, &str, usize, usize, usize); 2] = [
-    (FIXTURE, SCHEMA, "RLIP_ParSeDA_v2", 128, 2048, 1006),
-    (PARSED_FIXTURE, PARSED_SCHEMA, "RLIP_ParSeD_v2", 200, 1024, 993),
+const SWINT_FIXTURE: &str = "tests/fixtures/official_format_swint_parseda_v2_q128.pth";
+const SWINT_SCHEMA: &str = "tests/fixtures/official_schema_swint_parseda_v2_q128.txt";
+/// Swin-T keeps 916 tensors: 1001 in the state dict less 72 aliases and 13 index buffers.
+const SWINT_KEPT: usize = 916;
+
+/// (checkpoint, schema, variant, num_queries, FFN, tensors kept, buffers dropped) of each
+/// official-format fixture.
+const FIXTURES: [(&str, &str, &str, usize, usize, usize, usize); 3] = [
+    (FIXTURE, SCHEMA, "RLIP_ParSeDA_v2", 128, 2048, 1006, 1),
+    (PARSED_FIXTURE, PARSED_SCHEMA, "RLIP_ParSeD_v2", 200, 1024, 993, 1),
+    (SWINT_FIXTURE, SWINT_SCHEMA, "RLIP_ParSeDA_v2", 128, 2048, SWINT_KEPT, 13),
 ];
 
 /// The tests that write a full converted file (855 MB) take turns, so one exists at a time.
@@ -55,12 +62,13 @@ fn config_of(path: &Path) -> Config {
 
 #[test]
 fn schema_matches_the_official_state_dict() {
-    for (ckpt, schema_file, variant, queries, ffn, kept) in FIXTURES {
-        schema_matches(ckpt, schema_file, variant, queries, ffn, kept);
+    for (ckpt, schema_file, variant, queries, ffn, kept, buffers) in FIXTURES {
+        schema_matches(ckpt, schema_file, variant, queries, ffn, (kept, buffers));
     }
 }
 
-fn schema_matches(ckpt: &str, schema_file: &str, variant: &str, queries: usize, ffn: usize, kept: usize) {
+fn schema_matches(ckpt: &str, schema_file: &str, variant: &str, queries: usize, ffn: usize, counts: (usize, usize)) {
+    let (kept, want_buffers) = counts;
     let c = config_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join(ckpt));
     assert_eq!(
         (c.variant.as_str(), c.num_queries, c.dim_feedforward, c.fusion_rounds(), c.text.layers, c.text.vocab),
@@ -85,13 +93,18 @@ fn schema_matches(ckpt: &str, schema_file: &str, variant: &str, queries: usize, 
                 aliases += 1;
             }
             Some(None) => {
-                assert_eq!((f[0], f[1]), ("transformer.text_encoder.embeddings.position_ids", "int64"));
+                assert!(
+                    f[0] == "transformer.text_encoder.embeddings.position_ids" || schema::is_swin_index(f[0]),
+                    "{}",
+                    f[0]
+                );
+                assert_eq!(f[1], "int64", "{}", f[0]);
                 buffers += 1;
             }
             None => official_kept.push((f[0].to_string(), shape)),
         }
     }
-    assert_eq!((aliases, buffers), (72, 1));
+    assert_eq!((aliases, buffers), (72, want_buffers));
     assert_eq!(official_kept.len(), kept);
     assert_eq!(
         expected, official_kept,
@@ -101,12 +114,12 @@ fn schema_matches(ckpt: &str, schema_file: &str, variant: &str, queries: usize, 
 
 #[test]
 fn official_format_checkpoint_converts() {
-    for (ckpt, schema_file, variant, _, _, kept) in FIXTURES {
-        converts(ckpt, schema_file, variant, kept);
+    for (ckpt, schema_file, variant, _, _, kept, buffers) in FIXTURES {
+        converts(ckpt, schema_file, variant, kept, buffers);
     }
 }
 
-fn converts(ckpt: &str, schema_file: &str, variant: &str, kept: usize) {
+fn converts(ckpt: &str, schema_file: &str, variant: &str, kept: usize, buffers: usize) {
     let _turn = one_at_a_time();
     let fixture = || Path::new(env!("CARGO_MANIFEST_DIR")).join(ckpt);
     let dir = tempfile::tempdir().unwrap();
@@ -117,7 +130,7 @@ fn converts(ckpt: &str, schema_file: &str, variant: &str, kept: usize) {
         assert!(done <= total);
     })
     .unwrap();
-    assert_eq!((report.tensors, report.dropped_aliases, report.dropped_buffers, calls), (kept, 72, 1, kept));
+    assert_eq!((report.tensors, report.dropped_aliases, report.dropped_buffers, calls), (kept, 72, buffers, kept));
     let bytes = std::fs::read(&out).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -138,7 +151,9 @@ fn converts(ckpt: &str, schema_file: &str, variant: &str, kept: usize) {
         let i = if f[3] == "-" { index(name) } else { index(f[3]) };
         let Ok(t) = st.tensor(name) else {
             assert!(
-                name.contains("_bbox_embed.") && name.starts_with("transformer.") || name.ends_with("position_ids"),
+                name.contains("_bbox_embed.") && name.starts_with("transformer.")
+                    || name.ends_with("position_ids")
+                    || schema::is_swin_index(name),
                 "{name} missing"
             );
             continue;

@@ -29,19 +29,25 @@ const PARSEDA: &str = include_str!("../fixtures/detect_golden.json");
 const PARSED: &str = include_str!("../fixtures/detect_golden_parsed.json");
 const PARSEDA_BATCH: &str = include_str!("../fixtures/detect_golden_batch.json");
 const PARSED_BATCH: &str = include_str!("../fixtures/detect_golden_batch_parsed.json");
+const SWIN_TINY: &str = include_str!("../fixtures/detect_golden_swin_tiny.json");
 
 fn check(kind: BackendKind, variant: Variant, batched: bool) {
+    check_backbone(kind, variant, batched, "resnet50");
+}
+
+fn check_backbone(kind: BackendKind, variant: Variant, batched: bool, backbone: &str) {
     let Some(be) = open_or_skip(kind) else { return };
-    let (golden, queries, ffn) = match (variant, batched) {
-        (Variant::ParSeDA, false) => (PARSEDA, 128, 2048),
-        (Variant::ParSeD, false) => (PARSED, 200, 1024),
-        (Variant::ParSeDA, true) => (PARSEDA_BATCH, 128, 2048),
-        (Variant::ParSeD, true) => (PARSED_BATCH, 200, 1024),
+    let (golden, queries, ffn) = match (variant, batched, backbone) {
+        (Variant::ParSeDA, false, "swin_tiny") => (SWIN_TINY, 128, 2048),
+        (Variant::ParSeDA, false, _) => (PARSEDA, 128, 2048),
+        (Variant::ParSeD, false, _) => (PARSED, 200, 1024),
+        (Variant::ParSeDA, true, _) => (PARSEDA_BATCH, 128, 2048),
+        (Variant::ParSeD, true, _) => (PARSED_BATCH, 200, 1024),
     };
     let g: Value = serde_json::from_str(golden).unwrap();
     let get = |name: &str, shape: &[usize]| Ok(formula_weight(name, shape));
     let vars = Vars::new(&get);
-    let front = ImageFront::load(&vars).unwrap();
+    let front = ImageFront::load_for(backbone, &vars).unwrap();
     let enc = Encoder::load(6, 4, ffn, 2, Gate::VXAc, &vars.pp(variant.encoder_prefix())).unwrap();
     let dec = Decoders::load(variant, queries, 3, 4, ffn, &vars).unwrap();
     let (objects, verbs) = (g["objects"].as_u64().unwrap() as usize, g["verbs"].as_u64().unwrap() as usize);
@@ -86,10 +92,13 @@ fn check(kind: BackendKind, variant: Variant, batched: bool) {
             assert_eq!(got.len(), want.len(), "{name}: length");
             let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
             report.push(format!("{name} {worst:.1e}"));
-            assert!(worst <= tol, "{kind} {variant:?} {h}×{w} (batched {batched}): {name} max |diff| {worst} > {tol}");
+            assert!(
+                worst <= tol,
+                "{kind} {variant:?} {backbone} {h}×{w} (batched {batched}): {name} max |diff| {worst} > {tol}"
+            );
         }
         let on = if batched { format!(" on a {}×{} canvas", canvas.0, canvas.1) } else { String::new() };
-        println!("{kind} {variant:?} {h}×{w}{on}: max |diff| vs the official model: {}", report.join(", "));
+        println!("{kind} {variant:?} {backbone} {h}×{w}{on}: max |diff| vs the official model: {}", report.join(", "));
         // the post-processed top-20 triplets of our heads and of the official heads are the same
         let labels = LabelSet {
             name: "golden".into(),
@@ -144,6 +153,16 @@ fn check(kind: BackendKind, variant: Variant, batched: bool) {
         if votes[common] < np {
             assert!(pairs_kept[1].len() < pairs_kept[0].len(), "the zero-shot filter removed no pair");
         }
+    }
+}
+
+/// RLIP_ParSeDA_v2 with Swin-T (the whole graph; `tools/official_detect.py --backbone swin_tiny`).
+#[test]
+fn detect_graph_swin_tiny_matches_official_on_every_backend() {
+    for kind in
+        [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda]
+    {
+        check_backbone(kind, Variant::ParSeDA, false, "swin_tiny");
     }
 }
 
