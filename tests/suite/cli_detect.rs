@@ -319,3 +319,44 @@ fn vcoco_checkpoint_detects_with_its_own_labels() {
     assert_eq!(doc["labels"].as_str(), Some("vcoco"), "{line}");
     assert_eq!(doc["pairs"].as_array().map(Vec::len), Some(100), "every query pair, for eval vcoco");
 }
+
+/// An RLIP_ParSeDA_v2 Swin-T checkpoint in the official format (`--backbone swin_tiny`):
+/// converted (no labels baked), described by `info`, detected on with labels encoded from the
+/// file's own text encoder. (Its fidelity: tests/detect_graph.rs, tests/image_front.rs.)
+#[test]
+fn swin_tiny_checkpoint_converts_describes_and_detects() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let tok = char_tokenizer(dir.path());
+    let model = dir.path().join("swint.safetensors");
+    let c = bin()
+        .arg("convert")
+        .arg(root.join("tests/fixtures/official_format_swint_parseda_v2_q128.pth"))
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&c.stdout);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert!(stdout.contains("RLIP_ParSeDA_v2 swin_tiny, 128 queries"), "{stdout}");
+    let info = bin().args(["info", "--weights"]).arg(&model).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success() && text.contains("RLIP_ParSeDA_v2 (DAB decoders), swin_tiny, 128 queries"), "{text}");
+    let image = dir.path().join("a.png");
+    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), &image).unwrap();
+    let out = dir.path().join("out");
+    let d = bin()
+        .args(["detect", "--backend", "cpu", "--format", "jsonl", "--top-k", "3", "--labels", "hico", "--weights"])
+        .arg(&model)
+        .arg(&image)
+        .arg("--tokenizer")
+        .arg(&tok)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let line = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(doc["model"]["backbone"].as_str(), Some("swin_tiny"), "{line}");
+    assert!(!doc["detections"].as_array().unwrap().is_empty(), "{line}");
+}
