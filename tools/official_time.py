@@ -6,6 +6,10 @@ decoders and heads — the two calls engine.py makes per image:
     /usr/bin/python3 tools/official_time.py OFFICIAL_REPO [RUNS]                # CPU, grid_sample MSDA
     python3 tools/official_time.py OFFICIAL_REPO [RUNS] --cuda [--msda-src DIR]  # GPU
 
+`--backbone swin_tiny|swin_large` times that backbone's model instead; `--save-pth FILE` also
+writes the model it timed (PyTorch's default initialization, seed 0) in the official save format,
+so `rlipv2 convert` + `rlipv2 detect` can be timed on the very same weights.
+
 On the GPU the model runs in fp32 with PyTorch's defaults (cuDNN convolutions may use TF32,
 matmuls do not); MSDA is the official CUDA op built from DIR (the official `models/ops/src`,
 see tools/msda_cuda_official_bench.py) or, without DIR or if the build fails, its grid_sample
@@ -21,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import official_model  # noqa: E402
 
 
-def main(repo, runs, cuda, msda_src):
+def main(repo, runs, cuda, msda_src, backbone="resnet50", save=None):
     import torch
 
     op, msda = None, "grid_sample twin"
@@ -32,7 +36,10 @@ def main(repo, runs, cuda, msda_src):
             msda = "official CUDA op"
         except Exception as e:  # the twin still gives a (slower) official time: say so
             msda = f"grid_sample twin (op build failed: {repr(e)[:300]})"
-    model, _ = official_model.build(repo, 128, msda_op=op)
+    torch.manual_seed(0)
+    model, args = official_model.build(repo, 128, msda_op=op, backbone=backbone)
+    if save:
+        torch.save({"model": model.state_dict(), "optimizer": {}, "lr_scheduler": {}, "epoch": 0, "args": args}, save)
     from util.misc import NestedTensor
 
     dev = torch.device("cuda" if cuda else "cpu")
@@ -59,7 +66,7 @@ def main(repo, runs, cuda, msda_src):
     if cuda:  # what "fp32" meant in this run
         where += f", TF32 convolutions {torch.backends.cudnn.allow_tf32}, TF32 matmuls {torch.backends.cuda.matmul.allow_tf32}"
     row = {"torch": torch.__version__, "device": where, "msda": msda, "min_s": min(times), "runs_s": times}
-    print(f"official PyTorch {torch.__version__} fp32 on {where}, MSDA {msda}, 800x1066, N=128, T=198: "
+    print(f"official PyTorch {torch.__version__} fp32 on {where}, {backbone}, MSDA {msda}, 800x1066, N=128, T=198: "
           f"min {min(times) * 1e3:.1f} ms, runs {[round(x * 1e3, 1) for x in times]} ms", flush=True)
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "official_time.json"), "w") as f:
@@ -69,6 +76,9 @@ def main(repo, runs, cuda, msda_src):
 if __name__ == "__main__":
     args = sys.argv[1:]
     cuda = "--cuda" in args
-    src = args[args.index("--msda-src") + 1] if "--msda-src" in args else None
-    rest = [a for a in args if a not in ("--cuda", "--msda-src", src)]
-    main(os.path.abspath(rest[0]), int(rest[1]) if len(rest) > 1 else 2, cuda, src)
+    def value(flag):
+        return args[args.index(flag) + 1] if flag in args else None
+
+    src, backbone, save = value("--msda-src"), value("--backbone") or "resnet50", value("--save-pth")
+    rest = [a for a in args if a not in ("--cuda", "--msda-src", src, "--backbone", backbone, "--save-pth", save)]
+    main(os.path.abspath(rest[0]), int(rest[1]) if len(rest) > 1 else 2, cuda, src, backbone, save and os.path.abspath(save))
