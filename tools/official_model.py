@@ -68,6 +68,12 @@ VARIANT_FLAGS = {
     "parsed": "--RLIP_ParSeD_v2 --dim_feedforward 1024",
 }
 DEFAULT_QUERIES = {"parseda": 128, "parsed": 200}
+
+
+def variant_flags(variant, backbone):
+    """The variant's flags; the ParSeD Swin scripts use FFN 2048, its R50 scripts 1024 (spec §1.2)."""
+    flags = VARIANT_FLAGS[variant]
+    return flags.replace("--dim_feedforward 1024", "--dim_feedforward 2048") if backbone.startswith("swin") else flags
 SCRIPT = {"parseda": "fine_tune_RLIP_ParSeDA_v2_hico.sh", "parsed": "fine_tune_RLIP_ParSeD_v2_hico_r50.sh"}
 NAME = {"parseda": "RLIP_ParSeDA_v2", "parsed": "RLIP_ParSeD_v2"}
 
@@ -93,7 +99,7 @@ def official_args(repo, queries, variant="parseda", dataset="hico", backbone="re
     flags = (
         f"{DATASET_FLAGS[dataset]} --hoi --load_backbone supervised {BACKBONE_FLAGS[backbone]} "
         "--obj_loss_type cross_entropy --verb_loss_type focal --enc_layers 6 --dec_layers 3 "
-        f"--num_queries {queries} --use_nms_filter {VARIANT_FLAGS[variant]} --with_box_refine "
+        f"--num_queries {queries} --use_nms_filter {variant_flags(variant, backbone)} --with_box_refine "
         "--num_feature_levels 4 --dropout 0.0 --use_no_obj_token --fusion_type GLIP_attn "
         "--gating_mechanism VXAc --verb_query_tgt_type vanilla_MBF --fusion_interval 2 "
         "--fusion_last_vis --lang_aux_loss --subject_class"

@@ -30,6 +30,8 @@ const PARSED: &str = include_str!("../fixtures/detect_golden_parsed.json");
 const PARSEDA_BATCH: &str = include_str!("../fixtures/detect_golden_batch.json");
 const PARSED_BATCH: &str = include_str!("../fixtures/detect_golden_batch_parsed.json");
 const SWIN_TINY: &str = include_str!("../fixtures/detect_golden_swin_tiny.json");
+const SWIN_TINY_BATCH: &str = include_str!("../fixtures/detect_golden_batch_swin_tiny.json");
+const PARSED_SWIN_TINY: &str = include_str!("../fixtures/detect_golden_parsed_swin_tiny.json");
 
 fn check(kind: BackendKind, variant: Variant, batched: bool) {
     check_backbone(kind, variant, batched, "resnet50");
@@ -39,6 +41,8 @@ fn check_backbone(kind: BackendKind, variant: Variant, batched: bool, backbone: 
     let Some(be) = open_or_skip(kind) else { return };
     let (golden, queries, ffn) = match (variant, batched, backbone) {
         (Variant::ParSeDA, false, "swin_tiny") => (SWIN_TINY, 128, 2048),
+        (Variant::ParSeDA, true, "swin_tiny") => (SWIN_TINY_BATCH, 128, 2048),
+        (Variant::ParSeD, false, "swin_tiny") => (PARSED_SWIN_TINY, 200, 2048),
         (Variant::ParSeDA, false, _) => (PARSEDA, 128, 2048),
         (Variant::ParSeD, false, _) => (PARSED, 200, 1024),
         (Variant::ParSeDA, true, _) => (PARSEDA_BATCH, 128, 2048),
@@ -163,6 +167,17 @@ fn detect_graph_swin_tiny_matches_official_on_every_backend() {
         [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda]
     {
         check_backbone(kind, Variant::ParSeDA, false, "swin_tiny");
+    }
+}
+
+/// Swin-T in an official batch (three sizes padded to one canvas: Swin sees the zero padding,
+/// its −0.5 positions put huge arguments into the padded cells' sines) and RLIP_ParSeD_v2 on
+/// Swin-T (FFN 2048, as its Swin scripts), on the host backends and CUDA.
+#[test]
+fn detect_graph_swin_tiny_batched_and_parsed_match_official() {
+    for kind in [BackendKind::Cpu, BackendKind::Reference, BackendKind::CubeclCuda] {
+        check_backbone(kind, Variant::ParSeDA, true, "swin_tiny");
+        check_backbone(kind, Variant::ParSeD, false, "swin_tiny");
     }
 }
 
