@@ -111,6 +111,10 @@ impl Detector {
             return LabelSet::resolve(spec);
         }
         let head = self.config.dataset.as_str();
+        if head == "oi_sgg" {
+            let hint = crate::model::labels::OI_DICT_HINT;
+            return Err(Error::Limit { op: "detect", what: "labels".into(), reason: hint.into() });
+        }
         LabelSet::builtin(head).ok_or_else(|| Error::Limit {
             op: "detect",
             what: "labels".into(),

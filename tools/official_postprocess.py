@@ -1,6 +1,9 @@
 """Golden outputs of the official post-processing (spec §2.8): `PostProcessHOI` (models/hoi.py)
-then the HICO evaluator's valid-pair mask, top-100 and triplet NMS (datasets/hico_eval.py), run
-on head outputs given by an exact formula that tests/postprocess.rs reproduces:
+then the HICO evaluator's valid-pair mask, top-100 and triplet NMS (datasets/hico_eval.py), and
+for Open Images (variants spec §3.2) `PostProcessSGG` then the OI evaluator's top-100 and pair
+NMS (datasets/oi_sgg_eval.py; a synthetic set of 12 objects and 5 relations: the OI texts are not
+in the repo, and the code does not depend on them), run on head outputs given by an exact formula
+that tests/postprocess.rs reproduces:
 
     /usr/bin/python3 tools/official_postprocess.py OFFICIAL_REPO tests/fixtures/postprocess_golden.json
 
@@ -25,14 +28,21 @@ def frac(a, m):
 CLUSTER_OBJECTS = [0, 16, 38, 41, 56]
 
 
-def inputs(np_, t_obj, t_verb, correct_mat):
+# the Open Images case's clusters (12 objects)
+OI_CLUSTER_OBJECTS = [0, 3, 5, 8, 11]
+
+
+def inputs(np_, t_obj, t_verb, correct_mat, clusters=CLUSTER_OBJECTS, sub_clustered=False):
     """Exact in f64, then rounded to f32 — the Rust test computes the same."""
     import numpy as np
 
-    verb_of = {c: int(np.nonzero(correct_mat[:, c])[0][0]) for c in CLUSTER_OBJECTS}
-    obj = np.array([[frac(i * 37 + c * 101 + 7, 211) * 10 - 6 + (8 if c == CLUSTER_OBJECTS[i % 5] else 0) for c in range(t_obj + 1)] for i in range(np_)])
-    verb = np.array([[frac(i * 53 + v * 29 + 3, 199) * 12 - 8 + (6 if v == verb_of[CLUSTER_OBJECTS[i % 5]] else 0) for v in range(t_verb)] for i in range(np_)])
-    sub = np.array([[frac(i * 17 + c * 89 + 1, 193) * 10 - 5 + (6 if c == 0 and i % 3 == 0 else 0) for c in range(t_obj + 1)] for i in range(np_)])
+    verb_of = {c: int(np.nonzero(correct_mat[:, c])[0][0]) for c in clusters}
+    obj = np.array([[frac(i * 37 + c * 101 + 7, 211) * 10 - 6 + (8 if c == clusters[i % 5] else 0) for c in range(t_obj + 1)] for i in range(np_)])
+    verb = np.array([[frac(i * 53 + v * 29 + 3, 199) * 12 - 8 + (6 if v == verb_of[clusters[i % 5]] else 0) for v in range(t_verb)] for i in range(np_)])
+    # subjects: person raised on every third pair (HICO's zero-shot filter has work), or with
+    # `sub_clustered` (Open Images) the cluster's object class raised, so that whole clusters share
+    # one (subject, object, relation) triplet there too
+    sub = np.array([[frac(i * 17 + c * 89 + 1, 193) * 10 - 5 + ((8 if c == clusters[i % 5] else 0) if sub_clustered else (6 if c == 0 and i % 3 == 0 else 0)) for c in range(t_obj + 1)] for i in range(np_)])
 
     def boxes(seed):
         # clustered so that triplet NMS has overlaps to suppress
@@ -74,6 +84,21 @@ def main(repo, out):
         kept = [[int(x["subject_id"]), int(x["object_id"]), int(x["category_id"]), int(boxes[x["object_id"]]["category_id"]), float(x["score"]), [float(v) for v in boxes[x["subject_id"]]["bbox"]], [float(v) for v in boxes[x["object_id"]]["bbox"]]] for x in p["hoi_prediction"]]
         n_pairs = len(preds[0]["sub_ids"])
         cases.append({"name": name, "zero_shot": zero_shot, "nms": nms, "height": h, "width": w, "pairs_kept": n_pairs, "triplets": kept})
+    # Open Images: PostProcessSGG, then OISGGEvaluator's top-100 and pair NMS
+    from models.hoi import PostProcessSGG
+    from datasets.oi_sgg_eval import OISGGEvaluator
+
+    h, w = 600, 900
+    obj, verb, sub, sb, ob = inputs(100, 12, 5, np.ones((5, 12)), OI_CLUSTER_OBJECTS, sub_clustered=True)
+    outputs = {"pred_obj_logits": torch.tensor(obj)[None], "pred_verb_logits": torch.tensor(verb)[None], "pred_sub_boxes": torch.tensor(sb)[None], "pred_obj_boxes": torch.tensor(ob)[None], "pred_sub_logits": torch.tensor(sub)[None]}
+    preds = PostProcessSGG(sigmoid=True)(outputs, torch.tensor([[h, w]]))
+    gts = [{"filename": "x", "id": 0, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "rels": torch.zeros(0, 3, dtype=torch.int64)}]
+    ev_args = argparse.Namespace(use_nms_filter=True, thres_nms=0.7, nms_alpha=1.0, nms_beta=0.5, thres_nms_phr=0.5)
+    ev = OISGGEvaluator(preds, gts, None, topK=100, args=ev_args)
+    p = ev.preds[0]
+    boxes = p["predictions"]
+    kept = [[int(x["subject_id"]), int(x["object_id"]), int(x["category_id"]), int(boxes[x["object_id"]]["category_id"]), float(x["score"]), [float(v) for v in boxes[x["subject_id"]]["bbox"]], [float(v) for v in boxes[x["object_id"]]["bbox"]], int(boxes[x["subject_id"]]["category_id"])] for x in p["rel_predictions"]]
+    cases.append({"name": "oi", "zero_shot": False, "nms": True, "height": h, "width": w, "pairs_kept": 100, "triplets": kept, "objects": 12, "relations": 5})
     json.dump({"generator": "tools/official_postprocess.py", "cases": cases}, open(out, "w"), indent=0)
     print([(c["name"], c["pairs_kept"], len(c["triplets"])) for c in cases])
 

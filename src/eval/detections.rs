@@ -80,6 +80,7 @@ fn parse(text: &str, source: &str, file: &Path, set: &LabelSet) -> Result<ImageD
             subject_box: r.subject_box,
             object_box: r.object_box,
             object_label: index(&set.objects, &r.object, "object")?,
+            subject_label: 0, // HOI evaluation: the subject is `person`
             verb: index(&set.verbs, &r.verb, "verb")?,
             score: r.score,
         });

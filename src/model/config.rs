@@ -152,7 +152,7 @@ impl Config {
         let head = match self.dataset.as_str() {
             "hico" => "HICO-DET head (117 verbs × 80 objects)",
             "vcoco" => "V-COCO head (29 verb classes × 80 objects + missing)",
-            "oi_sgg" => "Open Images v6 head",
+            "oi_sgg" => "Open Images v6 head (classified subjects; labels: the OI categories dict)",
             "" => "head unknown",
             other => {
                 return format!(
@@ -242,8 +242,8 @@ impl Config {
         } else if !parsed && !parseda {
             refuse("neither RLIP_ParSeDA_v2 nor RLIP_ParSeD_v2 is set in args: not an RLIPv2 ParSe checkpoint (RLIP_ParSe, ParSeD v1 and the Tagger are not supported)".into());
         }
-        if dataset == "oi_sgg" || flag(args.get("sgg")) {
-            refuse("dataset_file oi_sgg / --sgg (the Open Images v6 head: classified subjects, PostProcessSGG) is not supported yet (hico, vcoco)".into());
+        if (dataset == "oi_sgg" || flag(args.get("sgg"))) && !subject_class {
+            refuse("dataset_file oi_sgg / --sgg without subject_class: the Open Images post-processing (PostProcessSGG) classifies subjects".into());
         }
         if backbone != "resnet50" && SwinShape::of(&backbone).is_none() {
             refuse(format!("backbone `{backbone}` is not supported (resnet50, swin_tiny, swin_large)"));

@@ -15,7 +15,13 @@ pub struct LabelSet {
     pub verbs: Vec<String>,
     /// `[objects × verbs]` valid-pair table (HICO), or none (every pair valid).
     pub valid_pairs: Option<Vec<bool>>,
+    /// Scene-graph sets (Open Images v6): the subject is classified among the objects and its
+    /// score multiplies the relation's (`PostProcessSGG`); HOI sets fix it to `objects[0]`.
+    pub subject_classified: bool,
 }
+
+/// Where the Open Images v6 label texts come from: they are not in the official repo.
+pub const OI_DICT_HINT: &str = "the Open Images v6 label texts are not in the official repo: pass the categories dict that its convert_OI_annotations.py writes, --labels PATH/OI_SGG_trainval_test_categories_dict.json ({\"obj\": 288 classes, \"rel\": 30 relations}, used verbatim)";
 
 /// The text appended after the object names (`--use_no_obj_token`, engine.py:366-369).
 pub const NO_OBJECTS: &str = "no objects";
@@ -25,28 +31,40 @@ fn lines(s: &str) -> Vec<String> {
 }
 
 impl LabelSet {
-    /// `hico`, `vcoco`, or the path of a JSON file `{"objects": [...], "verbs": [...]}` (a
-    /// custom set; it needs a tokenizer to encode).
+    /// `hico`, `vcoco`, or the path of a JSON file: `{"objects": [...], "verbs": [...]}` (a
+    /// custom HOI set) or the Open Images v6 categories dict `{"obj": [...], "rel": [...]}` that
+    /// the official `convert_OI_annotations.py` writes (a scene-graph set, texts verbatim). Files
+    /// need a tokenizer to encode.
     pub fn resolve(spec: &str) -> crate::Result<LabelSet> {
         use crate::Error;
         if let Some(s) = LabelSet::builtin(spec) {
             return Ok(s);
         }
+        if spec == "oi" {
+            return Err(Error::Limit { op: "labels", what: "oi".into(), reason: OI_DICT_HINT.into() });
+        }
         let path = std::path::PathBuf::from(spec);
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
         #[derive(serde::Deserialize)]
-        struct Custom {
-            objects: Vec<String>,
-            verbs: Vec<String>,
+        #[serde(untagged)]
+        enum File {
+            Custom { objects: Vec<String>, verbs: Vec<String> },
+            OpenImages { obj: Vec<String>, rel: Vec<String> },
         }
-        let c: Custom = serde_json::from_str(&text).map_err(|e| Error::Format {
+        let f: File = serde_json::from_str(&text).map_err(|e| Error::Format {
             file: path.clone(),
-            reason: format!("expected {{\"objects\": [...], \"verbs\": [...]}} (or hico / vcoco): {e}"),
+            reason: format!(
+                "expected {{\"objects\": [...], \"verbs\": [...]}}, an Open Images categories dict {{\"obj\": [...], \"rel\": [...]}} (or hico / vcoco): {e}"
+            ),
         })?;
-        if c.objects.is_empty() || c.verbs.is_empty() {
+        let (name, objects, verbs, subject_classified) = match f {
+            File::Custom { objects, verbs } => (format!("custom:{spec}"), objects, verbs, false),
+            File::OpenImages { obj, rel } => (format!("oi:{spec}"), obj, rel, true),
+        };
+        if objects.is_empty() || verbs.is_empty() {
             return Err(Error::Format { file: path, reason: "needs at least one object and one verb".into() });
         }
-        Ok(LabelSet { name: format!("custom:{spec}"), objects: c.objects, verbs: c.verbs, valid_pairs: None })
+        Ok(LabelSet { name, objects, verbs, valid_pairs: None, subject_classified })
     }
 
     /// `hico` (80 objects, 117 verbs, 600 valid pairs) or `vcoco` (81 objects incl. `missing
@@ -63,6 +81,7 @@ impl LabelSet {
                     objects: lines(include_str!("labels/hico_objects.txt")),
                     verbs: lines(include_str!("labels/hico_verbs.txt")),
                     valid_pairs: Some(valid),
+                    subject_classified: false,
                 })
             }
             "vcoco" => Some(LabelSet {
@@ -70,6 +89,7 @@ impl LabelSet {
                 objects: lines(include_str!("labels/vcoco_objects.txt")),
                 verbs: lines(include_str!("labels/vcoco_verbs.txt")),
                 valid_pairs: None,
+                subject_classified: false,
             }),
             _ => None,
         }

@@ -71,24 +71,31 @@ pub struct Detection {
     pub object_box: [f32; 4],
     /// Index into the label set's objects.
     pub object_label: usize,
+    /// The subject's object label: classified for scene-graph sets, 0 (`person`) for HOI sets.
+    pub subject_label: usize,
     /// Index into the label set's verbs.
     pub verb: usize,
-    /// Verb score × object score (× subject score where the model has one).
+    /// Verb score × object score (× the subject's score for scene-graph sets).
     pub score: f32,
 }
 
 impl Detection {
     /// The detection as `rlipv2 detect` writes it (and the Python `Detector` returns it):
-    /// `subject_box`, `object_box`, `object`, `verb`, `score`, `pair`, names from `set`.
+    /// `subject_box`, `object_box`, `object`, `verb`, `score`, `pair`, names from `set`, and
+    /// `subject` where the set classifies subjects.
     pub fn record(&self, set: &crate::model::labels::LabelSet) -> serde_json::Value {
-        serde_json::json!({
+        let mut r = serde_json::json!({
             "subject_box": self.subject_box,
             "object_box": self.object_box,
             "object": set.objects[self.object_label],
             "verb": set.verbs[self.verb],
             "score": self.score,
             "pair": self.pair,
-        })
+        });
+        if set.subject_classified {
+            r["subject"] = set.objects[self.subject_label].clone().into();
+        }
+        r
     }
 }
 
@@ -196,6 +203,12 @@ pub fn postprocess(
     let (w, h) = (width as f32, height as f32);
     let mut candidates = Vec::with_capacity(np * tv);
     for i in 0..np {
+        // a scene-graph set classifies the subject and weighs by its score (PostProcessSGG,
+        // hoi.py:4905-4933); an HOI set's subject is `person`
+        let (sub_score, subject_label) = match (labels.subject_classified, out.sub_logits) {
+            (true, Some(sub)) => argmax(&softmax(&sub[i * (to + 1)..(i + 1) * (to + 1)])[..to]),
+            _ => (1.0, 0),
+        };
         if cfg.zero_shot {
             if let Some(sub) = out.sub_logits {
                 let p = softmax(&sub[i * (to + 1)..(i + 1) * (to + 1)]);
@@ -210,20 +223,34 @@ pub fn postprocess(
         let object_box = to_pixels(&out.obj_boxes[4 * i..4 * i + 4], w, h);
         for v in 0..tv {
             let sig = 1.0 / (1.0 + (-out.verb_logits[i * tv + v]).exp());
-            let score = if labels.is_valid(v, obj_label) { sig * obj_score } else { 0.0 };
-            candidates.push(Detection { pair: i, subject_box, object_box, object_label: obj_label, verb: v, score });
+            let score = match labels.subject_classified {
+                true => sig * obj_score * sub_score,
+                false if labels.is_valid(v, obj_label) => sig * obj_score,
+                false => 0.0,
+            };
+            let object_label = obj_label;
+            candidates.push(Detection {
+                pair: i,
+                subject_box,
+                object_box,
+                object_label,
+                subject_label,
+                verb: v,
+                score,
+            });
         }
     }
     // stable: equal scores keep (pair, verb) order, as Python's sort does
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     candidates.truncate(cfg.top_k);
     let Some(nms) = cfg.nms else { return candidates };
-    // triplet NMS as hico_eval.py:493-564 runs it: groups (object label, verb) in order of first
-    // appearance, each in `scores.argsort()[::-1]` order (NumPy's unstable sort, reversed: it
-    // decides which of two tied duplicates survives), output group by group
-    let mut groups: Vec<((usize, usize), Vec<usize>)> = Vec::new();
+    // triplet NMS as hico_eval.py:493-564 (and oi_sgg_eval.py:478-551) runs it: groups (subject
+    // label, object label, verb) in order of first appearance, each in `scores.argsort()[::-1]`
+    // order (NumPy's unstable sort, reversed: it decides which of two tied duplicates survives),
+    // output group by group
+    let mut groups: Vec<((usize, usize, usize), Vec<usize>)> = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
-        let key = (c.object_label, c.verb);
+        let key = (c.subject_label, c.object_label, c.verb);
         match groups.iter_mut().find(|g| g.0 == key) {
             Some(g) => g.1.push(i),
             None => groups.push((key, vec![i])),

@@ -360,3 +360,50 @@ fn swin_tiny_checkpoint_converts_describes_and_detects() {
     assert_eq!(doc["model"]["backbone"].as_str(), Some("swin_tiny"), "{line}");
     assert!(!doc["detections"].as_array().unwrap().is_empty(), "{line}");
 }
+
+/// Open Images labels: `--labels` takes the official categories dict (`{"obj", "rel"}`, texts
+/// verbatim) and detect then classifies each subject (a `subject` in every record); `--labels oi`
+/// alone says where the texts come from (they are not in the official repo).
+#[test]
+fn open_images_labels_classify_subjects() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let tok = char_tokenizer(dir.path());
+    let model = crate::common::converted_fixture(dir.path());
+    let dict = dir.path().join("OI_SGG_trainval_test_categories_dict.json");
+    std::fs::write(&dict, r#"{"obj": ["Man", "Woman", "Guitar", "Table"], "rel": ["plays", "at", "holds"]}"#).unwrap();
+    let image = dir.path().join("a.png");
+    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), &image).unwrap();
+    let out = dir.path().join("out");
+    let run = |labels: &std::ffi::OsStr| {
+        bin()
+            .args(["detect", "--backend", "cpu", "--format", "jsonl", "--top-k", "4", "--weights"])
+            .arg(&model)
+            .arg(&image)
+            .arg("--labels")
+            .arg(labels)
+            .arg("--tokenizer")
+            .arg(&tok)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let d = run(dict.as_os_str());
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let line = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let dets = doc["detections"].as_array().unwrap();
+    assert!(!dets.is_empty());
+    for d in dets {
+        let subject = d["subject"].as_str().unwrap();
+        assert!(["Man", "Woman", "Guitar", "Table"].contains(&subject), "{d}");
+        assert!(["plays", "at", "holds"].contains(&d["verb"].as_str().unwrap()), "{d}");
+    }
+    let e = run("oi".as_ref());
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        !e.status.success() && err.contains("convert_OI_annotations.py") && err.contains("categories_dict"),
+        "{err}"
+    );
+}

@@ -283,16 +283,30 @@ fn unsupported_configuration_names_the_flag() {
     pkl[at..at + 8].copy_from_slice(b"swin_tin");
     let dir = tempfile::tempdir().unwrap();
     let e = convert_err(&with_pickle(dir.path(), &pkl, false), dir.path());
-    assert!(e.contains("backbone `swin_tin` is not supported yet"), "{e}");
-    // an Open Images checkpoint (dataset_file oi_sgg): its post-processing is not HICO's
+    assert!(e.contains("backbone `swin_tin` is not supported (resnet50, swin_tiny, swin_large)"), "{e}");
+    // an Open Images checkpoint (dataset_file oi_sgg) reads as one; without subject_class it is
+    // refused (PostProcessSGG classifies subjects)
     let mut pkl = data_pkl();
     let key = pkl.windows(12).position(|w| w == b"dataset_file").expect("dataset_file key");
     let value = b"X\x04\x00\x00\x00hico"; // BINUNICODE, 4-byte length
     let at = key + pkl[key..].windows(value.len()).position(|w| w == value).expect("its value");
     pkl.splice(at..at + value.len(), b"X\x06\x00\x00\x00oi_sgg".iter().copied());
     let dir = tempfile::tempdir().unwrap();
-    let e = convert_err(&with_pickle(dir.path(), &pkl, false), dir.path());
-    assert!(e.contains("dataset_file oi_sgg"), "{e}");
+    let args = |pkl: &[u8]| {
+        let path = with_pickle(dir.path(), pkl, false);
+        let ck = Checkpoint::open(&path).unwrap();
+        let sd = pth::state_dict(&path, &ck.root.get("model").unwrap()).unwrap();
+        let shape =
+            |k: &str| sd.iter().find(|(n, _)| n == k).map(|(_, t)| t.shape.iter().map(|&d| d as usize).collect());
+        Config::from_checkpoint(&ck.root.get("args").unwrap(), shape)
+    };
+    let c = args(&pkl).unwrap();
+    assert!(c.summary().contains("Open Images v6 head"), "{}", c.summary());
+    let key = pkl.windows(13).position(|w| w == b"subject_class").expect("subject_class key");
+    let at = key + pkl[key..key + 24].iter().position(|&b| b == 0x88).expect("NEWTRUE after the key");
+    pkl[at] = 0x89; // NEWFALSE
+    let e = args(&pkl).unwrap_err();
+    assert!(e.contains("dataset_file oi_sgg") && e.contains("subject_class"), "{e}");
 }
 
 fn data_pkl() -> Vec<u8> {

@@ -109,6 +109,7 @@ fn check_backbone(kind: BackendKind, variant: Variant, batched: bool, backbone: 
             objects: (0..objects - 1).map(|i| format!("object {i}")).collect(),
             verbs: (0..verbs).map(|i| format!("verb {i}")).collect(),
             valid_pairs: None,
+            subject_classified: false,
         };
         let want: Vec<Vec<f32>> =
             ["pred_obj_logits", "pred_verb_logits", "pred_sub_boxes", "pred_obj_boxes", "pred_sub_logits"]

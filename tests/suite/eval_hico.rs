@@ -198,7 +198,7 @@ fn nf_zero_shot_warns_about_detections_of_every_subject() {
 }
 
 fn det(sub: [f32; 4], obj: [f32; 4], object_label: usize, verb: usize, score: f32) -> Detection {
-    Detection { pair: 0, subject_box: sub, object_box: obj, object_label, verb, score }
+    Detection { pair: 0, subject_box: sub, object_box: obj, object_label, subject_label: 0, verb, score }
 }
 
 /// The AP arithmetic on sets small enough to count by hand.

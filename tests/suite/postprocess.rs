@@ -1,32 +1,38 @@
 //! Post-processing against the official code: `tools/official_postprocess.py` ran the official
-//! `PostProcessHOI` and HICO evaluator (valid pairs, top-100, triplet NMS) on head outputs given by
-//! an exact formula; the goldens are in tests/fixtures/postprocess_golden.json. Every kept
-//! triplet must match: pair, object label, verb, score (±1e-6) and boxes (±1e-4 px).
+//! `PostProcessHOI` and HICO evaluator (valid pairs, top-100, triplet NMS), and for Open Images
+//! `PostProcessSGG` and the OI evaluator (classified subjects, top-100, pair NMS; a synthetic set
+//! of 12 objects and 5 relations), on head outputs given by an exact formula; the goldens are in
+//! tests/fixtures/postprocess_golden.json. Every kept triplet must match: pair, object label,
+//! verb, subject label (OI), score (±1e-6) and boxes (±1e-4 px).
 
 use rlipv2::model::labels::LabelSet;
 use rlipv2::model::postprocess::{postprocess, HeadOutputs, PostConfig, OFFICIAL_NMS};
 use serde_json::Value;
 
 const CLUSTER_OBJECTS: [usize; 5] = [0, 16, 38, 41, 56];
+const OI_CLUSTER_OBJECTS: [usize; 5] = [0, 3, 5, 8, 11];
 
 fn frac(a: usize, m: usize) -> f64 {
     (a % m) as f64 / m as f64
 }
 
 /// The generator's formula (f64, rounded to f32).
-fn inputs(np: usize, labels: &LabelSet) -> [Vec<f32>; 5] {
+fn inputs(np: usize, labels: &LabelSet, clusters: &[usize; 5], sub_clustered: bool) -> [Vec<f32>; 5] {
     let (to, tv) = (labels.objects.len(), labels.verbs.len());
     let verb_of = |c: usize| (0..tv).find(|&v| labels.is_valid(v, c)).unwrap();
     let mut obj = Vec::new();
     let mut verb = Vec::new();
     let mut sub = Vec::new();
     for i in 0..np {
-        let k = CLUSTER_OBJECTS[i % 5];
+        let k = clusters[i % 5];
         for c in 0..=to {
             obj.push((frac(i * 37 + c * 101 + 7, 211) * 10.0 - 6.0 + if c == k { 8.0 } else { 0.0 }) as f32);
-            sub.push(
-                (frac(i * 17 + c * 89 + 1, 193) * 10.0 - 5.0 + if c == 0 && i % 3 == 0 { 6.0 } else { 0.0 }) as f32,
-            );
+            let raise = match sub_clustered {
+                true if c == k => 8.0,
+                false if c == 0 && i % 3 == 0 => 6.0,
+                _ => 0.0,
+            };
+            sub.push((frac(i * 17 + c * 89 + 1, 193) * 10.0 - 5.0 + raise) as f32);
         }
         for v in 0..tv {
             verb.push((frac(i * 53 + v * 29 + 3, 199) * 12.0 - 8.0 + if v == verb_of(k) { 6.0 } else { 0.0 }) as f32);
@@ -60,9 +66,21 @@ fn matches_the_official_post_processing() {
         (labels.objects.len(), labels.verbs.len(), labels.valid_pairs.as_ref().unwrap().iter().filter(|&&v| v).count()),
         (80, 117, 600)
     );
-    let [obj, verb, sub, sb, ob] = inputs(100, &labels);
+    let oi = LabelSet {
+        name: "oi:synthetic".into(),
+        objects: (0..12).map(|i| format!("class {i}")).collect(),
+        verbs: (0..5).map(|i| format!("relation {i}")).collect(),
+        valid_pairs: None,
+        subject_classified: true,
+    };
+    let (hico_inputs, oi_inputs) =
+        (inputs(100, &labels, &CLUSTER_OBJECTS, false), inputs(100, &oi, &OI_CLUSTER_OBJECTS, true));
+    let mut names = Vec::new();
     for case in golden["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
+        names.push(name);
+        let (labels, [obj, verb, sub, sb, ob]) = if name == "oi" { (&oi, &oi_inputs) } else { (&labels, &hico_inputs) };
+        let to = labels.objects.len();
         let cfg = PostConfig {
             top_k: 100,
             nms: case["nms"].as_bool().unwrap().then_some(OFFICIAL_NMS),
@@ -76,14 +94,14 @@ fn matches_the_official_post_processing() {
             obj_boxes: &ob,
             sub_logits: Some(&sub),
         };
-        let got = postprocess(&out, &labels, size, &cfg);
+        let got = postprocess(&out, labels, size, &cfg);
         let mut want: Vec<&Value> = case["triplets"].as_array().unwrap().iter().collect();
         // the official output is grouped by triplet; compare by score, highest first
         want.sort_by(|a, b| b[4].as_f64().unwrap().total_cmp(&a[4].as_f64().unwrap()));
         assert_eq!(got.len(), want.len(), "{name}: number of detections");
         // zero-shot: the official ids index the pairs that passed the subject filter, in order
         let passed: Vec<usize> =
-            (0..100).filter(|&i| !cfg.zero_shot || argmax(&sub[i * 81..i * 81 + 80]) == 0).collect();
+            (0..100).filter(|&i| !cfg.zero_shot || argmax(&sub[i * (to + 1)..i * (to + 1) + to]) == 0).collect();
         assert_eq!(
             passed.len() as u64,
             case["pairs_kept"].as_u64().unwrap(),
@@ -98,6 +116,9 @@ fn matches_the_official_post_processing() {
                 "{name}: rank {r}"
             );
             assert_eq!(w[1].as_u64().unwrap() as usize, id + passed.len(), "{name}: object id follows the subject ids");
+            if let Some(subject) = w.get(7) {
+                assert_eq!(g.subject_label, subject.as_u64().unwrap() as usize, "{name}: rank {r} subject label");
+            }
             assert!(
                 (g.score as f64 - w[4].as_f64().unwrap()).abs() <= 1e-6,
                 "{name}: rank {r} score {} vs {}",
@@ -115,6 +136,7 @@ fn matches_the_official_post_processing() {
         }
         println!("{name}: {} detections match the official post-processing", got.len());
     }
+    assert_eq!(names, ["hico", "hico_zero_shot", "hico_no_nms", "oi"]);
 }
 
 #[test]
@@ -139,7 +161,7 @@ fn label_sets_are_the_official_texts() {
 #[test]
 fn nan_boxes_are_suppressed_as_numpy_does() {
     let labels = LabelSet::builtin("hico").unwrap();
-    let [obj, verb, sub, mut sb, ob] = inputs(100, &labels);
+    let [obj, verb, sub, mut sb, ob] = inputs(100, &labels, &CLUSTER_OBJECTS, false);
     // pairs 0, 5, 10, … share object and verb; the best-scored of them gets a NaN subject box
     let cfg = PostConfig { top_k: 100, nms: Some(OFFICIAL_NMS), zero_shot: false };
     let out =
@@ -172,7 +194,7 @@ fn nan_boxes_are_suppressed_as_numpy_does() {
 #[test]
 fn of_two_tied_duplicates_the_official_nms_keeps_the_later() {
     let labels = LabelSet::builtin("hico").unwrap();
-    let [mut obj, mut verb, mut sub, mut sb, mut ob] = inputs(2, &labels);
+    let [mut obj, mut verb, mut sub, mut sb, mut ob] = inputs(2, &labels, &CLUSTER_OBJECTS, false);
     let (to, tv) = (labels.objects.len() + 1, labels.verbs.len());
     obj.copy_within(0..to, to);
     verb.copy_within(0..tv, tv);
