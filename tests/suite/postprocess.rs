@@ -87,13 +87,8 @@ fn matches_the_official_post_processing() {
             zero_shot: case["zero_shot"].as_bool().unwrap(),
         };
         let size = (case["height"].as_u64().unwrap() as usize, case["width"].as_u64().unwrap() as usize);
-        let out = HeadOutputs {
-            obj_logits: &obj,
-            verb_logits: &verb,
-            sub_boxes: &sb,
-            obj_boxes: &ob,
-            sub_logits: Some(&sub),
-        };
+        let out =
+            HeadOutputs { obj_logits: obj, verb_logits: verb, sub_boxes: sb, obj_boxes: ob, sub_logits: Some(sub) };
         let got = postprocess(&out, labels, size, &cfg);
         let mut want: Vec<&Value> = case["triplets"].as_array().unwrap().iter().collect();
         // the official output is grouped by triplet; compare by score, highest first
