@@ -28,6 +28,8 @@ const SWINT_FIXTURE: &str = "tests/fixtures/official_format_swint_parseda_v2_q12
 const SWINT_SCHEMA: &str = "tests/fixtures/official_schema_swint_parseda_v2_q128.txt";
 /// Swin-T keeps 916 tensors: 1001 in the state dict less 72 aliases and 13 index buffers.
 const SWINT_KEPT: usize = 916;
+/// Swin-L keeps 1072 tensors (24 blocks): its state dict less 72 aliases and 25 index buffers.
+const SWINL_KEPT: usize = 1072;
 
 /// (checkpoint, schema, variant, num_queries, FFN, tensors kept, buffers dropped) of each
 /// official-format fixture.
@@ -65,6 +67,12 @@ fn schema_matches_the_official_state_dict() {
     for (ckpt, schema_file, variant, queries, ffn, kept, buffers) in FIXTURES {
         schema_matches(ckpt, schema_file, variant, queries, ffn, (kept, buffers));
     }
+    // Swin-L (1.5 GB converted: its conversion is the Swin-T one's, so only the schema here)
+    let (ckpt, schema_file) = (
+        "tests/fixtures/official_format_swinl_parseda_v2_q128.pth",
+        "tests/fixtures/official_schema_swinl_parseda_v2_q128.txt",
+    );
+    schema_matches(ckpt, schema_file, "RLIP_ParSeDA_v2", 128, 2048, (SWINL_KEPT, 25));
 }
 
 fn schema_matches(ckpt: &str, schema_file: &str, variant: &str, queries: usize, ffn: usize, counts: (usize, usize)) {

@@ -32,6 +32,7 @@ const PARSED_BATCH: &str = include_str!("../fixtures/detect_golden_batch_parsed.
 const SWIN_TINY: &str = include_str!("../fixtures/detect_golden_swin_tiny.json");
 const SWIN_TINY_BATCH: &str = include_str!("../fixtures/detect_golden_batch_swin_tiny.json");
 const PARSED_SWIN_TINY: &str = include_str!("../fixtures/detect_golden_parsed_swin_tiny.json");
+const SWIN_LARGE: &str = include_str!("../fixtures/detect_golden_swin_large.json");
 
 fn check(kind: BackendKind, variant: Variant, batched: bool) {
     check_backbone(kind, variant, batched, "resnet50");
@@ -41,6 +42,7 @@ fn check_backbone(kind: BackendKind, variant: Variant, batched: bool, backbone: 
     let Some(be) = open_or_skip(kind) else { return };
     let (golden, queries, ffn) = match (variant, batched, backbone) {
         (Variant::ParSeDA, false, "swin_tiny") => (SWIN_TINY, 128, 2048),
+        (Variant::ParSeDA, false, "swin_large") => (SWIN_LARGE, 128, 2048),
         (Variant::ParSeDA, true, "swin_tiny") => (SWIN_TINY_BATCH, 128, 2048),
         (Variant::ParSeD, false, "swin_tiny") => (PARSED_SWIN_TINY, 200, 2048),
         (Variant::ParSeDA, false, _) => (PARSEDA, 128, 2048),
@@ -168,6 +170,17 @@ fn detect_graph_swin_tiny_matches_official_on_every_backend() {
         [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda]
     {
         check_backbone(kind, Variant::ParSeDA, false, "swin_tiny");
+    }
+}
+
+/// RLIP_ParSeDA_v2 with Swin-L at full width (C = 192, 24 blocks), the whole graph
+/// (`tools/official_detect.py --backbone swin_large`), on every backend.
+#[test]
+fn detect_graph_swin_large_matches_official_on_every_backend() {
+    for kind in
+        [BackendKind::Cpu, BackendKind::Reference, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda]
+    {
+        check_backbone(kind, Variant::ParSeDA, false, "swin_large");
     }
 }
 
