@@ -122,8 +122,9 @@ fn schema_matches(ckpt: &str, schema_file: &str, variant: &str, queries: usize, 
 
 #[test]
 fn official_format_checkpoint_converts() {
-    for (ckpt, schema_file, variant, _, _, kept, buffers) in FIXTURES {
-        converts(ckpt, schema_file, variant, kept, buffers);
+    // the R50 families; Swin-T's conversion runs in cli_detect.rs (each writes ≈ 850 MB)
+    for (ckpt, schema_file, variant, _, _, kept, buffers) in &FIXTURES[..2] {
+        converts(ckpt, schema_file, variant, *kept, *buffers);
     }
 }
 
