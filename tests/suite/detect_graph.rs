@@ -204,12 +204,17 @@ fn detect_graph_swin_tiny_matches_official_on_every_backend() {
 }
 
 /// RLIP_ParSeDA_v2 with Swin-L at full width (C = 192, 24 blocks), the whole graph
-/// (`tools/official_detect.py --backbone swin_large`), on every backend the models run on (the f64
-/// oracle's run of these ops is Swin-T's and `window_attention`'s: at Swin-L width it cost CI 8 s).
+/// (`tools/official_detect.py --backbone swin_large`), on every backend.
 #[test]
 fn detect_graph_swin_large_matches_official_on_every_backend() {
     check_backbone(
-        &[BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda],
+        &[
+            BackendKind::Cpu,
+            BackendKind::Reference,
+            BackendKind::Wgpu,
+            BackendKind::CubeclWgpu,
+            BackendKind::CubeclCuda,
+        ],
         Variant::ParSeDA,
         false,
         "swin_large",
