@@ -148,55 +148,27 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
 }
 
 /// An RLIP_ParSeD_v2 checkpoint (deformable decoders, 200 queries, FFN 1024) in the official
-/// format: converted with baked labels, described by `info --weights`, and detected on. (Its
-/// fidelity to the official model is tests/detect_graph.rs; this is the path a user takes.)
+/// format: converted, described by `info --weights`, and detected on. (Its fidelity to the
+/// official model is tests/detect_graph.rs; this is the path a user takes.)
 #[test]
 fn parsed_checkpoint_converts_describes_and_detects() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let tok = char_tokenizer(dir.path());
-    let model = dir.path().join("parsed.safetensors");
-    let c = bin()
-        .arg("convert")
-        .arg(root.join("tests/fixtures/official_format_r50_parsed_v2_q200.pth"))
-        .arg(&model)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&c.stdout);
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
-    assert!(stdout.contains("RLIP_ParSeD_v2 resnet50, 200 queries, FFN 1024"), "{stdout}");
-    let info = bin().args(["info", "--weights"]).arg(&model).output().unwrap();
-    let text = String::from_utf8_lossy(&info.stdout);
+    let (model, converted, info) = convert_and_describe(dir.path(), "official_format_r50_parsed_v2_q200.pth");
+    assert!(converted.contains("RLIP_ParSeD_v2 resnet50, 200 queries, FFN 1024"), "{converted}");
     assert!(
-        info.status.success()
-            && text.contains("RLIP_ParSeD_v2 (deformable decoders), resnet50, 200 queries (100 pairs), HICO-DET head"),
-        "{text}"
+        info.contains("RLIP_ParSeD_v2 (deformable decoders), resnet50, 200 queries (100 pairs), HICO-DET head"),
+        "{info}"
     );
-    let image = dir.path().join("a.png");
-    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), &image).unwrap();
-    let out = dir.path().join("out");
-    let d = bin()
-        .args(["detect", "--backend", "cpu", "--format", "jsonl", "--top-k", "5", "--weights"])
-        .arg(&model)
-        .arg(&image)
-        .arg("--labels")
-        .arg(small_labels(dir.path()))
-        .arg("--tokenizer")
-        .arg(&tok)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
-    let line = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let labels = small_labels(dir.path());
+    let doc =
+        detect_line(dir.path(), &model, &["--top-k".as_ref(), "5".as_ref(), "--labels".as_ref(), labels.as_os_str()]);
     assert_eq!(
         (doc["model"]["variant"].as_str(), doc["model"]["queries"].as_u64()),
         (Some("RLIP_ParSeD_v2"), Some(200))
     );
     let dets = doc["detections"].as_array().unwrap();
-    assert!(!dets.is_empty() && dets.len() <= 5, "{line}");
-    assert!(dets.iter().all(|d| d["pair"].as_u64().unwrap() < 100), "{line}");
+    assert!(!dets.is_empty() && dets.len() <= 5, "{doc}");
+    assert!(dets.iter().all(|d| d["pair"].as_u64().unwrap() < 100), "{doc}");
 }
 
 /// `detect --batch 2` pads the two images to their largest pre-processed height and width (here
@@ -260,15 +232,12 @@ fn detect_batch_pads_each_image_to_the_batch_canvas() {
         docs.sort_by_key(|d| d["image"].as_str().unwrap().to_string());
         (docs, String::from_utf8_lossy(&d.stdout).into_owned())
     };
-    let (alone, _) = run("1");
     let (batched, stdout) = run("2");
     assert!(
         stdout.contains("throughput: 2 images in") && stdout.contains("images/s (padded in batches of 2)"),
         "{stdout}"
     );
-    assert_eq!(batched[0]["detections"], alone[0]["detections"], "a fills the canvas: padding must not touch it");
-    assert_ne!(batched[1]["detections"], alone[1]["detections"], "b is padded: its result must change");
-    // the padded image's result is the library's on the same canvas
+    // each image's result is the library's: a alone (it fills the canvas), b on the canvas
     let file = rlipv2::io::weights::WeightFile::open(&model).unwrap();
     let det = Detector::load(&file, &model).unwrap();
     let be = rlipv2::backend::open(rlipv2::backend::BackendKind::Cpu).unwrap();
@@ -278,9 +247,14 @@ fn detect_batch_pads_each_image_to_the_batch_canvas() {
     let canvas = batch_canvas(&imgs);
     assert_eq!(canvas, Some((67, 1340)));
     let post = rlipv2::model::postprocess::PostConfig::default();
-    let (dets, _) = det.detect_in(be.as_ref(), &imgs[1], canvas, &labels, &post, &mut Profile::default()).unwrap();
-    let want: Vec<serde_json::Value> = dets.iter().map(|d| d.record(&labels.set)).collect();
-    assert_eq!(batched[1]["detections"], serde_json::Value::from(want));
+    let records = |img: &rlipv2::model::preprocess::RgbImage, canvas| {
+        let (dets, _) = det.detect_in(be.as_ref(), img, canvas, &labels, &post, &mut Profile::default()).unwrap();
+        serde_json::Value::from(dets.iter().map(|d| d.record(&labels.set)).collect::<Vec<_>>())
+    };
+    assert_eq!(batched[0]["detections"], records(&imgs[0], None), "a fills the canvas: padding must not touch it");
+    let padded = records(&imgs[1], canvas);
+    assert_eq!(batched[1]["detections"], padded);
+    assert_ne!(padded, records(&imgs[1], None), "b is padded: its result must change");
 }
 
 /// A V-COCO fine-tuned checkpoint (`fine_tune_RLIP_ParSeDA_v2_vcoco.sh` args: dataset_file vcoco,
@@ -288,37 +262,11 @@ fn detect_batch_pads_each_image_to_the_batch_canvas() {
 /// `detect` without `--labels` uses that head's labels and writes every pair for `eval vcoco`.
 #[test]
 fn vcoco_checkpoint_detects_with_its_own_labels() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let tok = char_tokenizer(dir.path());
-    let model = dir.path().join("vcoco.safetensors");
-    let c = bin()
-        .arg("convert")
-        .arg(root.join("tests/fixtures/official_format_r50_parseda_v2_vcoco_q200.pth"))
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
-    let info = bin().args(["info", "--weights"]).arg(&model).output().unwrap();
-    let text = String::from_utf8_lossy(&info.stdout);
-    assert!(text.contains("RLIP_ParSeDA_v2 (DAB decoders), resnet50, 200 queries (100 pairs), V-COCO head"), "{text}");
-    let image = dir.path().join("a.png");
-    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), &image).unwrap();
-    let out = dir.path().join("out");
-    let d = bin()
-        .args(["detect", "--backend", "cpu", "--format", "jsonl", "--top-k", "3", "--weights"])
-        .arg(&model)
-        .arg(&image)
-        .arg("--tokenizer")
-        .arg(&tok)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
-    let line = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-    assert_eq!(doc["labels"].as_str(), Some("vcoco"), "{line}");
+    let (model, _, info) = convert_and_describe(dir.path(), "official_format_r50_parseda_v2_vcoco_q200.pth");
+    assert!(info.contains("RLIP_ParSeDA_v2 (DAB decoders), resnet50, 200 queries (100 pairs), V-COCO head"), "{info}");
+    let doc = detect_line(dir.path(), &model, &["--top-k".as_ref(), "3".as_ref()]);
+    assert_eq!(doc["labels"].as_str(), Some("vcoco"), "{doc}");
     assert_eq!(doc["pairs"].as_array().map(Vec::len), Some(100), "every query pair, for eval vcoco");
 }
 
@@ -327,42 +275,15 @@ fn vcoco_checkpoint_detects_with_its_own_labels() {
 /// the file's own text encoder. (Its fidelity: tests/detect_graph.rs, tests/image_front.rs.)
 #[test]
 fn swin_tiny_checkpoint_converts_describes_and_detects() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let tok = char_tokenizer(dir.path());
-    let model = dir.path().join("swint.safetensors");
-    let c = bin()
-        .arg("convert")
-        .arg(root.join("tests/fixtures/official_format_swint_parseda_v2_q128.pth"))
-        .arg(&model)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&c.stdout);
-    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
-    assert!(stdout.contains("RLIP_ParSeDA_v2 swin_tiny, 128 queries"), "{stdout}");
-    let info = bin().args(["info", "--weights"]).arg(&model).output().unwrap();
-    let text = String::from_utf8_lossy(&info.stdout);
-    assert!(info.status.success() && text.contains("RLIP_ParSeDA_v2 (DAB decoders), swin_tiny, 128 queries"), "{text}");
-    let image = dir.path().join("a.png");
-    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), &image).unwrap();
-    let out = dir.path().join("out");
-    let d = bin()
-        .args(["detect", "--backend", "cpu", "--format", "jsonl", "--top-k", "3", "--weights"])
-        .arg(&model)
-        .arg(&image)
-        .arg("--labels")
-        .arg(small_labels(dir.path()))
-        .arg("--tokenizer")
-        .arg(&tok)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
-    let line = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-    assert_eq!(doc["model"]["backbone"].as_str(), Some("swin_tiny"), "{line}");
-    assert!(!doc["detections"].as_array().unwrap().is_empty(), "{line}");
+    let (model, converted, info) = convert_and_describe(dir.path(), "official_format_swint_parseda_v2_q128.pth");
+    assert!(converted.contains("RLIP_ParSeDA_v2 swin_tiny, 128 queries"), "{converted}");
+    assert!(info.contains("RLIP_ParSeDA_v2 (DAB decoders), swin_tiny, 128 queries"), "{info}");
+    let labels = small_labels(dir.path());
+    let doc =
+        detect_line(dir.path(), &model, &["--top-k".as_ref(), "3".as_ref(), "--labels".as_ref(), labels.as_os_str()]);
+    assert_eq!(doc["model"]["backbone"].as_str(), Some("swin_tiny"), "{doc}");
+    assert!(!doc["detections"].as_array().unwrap().is_empty(), "{doc}");
 }
 
 /// Open Images labels: `--labels` takes the official categories dict (`{"obj", "rel"}`, texts
@@ -417,4 +338,40 @@ fn small_labels(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("small_labels.json");
     std::fs::write(&path, r#"{"objects": ["person", "cup"], "verbs": ["hold", "drink with"]}"#).unwrap();
     path
+}
+
+/// `rlipv2 convert tests/fixtures/FIXTURE` (no labels baked) into `dir`, then `info --weights`:
+/// (the model file, convert's stdout, info's stdout), both commands checked to succeed.
+fn convert_and_describe(dir: &Path, fixture: &str) -> (std::path::PathBuf, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = dir.join("model.safetensors");
+    let c = bin().arg("convert").arg(root.join("tests/fixtures").join(fixture)).arg(&model).output().unwrap();
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let info = bin().args(["info", "--weights"]).arg(&model).output().unwrap();
+    assert!(info.status.success(), "{}", String::from_utf8_lossy(&info.stderr));
+    let text = |o: &[u8]| String::from_utf8_lossy(o).into_owned();
+    (model, text(&c.stdout), text(&info.stdout))
+}
+
+/// `rlipv2 detect --backend cpu --format jsonl` of the 400×20 fixture image with `model`, labels
+/// encoded through the char tokenizer, and `extra` arguments: the image's JSON line.
+fn detect_line(dir: &Path, model: &Path, extra: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let image = dir.join("a.png");
+    std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), &image).unwrap();
+    let out = dir.join("out");
+    let d = bin()
+        .args(["detect", "--backend", "cpu", "--format", "jsonl", "--weights"])
+        .arg(model)
+        .arg(&image)
+        .args(extra)
+        .arg("--tokenizer")
+        .arg(char_tokenizer(dir))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let line = std::fs::read_to_string(out.join("detections.jsonl")).unwrap();
+    serde_json::from_str(line.trim()).unwrap()
 }

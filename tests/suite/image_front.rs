@@ -61,12 +61,10 @@ fn check_backbone(kind: BackendKind, backbone: &str) {
 }
 
 #[test]
-fn image_front_swin_tiny_matches_official_on_every_backend() {
-    for kind in
-        [BackendKind::Reference, BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclWgpu, BackendKind::CubeclCuda]
-    {
-        check_backbone(kind, "swin_tiny");
-    }
+fn image_front_swin_tiny_matches_official_on_cpu() {
+    // every backend runs the Swin-T front inside the whole graph (tests/detect_graph.rs); this
+    // golden localizes a front error
+    check_backbone(BackendKind::Cpu, "swin_tiny");
 }
 
 #[test]
