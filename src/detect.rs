@@ -238,8 +238,8 @@ impl Detector {
                     reason: format!("{}×{} is smaller than the pre-processed image {}×{}", c.0, c.1, valid.0, valid.1),
                 })
             }
-            Some((h, w)) if (h, w) != valid => pad_top_left(x.data, valid, (h, w)),
-            _ => Feature { c: 3, h: x.height, w: x.width, data: x.data },
+            Some((h, w)) => Feature { c: 3, h: x.height, w: x.width, data: x.data }.padded(h, w),
+            None => Feature { c: 3, h: x.height, w: x.width, data: x.data },
         };
         let mut tokens = profile
             .time("backbone + projections", || settled(be, self.front.forward_padded(be, image, valid), |t| &t.src))?;
@@ -248,8 +248,7 @@ impl Detector {
         })?;
         let objects = labels.set.objects.len() + 1;
         let lang = states.last().expect("at least one fusion round");
-        profile
-            .time("decoders + heads", || self.decoders.forward(be, &Memory::of(be, &memory, &tokens)?, lang, objects))
+        profile.time("decoders + heads", || self.decoders.forward(be, &Memory::of(&memory, &tokens), lang, objects))
     }
 }
 
@@ -260,19 +259,6 @@ pub fn batch_canvas<'a>(images: impl IntoIterator<Item = &'a RgbImage>) -> Optio
         .into_iter()
         .map(|i| crate::model::preprocess::target_size(i.width, i.height))
         .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
-}
-
-/// `[3, h, w]` copied into the top-left corner of a zero `[3, H, W]` (0 is the pad value in
-/// normalized space).
-fn pad_top_left(data: Vec<f32>, (h, w): (usize, usize), (ch, cw): (usize, usize)) -> Feature {
-    let mut out = vec![0f32; 3 * ch * cw];
-    for c in 0..3 {
-        for y in 0..h {
-            let src = (c * h + y) * w;
-            out[(c * ch + y) * cw..][..w].copy_from_slice(&data[src..src + w]);
-        }
-    }
-    Feature { c: 3, h: ch, w: cw, data: out }
 }
 
 /// `r` once the device has finished writing the tensor `of(r)` (its last element is read back): a

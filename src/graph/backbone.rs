@@ -26,6 +26,22 @@ pub struct Feature {
     pub data: Vec<f32>,
 }
 
+impl Feature {
+    /// The map in the top-left corner of a zero `[C, h, w]` (`h`, `w` at least its own size): the
+    /// pad value 0 of a NestedTensor batch canvas and of Swin's patch padding.
+    pub fn padded(self, h: usize, w: usize) -> Feature {
+        if (h, w) == (self.h, self.w) {
+            return self;
+        }
+        let mut data = vec![0f32; self.c * h * w];
+        for (k, row) in self.data.chunks_exact(self.w).enumerate() {
+            let (c, y) = (k / self.h, k % self.h);
+            data[(c * h + y) * w..][..self.w].copy_from_slice(row);
+        }
+        Feature { c: self.c, h, w, data }
+    }
+}
+
 /// A feature map `[C, H, W]` (batch 1) where a backend computes.
 #[derive(Clone, Debug)]
 pub struct Map {

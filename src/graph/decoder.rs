@@ -113,6 +113,12 @@ fn inverse_sigmoid(x: f32) -> f32 {
     (x.max(1e-5) / (1.0 - x).max(1e-5)).ln()
 }
 
+/// Anchor coordinates (x, y[, w, h]) times a level's valid ratios `(rx, ry)`: where the
+/// official decoders sample a padded image's anchor (deformable_transformer.py:417-433).
+fn scaled(anchor: &[f32], (rx, ry): (f32, f32)) -> impl Iterator<Item = f32> + '_ {
+    anchor.iter().enumerate().map(move |(c, v)| v * if c % 2 == 0 { rx } else { ry })
+}
+
 /// Box refinement: `sigmoid(delta + inverse_sigmoid(anchor))` per `[4]` row of `delta`; a 2-D
 /// point anchor moves only the centre, w and h come from `delta` alone
 /// (deformable_transformer.py:446-452, hoi.py:3050-3056).
@@ -217,14 +223,8 @@ impl DecoderLayer {
             value = be.mul_t(&value, m, Activation::None)?;
         }
         let kind = if refs.len() == 2 * n { RefKind::Points } else { RefKind::Boxes };
-        let reference: Vec<f32> = refs
-            .chunks_exact(kind.dim())
-            .flat_map(|b| {
-                memory.ratios.iter().flat_map(move |&(rx, ry)| {
-                    b.iter().enumerate().map(move |(c, v)| v * if c % 2 == 0 { rx } else { ry })
-                })
-            })
-            .collect();
+        let reference: Vec<f32> =
+            refs.chunks_exact(kind.dim()).flat_map(|b| memory.ratios.iter().flat_map(move |&r| scaled(b, r))).collect();
         let p = MsDeformAttnProblem::new(1, n, HEADS, D / HEADS, POINTS, memory.shapes, Form::Fused(kind));
         let sampled =
             be.ms_deform_attn_t(&p, &value, &Tensor::on(be, "reference boxes", reference)?, &offsets, &logits)?;
@@ -253,9 +253,9 @@ impl<'a> Memory<'a> {
         Memory { data, shapes, ratios: vec![(1.0, 1.0); shapes.len()], value_mask: None }
     }
 
-    /// The memory the encoder made from `tokens` (padded or not), on `be`.
-    pub fn of(be: &dyn Backend, data: &'a Tensor, tokens: &'a Tokens) -> Result<Self> {
-        Ok(Memory { data, shapes: &tokens.shapes, ratios: tokens.valid_ratios(), value_mask: tokens.value_mask(be)? })
+    /// The memory the encoder made from `tokens` (padded or not).
+    pub fn of(data: &'a Tensor, tokens: &'a Tokens) -> Self {
+        Memory { data, shapes: &tokens.shapes, ratios: tokens.valid_ratios(), value_mask: tokens.value_mask.clone() }
     }
 }
 
@@ -438,10 +438,8 @@ impl Decoders {
             let qpos = match (&dec.pos, learned) {
                 (QueryPos::Dab { query_scale, ref_point_head }, _) if sub.len() == 4 * np => {
                     // the anchors times level 0's valid ratios (dab deformable_transformer.py:1488)
-                    let (rx, ry) = memory.ratios[0];
-                    let scaled: Vec<f32> =
-                        refs.iter().enumerate().map(|(c, v)| v * if c % 2 == 0 { rx } else { ry }).collect();
-                    let raw = ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&scaled))?)?;
+                    let level0: Vec<f32> = refs.chunks_exact(4).flat_map(|b| scaled(b, memory.ratios[0])).collect();
+                    let raw = ref_point_head.run_t(be, &Tensor::on(be, "box embedding", sine4(&level0))?)?;
                     if k == 0 {
                         raw
                     } else {

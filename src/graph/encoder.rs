@@ -143,7 +143,6 @@ impl Encoder {
             }
         }
         let reference = Tensor::on(be, "reference points", reference)?;
-        let value_mask = tokens.value_mask(be)?;
         let msda =
             MsDeformAttnProblem::new(1, s, HEADS, D / HEADS, POINTS, &tokens.shapes, Form::Fused(RefKind::Points));
         let mut x = take_on(be, "tokens", &mut tokens.src)?;
@@ -167,7 +166,7 @@ impl Encoder {
                 )?;
                 states.push(be.download(&lang)?);
             }
-            let sampling = Sampling { problem: &msda, reference: &reference, value_mask: value_mask.as_ref() };
+            let sampling = Sampling { problem: &msda, reference: &reference, value_mask: tokens.value_mask.as_ref() };
             x = self.layer(be, layer, &x, &pos, &sampling)?;
         }
         Ok((x, states))

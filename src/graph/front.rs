@@ -32,6 +32,10 @@ pub struct Tokens {
     /// `(valid H_l, valid W_l)` per level: the top-left corner the image mask leaves unmasked
     /// (the whole level unpadded).
     pub valid: Vec<(usize, usize)>,
+    /// `[S, 256]` ones on valid tokens and zeros on padded ones, on the backend that made the
+    /// tokens: the MSDA value's `masked_fill(padding_mask, 0)` as a product
+    /// (ms_deform_attn.py:98-100), built once for the encoder and the decoders. None unpadded.
+    pub value_mask: Option<Tensor>,
 }
 
 impl Tokens {
@@ -48,23 +52,23 @@ impl Tokens {
             .map(|(&(h, w), &(vh, vw))| (vw as f32 / w as f32, vh as f32 / h as f32))
             .collect()
     }
+}
 
-    /// `[S, 256]` ones on valid tokens and zeros on padded ones, on `be`: the MSDA value's
-    /// `masked_fill(padding_mask, 0)` as a product (ms_deform_attn.py:98-100). None unpadded.
-    pub fn value_mask(&self, be: &dyn Backend) -> Result<Option<Tensor>> {
-        if !self.padded() {
-            return Ok(None);
-        }
-        let mut m = Vec::with_capacity(self.level_start.last().unwrap_or(&0) * D);
-        for (&(h, w), &(vh, vw)) in self.shapes.iter().zip(&self.valid) {
-            for i in 0..h {
-                for j in 0..w {
-                    m.extend(std::iter::repeat_n(if i < vh && j < vw { 1f32 } else { 0f32 }, D));
-                }
+/// [`Tokens::value_mask`] for levels `shapes` with valid corners `valid`, on `be`.
+fn value_mask(be: &dyn Backend, shapes: &[(usize, usize)], valid: &[(usize, usize)]) -> Result<Option<Tensor>> {
+    if valid == shapes {
+        return Ok(None);
+    }
+    let tokens: usize = shapes.iter().map(|(h, w)| h * w).sum();
+    let mut m = Vec::with_capacity(tokens * D);
+    for (&(h, w), &(vh, vw)) in shapes.iter().zip(valid) {
+        for i in 0..h {
+            for j in 0..w {
+                m.extend(std::iter::repeat_n(if i < vh && j < vw { 1f32 } else { 0f32 }, D));
             }
         }
-        Tensor::on(be, "padding mask", m).map(Some)
     }
+    Tensor::on(be, "padding mask", m).map(Some)
 }
 
 /// How many of `output` cells nearest interpolation (`F.interpolate`, mode `nearest`) maps
@@ -240,7 +244,8 @@ impl ImageFront {
             .map(|&(h, w)| (nearest_valid(valid.0, image_h, h), nearest_valid(valid.1, image_w, w)))
             .collect();
         let pos = self.positions(be, &shapes, &valid, &level_start)?;
-        Ok(Tokens { src, pos, shapes, level_start, valid })
+        let value_mask = value_mask(be, &shapes, &valid)?;
+        Ok(Tokens { src, pos, shapes, level_start, valid, value_mask })
     }
 
     /// Sine positions + level embeddings `[S, 256]` for these level shapes, on `be` (kept for the

@@ -203,13 +203,5 @@ impl Swin {
 /// `[3, H, W]` zero-padded on the right and bottom to multiples of 4, as PatchEmbed pads.
 pub fn pad_to_patches(f: super::backbone::Feature) -> super::backbone::Feature {
     let (h4, w4) = (f.h.div_ceil(PATCH) * PATCH, f.w.div_ceil(PATCH) * PATCH);
-    if (h4, w4) == (f.h, f.w) {
-        return f;
-    }
-    let mut data = vec![0f32; f.c * h4 * w4];
-    for (k, row) in f.data.chunks_exact(f.w).enumerate() {
-        let (c, y) = (k / f.h, k % f.h);
-        data[(c * h4 + y) * w4..][..f.w].copy_from_slice(row);
-    }
-    super::backbone::Feature { c: f.c, h: h4, w: w4, data }
+    f.padded(h4, w4)
 }

@@ -16,7 +16,6 @@
 
 use crate::common::{formula_image, formula_lang, formula_weight, front_tokens, open_or_skip};
 use rlipv2::backend::BackendKind;
-use rlipv2::graph::backbone::Feature;
 use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
@@ -73,13 +72,7 @@ fn check_backbone(kinds: &[BackendKind], variant: Variant, batched: bool, backbo
             let (h, w) = size(c);
             let tokens = if batched {
                 // the image in the top-left corner of the batch's zero canvas
-                let img = formula_image(h, w);
-                let mut data = vec![0f32; 3 * canvas.0 * canvas.1];
-                for (k, row) in img.data.chunks_exact(w).enumerate() {
-                    let (ch, y) = (k / h, k % h);
-                    data[(ch * canvas.0 + y) * canvas.1..][..w].copy_from_slice(row);
-                }
-                let padded = Feature { c: 3, h: canvas.0, w: canvas.1, data };
+                let padded = formula_image(h, w).padded(canvas.0, canvas.1);
                 match front.forward_padded(be.as_ref(), padded, (h, w)) {
                     Err(e @ rlipv2::Error::Unsupported { .. }) => {
                         println!("SKIP {kind}/batched detect graph: {e}");
@@ -94,7 +87,7 @@ fn check_backbone(kinds: &[BackendKind], variant: Variant, batched: bool, backbo
             assert_eq!(tokens.padded(), batched && (h, w) != canvas);
             // the memory stays where the backend computes, as in `detect`
             let (memory, states) = enc.forward_t(be.as_ref(), &mut tokens, &lang).unwrap();
-            let memory = Memory::of(be.as_ref(), &memory, &tokens).unwrap();
+            let memory = Memory::of(&memory, &tokens);
             let out = dec.forward(be.as_ref(), &memory, states.last().unwrap(), objects).unwrap();
             let mut report = Vec::new();
             for (name, got, tol) in [
