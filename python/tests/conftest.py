@@ -2,6 +2,7 @@
 grid_sample formulation of the op (PyTorch's own ops, the reference the drop-in is held to)."""
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -40,3 +41,12 @@ def rlipv2_bin():
     if not os.path.exists(path):
         pytest.fail(f"the rlipv2 CLI is not built at {path} (cargo build --release, or set RLIPV2_BIN)")
     return path
+
+
+def run_cli(*args):
+    """Runs the CLI; a failure fails the test with the CLI's own stderr (a full disk, a refused
+    file), not only its exit status."""
+    done = subprocess.run([rlipv2_bin(), *map(str, args)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"rlipv2 {' '.join(map(str, args))} exited {done.returncode}:\n{done.stderr[-4000:]}")
+    return done

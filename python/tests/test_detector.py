@@ -3,13 +3,12 @@ calls."""
 
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
 
 import rlipv2
-from conftest import ROOT, rlipv2_bin
+from conftest import ROOT, rlipv2_bin, run_cli  # noqa: F401  (rlipv2_bin: for the Ray tests)
 
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "official_format_r50_parseda_v2_q128.pth")
 IMAGE = os.path.join(ROOT, "tests", "fixtures", "images", "rgb_64x48.png")
@@ -38,8 +37,7 @@ def model(tmp_path_factory):
     }
     (d / "tok.json").write_text(json.dumps(tok))
     out = d / "m.safetensors"
-    subprocess.run([rlipv2_bin(), "convert", FIXTURE, str(out), "--tokenizer", str(d / "tok.json")], check=True,
-                   capture_output=True)
+    run_cli("convert", FIXTURE, out, "--tokenizer", d / "tok.json")
     return out
 
 
@@ -59,8 +57,7 @@ def test_one_detector_serves_several_threads(model, tmp_path):
 
 
 def test_detect_equals_the_cli(model, tmp_path):
-    subprocess.run([rlipv2_bin(), "detect", "--weights", str(model), "--backend", "cpu", "--top-k", "20", "--draw", "0",
-                    "--out", str(tmp_path), IMAGE], check=True, capture_output=True)
+    run_cli("detect", "--weights", model, "--backend", "cpu", "--top-k", "20", "--draw", "0", "--out", tmp_path, IMAGE)
     cli = json.loads((tmp_path / "rgb_64x48.json").read_text())["detections"]
     det = rlipv2.Detector(model, backend="cpu")
     got = det.detect(IMAGE, top_k=20)
