@@ -11,6 +11,7 @@ Calibration, on one forward of the official model over the image (CPU, fp32):
   layers after it already see calibrated inputs); its affine weights are drawn around 1 (around
   0.25 for the last BN of each bottleneck, as trained ResNets keep the residual branch small) and
   its biases slightly negative, so about half of the ReLU outputs are zero;
+- every box MLP's last layer (zero in the official init) gets weights, so boxes move with the image;
 - MSDA sampling offsets get per-query variation (about one level pixel) around the official grid
   initialisation, so they stay in the image, and the attention-weight projection is scaled so the
   softmax over levels × points is peaked rather than uniform;
@@ -91,6 +92,11 @@ def calibrate(model, samples, text, seed):
                 d_in = m.sampling_offsets.weight.shape[1]
                 m.sampling_offsets.weight.copy_(torch.randn(m.sampling_offsets.weight.shape, generator=gen) / d_in ** 0.5)
                 m.attention_weights.weight.copy_(2.0 * torch.randn(m.attention_weights.weight.shape, generator=gen) / d_in ** 0.5)
+            if type(m).__name__ == "MLP" and "bbox_embed" in n:
+                # the official init zeroes each box MLP's last layer, so boxes would be the
+                # input-independent anchors: a trained model's refine them per image
+                last = m.layers[-1]
+                last.weight.copy_(0.5 * torch.randn(last.weight.shape, generator=gen) / last.weight.shape[1] ** 0.5)
         cache = model(samples, encode_and_save=True, text=text)
         out = model(samples, encode_and_save=False, memory_cache=cache)
     for h in handles:

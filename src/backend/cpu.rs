@@ -9,18 +9,25 @@ use crate::problem::Conv2dProblem;
 use crate::problem::WindowAttentionProblem;
 use crate::problem::{
     AttentionProblem, BertLayerWeights, DType, GatedCrossAttnProblem, GatedCrossAttnWeights, GemmProblem,
-    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads, SoftmaxProblem, SparseFusionProblem,
+    LayerNormProblem, MsDeformAttnInput, MsDeformAttnProblem, MsdaGrads, Precision, SoftmaxProblem,
+    SparseFusionProblem,
 };
 
-/// The native CPU backend: rayon over rows/queries, the `gemm` crate, AVX2+FMA where present.
+/// The native CPU backend: rayon over rows/queries, the `gemm` crate (AVX-512 or AVX2+FMA,
+/// chosen at run time), our AVX2 row kernels, and an opt-in bf16 GEMM.
 pub struct CpuBackend {
     threads: usize,
+    precision: Precision,
 }
 
 impl CpuBackend {
-    /// The backend on rayon's global pool (`RAYON_NUM_THREADS` sets its size).
+    /// The backend on rayon's global pool (`RAYON_NUM_THREADS` sets its size), f32 throughout.
     pub fn new() -> Self {
-        CpuBackend { threads: rayon::current_num_threads() }
+        Self::with_precision(Precision::F32)
+    }
+    /// The same with `gemm` and `conv2d` products at `precision` (the other ops stay f32).
+    pub fn with_precision(precision: Precision) -> Self {
+        CpuBackend { threads: rayon::current_num_threads(), precision }
     }
 }
 
@@ -53,10 +60,28 @@ impl HostKernels for CpuBackend {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let simd = "portable";
+        #[cfg(target_arch = "x86_64")]
+        let gemm = if std::arch::is_x86_feature_detected!("avx512f") {
+            "AVX-512"
+        } else if simd != "portable" {
+            "AVX2 + FMA"
+        } else {
+            "portable"
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let gemm = "portable";
         vec![
             ("threads", self.threads.to_string()),
             ("ms_deform_attn", format!("rayon over queries, compile-time channels, {simd} path")),
-            ("gemm, conv2d", "the gemm crate (packed SIMD); conv2d as banded im2col + gemm".into()),
+            ("gemm, conv2d", format!("the gemm crate ({gemm} f32 microkernels); conv2d as banded im2col + gemm")),
+            (
+                "precisions",
+                format!(
+                    "f32 (default); bf16 by --precision bf16: {}; this backend runs {}",
+                    ops::gemm::bf16::kernel_name(),
+                    self.precision
+                ),
+            ),
             ("ALIF ops", "one score matrix per head for both directions; GEMMs through the gemm crate".into()),
         ]
     }
@@ -96,7 +121,7 @@ impl HostKernels for CpuBackend {
         Ok(ops::ms_deform_attn_backward::cpu::backward(problem, input, grad_output, dtype))
     }
     fn gemm(&self, p: &GemmProblem, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        Ok(ops::gemm::cpu::linear(p.m, p.k, p.n, x, weight, bias, p.act))
+        Ok(ops::gemm::cpu::linear(p.m, p.k, p.n, x, weight, bias, p.act, self.precision))
     }
     fn conv2d_into(
         &self,
@@ -107,7 +132,7 @@ impl HostKernels for CpuBackend {
         acc: &mut Vec<f32>,
         residual: bool,
     ) -> Result<()> {
-        ops::conv2d::cpu::conv2d_into(p, x, weight, bias, acc, residual);
+        ops::conv2d::cpu::conv2d_into(p, x, weight, bias, acc, residual, self.precision);
         Ok(())
     }
     fn layer_norm(&self, p: &LayerNormProblem, x: &[f32], gamma: &[f32], beta: &[f32]) -> Result<Vec<f32>> {

@@ -218,6 +218,29 @@ pub fn select(name: &str) -> Result<(Box<dyn Backend>, String)> {
     picked
 }
 
+/// [`select`] with `gemm` and `conv2d` products at `precision`. bf16 runs on the cpu backend
+/// (AVX512-BF16 where the CPU has it), so `auto` picks cpu for it and another name is refused.
+pub fn select_at(name: &str, precision: crate::problem::Precision) -> Result<(Box<dyn Backend>, String)> {
+    if precision == crate::problem::Precision::F32 {
+        return select(name);
+    }
+    let kind = if name == "auto" { BackendKind::Cpu } else { BackendKind::parse(name)? };
+    if kind != BackendKind::Cpu {
+        return Err(Error::Unsupported {
+            op: "precision",
+            backend: kind.name().into(),
+            reason: format!(
+                "--precision {precision} runs on the cpu backend only; pass --backend cpu or --precision f32"
+            ),
+        });
+    }
+    let b = cpu::CpuBackend::with_precision(precision);
+    let how = if name == "auto" { "auto: the backend with bf16 products" } else { "asked for by name" };
+    let why = format!("cpu on {}, {precision} products ({how})", Device::device(&b));
+    tracing::info!("backend choice: {why}");
+    Ok((Box::new(b), why))
+}
+
 fn select_inner(name: &str) -> Result<(Box<dyn Backend>, String)> {
     if name != "auto" {
         let kind = BackendKind::parse(name)?;

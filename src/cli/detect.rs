@@ -71,6 +71,11 @@ pub struct DetectArgs {
     /// on cpu padding only adds work (see the README); use it to reproduce official numbers.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub batch: u32,
+    /// Inputs of the large matrix products (convolutions, linear layers): f32 (default, matches
+    /// the official model to the test tolerances) or bf16 (cpu backend: rounded to bf16, summed
+    /// in f32; AVX512-BF16 makes it faster where the CPU has it — see the README for its fidelity).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub precision: String,
 }
 
 /// Runs detection with `args`.
@@ -87,7 +92,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
     if a.labels != "model" {
         LabelSet::resolve(&a.labels)?; // a bad label file fails before the model loads
     }
-    let (be, why) = backend::select(&a.backend)?;
+    let (be, why) = backend::select_at(&a.backend, rlipv2::problem::Precision::parse(&a.precision)?)?;
     eprintln!("backend: {why}");
     eprintln!("loading {}", a.weights.display());
     let file = rlipv2::io::weights::WeightFile::open(&a.weights)?;

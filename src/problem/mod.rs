@@ -11,7 +11,7 @@ pub mod weights;
 pub use attention::AttentionProblem;
 pub use conv2d::Conv2dProblem;
 pub use gated_cross_attn::{Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, Linear, Norm};
-pub use gemm::{Activation, GemmProblem};
+pub use gemm::{Activation, GemmProblem, Precision};
 pub use layer_norm::LayerNormProblem;
 pub use ms_deform_attn::{Form, Level, MsDeformAttnInput, MsDeformAttnProblem, RefKind};
 pub use ms_deform_attn_backward::MsdaGrads;

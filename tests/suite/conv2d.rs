@@ -37,7 +37,7 @@ fn oracle_hand_case() {
     assert_eq!(y, vec![12.0, 0.0, 24.0, 28.0]);
 }
 
-fn cases() -> Vec<(&'static str, Conv2dProblem, bool)> {
+pub(crate) fn cases() -> Vec<(&'static str, Conv2dProblem, bool)> {
     let base = Conv2dProblem {
         batch: 1,
         in_c: 16,

@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod bf16;
 mod cli_bench;
 mod cli_dataset;
 mod cli_detect;

@@ -5,14 +5,24 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::ops::gemm::cpu::{matmul_into, View};
+use crate::ops::gemm::cpu::{epilogue, matmul_at, View};
 use crate::problem::conv2d::Conv2dProblem;
+use crate::problem::Precision;
 
 const MAX_COLUMN_FLOATS: usize = 2 << 20;
 
 /// `y ← act(conv2d(x) + b [+ y])`: the product accumulates onto `y` when it holds the residual,
-/// so a bottleneck's last conv writes into its residual's buffer.
-pub(crate) fn conv2d_into(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[f32], y: &mut [f32], residual: bool) {
+/// so a bottleneck's last conv writes into its residual's buffer. The product's inputs are at
+/// `precision`.
+pub(crate) fn conv2d_into(
+    p: &Conv2dProblem,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+    residual: bool,
+    precision: Precision,
+) {
     let (ho, wo) = (p.out_h(), p.out_w());
     let k = p.in_c * p.kh * p.kw;
     let plane = ho * wo;
@@ -22,7 +32,7 @@ pub(crate) fn conv2d_into(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[
         let xb = &x[b * p.in_c * p.h * p.w..(b + 1) * p.in_c * p.h * p.w];
         let yb = &mut y[b * p.out_c * plane..(b + 1) * p.out_c * plane];
         if p.kh == 1 && p.kw == 1 && p.stride == 1 && p.pad == 0 {
-            matmul_into(p.out_c, plane, k, yb, plane, w, View { data: xb, rs: plane, cs: 1 }, par, residual);
+            matmul_at(precision, p.out_c, plane, k, yb, plane, w, View { data: xb, rs: plane, cs: 1 }, par, residual);
             continue;
         }
         let rows_per_band = (MAX_COLUMN_FLOATS / (k * wo).max(1)).clamp(1, ho);
@@ -45,7 +55,8 @@ pub(crate) fn conv2d_into(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[
                 }
             });
             // y[:, r0·wo .. r0·wo + n] (+)= W [Co, k] · col [k, n]
-            matmul_into(
+            matmul_at(
+                precision,
                 p.out_c,
                 n,
                 k,
@@ -61,8 +72,6 @@ pub(crate) fn conv2d_into(p: &Conv2dProblem, x: &[f32], weight: &[f32], bias: &[
     // epilogue: bias (the residual is already in), activation
     y.par_chunks_mut(plane).enumerate().for_each(|(bo, out)| {
         let b = bias[bo % p.out_c];
-        for v in out.iter_mut() {
-            *v = p.act.apply(*v + b);
-        }
+        epilogue(out, |_| b, p.act);
     });
 }

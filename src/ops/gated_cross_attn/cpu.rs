@@ -8,11 +8,13 @@ use crate::ops::gemm::cpu::{linear, matmul, View};
 use crate::ops::layer_norm::cpu::layer_norm;
 use crate::ops::softmax::cpu::softmax_row;
 use crate::problem::gated_cross_attn::LN_EPS;
-use crate::problem::{Activation, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, LayerNormProblem, Linear, Norm};
+use crate::problem::{
+    Activation, Gate, GatedCrossAttnProblem, GatedCrossAttnWeights, LayerNormProblem, Linear, Norm, Precision,
+};
 
 /// `act(x·Wᵀ + b)` of one PyTorch `Linear`.
 pub(crate) fn dense(rows: usize, x: &[f32], lin: &Linear, k: usize, n: usize, act: Activation) -> Vec<f32> {
-    linear(rows, k, n, x, lin.weight, Some(lin.bias), act)
+    linear(rows, k, n, x, lin.weight, Some(lin.bias), act, Precision::F32)
 }
 
 /// LayerNorm with the ALIF epsilon.

@@ -1,6 +1,7 @@
 //! `gemm`: `y [M,N] = act(x [M,K] · Wᵀ + b)`, with `W` stored `[N,K]` as PyTorch's `nn.Linear`
 //! keeps it and `b [N]` optional. GELU is the exact-erf form.
 
+pub(crate) mod bf16;
 pub(crate) mod cpu;
 #[cfg(any(feature = "cubecl-wgpu", feature = "cuda"))]
 mod cubecl;
@@ -16,6 +17,45 @@ use crate::problem::ms_deform_attn::MAX_ELEMENTS;
 
 /// Op name in errors.
 pub const OP: &str = "gemm";
+
+/// The inputs' precision of the large matrix products (`gemm` and `conv2d`): f32 by default, the
+/// bit-checked path; bf16 (opt-in, cpu backend) rounds both operands to bf16 and sums in f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 inputs and sums.
+    #[default]
+    F32,
+    /// bf16 inputs (round to nearest even), f32 sums: AVX512-BF16 where the CPU has it.
+    Bf16,
+}
+
+impl Precision {
+    /// Parses `f32` or `bf16` (the `--precision` values).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(Error::limit(
+                "precision",
+                "--precision",
+                format!("unknown precision `{other}` (expected f32 or bf16)"),
+            )),
+        }
+    }
+    /// The name `--precision` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Epilogue activation of GEMM and conv2d.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
