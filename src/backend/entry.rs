@@ -325,7 +325,7 @@ pub trait Ops: Backend {
     /// Writes `level [C, plane]` transposed into rows `row0 ..` of `tokens [S, C]`.
     fn to_tokens_t(&self, tokens: &mut Tensor, row0: usize, level: &Tensor, c: usize, plane: usize) -> Result<()> {
         check_len("to_tokens", "level", &[c, plane], level.len())?;
-        if c == 0 || tokens.len() % c != 0 || row0 + plane > tokens.len() / c {
+        if c == 0 || !tokens.len().is_multiple_of(c) || row0 + plane > tokens.len() / c {
             return Err(Error::limit(
                 "to_tokens",
                 "tokens",

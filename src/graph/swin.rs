@@ -125,7 +125,7 @@ impl Swin {
     /// The stride-8/16/32 outputs `[C_s, h, w]` (after `norm1..3`) of a normalized image
     /// `[3, H, W]` whose sides are multiples of 4 ([`pad_to_patches`]), where `be` computes.
     pub fn forward_t(&self, be: &dyn Backend, image: Map) -> Result<Vec<Map>> {
-        if image.h % PATCH != 0 || image.w % PATCH != 0 {
+        if !image.h.is_multiple_of(PATCH) || !image.w.is_multiple_of(PATCH) {
             return Err(Error::limit(
                 "swin",
                 "image",

@@ -409,7 +409,7 @@ impl<'a> Machine<'a> {
     }
 
     fn set_items(&mut self, target: &Value, kv: Vec<Value>) -> R<()> {
-        if kv.len() % 2 != 0 {
+        if !kv.len().is_multiple_of(2) {
             return self.err("SETITEMS with an odd number of values");
         }
         self.count(kv.len() / 2)?;

@@ -43,7 +43,7 @@ fn smooth_between(pr: &MsDeformAttnProblem, data: &MsDeformAttnData, i: usize, l
         let s = i / 2;
         let l = (s / pr.points) % pr.num_levels();
         let lv = pr.levels[l];
-        let size = if i % 2 == 0 { lv.w } else { lv.h } as f64;
+        let size = if i.is_multiple_of(2) { lv.w } else { lv.h } as f64;
         let c = loc[i] * size - 0.5;
         (c.floor() as i64, c > -1.0 && c < size)
     };

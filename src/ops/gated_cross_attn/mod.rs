@@ -114,7 +114,7 @@ impl GatedCrossAttnProblem {
         if [self.batch, self.nv, self.t, self.v_dim, self.l_dim, self.embed, self.heads].contains(&0) {
             return Err(Error::limit(OP, "dimensions", format!("all must be ≥ 1: {self:?}")));
         }
-        if self.embed % self.heads != 0 {
+        if !self.embed.is_multiple_of(self.heads) {
             return Err(Error::limit(
                 OP,
                 "embed",

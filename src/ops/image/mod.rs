@@ -31,7 +31,7 @@ impl GroupNormShape {
     /// Checks the divisibility and the tensor lengths.
     pub fn check(&self, x: usize, gamma: usize, beta: usize) -> Result<()> {
         const OP: &str = "group_norm";
-        if self.groups == 0 || self.channels % self.groups != 0 || self.plane == 0 {
+        if self.groups == 0 || !self.channels.is_multiple_of(self.groups) || self.plane == 0 {
             return Err(Error::limit(
                 OP,
                 "groups",

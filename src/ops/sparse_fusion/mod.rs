@@ -54,7 +54,9 @@ impl BertLayerProblem {
     }
     /// Checks the dimensions.
     pub fn validate(&self) -> Result<()> {
-        if [self.batch, self.t, self.hidden, self.heads, self.ffn].contains(&0) || self.hidden % self.heads != 0 {
+        if [self.batch, self.t, self.hidden, self.heads, self.ffn].contains(&0)
+            || !self.hidden.is_multiple_of(self.heads)
+        {
             return Err(Error::limit(
                 OP,
                 "language layer",
