@@ -40,18 +40,31 @@ pub(crate) fn conv2d_into(
         for r0 in (0..ho).step_by(rows_per_band) {
             let rows = rows_per_band.min(ho - r0);
             let n = rows * wo;
-            // col [k, n]: row (c, ky, kx), column (oy − r0, ox)
+            // col [k, n]: row (c, ky, kx), column (oy − r0, ox); per output row, the columns whose
+            // input lies inside the image are one run (a copy at stride 1), zeros around it
             col[..k * n].par_chunks_mut(n).enumerate().for_each(|(kk, crow)| {
                 let (c, ky, kx) = (kk / (p.kh * p.kw), (kk / p.kw) % p.kh, kk % p.kw);
-                for (j, v) in crow.iter_mut().enumerate() {
-                    let (oy, ox) = (r0 + j / wo, j % wo);
-                    let iy = (oy * p.stride + ky) as isize - p.pad as isize;
-                    let ix = (ox * p.stride + kx) as isize - p.pad as isize;
-                    *v = if iy >= 0 && iy < p.h as isize && ix >= 0 && ix < p.w as isize {
-                        xb[(c * p.h + iy as usize) * p.w + ix as usize]
+                // ox in [lo, hi) reads ix = ox·stride + kx − pad inside [0, w)
+                let first = |ix0: usize| (ix0 + p.stride - 1) / p.stride;
+                let lo = first(p.pad.saturating_sub(kx)).min(wo);
+                let hi = first((p.w + p.pad).saturating_sub(kx)).clamp(lo, wo);
+                for (r, out) in crow.chunks_exact_mut(wo).enumerate() {
+                    let iy = ((r0 + r) * p.stride + ky) as isize - p.pad as isize;
+                    if iy < 0 || iy >= p.h as isize || lo == hi {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    let src = &xb[(c * p.h + iy as usize) * p.w..][..p.w];
+                    let ix0 = lo * p.stride + kx - p.pad;
+                    if p.stride == 1 {
+                        out[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
                     } else {
-                        0.0
-                    };
+                        for (o, ix) in out[lo..hi].iter_mut().zip((ix0..).step_by(p.stride)) {
+                            *o = src[ix];
+                        }
+                    }
                 }
             });
             // y[:, r0·wo .. r0·wo + n] (+)= W [Co, k] · col [k, n]
