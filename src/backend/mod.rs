@@ -236,7 +236,11 @@ pub fn select_at(name: &str, precision: crate::problem::Precision) -> Result<(Bo
     }
     let b = cpu::CpuBackend::with_precision(precision);
     let how = if name == "auto" { "auto: the backend with bf16 products" } else { "asked for by name" };
-    let why = format!("cpu on {}, {precision} products ({how})", Device::device(&b));
+    let why = format!(
+        "cpu on {}, {precision} products ({how}; {})",
+        Device::device(&b),
+        crate::ops::gemm::bf16::kernel_name()
+    );
     tracing::info!("backend choice: {why}");
     Ok((Box::new(b), why))
 }
