@@ -43,13 +43,18 @@ pub struct Labels {
 pub struct Profile {
     /// Per stage: name, seconds, peak RSS in bytes after it.
     pub stages: Vec<(&'static str, f64, Option<u64>)>,
+    /// Per stage, the seconds its ops took by [`crate::backend::op_time::OpKind`] (zeros unless
+    /// `op_time::enable(true)`; host backends only, see there).
+    pub ops: Vec<[f64; 5]>,
 }
 
 impl Profile {
     fn time<T>(&mut self, stage: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let t = Instant::now();
+        let (t, ops) = (Instant::now(), crate::backend::op_time::snapshot());
         let r = f()?;
         self.stages.push((stage, t.elapsed().as_secs_f64(), peak_rss()));
+        let now = crate::backend::op_time::snapshot();
+        self.ops.push(std::array::from_fn(|i| now[i] - ops[i]));
         Ok(r)
     }
 }

@@ -4,6 +4,7 @@
 //! again, so no backend can skip or change the validation.
 
 use super::image::GroupNormShape;
+use super::op_time::{timed, OpKind};
 use super::{Backend, Checked, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::gemm::check_len;
@@ -90,7 +91,7 @@ pub trait Ops: Backend {
         ] {
             check_len(OP, what, &shape, t.len())?;
         }
-        self.launch_ms_deform_attn_t(OK, pr, value, reference, offsets, logits)
+        timed(OpKind::MsDeformAttn, || self.launch_ms_deform_attn_t(OK, pr, value, reference, offsets, logits))
     }
 
     /// `y [M,N] = act(x [M,K]·Wᵀ + b)`, `W [N,K]`, host to host: [`Ops::gemm_t`] on the bound
@@ -294,7 +295,7 @@ pub trait Ops: Backend {
         if let Some(r) = &residual {
             check_len(OP, "residual", &p.output_shape(), r.len())?;
         }
-        self.launch_conv2d_t(OK, p, x, weight, bias, residual)
+        timed(OpKind::Conv2d, || self.launch_conv2d_t(OK, p, x, weight, bias, residual))
     }
 
     /// 3×3 max pooling, stride 2, padding 1, of `planes` planes `h × w` (see [`super::image::pool_out`]).
@@ -362,7 +363,7 @@ pub trait Ops: Backend {
         if let Some(r) = residual {
             check_len(OP, "residual", &[p.m, p.n], r.len())?;
         }
-        self.launch_gemm_t(OK, p, x, weight, bias, residual)
+        timed(OpKind::Gemm, || self.launch_gemm_t(OK, p, x, weight, bias, residual))
     }
 
     /// Elementwise `a + b` (equal lengths).
@@ -388,7 +389,7 @@ pub trait Ops: Backend {
         table: &Tensor,
     ) -> Result<Tensor> {
         p.check_lens(qkv.len(), bias.len(), table.len())?;
-        self.launch_window_attention_t(OK, p, qkv, bias, table)
+        timed(OpKind::Attention, || self.launch_window_attention_t(OK, p, qkv, bias, table))
     }
 
     /// [`Ops::attention`] on tensors.
@@ -401,7 +402,7 @@ pub trait Ops: Backend {
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         p.check_lens(q.len(), k.len(), v.len(), mask.map(Tensor::len))?;
-        self.launch_attention_t(OK, p, q, k, v, mask)
+        timed(OpKind::Attention, || self.launch_attention_t(OK, p, q, k, v, mask))
     }
 
     /// [`Ops::layer_norm`] on tensors.
@@ -461,7 +462,7 @@ pub trait Ops: Backend {
                 made.as_ref()
             }
         };
-        self.launch_sparse_fusion_t(OK, p, memory, pos, lang, fw, bw, bound)
+        timed(OpKind::Fusion, || self.launch_sparse_fusion_t(OK, p, memory, pos, lang, fw, bw, bound))
     }
 
     /// Replaces a tensor that an op writes in place by its copy on this backend when it lives

@@ -16,6 +16,7 @@ pub(crate) mod fusion_layout;
 #[cfg(any(feature = "wgpu", feature = "cubecl-wgpu", feature = "cuda"))]
 pub(crate) mod fusion_plan;
 mod host;
+pub mod op_time;
 pub use crate::ops::image;
 pub mod reference;
 pub mod tensor;

@@ -93,6 +93,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         LabelSet::resolve(&a.labels)?; // a bad label file fails before the model loads
     }
     let (be, why) = backend::select_at(&a.backend, rlipv2::problem::Precision::parse(&a.precision)?)?;
+    rlipv2::backend::op_time::enable(a.profile);
     eprintln!("backend: {why}");
     eprintln!("loading {}", a.weights.display());
     let file = rlipv2::io::weights::WeightFile::open(&a.weights)?;
@@ -171,7 +172,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
                     }
                 }
                 if a.profile {
-                    print_profile(&prof);
+                    print_profile(&prof, be.owner_id() == 0);
                 }
             }
             Err(e) if !a.fail_fast => {
@@ -266,13 +267,23 @@ fn detect_one(
     Ok(Found { dets, pairs, img, timed: Timed { prof, before, after } })
 }
 
-fn print_profile(t: &Timed) {
+fn print_profile(t: &Timed, host: bool) {
     let total: f64 = t.prof.stages.iter().map(|s| s.1).sum();
     for (stage, secs, peak) in &t.prof.stages {
         let peak = peak.map(|b| format!("   peak RSS {:.0} MB", b as f64 / 1e6)).unwrap_or_default();
         println!("  {stage:<24} {:>9.1} ms{peak}", secs * 1e3);
     }
     println!("  {:<24} {:>9.1} ms", "total", total * 1e3);
+    if host {
+        // where each stage's time goes, op by op (host backends compute when called)
+        let kinds = rlipv2::backend::op_time::OpKind::ALL;
+        let head: Vec<String> = kinds.iter().map(|k| format!("{:>16}", k.name())).collect();
+        println!("  {:<24}{}{:>16}", "ms by op", head.join(""), "rest");
+        for ((stage, secs, _), ops) in t.prof.stages.iter().zip(&t.prof.ops) {
+            let cells: Vec<String> = ops.iter().map(|s| format!("{:>16.1}", s * 1e3)).collect();
+            println!("  {stage:<24}{}{:>16.1}", cells.join(""), (secs - ops.iter().sum::<f64>()) * 1e3);
+        }
+    }
     let delta = |i: usize| t.before.0[i].zip(t.after.0[i]).map(|(a, b)| b - a);
     if let Some(d) = delta(0) {
         println!("  host → device copies: {:.1} MB (weights are bound on the first image)", d as f64 / 1e6);

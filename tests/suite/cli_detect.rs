@@ -43,6 +43,14 @@ fn detect_writes_json_per_image_and_fails_cleanly() {
     let (stdout, stderr) = (String::from_utf8_lossy(&d.stdout), String::from_utf8_lossy(&d.stderr));
     assert!(d.status.success(), "{stderr}");
     assert!(stdout.contains("backbone + projections") && stdout.contains("total"), "{stdout}");
+    // the op table: the encoder's time is mostly its linear layers and MSDA, the backbone's conv2d
+    let row = |stage: &str| -> Vec<f64> {
+        let table = stdout.split("ms by op").nth(1).unwrap_or_else(|| panic!("no op table: {stdout}"));
+        let line = table.lines().find(|l| l.trim_start().starts_with(stage)).unwrap();
+        line.trim_start()[stage.len()..].split_whitespace().map(|v| v.parse().unwrap()).collect()
+    };
+    let (backbone, encoder) = (row("backbone + projections"), row("encoder + fusion"));
+    assert!(backbone[0] > 0.0 && encoder[1] > 0.0 && encoder[2] > 0.0 && encoder[3] > 0.0, "{stdout}");
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("a.json")).unwrap()).unwrap();
     assert_eq!(
         (doc["width"].as_u64(), doc["height"].as_u64(), doc["labels"].as_str()),
@@ -268,6 +276,21 @@ fn vcoco_checkpoint_detects_with_its_own_labels() {
     let doc = detect_line(dir.path(), &model, &["--top-k".as_ref(), "3".as_ref()]);
     assert_eq!(doc["labels"].as_str(), Some("vcoco"), "{doc}");
     assert_eq!(doc["pairs"].as_array().map(Vec::len), Some(100), "every query pair, for eval vcoco");
+    // --precision bf16 (cpu only): the same records, from bf16 products; another backend is refused
+    let bf16_dir = dir.path().join("bf16");
+    std::fs::create_dir(&bf16_dir).unwrap();
+    let bf16 =
+        detect_line(&bf16_dir, &model, &["--top-k".as_ref(), "3".as_ref(), "--precision".as_ref(), "bf16".as_ref()]);
+    assert_eq!(bf16["pairs"].as_array().map(Vec::len), Some(100), "{bf16}");
+    assert_eq!(bf16["detections"].as_array().map(Vec::len), doc["detections"].as_array().map(Vec::len));
+    let refused = bin()
+        .args(["detect", "--backend", "wgpu", "--precision", "bf16", "--weights"])
+        .arg(&model)
+        .arg(dir.path().join("a.png"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && e.contains("--precision bf16 runs on the cpu backend only"), "{e}");
 }
 
 /// An RLIP_ParSeDA_v2 Swin-T checkpoint in the official format (`--backbone swin_tiny`):
