@@ -45,7 +45,7 @@ pub(crate) fn conv2d_into(
             col[..k * n].par_chunks_mut(n).enumerate().for_each(|(kk, crow)| {
                 let (c, ky, kx) = (kk / (p.kh * p.kw), (kk / p.kw) % p.kh, kk % p.kw);
                 // ox in [lo, hi) reads ix = ox·stride + kx − pad inside [0, w)
-                let first = |ix0: usize| (ix0 + p.stride - 1) / p.stride;
+                let first = |ix0: usize| ix0.div_ceil(p.stride);
                 let lo = first(p.pad.saturating_sub(kx)).min(wo);
                 let hi = first((p.w + p.pad).saturating_sub(kx)).clamp(lo, wo);
                 for (r, out) in crow.chunks_exact_mut(wo).enumerate() {
