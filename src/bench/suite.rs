@@ -68,6 +68,9 @@ pub struct SuiteOptions {
     pub detect: Option<(PathBuf, PathBuf)>,
     /// Only these ops ([`OPS`]; empty: all).
     pub ops: Vec<String>,
+    /// Inputs of the products in the `gemm` and `detect` cells (`--precision`): bf16 runs on the
+    /// cpu backend, the other backends' records say why they were skipped.
+    pub precision: crate::problem::Precision,
 }
 
 /// The op families the suite times, as `--ops` names them.
@@ -389,6 +392,15 @@ fn resident_or_host(
     }
 }
 
+/// `kind` with its products at `precision` (f32: as `backend::open`; bf16: cpu only, the others
+/// refused with the reason).
+fn open_at(kind: BackendKind, precision: crate::problem::Precision) -> Result<Box<dyn Backend>> {
+    match precision {
+        crate::problem::Precision::F32 => backend::open(kind),
+        _ => backend::select_at(kind.name(), precision).map(|(b, _)| b),
+    }
+}
+
 /// Runs the suite. `progress(done, total, what)` is called before each cell. A backend that does
 /// not open, a dtype it lacks or a limit it hits becomes a skipped record with the reason.
 pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Result<Vec<Record>> {
@@ -400,7 +412,7 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
     let total = count(o);
     type Opened = std::result::Result<Box<dyn Backend>, String>;
     let opened: Vec<(BackendKind, Opened)> =
-        o.backends.iter().map(|&k| (k, backend::open(k).map_err(|e| e.to_string()))).collect();
+        o.backends.iter().map(|&k| (k, open_at(k, o.precision).map_err(|e| e.to_string()))).collect();
     let mut records = Vec::new();
     let mut done = 0;
     for cell in cells(o) {
@@ -420,7 +432,11 @@ pub fn run(o: &SuiteOptions, mut progress: impl FnMut(usize, usize, &str)) -> Re
                     size: cell.size,
                     shape: cell.shape.clone(),
                     backend: kind.name().into(),
-                    dtype: dtype.name().into(),
+                    // the products' precision where it applies, else the storage dtype
+                    dtype: match cell.job {
+                        Job::Gemm(_) | Job::Detect(..) => o.precision.name().into(),
+                        _ => dtype.name().into(),
+                    },
                     device: "-".into(),
                     timing: "-".into(),
                     median_ms: None,

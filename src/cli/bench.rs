@@ -43,6 +43,10 @@ pub enum BenchCmd {
         /// ms_deform_attn_backward (the last only when named: reference and cpu have it so far).
         #[arg(long, value_delimiter = ',')]
         ops: Vec<String>,
+        /// Inputs of the gemm and detect cells' products: f32 or bf16 (cpu only; see `detect
+        /// --precision`).
+        #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+        precision: String,
     },
     /// Rewrite bench.md and bench.svg (and bench.json) from a bench.json, e.g. one measured on
     /// another machine, without timing anything.
@@ -96,7 +100,7 @@ pub enum BenchCmd {
 /// Runs one `bench` subcommand.
 pub fn run(op: BenchCmd) -> Result<()> {
     match op {
-        BenchCmd::Suite { backends, dtypes, repeat, quick, weights, image, out, compare, ops } => {
+        BenchCmd::Suite { backends, dtypes, repeat, quick, weights, image, out, compare, ops, precision } => {
             // check the arguments and read the old run first: mistakes fail before minutes of timing
             bench::suite::check_ops(&ops)?;
             let old = compare.as_deref().map(bench::report::Report::read).transpose()?;
@@ -107,6 +111,7 @@ pub fn run(op: BenchCmd) -> Result<()> {
                 quick,
                 detect: weights.zip(image),
                 ops,
+                precision: rlipv2::problem::Precision::parse(&precision)?,
             };
             let bar = indicatif::ProgressBar::new(bench::suite::count(&opts) as u64);
             bar.set_style(

@@ -150,3 +150,29 @@ fn suite_times_the_backward_when_asked() {
     }
     // (a default run leaves them out: `suite_writes_json_markdown_chart_and_compares` counts its cells)
 }
+
+/// `--precision bf16`: the gemm cells run bf16 products on cpu (their records say bf16), and a
+/// backend without bf16 is a skipped record that says so.
+#[test]
+fn suite_times_bf16_products_on_cpu_and_skips_them_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["bench", "suite", "--quick", "--repeat", "1", "--ops", "gemm", "--precision", "bf16"])
+        .args(["--backends", "cpu,wgpu", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
+    let records = report["records"].as_array().unwrap();
+    assert!(records.iter().any(|r| r["backend"] == "cpu"), "{records:?}");
+    for r in records {
+        assert_eq!(r["dtype"], "bf16", "{r}");
+        if r["backend"] == "cpu" {
+            assert!(r["median_ms"].as_f64().is_some_and(|m| m > 0.0), "not timed: {r}");
+        } else {
+            assert!(r["skipped"].as_str().unwrap().contains("--precision bf16 runs on the cpu backend only"), "{r}");
+        }
+    }
+}

@@ -42,6 +42,7 @@ fn quick_suite_covers_every_op_and_both_sweeps() {
         quick: true,
         detect: None,
         ops: Vec::new(),
+        precision: rlipv2::problem::Precision::F32,
     };
     let c = planned(&o);
     for op in [
