@@ -106,13 +106,12 @@ fn bf16_is_cpu_only_and_auto_picks_cpu() {
 /// (measured: logits ≤ 0.088, boxes ≤ 0.024, 20 of 20; f32 is held to 1e-3 / 1e-4 / all 20).
 #[test]
 fn bf16_detect_graph_stays_within_its_tolerance_of_the_official_f32_model() {
-    use crate::common::{formula_lang, formula_weight, front_tokens};
+    use crate::common::{formula_lang, formula_weight, front_tokens, golden_labels};
     use rlipv2::graph::decoder::{Decoders, Memory};
     use rlipv2::graph::encoder::Encoder;
     use rlipv2::graph::front::ImageFront;
     use rlipv2::graph::vars::Vars;
     use rlipv2::model::config::Variant;
-    use rlipv2::model::labels::LabelSet;
     use rlipv2::model::postprocess::{postprocess, HeadOutputs, PostConfig};
     use rlipv2::problem::Gate;
     use serde_json::Value;
@@ -125,13 +124,7 @@ fn bf16_detect_graph_stays_within_its_tolerance_of_the_official_f32_model() {
     let dec = Decoders::load(Variant::ParSeDA, 128, 3, 4, 2048, &vars).unwrap();
     let (objects, verbs) = (g["objects"].as_u64().unwrap() as usize, g["verbs"].as_u64().unwrap() as usize);
     let lang = formula_lang(objects + verbs);
-    let labels = LabelSet {
-        name: "golden".into(),
-        objects: (0..objects - 1).map(|i| format!("object {i}")).collect(),
-        verbs: (0..verbs).map(|i| format!("verb {i}")).collect(),
-        valid_pairs: None,
-        subject_classified: false,
-    };
+    let labels = golden_labels(objects, verbs);
     let be = cpu_bf16();
     for c in g["cases"].as_array().unwrap() {
         let (h, w) = (c["height"].as_u64().unwrap() as usize, c["width"].as_u64().unwrap() as usize);

@@ -128,17 +128,7 @@ fn suite_writes_json_markdown_chart_and_compares() {
 /// unavailable one is a skipped record that says so, never a silent gap).
 #[test]
 fn suite_times_the_backward_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .args(["bench", "suite", "--quick", "--repeat", "1", "--ops", "ms_deform_attn_backward"])
-        .args(["--backends", "cpu,wgpu", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
-    let records = report["records"].as_array().unwrap();
+    let records = quick_suite_records(&["--ops", "ms_deform_attn_backward"]);
     assert_eq!(records.len(), 2 * 2, "official and fused-points, × 2 backends: {records:?}");
     for r in records {
         assert!(r["op"].as_str().unwrap().starts_with("ms_deform_attn_backward/"), "{r}");
@@ -155,17 +145,7 @@ fn suite_times_the_backward_when_asked() {
 /// backend without bf16 is a skipped record that says so.
 #[test]
 fn suite_times_bf16_products_on_cpu_and_skips_them_elsewhere() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .args(["bench", "suite", "--quick", "--repeat", "1", "--ops", "gemm", "--precision", "bf16"])
-        .args(["--backends", "cpu,wgpu", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
-    let records = report["records"].as_array().unwrap();
+    let records = quick_suite_records(&["--ops", "gemm", "--precision", "bf16"]);
     assert!(records.iter().any(|r| r["backend"] == "cpu"), "{records:?}");
     for r in records {
         assert_eq!(r["dtype"], "bf16", "{r}");
@@ -175,4 +155,21 @@ fn suite_times_bf16_products_on_cpu_and_skips_them_elsewhere() {
             assert!(r["skipped"].as_str().unwrap().contains("--precision bf16 runs on the cpu backend only"), "{r}");
         }
     }
+}
+
+/// `bench suite --quick --repeat 1 --backends cpu,wgpu` with `extra` arguments, checked to
+/// succeed: the records of its bench.json.
+fn quick_suite_records(extra: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["bench", "suite", "--quick", "--repeat", "1", "--backends", "cpu,wgpu"])
+        .args(extra)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
+    report["records"].as_array().unwrap().clone()
 }

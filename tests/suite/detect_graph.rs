@@ -14,14 +14,13 @@
 //! Swin-L (ParSeDA) run on every backend, ParSeD on Swin-T and a Swin-T batch on cpu. The cpu
 //! backend checks every image of a golden, the others its first.
 
-use crate::common::{formula_image, formula_lang, formula_weight, front_tokens, open_or_skip};
+use crate::common::{formula_image, formula_lang, formula_weight, front_tokens, golden_labels, open_or_skip};
 use rlipv2::backend::BackendKind;
 use rlipv2::graph::decoder::{Decoders, Memory};
 use rlipv2::graph::encoder::Encoder;
 use rlipv2::graph::front::ImageFront;
 use rlipv2::graph::vars::Vars;
 use rlipv2::model::config::Variant;
-use rlipv2::model::labels::LabelSet;
 use rlipv2::model::postprocess::{postprocess, HeadOutputs, PostConfig};
 use rlipv2::problem::Gate;
 use serde_json::Value;
@@ -112,13 +111,7 @@ fn check_backbone(kinds: &[BackendKind], variant: Variant, batched: bool, backbo
                 report.join(", ")
             );
             // the post-processed top-20 triplets of our heads and of the official heads are the same
-            let labels = LabelSet {
-                name: "golden".into(),
-                objects: (0..objects - 1).map(|i| format!("object {i}")).collect(),
-                verbs: (0..verbs).map(|i| format!("verb {i}")).collect(),
-                valid_pairs: None,
-                subject_classified: false,
-            };
+            let labels = golden_labels(objects, verbs);
             let want: Vec<Vec<f32>> =
                 ["pred_obj_logits", "pred_verb_logits", "pred_sub_boxes", "pred_obj_boxes", "pred_sub_logits"]
                     .iter()

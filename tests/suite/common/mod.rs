@@ -396,3 +396,16 @@ pub fn once<T: Clone + Send + Sync + 'static>(key: &str, f: impl FnOnce() -> T) 
         .clone();
     cell.get_or_init(|| Arc::new(f())).downcast_ref::<T>().expect("one type per key").clone()
 }
+
+/// The label set of the graph goldens: `objects − 1` object texts (the last column is
+/// no-object) and `verbs` verb texts, named by index.
+#[allow(dead_code)]
+pub fn golden_labels(objects: usize, verbs: usize) -> rlipv2::model::labels::LabelSet {
+    rlipv2::model::labels::LabelSet {
+        name: "golden".into(),
+        objects: (0..objects - 1).map(|i| format!("object {i}")).collect(),
+        verbs: (0..verbs).map(|i| format!("verb {i}")).collect(),
+        valid_pairs: None,
+        subject_classified: false,
+    }
+}
