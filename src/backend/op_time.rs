@@ -1,6 +1,7 @@
 //! Time per op kind, summed over the calls since [`enable`], for `detect --profile`'s per-stage
 //! op table. Meaningful on host backends, whose ops compute when called; a GPU backend's call
-//! only queues work, so the profile leaves the table out there.
+//! only queues work, so the profile leaves the table out there. The sums are process-wide:
+//! detections running concurrently in one process would share them (the CLI runs one at a time).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -57,7 +58,6 @@ pub(crate) fn timed<T>(kind: OpKind, f: impl FnOnce() -> T) -> T {
     }
     let t = Instant::now();
     let r = f();
-    let i = OpKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
-    NANOS[i].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    NANOS[kind as usize].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     r
 }

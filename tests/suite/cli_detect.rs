@@ -276,7 +276,8 @@ fn vcoco_checkpoint_detects_with_its_own_labels() {
     let doc = detect_line(dir.path(), &model, &["--top-k".as_ref(), "3".as_ref()]);
     assert_eq!(doc["labels"].as_str(), Some("vcoco"), "{doc}");
     assert_eq!(doc["pairs"].as_array().map(Vec::len), Some(100), "every query pair, for eval vcoco");
-    // --precision bf16 (cpu only): the same records, from bf16 products; another backend is refused
+    // --precision bf16 (cpu only) runs and writes its records (their fidelity: tests/suite/bf16.rs);
+    // another backend is refused
     let bf16_dir = dir.path().join("bf16");
     std::fs::create_dir(&bf16_dir).unwrap();
     let bf16 =

@@ -71,6 +71,14 @@ pub(crate) fn cases() -> Vec<(&'static str, Conv2dProblem, bool)> {
             false,
         ),
         ("1x1 s2 downsample", Conv2dProblem { stride: 2, ..base }, false),
+        // the im2col runs' edges: a kernel wider than the input (columns wholly in the padding),
+        // and no padding at all
+        (
+            "7x7 s2 p3 on a 2-wide input",
+            Conv2dProblem { in_c: 3, h: 9, w: 2, out_c: 4, kh: 7, kw: 7, stride: 2, pad: 3, ..base },
+            false,
+        ),
+        ("3x3 p0", Conv2dProblem { in_c: 5, h: 6, w: 8, out_c: 7, kh: 3, kw: 3, pad: 0, ..base }, false),
         ("1x1 + residual + relu, B=2", Conv2dProblem { batch: 2, act: Activation::Relu, ..base }, true),
         (
             "3x3 + residual, odd",

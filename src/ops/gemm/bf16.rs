@@ -1,7 +1,9 @@
 //! The cpu backend's opt-in bf16 GEMM (`--precision bf16`): both operands rounded to bf16
 //! (round to nearest even, as PyTorch's `.bfloat16()`), products summed in f32. On CPUs with
-//! AVX512-BF16 one `vdpbf16ps` does two multiply-adds per f32 lane, twice the f32 FMA rate;
-//! elsewhere a portable kernel gives the same numbers without the speed.
+//! AVX512-BF16 one `vdpbf16ps` does two multiply-adds per f32 lane (whether that beats f32 FMA
+//! depends on the CPU: [`kernel_name`] measures it); elsewhere a portable kernel computes the same
+//! products. The two can differ in the last bits: `vdpbf16ps` adds the odd-k product first and
+//! treats bf16 subnormals as zero, the portable kernel adds both products' sum and keeps them.
 //!
 //! Operands are packed once per call into k-pairs (the two bf16 of k = 2p and 2p + 1 in one
 //! 32-bit word, even k in the low half, as `vdpbf16ps` pairs them): the right operand in panels
@@ -178,7 +180,17 @@ pub(crate) fn matmul_into(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= (m - 1) * dst_rs + n, "bf16 matmul destination out of bounds");
+    if k == 0 {
+        // an empty sum: what the f32 path writes
+        if !accumulate {
+            (0..m).for_each(|r| dst[r * dst_rs..r * dst_rs + n].fill(0.0));
+        }
+        return;
+    }
+    // rows must not overlap: tasks write disjoint row blocks through a raw pointer
+    assert!(m == 1 || dst_rs >= n, "bf16 matmul destination rows overlap");
+    let extent = (m - 1).checked_mul(dst_rs).and_then(|e| e.checked_add(n));
+    assert!(extent.is_some_and(|e| dst.len() >= e), "bf16 matmul destination out of bounds");
     let kp = k.div_ceil(2);
     let panels = n.div_ceil(NR);
     // right operand: panel j, pair p, column c at b[(j·kp + p)·NR + c]
@@ -279,7 +291,8 @@ fn hi(w: u32) -> f32 {
     f32::from_bits(w & 0xFFFF_0000)
 }
 
-/// The same sums as the AVX512-BF16 tile (per lane: acc + lo·lo + hi·hi), in plain f32.
+/// The AVX512-BF16 tile's products in plain f32 (per lane: acc + (lo·lo + hi·hi); see the module
+/// note for how its rounding differs from `vdpbf16ps`).
 unsafe fn portable_tile(kp: usize, a: &[u32], b: &[u32], dst: *mut f32, rs: usize, t: Tile) {
     let mut acc = [[0f32; NR]; MR];
     for p in 0..kp {
@@ -372,10 +385,11 @@ mod avx512 {
             let (mut v0, mut v1) = (c[0], c[1]);
             if t.accumulate {
                 v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, d));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, d.add(16)));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, d.wrapping_add(16)));
             }
             _mm512_mask_storeu_ps(d, m0, v0);
-            _mm512_mask_storeu_ps(d.add(16), m1, v1);
+            // wrapping: with 16 or fewer columns the mask is empty and the address may lie past dst
+            _mm512_mask_storeu_ps(d.wrapping_add(16), m1, v1);
         }
     }
 }

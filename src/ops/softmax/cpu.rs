@@ -8,9 +8,9 @@ pub(crate) fn softmax_row(row: &mut [f32]) {
     let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut s = 0.0;
     for v in row.iter_mut() {
-        // A probability below f32's normal range is 0: it cannot move a sum that holds the
-        // max's 1, and as a subnormal it would slow every product it enters (Swin's shift mask,
-        // −100, made a quarter of window attention's time on the realistic Swin-T model).
+        // A term below f32's normal range is 0: it cannot move a sum that holds the max's 1,
+        // and as a subnormal it would slow every product it enters (Swin's shift mask, −100,
+        // made a quarter of window attention's time on the realistic Swin-T model).
         let e = (*v - mx).exp();
         *v = if e < f32::MIN_POSITIVE { 0.0 } else { e };
         s += *v;
