@@ -3,7 +3,7 @@
 //! post-processing, with per-stage times.
 
 use std::path::Path;
-use std::time::Instant;
+use web_time::Instant;
 
 use crate::backend::{Backend, Ops, Tensor};
 use crate::convert::{label_tensor, META_CONFIG};

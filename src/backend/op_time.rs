@@ -4,7 +4,7 @@
 //! detections running concurrently in one process would share them (the CLI runs one at a time).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use web_time::Instant;
 
 /// The op kinds the table splits a stage into; what none of them covers is the stage's rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -125,14 +125,22 @@ impl TextEncoder {
 /// the file's post-processor), as the official `batch_encode_plus` gives them before padding.
 pub fn tokenize(tokenizer: &std::path::Path, texts: &[String]) -> Result<Vec<Vec<u32>>> {
     let fail = |reason: String| Error::Format { file: tokenizer.to_path_buf(), reason };
-    let tok =
-        tokenizers::Tokenizer::from_file(tokenizer).map_err(|e| fail(format!("not a usable tokenizer.json: {e}")))?;
-    texts
-        .iter()
-        .map(|t| {
-            tok.encode(t.as_str(), true)
-                .map(|e| e.get_ids().to_vec())
-                .map_err(|e| fail(format!("cannot encode {t:?}: {e}")))
-        })
-        .collect()
+    #[cfg(feature = "tokenizer")]
+    {
+        let tok = tokenizers::Tokenizer::from_file(tokenizer)
+            .map_err(|e| fail(format!("not a usable tokenizer.json: {e}")))?;
+        texts
+            .iter()
+            .map(|t| {
+                tok.encode(t.as_str(), true)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| fail(format!("cannot encode {t:?}: {e}")))
+            })
+            .collect()
+    }
+    #[cfg(not(feature = "tokenizer"))]
+    {
+        let _ = texts;
+        Err(fail("this build has no tokenizer (the `tokenizer` feature): use label sets baked into the model file (`rlipv2 convert --tokenizer`)".into()))
+    }
 }

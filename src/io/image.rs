@@ -12,11 +12,35 @@ pub const MAX_PIXELS: u64 = 100_000_000;
 
 /// Reads a PNG or JPEG as 8-bit RGB (gray, alpha, 16-bit and CMYK converted), refusing images over the pixel limit.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    let open = || {
+        image::ImageReader::open(path)
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?
+            .with_guessed_format()
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    };
+    decode(path, open)
+}
+
+/// [`load_rgb`] for an image already in memory (`name` names it in errors): the browser page's
+/// picked file.
+pub fn decode_rgb(name: &str, bytes: &[u8]) -> Result<RgbImage> {
+    let path = Path::new(name);
+    let open = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    };
+    decode(path, open)
+}
+
+/// The header checked first (format, size, pixel limit), then the pixels decoded from a second
+/// reader `open` gives.
+fn decode<R: std::io::BufRead + std::io::Seek>(
+    path: &Path,
+    open: impl Fn() -> Result<image::ImageReader<R>>,
+) -> Result<RgbImage> {
     let fail = |reason: String| Error::Format { file: path.to_path_buf(), reason };
-    let reader = image::ImageReader::open(path)
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?
-        .with_guessed_format()
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let reader = open()?;
     if reader.format().is_none() {
         return Err(fail("not an image this build reads (PNG or JPEG)".into()));
     }
@@ -34,10 +58,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
             w as u64 * h as u64
         )));
     }
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?
-        .with_guessed_format()
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let mut reader = open()?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8);
     reader.limits(limits);

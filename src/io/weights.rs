@@ -1,6 +1,8 @@
 //! A converted model file (`rlipv2 convert`), read tensor by tensor: the safetensors header is
 //! parsed once, and each `get(name, shape)` reads just that tensor from disk after checking its
 //! dtype, shape and byte range, so host memory holds the weights once and only those asked for.
+//! The bytes come from a file on disk ([`WeightFile::open`]) or any [`ReadAt`] source
+//! ([`WeightFile::from_source`]: the browser page reads the visitor's file through one).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,10 +20,43 @@ struct Entry {
     data_offsets: (u64, u64),
 }
 
+/// Random access to the bytes of a model file.
+pub trait ReadAt: Send + Sync {
+    /// Total length in bytes.
+    fn size(&self) -> std::io::Result<u64>;
+    /// Fills `buf` from byte `offset` (an error if the source ends first).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        read_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.as_slice().len() as u64)
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let end = usize::try_from(offset).ok().and_then(|o| o.checked_add(buf.len()).map(|e| (o, e)));
+        match end {
+            Some((o, e)) if e <= self.as_slice().len() => {
+                buf.copy_from_slice(&self[o..e]);
+                Ok(())
+            }
+            _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
 /// A model file read tensor by tensor (no whole-file copy): `get(name, shape)` with errors naming the tensor.
 pub struct WeightFile {
     path: PathBuf,
-    file: File,
+    file: Box<dyn ReadAt>,
     data_start: u64,
     tensors: HashMap<String, Entry>,
     /// The file's `__metadata__` (configuration, args, source, label sets).
@@ -31,18 +66,26 @@ pub struct WeightFile {
 impl WeightFile {
     /// Opens a safetensors model file and checks its header against its size.
     pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::from_source(path, Box::new(file))
+    }
+
+    /// A model file whose bytes `file` reads; `path` names it in errors.
+    pub fn from_source(path: &Path, file: Box<dyn ReadAt>) -> Result<Self> {
         let io = |source| Error::Io { path: path.to_path_buf(), source };
         let fail = |reason: String| Error::Format { file: path.to_path_buf(), reason };
-        let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let len = file.size().map_err(io)?;
+        if len < 8 {
+            return Err(fail(format!("not a safetensors file: {len} bytes")));
+        }
         let mut head = [0u8; 8];
-        read_at(&file, &mut head, 0).map_err(io)?;
+        file.read_at(&mut head, 0).map_err(io)?;
         let n = u64::from_le_bytes(head);
         if n > MAX_HEADER || n + 8 > len {
             return Err(fail(format!("not a safetensors file: header of {n} bytes in a {len}-byte file")));
         }
         let mut header = vec![0u8; n as usize];
-        read_at(&file, &mut header, 8).map_err(io)?;
+        file.read_at(&mut header, 8).map_err(io)?;
         let super::header::Entries(raw) =
             serde_json::from_slice(&header).map_err(|e| fail(format!("bad safetensors header: {e}")))?;
         let mut metadata = HashMap::new();
@@ -95,7 +138,8 @@ impl WeightFile {
             )));
         }
         let mut out = vec![0f32; n];
-        read_at(&self.file, bytemuck::cast_slice_mut(&mut out), self.data_start + e.data_offsets.0)
+        self.file
+            .read_at(bytemuck::cast_slice_mut(&mut out), self.data_start + e.data_offsets.0)
             .map_err(|source| Error::Io { path: self.path.clone(), source })?;
         Ok(out)
     }

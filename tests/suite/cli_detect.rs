@@ -191,33 +191,7 @@ fn detect_batch_pads_each_image_to_the_batch_canvas() {
     let dir = tempfile::tempdir().unwrap();
     // the fixture's constant weights make every output insensitive to padding: the image-path
     // weights are replaced by the tests' formula weights (labels and metadata kept)
-    let model = {
-        let fixture = crate::common::converted_fixture(dir.path());
-        let file = rlipv2::io::weights::WeightFile::open(&fixture).unwrap();
-        let config: rlipv2::model::Config = serde_json::from_str(&file.metadata[rlipv2::convert::META_CONFIG]).unwrap();
-        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = rlipv2::model::schema::expected(&config)
-            .into_iter()
-            .filter(|(n, _)| !n.starts_with("transformer.text_encoder."))
-            .map(|(n, s)| {
-                let v = crate::common::formula_weight(&n, &s);
-                (n, s, v)
-            })
-            .collect();
-        let labels = rlipv2::convert::label_tensor("hico");
-        let shape = file.shape(&labels).unwrap().to_vec();
-        tensors.push((labels.clone(), shape.clone(), file.get(&labels, &shape).unwrap()));
-        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-            .iter()
-            .map(|(n, s, v)| {
-                let t =
-                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(v));
-                (n.clone(), t.unwrap())
-            })
-            .collect();
-        let path = dir.path().join("formula.safetensors");
-        safetensors::tensor::serialize_to_file(views, Some(file.metadata.clone()), &path).unwrap();
-        path
-    };
+    let model = crate::common::formula_model(dir.path(), "formula", |_| {});
     let images = dir.path().join("imgs");
     std::fs::create_dir(&images).unwrap();
     std::fs::copy(root.join("tests/fixtures/images/rgb_400x20.png"), images.join("a.png")).unwrap();

@@ -6,6 +6,7 @@
 mod common;
 
 mod bf16;
+mod browser;
 mod cli_bench;
 mod cli_dataset;
 mod cli_detect;

@@ -34,38 +34,37 @@ impl WgpuBackend {
 
     /// Every launch of `r` on `arena`: pipeline, bind group, workgroups.
     pub(crate) fn bind_round(&self, op: &'static str, r: &Round, arena: &wgpu::Buffer) -> Result<Vec<Recorded>> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut recorded = Vec::new();
-        for (i, l) in r.launches.iter().enumerate() {
-            let key = match l.kernel {
-                Kernel::GemmJobs => "sparse_fusion.gemm_jobs",
-                Kernel::Attend => "sparse_fusion.attend",
-                Kernel::LangAttend => "sparse_fusion.lang_attend",
-                Kernel::NormRows => "sparse_fusion.norm_rows",
-            };
-            let entry = l.kernel.entry();
-            let pipeline = self.pipeline(&self.fusion, key, entry)?;
-            let (gx, gy, grid_x) = self.row_grid(l.items);
-            let params = r.params(i, grid_x);
-            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(entry),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-            let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(entry),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: arena.as_entire_binding() },
-                ],
-            });
-            recorded.push((pipeline, bind, (gx, gy)));
-        }
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(device_err(format!("{op}: {e}"))),
-            None => Ok(recorded),
-        }
+        let bind_all = || -> Result<Vec<Recorded>> {
+            let mut recorded = Vec::new();
+            for (i, l) in r.launches.iter().enumerate() {
+                let key = match l.kernel {
+                    Kernel::GemmJobs => "sparse_fusion.gemm_jobs",
+                    Kernel::Attend => "sparse_fusion.attend",
+                    Kernel::LangAttend => "sparse_fusion.lang_attend",
+                    Kernel::NormRows => "sparse_fusion.norm_rows",
+                };
+                let entry = l.kernel.entry();
+                let pipeline = self.pipeline(&self.fusion, key, entry)?;
+                let (gx, gy, grid_x) = self.row_grid(l.items);
+                let params = r.params(i, grid_x);
+                let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(entry),
+                    contents: bytemuck::bytes_of(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+                let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(entry),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 1, resource: arena.as_entire_binding() },
+                    ],
+                });
+                recorded.push((pipeline, bind, (gx, gy)));
+            }
+            Ok(recorded)
+        };
+        self.scoped(wgpu::ErrorFilter::Validation, bind_all, move |e| device_err(format!("{op}: {e}")))?
     }
 }
 

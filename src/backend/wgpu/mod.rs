@@ -5,9 +5,13 @@
 mod fusion;
 mod pool;
 mod resident;
+mod wait;
 
 pub use crate::ops::ms_deform_attn::wgpu::MsDeformAttnBuffers;
 pub(crate) use resident::{Entry, TENSOR_USAGE};
+pub(crate) use wait::block_on;
+#[cfg(target_arch = "wasm32")]
+pub use wait::set_event_loop_yield;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +67,9 @@ pub struct WgpuBackend {
     pub(crate) placeholder: wgpu::Buffer,
     /// Owner id of this instance's device tensors.
     pub(crate) id: u64,
+    /// Error scopes the browser has yet to answer (see `wait.rs`).
+    #[cfg(target_arch = "wasm32")]
+    deferred: std::sync::Mutex<Vec<wait::Deferred>>,
 }
 
 /// Resident ops append their passes and copies to one command encoder, submitted every
@@ -88,6 +95,7 @@ pub(crate) fn device_err(reason: impl std::fmt::Display) -> Error {
     Error::Device { backend: crate::backend::BackendKind::Wgpu.name().into(), reason: reason.to_string() }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn poll_err(e: wgpu::PollError) -> Error {
     match e {
         wgpu::PollError::Timeout => device_err(format!(
@@ -105,16 +113,16 @@ impl WgpuBackend {
             backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
-        let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None))
+        let adapter = block_on(wgpu::util::initialize_adapter_from_env_or_default(&instance, None))?
             .map_err(|e| unavailable(format!("no wgpu adapter: {e}")))?;
         let info = adapter.get_info();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rlipv2"),
             // enabled where present so that `info` reports them; no shader relies on them
             required_features: adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP),
             required_limits: adapter.limits(),
             ..Default::default()
-        }))
+        }))?
         .map_err(|e| unavailable(format!("{}: request_device failed: {e}", info.name)))?;
         device.on_uncaptured_error(std::sync::Arc::new(|e| tracing::error!("wgpu: uncaptured error: {e}")));
         // a lost device (driver reset, GPU removed) is reported; later polls and maps then fail
@@ -133,7 +141,7 @@ impl WgpuBackend {
             label: Some("ms_deform_attn.wgsl"),
             source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(crate::shaders::MS_DEFORM_ATTN)),
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = block_on(scope.pop())? {
             return Err(unavailable(format!("ms_deform_attn.wgsl does not compile on {}: {e}", info.name)));
         }
         let compile = |name: &str, src: &'static str, checked: bool| -> Result<wgpu::ShaderModule> {
@@ -156,7 +164,7 @@ impl WgpuBackend {
                     )
                 }
             };
-            match pollster::block_on(scope.pop()) {
+            match block_on(scope.pop())? {
                 Some(e) => Err(unavailable(format!("{name} does not compile on {}: {e}", info.name))),
                 None => Ok(m),
             }
@@ -208,6 +216,8 @@ impl WgpuBackend {
             pool: Default::default(),
             placeholder,
             id: crate::backend::tensor::new_owner_id(),
+            #[cfg(target_arch = "wasm32")]
+            deferred: Default::default(),
         })
     }
 
@@ -249,18 +259,21 @@ impl WgpuBackend {
         }
         tracing::debug!(entry, ?constants, "specialized pipeline");
         let values: Vec<(&str, f64)> = constants.iter().map(|&(k, v)| (k, v as f64)).collect();
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &values, ..Default::default() },
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(device_err(format!("building the {entry} pipeline for {constants:?}: {e}")));
-        }
+        let described = format!("building the {entry} pipeline for {constants:?}");
+        let pipeline = self.scoped(
+            wgpu::ErrorFilter::Validation,
+            || {
+                self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions { constants: &values, ..Default::default() },
+                    cache: None,
+                })
+            },
+            move |e| device_err(format!("{described}: {e}")),
+        )?;
         cache.insert(key, pipeline.clone());
         Ok(pipeline)
     }
@@ -341,20 +354,22 @@ impl WgpuBackend {
             contents: params,
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         for (i, buf) in inputs.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: buf.as_entire_binding() });
         }
         entries.push(wgpu::BindGroupEntry { binding: 5, resource: out.as_entire_binding() });
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(entry),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(device_err(format!("{entry}: {e}")));
-        }
+        let bind = self.scoped(
+            wgpu::ErrorFilter::Validation,
+            || {
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(entry),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                })
+            },
+            move |e| device_err(format!("{entry}: {e}")),
+        )?;
         Ok((pipeline, bind))
     }
 
@@ -385,22 +400,19 @@ impl WgpuBackend {
         };
         let labels = std::mem::take(&mut pending.labels);
         // encoding errors (a bad binding, a copy out of range) surface when the encoder is finished
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let idx = self.queue.submit([enc.finish()]);
+        let idx = self.scoped(
+            wgpu::ErrorFilter::Validation,
+            || self.queue.submit([enc.finish()]),
+            move |e| device_err(format!("batch of {} ({}): {e}", labels.len(), labels.join(", "))),
+        )?;
         self.submissions.fetch_add(1, Ordering::Relaxed);
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(device_err(format!("batch of {} ({}): {e}", labels.len(), labels.join(", ")))),
-            None => Ok(Some(idx)),
-        }
+        Ok(Some(idx))
     }
 
     /// Submits the recorded work and waits for the device to finish everything submitted.
     pub(crate) fn wait_idle(&self) -> Result<()> {
-        self.flush()?;
-        self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(super::gpu_timeout()) })
-            .map_err(poll_err)?;
-        Ok(())
+        let idx = self.flush()?;
+        self.wait_submitted(idx)
     }
 
     /// Reads `bytes` of `buf` from byte `offset` (both multiples of 4) as f32.
@@ -420,17 +432,7 @@ impl WgpuBackend {
         })?;
         self.record("readback", |enc| enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes))?;
         let idx = self.flush()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::Wait { submission_index: idx, timeout: Some(super::gpu_timeout()) })
-            .map_err(poll_err)?;
-        rx.recv().map_err(device_err)?.map_err(device_err)?;
-        let data = staging.slice(..).get_mapped_range().to_vec();
-        staging.unmap();
-        Ok(data)
+        self.map_read(&staging, idx)
     }
 
     /// A 2-D grid of `n` one-per-row workgroups: (x, y, grid_x).
@@ -482,15 +484,10 @@ impl WgpuBackend {
         bytes: u64,
         alloc: impl FnOnce() -> wgpu::Buffer,
     ) -> Result<wgpu::Buffer> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = alloc();
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(device_err(format!(
-                "out of device memory allocating `{what}` ({bytes} bytes) on {}: {e}",
-                self.info.name
-            ))),
-            None => Ok(buf),
-        }
+        let (what, name) = (what.to_string(), self.info.name.clone());
+        self.scoped(wgpu::ErrorFilter::OutOfMemory, alloc, move |e| {
+            device_err(format!("out of device memory allocating `{what}` ({bytes} bytes) on {name}: {e}"))
+        })
     }
 
     pub(crate) fn check_size(&self, op: &'static str, what: &str, bytes: u64) -> Result<()> {

@@ -148,7 +148,6 @@ impl WgpuBackend {
         });
         let constants = msda_constants(WORKGROUP, dtype, ref_dim, pr);
         let pipeline = self.specialized_pipeline(&self.module, entry, &constants)?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut entries = vec![
             wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
             wgpu::BindGroupEntry { binding: 1, resource: bufs.value.as_entire_binding() },
@@ -159,14 +158,17 @@ impl WgpuBackend {
         if let (Form::Fused(_), Some(r)) = (pr.form, bufs.reference) {
             entries.push(wgpu::BindGroupEntry { binding: 5, resource: r.as_entire_binding() });
         }
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("ms_deform_attn"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(device_err(format!("building the {entry} pipeline: {e}")));
-        }
+        let bind = self.scoped(
+            wgpu::ErrorFilter::Validation,
+            || {
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("ms_deform_attn"),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                })
+            },
+            move |e| device_err(format!("binding {entry}: {e}")),
+        )?;
         Ok((pipeline, bind, (gx, gy)))
     }
 }

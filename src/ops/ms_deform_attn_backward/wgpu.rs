@@ -88,15 +88,17 @@ impl MsdaBackwardKernel for WgpuBackend {
             entries.extend(
                 bufs.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }),
             );
-            let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(entry),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
-            if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(device_err(format!("binding {entry}: {e}")));
-            }
+            let bind = self.scoped(
+                wgpu::ErrorFilter::Validation,
+                || {
+                    self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(entry),
+                        layout: &pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    })
+                },
+                move |e| device_err(format!("binding {entry}: {e}")),
+            )?;
             self.submit(entry, &pipeline, &bind, (gx, gy, 1))?;
         }
         Ok(MsdaGrads {

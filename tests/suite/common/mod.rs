@@ -355,12 +355,27 @@ pub fn front_tokens(
 /// gets its own hard link, so label caches written beside the model stay per test.
 /// `convert.rs` tests the conversion itself.
 pub fn converted_fixture(dir: &std::path::Path) -> std::path::PathBuf {
-    static CONVERTED: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> = std::sync::OnceLock::new();
-    let (_keep, model) = CONVERTED.get_or_init(|| {
+    static CONVERTED: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let model = CONVERTED.get_or_init(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = tempfile::tempdir().unwrap();
-        let tok = char_tokenizer(dir.path());
-        let model = dir.path().join("m.safetensors");
+        // a static is never dropped, so no temporary directory would ever remove this 856 MB
+        // file: it lives in target/tmp under this process's id, and the conversions of test
+        // processes that have ended are removed here
+        let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if std::path::Path::new("/proc/self").exists() {
+            for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("converted-fixture-") {
+                    if !std::path::Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let dir = base.join(format!("converted-fixture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tok = char_tokenizer(&dir);
+        let model = dir.join("m.safetensors");
         let c = std::process::Command::new(env!("CARGO_BIN_EXE_rlipv2"))
             .arg("convert")
             .arg(root.join("tests/fixtures/official_format_r50_parseda_v2_q128.pth"))
@@ -370,13 +385,54 @@ pub fn converted_fixture(dir: &std::path::Path) -> std::path::PathBuf {
             .output()
             .unwrap();
         assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
-        (dir, model)
+        model
     });
     let mine = dir.join("m.safetensors");
     if std::fs::hard_link(model, &mine).is_err() {
         std::fs::copy(model, &mine).unwrap();
     }
     mine
+}
+
+/// A model file with the fixture's configuration changed by `edit` and [`formula_weight`]s for
+/// every image-path tensor it names and for the hico label embeddings (no text encoder; the
+/// metadata kept), as `dir/<name>.safetensors`. Unlike the fixture's constant weights, its
+/// outputs depend on the image (and its padding), and its triplets' scores differ.
+pub fn formula_model(
+    dir: &std::path::Path,
+    name: &str,
+    edit: impl FnOnce(&mut rlipv2::model::Config),
+) -> std::path::PathBuf {
+    let fixture = converted_fixture(dir);
+    let file = rlipv2::io::weights::WeightFile::open(&fixture).unwrap();
+    let meta = rlipv2::convert::META_CONFIG;
+    let mut config: rlipv2::model::Config = serde_json::from_str(&file.metadata[meta]).unwrap();
+    edit(&mut config);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = rlipv2::model::schema::expected(&config)
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("transformer.text_encoder."))
+        .map(|(n, s)| {
+            let v = formula_weight(&n, &s);
+            (n, s, v)
+        })
+        .collect();
+    // the fixture's baked label embeddings come from its constant text encoder: every label's row
+    // is alike, so every triplet would score alike; formula rows tell the labels apart
+    let labels = rlipv2::convert::label_tensor("hico");
+    let shape = file.shape(&labels).unwrap().to_vec();
+    tensors.push((labels.clone(), shape.clone(), formula_weight(&labels, &shape)));
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            let t = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(v));
+            (n.clone(), t.unwrap())
+        })
+        .collect();
+    let mut metadata = file.metadata.clone();
+    metadata.insert(meta.to_string(), serde_json::to_string(&config).unwrap());
+    let path = dir.join(format!("{name}.safetensors"));
+    safetensors::tensor::serialize_to_file(views, Some(metadata), &path).unwrap();
+    path
 }
 
 /// `f()` for `key`, computed once per test process and shared: the oracle's results for a case
