@@ -18,6 +18,9 @@ export function missing() {
 export async function load() {
   const why = missing();
   if (why) throw new Error(why);
+  if (!(await navigator.gpu.requestAdapter())) {
+    throw new Error("This browser has WebGPU but offers no GPU adapter (no usable GPU or driver, or the GPU is blocklisted; on Linux, Chrome needs --enable-unsafe-webgpu).");
+  }
   const exports = await init();
   const run = WebAssembly.promising(exports.rlipv2_run);
   let queue = Promise.resolve();

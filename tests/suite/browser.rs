@@ -6,7 +6,8 @@
 //! - `detect` in the page (file pickers, the button) on the converted fixture: the native cpu
 //!   backend's document (same triplets in the same order, scores and boxes within tolerance);
 //! - the screenshot of the page's canvas: where the native drawing of those triplets changes
-//!   the image (box edges, link, caption), the screenshot has the drawing's pixels.
+//!   the image (box edges, link, caption), the screenshot has the drawing's pixels;
+//! - in a chromium without WebGPU, the page says so instead of failing silently.
 //!
 //! Needs `web/pkg` (`web/build.sh`), node with `web/node_modules` (`npm install` in `web/`) and
 //! chromium (`$RLIPV2_CHROMIUM` or /usr/bin/chromium). Without them: `SKIP browser: <why>`;
@@ -133,10 +134,10 @@ fn browser_page_matches_native_backends() {
         c.enc_layers = 2;
         c.dec_layers = 1;
     });
-    // 1000×50: pre-processed to 1333×67 (a short forward), drawn at twice the size of its strokes
+    // 1000×25: pre-processed to 1333×33 (a short forward), drawn at twice the size of its strokes
     let image = dir.path().join("wide.png");
-    let data = (0..1000 * 50 * 3).map(|i| ((i * 37 + i / 3000 * 11) % 251) as u8).collect();
-    let img = rlipv2::model::preprocess::RgbImage { width: 1000, height: 50, data };
+    let data = (0..1000 * 25 * 3).map(|i| ((i * 37 + i / 3000 * 11) % 251) as u8).collect();
+    let img = rlipv2::model::preprocess::RgbImage { width: 1000, height: 25, data };
     rlipv2::io::draw::save_png(&img, &image).unwrap();
     let specs = specs();
     let cases = dir.path().join("msda.json");
@@ -153,6 +154,10 @@ fn browser_page_matches_native_backends() {
             image.as_os_str(),
         ],
     );
+
+    // a browser without WebGPU (chromium without --enable-unsafe-webgpu, no adapter here) is told so
+    let said = std::fs::read_to_string(out.join("no-webgpu.txt")).unwrap();
+    assert!(said.contains("WebGPU") && said.ends_with("\nerror"), "the page without WebGPU said: {said}");
 
     // ms_deform_attn: the page's output against the oracle and the native cpu backend
     let cpu = CpuBackend::new();

@@ -190,17 +190,13 @@ fn detect_graph_swin_tiny_matches_official_on_every_backend() {
 }
 
 /// RLIP_ParSeDA_v2 with Swin-L at full width (C = 192, 24 blocks), the whole graph
-/// (`tools/official_detect.py --backbone swin_large`), on every backend.
+/// (`tools/official_detect.py --backbone swin_large`), on cpu, wgpu and CUDA. Swin-L differs from
+/// Swin-T (every backend, above) only in width and depth, and its ops are tested on every
+/// backend: the oracle and cubecl's lavapipe run would only repeat them, at CI's expense.
 #[test]
-fn detect_graph_swin_large_matches_official_on_every_backend() {
+fn detect_graph_swin_large_matches_official() {
     check_backbone(
-        &[
-            BackendKind::Cpu,
-            BackendKind::Reference,
-            BackendKind::Wgpu,
-            BackendKind::CubeclWgpu,
-            BackendKind::CubeclCuda,
-        ],
+        &[BackendKind::Cpu, BackendKind::Wgpu, BackendKind::CubeclCuda],
         Variant::ParSeDA,
         false,
         "swin_large",

@@ -3,7 +3,8 @@
 //
 //   node web/tests/drive.mjs --out DIR [--msda CASES.json] [--model M.safetensors --image I.png]
 //
-// DIR/open.json: the opened GPU. For each spec i of CASES.json (a JSON array of the page's msda
+// DIR/open.json: the opened GPU; DIR/no-webgpu.txt: what the page says in a chromium started
+// without --enable-unsafe-webgpu (no adapter here). For each spec i of CASES.json (a JSON array of the page's msda
 // specs): DIR/msda-i.json (the job's answer) and DIR/msda-i-<tensor>.f32 (value, a, b, c,
 // output; little-endian f32). With --model and --image: the page's Detect tab is used as a
 // visitor would (file pickers, the button) and DIR/detect.json is its document, DIR/canvas.png
@@ -42,18 +43,37 @@ const server = http.createServer((req, res) => {
 await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
 
 // this machine's network is closed: no background connections, no component updates
-const browser = await chromium.launch({
+const launch = (webgpu) => chromium.launch({
   executablePath: process.env.RLIPV2_CHROMIUM ?? "/usr/bin/chromium",
   headless: true,
-  args: ["--enable-unsafe-webgpu", "--no-sandbox", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic"],
+  args: [...(webgpu ? ["--enable-unsafe-webgpu"] : []), "--no-sandbox", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"],
 });
+const url = `http://127.0.0.1:${server.address().port}/index.html`;
 let failed = null;
+// without WebGPU: the page must say so
 try {
+  const plain = await launch(false);
+  try {
+    const page = await plain.newPage();
+    await page.goto(url);
+    await page.waitForFunction(() => window.rlipv2Ready || window.rlipv2Error, null, { timeout: 60_000 });
+    const said = await page.evaluate(() => `${window.rlipv2Error ?? "ready"}\n${document.getElementById("status").className}`);
+    fs.writeFileSync(out("no-webgpu.txt"), said);
+    step(`without --enable-unsafe-webgpu: ${said.split("\n")[0]}`);
+  } finally {
+    await plain.close();
+  }
+} catch (e) {
+  failed = e;
+}
+const browser = await launch(true);
+try {
+  if (failed) throw failed;
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   page.on("console", (m) => m.type() === "error" && console.error(`page console: ${m.text()}`));
   page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
-  await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
+  await page.goto(url);
   await page.waitForFunction(() => window.rlipv2Ready || window.rlipv2Error, null, { timeout: 120_000 });
   const error = await page.evaluate(() => window.rlipv2Error);
   if (error) throw new Error(`the page could not start: ${error}`);
