@@ -6,7 +6,9 @@ const status = (text, error = false) => {
   $("status").textContent = text;
   $("status").className = error ? "error" : "";
 };
-const fail = (e) => status(String(e && e.message ? e.message : e), true);
+const fail = (e) => status(e instanceof WebAssembly.RuntimeError
+  ? `rlipv2 stopped with an internal error (${e.message}; details in the browser console): reload the page to start again.`
+  : String(e && e.message ? e.message : e), true);
 const row = (cells) => {
   const tr = document.createElement("tr");
   for (const c of cells) tr.appendChild(document.createElement("td")).textContent = c;

@@ -359,18 +359,29 @@ impl WgpuBackend {
             entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: buf.as_entire_binding() });
         }
         entries.push(wgpu::BindGroupEntry { binding: 5, resource: out.as_entire_binding() });
-        let bind = self.scoped(
+        let bind = self.bind_group(&pipeline, entry, &entries)?;
+        Ok((pipeline, bind))
+    }
+
+    /// A bind group of `pipeline`'s layout over `entries` (labelled `entry`); a binding the
+    /// layout refuses is an error naming `entry` (see [`WgpuBackend::scoped`]).
+    pub(crate) fn bind_group(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        entry: &'static str,
+        entries: &[wgpu::BindGroupEntry],
+    ) -> Result<wgpu::BindGroup> {
+        self.scoped(
             wgpu::ErrorFilter::Validation,
             || {
                 self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(entry),
                     layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
+                    entries,
                 })
             },
-            move |e| device_err(format!("{entry}: {e}")),
-        )?;
-        Ok((pipeline, bind))
+            move |e| device_err(format!("binding {entry}: {e}")),
+        )
     }
 
     /// Records `commands` (a compute pass or copies, labelled `label`) after the resident work

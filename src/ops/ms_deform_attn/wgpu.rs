@@ -5,7 +5,7 @@
 use wgpu::util::DeviceExt;
 
 use super::MsdaKernel;
-use crate::backend::wgpu::{device_err, WgpuBackend};
+use crate::backend::wgpu::WgpuBackend;
 use crate::backend::{Checked, Prepared, Tensor};
 use crate::error::{Error, Result};
 use crate::problem::ms_deform_attn::{MAX_LEVELS, OP};
@@ -158,17 +158,7 @@ impl WgpuBackend {
         if let (Form::Fused(_), Some(r)) = (pr.form, bufs.reference) {
             entries.push(wgpu::BindGroupEntry { binding: 5, resource: r.as_entire_binding() });
         }
-        let bind = self.scoped(
-            wgpu::ErrorFilter::Validation,
-            || {
-                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("ms_deform_attn"),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                })
-            },
-            move |e| device_err(format!("binding {entry}: {e}")),
-        )?;
+        let bind = self.bind_group(&pipeline, entry, &entries)?;
         Ok((pipeline, bind, (gx, gy)))
     }
 }

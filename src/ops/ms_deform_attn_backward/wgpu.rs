@@ -3,7 +3,7 @@
 //! with integer atomics (exact, so deterministic), then converted to f32.
 
 use super::{MsdaBackwardKernel, MsdaGrads, OP};
-use crate::backend::wgpu::{device_err, WgpuBackend};
+use crate::backend::wgpu::WgpuBackend;
 use crate::backend::Checked;
 use crate::error::Result;
 use crate::ops::ms_deform_attn::wgpu::{msda_constants, MsdaParams};
@@ -88,17 +88,7 @@ impl MsdaBackwardKernel for WgpuBackend {
             entries.extend(
                 bufs.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }),
             );
-            let bind = self.scoped(
-                wgpu::ErrorFilter::Validation,
-                || {
-                    self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(entry),
-                        layout: &pipeline.get_bind_group_layout(0),
-                        entries: &entries,
-                    })
-                },
-                move |e| device_err(format!("binding {entry}: {e}")),
-            )?;
+            let bind = self.bind_group(&pipeline, entry, &entries)?;
             self.submit(entry, &pipeline, &bind, (gx, gy, 1))?;
         }
         Ok(MsdaGrads {
