@@ -62,7 +62,8 @@ impl Error {
     ) -> Self {
         Error::Shape { op, what: what.into(), expected: format!("{expected:?}"), got: format!("{got:?}") }
     }
-    pub(crate) fn limit(op: &'static str, what: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// [`Error::Limit`]: `op` cannot take `what`, for `reason`.
+    pub fn limit(op: &'static str, what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Limit { op, what: what.into(), reason: reason.into() }
     }
 }

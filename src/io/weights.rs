@@ -37,22 +37,6 @@ impl ReadAt for File {
     }
 }
 
-impl ReadAt for Vec<u8> {
-    fn size(&self) -> std::io::Result<u64> {
-        Ok(self.as_slice().len() as u64)
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        let end = usize::try_from(offset).ok().and_then(|o| o.checked_add(buf.len()).map(|e| (o, e)));
-        match end {
-            Some((o, e)) if e <= self.as_slice().len() => {
-                buf.copy_from_slice(&self[o..e]);
-                Ok(())
-            }
-            _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
-        }
-    }
-}
-
 /// A model file read tensor by tensor (no whole-file copy): `get(name, shape)` with errors naming the tensor.
 pub struct WeightFile {
     path: PathBuf,

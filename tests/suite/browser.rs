@@ -54,11 +54,7 @@ fn browser_or_skip() -> bool {
     let Some(why) = missing() else {
         return true;
     };
-    let required = std::env::var("RLIPV2_REQUIRE_BACKENDS").unwrap_or_default();
-    if required.split(',').any(|r| r.trim() == "browser") {
-        panic!("browser is required by RLIPV2_REQUIRE_BACKENDS={required} but cannot run: {why}");
-    }
-    println!("SKIP browser: {why}");
+    crate::common::skip("browser", why);
     false
 }
 
@@ -107,12 +103,7 @@ fn specs() -> Vec<(&'static str, Value)> {
 fn problem_of(answer: &Value) -> MsDeformAttnProblem {
     let p = &answer["problem"];
     let n = |k: &str| p[k].as_u64().unwrap() as usize;
-    let levels: Vec<(usize, usize)> = p["levels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| (l[0].as_u64().unwrap() as usize, l[1].as_u64().unwrap() as usize))
-        .collect();
+    let levels = crate::common::json_levels(&p["levels"]);
     let form = match p["form"].as_str().unwrap() {
         "official" => Form::Official,
         "points" => Form::Fused(RefKind::Points),

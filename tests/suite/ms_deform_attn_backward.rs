@@ -293,12 +293,7 @@ fn gradients_match_pytorch_autograd() {
     let j: serde_json::Value = serde_json::from_str(&text).unwrap();
     let n = |k: &str| j[k].as_u64().unwrap() as usize;
     let v = |k: &str| j[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<f32>>();
-    let levels: Vec<(usize, usize)> = j["levels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| (l[0].as_u64().unwrap() as usize, l[1].as_u64().unwrap() as usize))
-        .collect();
+    let levels = crate::common::json_levels(&j["levels"]);
     let pr = MsDeformAttnProblem::new(
         n("batch"),
         n("queries"),

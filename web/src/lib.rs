@@ -127,10 +127,6 @@ pub fn open() -> std::result::Result<(), JsError> {
     }))
 }
 
-fn limit(op: &'static str, what: &str, reason: impl Into<String>) -> Error {
-    Error::Limit { op, what: what.into(), reason: reason.into() }
-}
-
 fn backend(s: &Session) -> Result<Arc<WgpuBackend>> {
     s.backend.clone().ok_or_else(|| Error::BackendUnavailable {
         backend: "wgpu".into(),
@@ -191,7 +187,7 @@ pub fn load_model(name: String, bytes: js_sys::Uint8Array) -> std::result::Resul
 pub fn detect(name: String, bytes: Vec<u8>, top_k: u32, threshold: f32, draw: u32) -> std::result::Result<(), JsError> {
     queue(Box::new(move |s| {
         let be = backend(s)?;
-        let m = s.model.as_ref().ok_or_else(|| limit("detect", "model", "no model loaded"))?;
+        let m = s.model.as_ref().ok_or_else(|| Error::limit("detect", "model", "no model loaded"))?;
         let img = rlipv2::io::image::decode_rgb(&name, &bytes)?;
         drop(bytes);
         let post = Post::new(top_k as usize, threshold, false);
@@ -230,7 +226,7 @@ pub fn take_drawn() -> Option<Vec<u8>> {
 pub fn msda(spec: String) -> std::result::Result<(), JsError> {
     queue(Box::new(move |s| {
         let be = backend(s)?;
-        let bad = |reason: String| limit("ms_deform_attn", "spec", reason);
+        let bad = |reason: String| Error::limit("ms_deform_attn", "spec", reason);
         let spec: Value = serde_json::from_str(&spec).map_err(|e| bad(e.to_string()))?;
         let dim = |k: &str| spec[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(format!("`{k}` must be a count")));
         let form = match spec["form"].as_str().unwrap_or("points") {

@@ -55,24 +55,24 @@ pub fn set_event_loop_yield(f: fn()) {
 
 #[cfg(target_arch = "wasm32")]
 mod web {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     use crate::error::Result;
 
-    static YIELD: AtomicUsize = AtomicUsize::new(0);
+    static YIELD: Mutex<Option<fn()>> = Mutex::new(None);
 
     pub(super) fn set(f: fn()) {
-        YIELD.store(f as usize, Ordering::Relaxed);
+        if let Ok(mut y) = YIELD.lock() {
+            *y = Some(f);
+        }
     }
 
     pub(super) fn yield_fn() -> Result<fn()> {
-        match YIELD.load(Ordering::Relaxed) {
-            0 => Err(super::device_err(
+        YIELD.lock().ok().and_then(|y| *y).ok_or_else(|| {
+            super::device_err(
                 "waiting for WebGPU needs the page's event-loop yield (rlipv2::backend::wgpu::set_event_loop_yield)",
-            )),
-            // SAFETY: the only non-zero value stored is a `fn()` (set above)
-            p => Ok(unsafe { std::mem::transmute::<usize, fn()>(p) }),
-        }
+            )
+        })
     }
 }
 
@@ -190,20 +190,20 @@ impl WgpuBackend {
         let mapped = Slot::new();
         let m = mapped.clone();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| m.set(r));
+        // natively the map callback runs inside the device wait; in the browser a promise settles
         #[cfg(not(target_arch = "wasm32"))]
         let r = {
-            self.device
-                .poll(wgpu::PollType::Wait { submission_index: idx, timeout: Some(crate::backend::gpu_timeout()) })
-                .map_err(super::poll_err)?;
+            self.wait_submitted(idx)?;
             mapped.take().ok_or_else(|| device_err("the readback buffer was not mapped when the device finished"))?
         };
         #[cfg(target_arch = "wasm32")]
         let r = {
             let _ = idx;
-            block_on(mapped)?
+            let r = block_on(mapped)?;
+            self.check_deferred()?;
+            r
         };
         r.map_err(device_err)?;
-        self.check_deferred()?;
         let data = staging.slice(..).get_mapped_range().to_vec();
         staging.unmap();
         Ok(data)

@@ -31,14 +31,24 @@ pub fn open_or_skip(kind: BackendKind) -> Option<Box<dyn Backend>> {
             Some(b)
         }
         Err(e) => {
-            let required = std::env::var("RLIPV2_REQUIRE_BACKENDS").unwrap_or_default();
-            if required.split(',').any(|r| r.trim() == kind.name()) {
-                panic!("{kind} is required by RLIPV2_REQUIRE_BACKENDS={required} but unavailable: {e}");
-            }
-            println!("SKIP {kind}: {e}");
+            skip(kind.name(), e);
             None
         }
     }
+}
+
+/// Prints `SKIP <name>: <why>`, or fails if `RLIPV2_REQUIRE_BACKENDS` (comma-separated) names it.
+pub fn skip(name: &str, why: impl std::fmt::Display) {
+    let required = std::env::var("RLIPV2_REQUIRE_BACKENDS").unwrap_or_default();
+    if required.split(',').any(|r| r.trim() == name) {
+        panic!("{name} is required by RLIPV2_REQUIRE_BACKENDS={required} but unavailable: {why}");
+    }
+    println!("SKIP {name}: {why}");
+}
+
+/// `[[H, W], …]` in a JSON document as level shapes.
+pub fn json_levels(v: &serde_json::Value) -> Vec<(usize, usize)> {
+    v.as_array().unwrap().iter().map(|l| (l[0].as_u64().unwrap() as usize, l[1].as_u64().unwrap() as usize)).collect()
 }
 
 pub struct Case {
